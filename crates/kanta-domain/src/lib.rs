@@ -1,0 +1,8 @@
+//! The language of the Kanta platform: newtypes built once at the border, and the facts and rules
+//! that decide who may see or do what.
+//!
+//! Architecture invariant: this crate does no I/O and never reads the clock. `now` is a parameter.
+
+pub mod hetu;
+pub mod ids;
+pub mod population;

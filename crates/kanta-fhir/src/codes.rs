@@ -1,0 +1,31 @@
+//! Code systems, identifier systems and extension URLs the platform reads. One place to change them.
+//! See `docs/fhir-conventions.md`.
+
+/// HETU, the Finnish personal identity code.
+pub const HETU_SYSTEM: &str = "urn:oid:1.2.246.21";
+/// AR/YDIN – Näkymät: the national views of the Patient Data Repository.
+pub const NATIONAL_VIEW_SYSTEM: &str = "urn:oid:1.2.246.537.6.12.2002";
+/// A view local to one organisation (never shown in MyKanta).
+pub const LOCAL_VIEW_SYSTEM: &str = "urn:kanta:cs:local-view";
+/// eArkisto patient-document register ids (2 public, 3 private, 4 occupational health, ...).
+pub const REGISTER_SYSTEM: &str = "urn:oid:1.2.246.537.5.40150";
+/// Delayed display in MyKanta: the first instant the data may be shown.
+pub const RELEASE_FOR_PATIENT_VIEWING_URL: &str =
+    "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/release-for-patient-viewing";
+/// Minor's capacity and will about disclosure to guardians, recorded per service event.
+pub const RESTRICTION_PARENT_URL: &str =
+    "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/restriction-parent";
+pub const RESTRICTION_PARENT_SYSTEM: &str = "urn:oid:1.2.246.537.5.40202.201901";
+/// Non-disclosure for personal safety.
+pub const SECURITY_LABEL_SYSTEM: &str =
+    "https://hl7.fi/fhir/finnish-base-profiles/CodeSystem/fi-base-security-label-cs";
+pub const TURVAKIELTO: &str = "TURVAKIELTO";
+/// Kanta's own security codes (e.g. `other-person`: contains another person's data).
+pub const KANTA_SECURITY_SYSTEM: &str = "urn:kanta:cs:security";
+pub const DOCUMENT_FORM_SYSTEM: &str = "urn:kanta:cs:document-form";
+/// Relations in the population register import.
+pub const POPULATION_RELATION_SYSTEM: &str = "urn:kanta:cs:population-relation";
+pub const CUSTODY_AGREEMENT_URL: &str = "urn:kanta:ext:custody-agreement";
+pub const CUSTODY_AGREEMENT_SYSTEM: &str = "urn:kanta:cs:custody-agreement";
+/// ICD-10, Finnish edition.
+pub const ICD10_SYSTEM: &str = "urn:oid:1.2.246.537.6.1";

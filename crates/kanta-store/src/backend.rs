@@ -1,0 +1,564 @@
+//! The two backends. Their SQL is the same text (positional `$n` parameters work on both); what
+//! differs is the driver, the connection set-up, row locking and the migrations directory. One
+//! macro stamps out both so that the two can never drift apart in behaviour — the conformance suite
+//! checks the rest.
+
+use crate::write::{apply, new_patient_key, Row, Tx};
+use crate::{
+    Backend, ClientRecord, Cursor, ImportSummary, Page, Result, SearchQuery, Store, StoreError,
+    Stored, WriteRequest, Written,
+};
+use async_trait::async_trait;
+use kanta_domain::hetu::Hetu;
+use kanta_domain::ids::{OrgId, PatientKey};
+use kanta_domain::population::{CustodyAgreement, Person, PersonRecord, Relation, RelationKind};
+use kanta_fhir::resource::scope_of;
+use kanta_fhir::{datetime, ErrorKind, FhirError, Scope};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::types::Json;
+use sqlx::{Row as _, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const STORED_COLUMNS: &str = "resource_type, id, version_id, last_updated, body";
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        // One writer connection: SQLite serialises writers anyway, and a single writer never meets
+        // SQLITE_BUSY on a read-to-write upgrade. Readers run in parallel under WAL.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(false))
+            .await?;
+        Ok(SqliteStore { read, write })
+    }
+}
+
+pub struct PgStore {
+    read: PgPool,
+    write: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PgStore {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+}
+
+fn ts(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn parse_date(s: &str) -> Result<time::Date> {
+    datetime::parse_date(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad date '{s}' in the register")))
+}
+
+fn hetu(s: &str) -> Result<Hetu> {
+    Hetu::parse(s).map_err(|e| StoreError::Corrupt(format!("stored HETU is invalid: {}", e.code())))
+}
+
+/// A unique-key violation means two writers raced for the same id: a conflict, not a crash.
+fn conflict_on_unique(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Fhir(FhirError::new(
+            ErrorKind::Conflict,
+            "a concurrent write created the same resource; read it and retry",
+        )),
+        _ => StoreError::Database(e),
+    }
+}
+
+macro_rules! backend {
+    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $migrator:expr) => {
+        pub(crate) struct $tx {
+            tx: Transaction<'static, $db>,
+        }
+
+        impl $tx {
+            async fn claim(&mut self, hetu: &str, candidate: PatientKey, now: i64) -> Result<(PatientKey, Option<String>)> {
+                sqlx::query("INSERT INTO patient_hetu (hetu, patient_key, created_at) VALUES ($1, $2, $3) ON CONFLICT (hetu) DO NOTHING")
+                    .bind(hetu)
+                    .bind(candidate.0)
+                    .bind(now)
+                    .execute(&mut *self.tx)
+                    .await?;
+                let row = sqlx::query(concat!("SELECT patient_key, patient_resource_id FROM patient_hetu WHERE hetu = $1", $for_update))
+                    .bind(hetu)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                Ok((PatientKey(row.try_get(0)?), row.try_get(1)?))
+            }
+
+            async fn stored(&mut self, key: Option<PatientKey>, t: &str, id: &str) -> Result<Option<Stored>> {
+                let row = match key {
+                    Some(k) => sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM resource WHERE patient_key = $1 AND resource_type = $2 AND id = $3"))
+                        .bind(k.0).bind(t).bind(id).fetch_optional(&mut *self.tx).await?,
+                    None => sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM shared_resource WHERE resource_type = $1 AND id = $2"))
+                        .bind(t).bind(id).fetch_optional(&mut *self.tx).await?,
+                };
+                row.map(|r| decode(&r, key)).transpose()
+            }
+        }
+
+        fn decode(row: &<$db as sqlx::Database>::Row, key: Option<PatientKey>) -> Result<Stored> {
+            let Json(body): Json<Value> = row.try_get("body")?;
+            Ok(Stored {
+                resource_type: row.try_get("resource_type")?,
+                id: row.try_get("id")?,
+                version: row.try_get("version_id")?,
+                last_updated: ts(row.try_get("last_updated")?),
+                patient: key,
+                body,
+            })
+        }
+
+        #[async_trait]
+        impl Tx for $tx {
+            async fn locate(&mut self, resource_type: &str, id: &str) -> Result<Option<PatientKey>> {
+                let key: Option<i64> = sqlx::query_scalar("SELECT patient_key FROM resource_locator WHERE resource_type = $1 AND id = $2")
+                    .bind(resource_type)
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(key.map(PatientKey))
+            }
+
+            async fn current_version(&mut self, key: Option<PatientKey>, t: &str, id: &str) -> Result<Option<i32>> {
+                let v: Option<i32> = match key {
+                    Some(k) => sqlx::query_scalar(concat!("SELECT version_id FROM resource WHERE patient_key = $1 AND resource_type = $2 AND id = $3", $for_update))
+                        .bind(k.0).bind(t).bind(id).fetch_optional(&mut *self.tx).await?,
+                    None => sqlx::query_scalar(concat!("SELECT version_id FROM shared_resource WHERE resource_type = $1 AND id = $2", $for_update))
+                        .bind(t).bind(id).fetch_optional(&mut *self.tx).await?,
+                };
+                Ok(v)
+            }
+
+            async fn get(&mut self, key: Option<PatientKey>, t: &str, id: &str) -> Result<Option<Stored>> {
+                self.stored(key, t, id).await
+            }
+
+            async fn claim_hetu(&mut self, hetu: &str, candidate: PatientKey, now: i64) -> Result<(PatientKey, Option<String>)> {
+                self.claim(hetu, candidate, now).await
+            }
+
+            async fn hetu_lookup(&mut self, hetu: &str) -> Result<Option<(PatientKey, Option<String>)>> {
+                let row = sqlx::query("SELECT patient_key, patient_resource_id FROM patient_hetu WHERE hetu = $1")
+                    .bind(hetu)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                row.map(|r| Ok((PatientKey(r.try_get(0)?), r.try_get(1)?))).transpose()
+            }
+
+            async fn set_patient_resource(&mut self, hetu: &str, id: &str) -> Result<()> {
+                sqlx::query("UPDATE patient_hetu SET patient_resource_id = $1 WHERE hetu = $2")
+                    .bind(id)
+                    .bind(hetu)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn find_token(&mut self, scope: Scope, t: &str, system: &str, value: &str) -> Result<Vec<String>> {
+                let sql = match scope {
+                    Scope::Patient => "SELECT id FROM resource_token WHERE resource_type = $1 AND system = $2 AND value = $3",
+                    Scope::Shared => "SELECT id FROM shared_token WHERE resource_type = $1 AND system = $2 AND value = $3",
+                };
+                Ok(sqlx::query_scalar(sql).bind(t).bind(system).bind(value).fetch_all(&mut *self.tx).await?)
+            }
+
+            async fn put(&mut self, row: Row<'_>) -> Result<()> {
+                let body = Json(row.body);
+                match row.patient_key {
+                    Some(k) => {
+                        if row.version == 1 {
+                            sqlx::query("INSERT INTO resource_locator (resource_type, id, patient_key) VALUES ($1, $2, $3)")
+                                .bind(row.resource_type).bind(row.id).bind(k.0)
+                                .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                        }
+                        sqlx::query(
+                            "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, body) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                             ON CONFLICT (patient_key, resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+                             last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
+                             org_id = excluded.org_id, body = excluded.body",
+                        )
+                        .bind(k.0).bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
+                        .bind(row.effective_at).bind(row.status).bind(row.org_id).bind(&body)
+                        .execute(&mut *self.tx).await?;
+                        sqlx::query(
+                            "INSERT INTO resource_version (patient_key, resource_type, id, version_id, last_updated, org_id, body) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(k.0).bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
+                        .bind(row.org_id).bind(&body)
+                        .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                        if row.version > 1 {
+                            sqlx::query("DELETE FROM resource_token WHERE patient_key = $1 AND resource_type = $2 AND id = $3")
+                                .bind(k.0).bind(row.resource_type).bind(row.id)
+                                .execute(&mut *self.tx).await?;
+                        }
+                        for (system, value) in row.tokens {
+                            sqlx::query("INSERT INTO resource_token (patient_key, resource_type, system, value, id) VALUES ($1, $2, $3, $4, $5)")
+                                .bind(k.0).bind(row.resource_type).bind(system).bind(value).bind(row.id)
+                                .execute(&mut *self.tx).await?;
+                        }
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO shared_resource (resource_type, id, version_id, last_updated, effective_at, status, org_id, body) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                             ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+                             last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
+                             org_id = excluded.org_id, body = excluded.body",
+                        )
+                        .bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
+                        .bind(row.effective_at).bind(row.status).bind(row.org_id).bind(&body)
+                        .execute(&mut *self.tx).await?;
+                        sqlx::query(
+                            "INSERT INTO shared_resource_version (resource_type, id, version_id, last_updated, org_id, body) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
+                        .bind(row.org_id).bind(&body)
+                        .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                        sqlx::query("DELETE FROM shared_token WHERE resource_type = $1 AND id = $2")
+                            .bind(row.resource_type).bind(row.id)
+                            .execute(&mut *self.tx).await?;
+                        for (system, value) in row.tokens {
+                            sqlx::query("INSERT INTO shared_token (resource_type, system, value, id) VALUES ($1, $2, $3, $4)")
+                                .bind(row.resource_type).bind(system).bind(value).bind(row.id)
+                                .execute(&mut *self.tx).await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        impl $store {
+            async fn locate(&self, t: &str, id: &str) -> Result<Option<PatientKey>> {
+                let key: Option<i64> = sqlx::query_scalar("SELECT patient_key FROM resource_locator WHERE resource_type = $1 AND id = $2")
+                    .bind(t).bind(id).fetch_optional(&self.read).await?;
+                Ok(key.map(PatientKey))
+            }
+
+            async fn key_of(&self, hetu: &str) -> Result<Option<(PatientKey, Option<String>)>> {
+                let row = sqlx::query("SELECT patient_key, patient_resource_id FROM patient_hetu WHERE hetu = $1")
+                    .bind(hetu).fetch_optional(&self.read).await?;
+                row.map(|r| Ok((PatientKey(r.try_get(0)?), r.try_get(1)?))).transpose()
+            }
+
+            async fn relations_about(&self, key: PatientKey, subject: &Hetu) -> Result<Vec<Relation>> {
+                let rows = sqlx::query("SELECT kind, holder_hetu, start_date, end_date, custody FROM relation WHERE patient_key = $1 ORDER BY kind, holder_hetu")
+                    .bind(key.0).fetch_all(&self.read).await?;
+                rows.iter().map(|r| relation_row(r, subject.clone(), hetu(&r.try_get::<String, _>(1)?)?)).collect()
+            }
+        }
+
+        fn relation_row(r: &<$db as sqlx::Database>::Row, subject: Hetu, holder: Hetu) -> Result<Relation> {
+            let kind: String = r.try_get("kind")?;
+            let start: Option<String> = r.try_get("start_date")?;
+            let end: Option<String> = r.try_get("end_date")?;
+            let custody: Option<String> = r.try_get("custody")?;
+            Ok(Relation {
+                kind: RelationKind::from_code(&kind).ok_or_else(|| StoreError::Corrupt(format!("relation kind {kind}")))?,
+                subject,
+                holder,
+                start: start.as_deref().map(parse_date).transpose()?,
+                end: end.as_deref().map(parse_date).transpose()?,
+                custody: custody.as_deref().and_then(CustodyAgreement::from_code),
+            })
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                $migrator.run(&self.write).await?;
+                Ok(())
+            }
+
+            async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Vec<Written>> {
+                let mut tx = $tx { tx: self.write.begin().await? };
+                let written = apply(&mut tx, request, now).await?;
+                tx.tx.commit().await?;
+                Ok(written)
+            }
+
+            async fn read(&self, t: &str, id: &str) -> Result<Option<Stored>> {
+                let row = match scope_of(t) {
+                    Some(Scope::Patient) => {
+                        let Some(key) = self.locate(t, id).await? else { return Ok(None) };
+                        sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM resource WHERE patient_key = $1 AND resource_type = $2 AND id = $3"))
+                            .bind(key.0).bind(t).bind(id).fetch_optional(&self.read).await?
+                            .map(|r| decode(&r, Some(key)))
+                    }
+                    Some(Scope::Shared) => sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM shared_resource WHERE resource_type = $1 AND id = $2"))
+                        .bind(t).bind(id).fetch_optional(&self.read).await?
+                        .map(|r| decode(&r, None)),
+                    None => None,
+                };
+                row.transpose()
+            }
+
+            async fn vread(&self, t: &str, id: &str, version: i32) -> Result<Option<Stored>> {
+                Ok(self.history(t, id).await?.into_iter().find(|s| s.version == version))
+            }
+
+            async fn history(&self, t: &str, id: &str) -> Result<Vec<Stored>> {
+                let rows = match scope_of(t) {
+                    Some(Scope::Patient) => {
+                        let Some(key) = self.locate(t, id).await? else { return Ok(vec![]) };
+                        sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM resource_version WHERE patient_key = $1 AND resource_type = $2 AND id = $3 ORDER BY version_id DESC"))
+                            .bind(key.0).bind(t).bind(id).fetch_all(&self.read).await?
+                            .iter().map(|r| decode(r, Some(key))).collect::<Result<Vec<_>>>()?
+                    }
+                    Some(Scope::Shared) => sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM shared_resource_version WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC"))
+                        .bind(t).bind(id).fetch_all(&self.read).await?
+                        .iter().map(|r| decode(r, None)).collect::<Result<Vec<_>>>()?,
+                    None => vec![],
+                };
+                Ok(rows)
+            }
+
+            async fn search(&self, q: &SearchQuery) -> Result<Page> {
+                let scope = scope_of(&q.resource_type)
+                    .ok_or_else(|| FhirError::bad_request(format!("resource type '{}' is not supported", q.resource_type)))?;
+                let (cmp, dir) = if q.ascending { (">", "ASC") } else { ("<", "DESC") };
+                let limit = i64::try_from(q.count).unwrap_or(1000) + 1;
+                let mut sql = String::new();
+                let mut n = 0;
+                let mut next = || { n += 1; format!("${n}") };
+                let table = if scope == Scope::Patient { "resource" } else { "shared_resource" };
+                let key_col = if scope == Scope::Patient { "r.patient_key" } else { "NULL" };
+                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.version_id, r.last_updated, r.effective_at, r.body FROM {table} r "));
+                if q.identifier.is_some() {
+                    let tokens = if scope == Scope::Patient { "resource_token" } else { "shared_token" };
+                    let join_key = if scope == Scope::Patient { "t.patient_key = r.patient_key AND " } else { "" };
+                    sql.push_str(&format!("JOIN {tokens} t ON {join_key}t.resource_type = r.resource_type AND t.id = r.id AND t.system = {} AND t.value = {} ", next(), next()));
+                }
+                sql.push_str(&format!("WHERE r.resource_type = {} ", next()));
+                if q.patient.is_some() {
+                    sql.push_str(&format!("AND r.patient_key = {} ", next()));
+                }
+                if q.after.is_some() {
+                    let (a, b) = (next(), next());
+                    sql.push_str(&format!("AND (r.effective_at {cmp} {a} OR (r.effective_at = {a} AND r.id {cmp} {b})) "));
+                }
+                sql.push_str(&format!("ORDER BY r.effective_at {dir}, r.id {dir} LIMIT {}", next()));
+                let mut query = sqlx::query(&sql);
+                if let Some((system, value)) = &q.identifier {
+                    query = query.bind(system).bind(value);
+                }
+                query = query.bind(&q.resource_type);
+                if let Some(k) = q.patient {
+                    query = query.bind(k.0);
+                }
+                if let Some(c) = &q.after {
+                    query = query.bind(c.effective_at).bind(&c.id);
+                }
+                let rows = query.bind(limit).fetch_all(&self.read).await?;
+                let mut resources = Vec::with_capacity(rows.len());
+                let mut last = None;
+                for r in rows.iter().take(q.count) {
+                    let key: Option<i64> = r.try_get("pk")?;
+                    resources.push(decode(r, key.map(PatientKey))?);
+                    last = Some(Cursor { effective_at: r.try_get("effective_at")?, id: r.try_get("id")? });
+                }
+                let next = if rows.len() > q.count { last } else { None };
+                Ok(Page { resources, next })
+            }
+
+            async fn patient_key_of(&self, id: &str) -> Result<Option<PatientKey>> {
+                self.locate("Patient", id).await
+            }
+
+            async fn patient_key_for_hetu(&self, h: &Hetu) -> Result<Option<PatientKey>> {
+                Ok(self.key_of(h.as_str()).await?.map(|(k, _)| k))
+            }
+
+            async fn import_population(&self, records: &[PersonRecord], now: OffsetDateTime) -> Result<ImportSummary> {
+                let now_ms = datetime::millis(now);
+                let mut tx = $tx { tx: self.write.begin().await? };
+                let mut summary = ImportSummary::default();
+                let in_batch: std::collections::HashSet<&str> = records.iter().map(|r| r.person.hetu.as_str()).collect();
+                for rec in records {
+                    let p = &rec.person;
+                    let (key, _) = tx.claim(p.hetu.as_str(), new_patient_key(), now_ms).await?;
+                    sqlx::query(
+                        "INSERT INTO person (patient_key, hetu, family_name, given_names, birth_date, deceased_date, non_disclosure, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (patient_key) DO UPDATE SET hetu = excluded.hetu, \
+                         family_name = excluded.family_name, given_names = excluded.given_names, birth_date = excluded.birth_date, \
+                         deceased_date = excluded.deceased_date, non_disclosure = excluded.non_disclosure, updated_at = excluded.updated_at",
+                    )
+                    .bind(key.0).bind(p.hetu.as_str()).bind(&p.family_name).bind(&p.given_names)
+                    .bind(datetime::format_date(p.birth_date)).bind(p.deceased.map(datetime::format_date))
+                    .bind(p.non_disclosure).bind(now_ms)
+                    .execute(&mut *tx.tx).await?;
+                    // Replace the relations about this person, in both directions.
+                    let old_holders: Vec<i64> = sqlx::query_scalar("SELECT holder_key FROM relation WHERE patient_key = $1")
+                        .bind(key.0).fetch_all(&mut *tx.tx).await?;
+                    for h in old_holders {
+                        sqlx::query("DELETE FROM relation_by_holder WHERE holder_key = $1 AND subject_key = $2")
+                            .bind(h).bind(key.0).execute(&mut *tx.tx).await?;
+                    }
+                    sqlx::query("DELETE FROM relation WHERE patient_key = $1").bind(key.0).execute(&mut *tx.tx).await?;
+                    for rel in &rec.relations {
+                        let holder = rel.holder.as_str();
+                        let known: Option<i64> = sqlx::query_scalar("SELECT p.patient_key FROM patient_hetu h JOIN person p ON p.patient_key = h.patient_key WHERE h.hetu = $1")
+                            .bind(holder).fetch_optional(&mut *tx.tx).await?;
+                        if known.is_none() && !in_batch.contains(holder) {
+                            return Err(StoreError::Fhir(FhirError::invalid(
+                                "Bundle.entry",
+                                format!("a {} relation names a holder who is neither in this import nor in the register", rel.kind.code()),
+                            )));
+                        }
+                        let (hk, _) = tx.claim(holder, new_patient_key(), now_ms).await?;
+                        let start = rel.start.map(datetime::format_date);
+                        let end = rel.end.map(datetime::format_date);
+                        let custody = rel.custody.map(|c| c.code());
+                        sqlx::query("INSERT INTO relation (patient_key, kind, holder_key, holder_hetu, start_date, end_date, custody) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(key.0).bind(rel.kind.code()).bind(hk.0).bind(holder).bind(&start).bind(&end).bind(custody)
+                            .execute(&mut *tx.tx).await?;
+                        sqlx::query("INSERT INTO relation_by_holder (holder_key, kind, subject_key, subject_hetu, start_date, end_date, custody) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(hk.0).bind(rel.kind.code()).bind(key.0).bind(p.hetu.as_str()).bind(&start).bind(&end).bind(custody)
+                            .execute(&mut *tx.tx).await?;
+                        summary.relations += 1;
+                    }
+                    summary.persons += 1;
+                }
+                tx.tx.commit().await?;
+                Ok(summary)
+            }
+
+            async fn person(&self, h: &Hetu) -> Result<Option<PersonRecord>> {
+                let Some((key, _)) = self.key_of(h.as_str()).await? else { return Ok(None) };
+                let Some(r) = sqlx::query("SELECT family_name, given_names, birth_date, deceased_date, non_disclosure FROM person WHERE patient_key = $1")
+                    .bind(key.0).fetch_optional(&self.read).await? else { return Ok(None) };
+                let birth: String = r.try_get(2)?;
+                let deceased: Option<String> = r.try_get(3)?;
+                let person = Person {
+                    hetu: h.clone(),
+                    family_name: r.try_get(0)?,
+                    given_names: r.try_get(1)?,
+                    birth_date: parse_date(&birth)?,
+                    deceased: deceased.as_deref().map(parse_date).transpose()?,
+                    non_disclosure: r.try_get(4)?,
+                };
+                let relations = self.relations_about(key, h).await?;
+                Ok(Some(PersonRecord { person, relations }))
+            }
+
+            async fn relations_held_by(&self, h: &Hetu) -> Result<Vec<Relation>> {
+                let Some((key, _)) = self.key_of(h.as_str()).await? else { return Ok(vec![]) };
+                let rows = sqlx::query("SELECT kind, subject_hetu, start_date, end_date, custody FROM relation_by_holder WHERE holder_key = $1 ORDER BY subject_hetu, kind")
+                    .bind(key.0).fetch_all(&self.read).await?;
+                rows.iter().map(|r| relation_row(r, hetu(&r.try_get::<String, _>(1)?)?, h.clone())).collect()
+            }
+
+            async fn upsert_client(&self, c: &ClientRecord, now: OffsetDateTime) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_client (client_id, org_id, name, roles, secret_sha256, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (client_id) DO UPDATE SET org_id = excluded.org_id, name = excluded.name, roles = excluded.roles, \
+                     secret_sha256 = excluded.secret_sha256, jwks = excluded.jwks",
+                )
+                .bind(&c.client_id).bind(c.org.as_str()).bind(&c.name).bind(c.roles.join(" "))
+                .bind(&c.secret_sha256).bind(&c.jwks).bind(datetime::millis(now))
+                .execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
+                let row = sqlx::query("SELECT client_id, org_id, name, roles, secret_sha256, jwks FROM api_client WHERE client_id = $1")
+                    .bind(client_id).fetch_optional(&self.read).await?;
+                row.map(|r| {
+                    let roles: String = r.try_get(3)?;
+                    Ok(ClientRecord {
+                        client_id: r.try_get(0)?,
+                        org: OrgId::new(r.try_get::<String, _>(1)?),
+                        name: r.try_get(2)?,
+                        roles: roles.split_whitespace().map(str::to_string).collect(),
+                        secret_sha256: r.try_get(4)?,
+                        jwks: r.try_get(5)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<bool> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("DELETE FROM client_assertion_jti WHERE client_id = $1 AND expires_at < $2")
+                    .bind(client_id).bind(datetime::millis(now)).execute(&mut *tx).await?;
+                let done = sqlx::query("INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING")
+                    .bind(client_id).bind(jti).bind(datetime::millis(expires_at)).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+mod sqlite_impl {
+    use super::*;
+    backend!(
+        SqliteStore,
+        SqliteTx,
+        Sqlite,
+        Backend::Sqlite,
+        "",
+        sqlx::migrate!("./migrations/sqlite")
+    );
+}
+
+mod postgres_impl {
+    use super::*;
+    backend!(
+        PgStore,
+        PgTx,
+        Postgres,
+        Backend::Postgres,
+        " FOR UPDATE",
+        sqlx::migrate!("./migrations/postgres")
+    );
+}

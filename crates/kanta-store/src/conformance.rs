@@ -1,0 +1,528 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::bool_assert_comparison
+)]
+
+//! The storage conformance suite: one set of checks that every [`Store`] implementation must pass.
+//! `tests/conformance.rs` runs it against SQLite and against PostgreSQL.
+//!
+//! Each check takes a freshly migrated, empty store.
+
+use crate::{ClientRecord, SearchQuery, Store, StoreError, WriteOp, WriteRequest};
+use kanta_domain::hetu::Hetu;
+use kanta_domain::ids::OrgId;
+use kanta_domain::population::{CustodyAgreement, Person, PersonRecord, Relation, RelationKind};
+use kanta_fhir::{check, ErrorKind};
+use serde_json::{json, Value};
+use time::macros::{date, datetime};
+use time::OffsetDateTime;
+
+type Check = fn(&dyn Store) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+
+/// Every check, by name.
+pub fn checks() -> Vec<(&'static str, Check)> {
+    vec![
+        ("create_read_vread_history", |s| {
+            Box::pin(create_read_vread_history(s))
+        }),
+        ("transaction_resolves_urn_uuid_and_is_all_or_nothing", |s| {
+            Box::pin(transaction_all_or_nothing(s))
+        }),
+        ("conditional_create_on_hetu_and_identifier", |s| {
+            Box::pin(conditional_create(s))
+        }),
+        ("duplicate_hetu_patient_is_a_conflict", |s| {
+            Box::pin(duplicate_hetu(s))
+        }),
+        ("if_match_and_update_as_create", |s| Box::pin(if_match(s))),
+        ("search_by_patient_sorted_and_paged", |s| {
+            Box::pin(search_paged(s))
+        }),
+        ("references_to_unknown_resources_are_refused", |s| {
+            Box::pin(unknown_references(s))
+        }),
+        ("population_register_import_replaces_per_person", |s| {
+            Box::pin(population(s))
+        }),
+        ("clients_and_assertion_replay", |s| Box::pin(clients(s))),
+    ]
+}
+
+const NOW: OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
+const HETU_A: &str = "010594Y9032";
+const HETU_B: &str = "020516C903K";
+
+fn org() -> OrgId {
+    OrgId::new("org-test")
+}
+
+fn patient(hetu: &str) -> Value {
+    json!({"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": hetu}],
+           "name": [{"family": "Testinen", "given": ["Testi"]}]})
+}
+
+fn observation(subject: &str, when: &str, text: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final", "code": {"text": text},
+           "subject": {"reference": subject}, "effectiveDateTime": when})
+}
+
+fn create(v: Value) -> WriteOp {
+    WriteOp::Create {
+        resource: check(v).expect("valid test resource"),
+        if_none_exist: None,
+    }
+}
+
+fn req(ops: Vec<WriteOp>) -> WriteRequest {
+    WriteRequest {
+        org: org(),
+        ops: ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| (format!("Bundle.entry[{i}]"), None, o))
+            .collect(),
+    }
+}
+
+fn req_urls(ops: Vec<(Option<&str>, WriteOp)>) -> WriteRequest {
+    WriteRequest {
+        org: org(),
+        ops: ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, (u, o))| (format!("Bundle.entry[{i}]"), u.map(str::to_string), o))
+            .collect(),
+    }
+}
+
+fn kind(e: StoreError) -> ErrorKind {
+    match e {
+        StoreError::Fhir(f) => f.kind,
+        other => panic!("expected a FHIR error, got {other}"),
+    }
+}
+
+async fn new_patient(s: &dyn Store, hetu: &str) -> String {
+    s.write(req(vec![create(patient(hetu))]), NOW)
+        .await
+        .expect("patient")[0]
+        .stored
+        .id
+        .clone()
+}
+
+async fn create_read_vread_history(s: &dyn Store) {
+    let pid = new_patient(s, HETU_A).await;
+    let read = s.read("Patient", &pid).await.unwrap().expect("stored");
+    assert_eq!(read.version, 1);
+    assert_eq!(read.body["meta"]["versionId"], "1");
+    assert_eq!(read.body["meta"]["lastUpdated"], "2026-11-24T12:00:00.000Z");
+    assert_eq!(
+        read.body["name"][0]["family"], "Testinen",
+        "unknown elements are kept losslessly"
+    );
+    let mut v2 = patient(HETU_A);
+    v2["name"][0]["family"] = json!("Korjattu");
+    let later = NOW + time::Duration::minutes(5);
+    let w = s
+        .write(
+            req(vec![WriteOp::Update {
+                resource: check(v2).unwrap(),
+                id: pid.clone(),
+                if_match: Some(1),
+            }]),
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!((w[0].stored.version, w[0].created), (2, false));
+    assert_eq!(
+        s.read("Patient", &pid).await.unwrap().unwrap().body["name"][0]["family"],
+        "Korjattu"
+    );
+    assert_eq!(
+        s.vread("Patient", &pid, 1).await.unwrap().unwrap().body["name"][0]["family"],
+        "Testinen"
+    );
+    assert!(s.vread("Patient", &pid, 3).await.unwrap().is_none());
+    let h = s.history("Patient", &pid).await.unwrap();
+    assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+    assert!(s.read("Patient", "no-such-id").await.unwrap().is_none());
+    assert!(
+        s.read("Observation", &pid).await.unwrap().is_none(),
+        "ids are per type"
+    );
+    let key = s
+        .patient_key_for_hetu(&Hetu::parse(HETU_A).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(key, s.patient_key_of(&pid).await.unwrap());
+    assert!(key.is_some());
+}
+
+async fn transaction_all_or_nothing(s: &dyn Store) {
+    let ops = vec![
+        (Some("urn:uuid:p"), create(patient(HETU_A))),
+        (
+            Some("urn:uuid:e"),
+            create(
+                json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "urn:uuid:p"}}),
+            ),
+        ),
+        (
+            None,
+            create(
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}, "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}}),
+            ),
+        ),
+    ];
+    // The Observation comes first in the Bundle but the Patient is written first.
+    let mut ops_rev = ops.clone();
+    ops_rev.reverse();
+    let w = s.write(req_urls(ops_rev), NOW).await.unwrap();
+    assert_eq!(w.len(), 3);
+    let (obs, enc, pat) = (&w[0].stored, &w[1].stored, &w[2].stored);
+    assert_eq!(
+        obs.body["subject"]["reference"],
+        format!("Patient/{}", pat.id)
+    );
+    assert_eq!(
+        obs.body["encounter"]["reference"],
+        format!("Encounter/{}", enc.id)
+    );
+    assert_eq!(obs.patient, pat.patient);
+    // A bad entry anywhere leaves nothing behind.
+    let bad = vec![
+        (Some("urn:uuid:p2"), create(patient(HETU_B))),
+        (
+            None,
+            create(
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:p2"}, "encounter": {"reference": "urn:uuid:missing"}}),
+            ),
+        ),
+    ];
+    assert_eq!(
+        kind(s.write(req_urls(bad), NOW).await.unwrap_err()),
+        ErrorKind::Unprocessable
+    );
+    assert!(
+        s.patient_key_for_hetu(&Hetu::parse(HETU_B).unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "rolled back"
+    );
+    let found = s
+        .search(&SearchQuery {
+            resource_type: "Patient".into(),
+            patient: None,
+            identifier: Some(("urn:oid:1.2.246.21".into(), HETU_B.into())),
+            ascending: false,
+            count: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert!(found.resources.is_empty());
+}
+
+async fn conditional_create(s: &dyn Store) {
+    let first = s
+        .write(req(vec![create(patient(HETU_A))]), NOW)
+        .await
+        .unwrap();
+    let cond = WriteOp::Create {
+        resource: check(patient(HETU_A)).unwrap(),
+        if_none_exist: Some(("urn:oid:1.2.246.21".into(), HETU_A.into())),
+    };
+    let again = s.write(req(vec![cond]), NOW).await.unwrap();
+    assert_eq!(again[0].stored.id, first[0].stored.id);
+    assert!(!again[0].created);
+    let mut obs = observation(
+        &format!("Patient/{}", first[0].stored.id),
+        "2024-01-01",
+        "Hb",
+    );
+    obs["identifier"] = json!([{"system": "urn:lab", "value": "L1"}]);
+    let op = || WriteOp::Create {
+        resource: check(obs.clone()).unwrap(),
+        if_none_exist: Some(("urn:lab".into(), "L1".into())),
+    };
+    let a = s.write(req(vec![op()]), NOW).await.unwrap();
+    let b = s.write(req(vec![op()]), NOW).await.unwrap();
+    assert!(a[0].created && !b[0].created);
+    assert_eq!(a[0].stored.id, b[0].stored.id);
+}
+
+async fn duplicate_hetu(s: &dyn Store) {
+    new_patient(s, HETU_A).await;
+    assert_eq!(
+        kind(
+            s.write(req(vec![create(patient(HETU_A))]), NOW)
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::Conflict
+    );
+    // The century sign is part of the identity: 010594-9032 is not 010594Y9032.
+    new_patient(s, "010594-9032").await;
+}
+
+async fn if_match(s: &dyn Store) {
+    let pid = new_patient(s, HETU_A).await;
+    let upd = |v: Option<i32>| WriteOp::Update {
+        resource: check(patient(HETU_A)).unwrap(),
+        id: pid.clone(),
+        if_match: v,
+    };
+    assert_eq!(
+        kind(s.write(req(vec![upd(Some(7))]), NOW).await.unwrap_err()),
+        ErrorKind::PreconditionFailed
+    );
+    s.write(req(vec![upd(Some(1))]), NOW).await.unwrap();
+    assert_eq!(
+        kind(s.write(req(vec![upd(Some(1))]), NOW).await.unwrap_err()),
+        ErrorKind::PreconditionFailed
+    );
+    s.write(req(vec![upd(None)]), NOW).await.unwrap();
+    assert_eq!(s.read("Patient", &pid).await.unwrap().unwrap().version, 3);
+    // Update-as-create with a client-assigned id, then a second version.
+    let obs = observation(&format!("Patient/{pid}"), "2024-01-01", "Hb");
+    let put = |v: Value| WriteOp::Update {
+        resource: check(v).unwrap(),
+        id: "demo-obs-1".into(),
+        if_match: None,
+    };
+    let w = s.write(req(vec![put(obs.clone())]), NOW).await.unwrap();
+    assert!(w[0].created);
+    assert_eq!(w[0].stored.version, 1);
+    let w = s.write(req(vec![put(obs)]), NOW).await.unwrap();
+    assert_eq!((w[0].created, w[0].stored.version), (false, 2));
+    // Moving a resource to another patient is refused.
+    let other = new_patient(s, HETU_B).await;
+    let moved = observation(&format!("Patient/{other}"), "2024-01-01", "Hb");
+    assert_eq!(
+        kind(s.write(req(vec![put(moved)]), NOW).await.unwrap_err()),
+        ErrorKind::Unprocessable
+    );
+}
+
+async fn search_paged(s: &dyn Store) {
+    let a = new_patient(s, HETU_A).await;
+    let b = new_patient(s, HETU_B).await;
+    let mut ops = vec![];
+    for day in 1..=25 {
+        ops.push(create(observation(
+            &format!("Patient/{a}"),
+            &format!("2024-01-{day:02}"),
+            "Hb",
+        )));
+    }
+    ops.push(create(observation(
+        &format!("Patient/{b}"),
+        "2024-02-01",
+        "other patient",
+    )));
+    s.write(req(ops), NOW).await.unwrap();
+    let key = s.patient_key_of(&a).await.unwrap();
+    let mut q = SearchQuery {
+        resource_type: "Observation".into(),
+        patient: key,
+        identifier: None,
+        ascending: false,
+        count: 10,
+        after: None,
+    };
+    let mut dates = vec![];
+    loop {
+        let page = s.search(&q).await.unwrap();
+        dates.extend(
+            page.resources
+                .iter()
+                .map(|r| r.body["effectiveDateTime"].as_str().unwrap().to_string()),
+        );
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        dates.len(),
+        25,
+        "every record once, none of the other patient's"
+    );
+    assert_eq!(dates.first().map(String::as_str), Some("2024-01-25"));
+    assert_eq!(dates.last().map(String::as_str), Some("2024-01-01"));
+    q.after = None;
+    q.ascending = true;
+    q.count = 3;
+    let page = s.search(&q).await.unwrap();
+    assert_eq!(page.resources[0].body["effectiveDateTime"], "2024-01-01");
+    assert!(page.next.is_some());
+    let by_hetu = s
+        .search(&SearchQuery {
+            resource_type: "Patient".into(),
+            patient: None,
+            identifier: Some(("urn:oid:1.2.246.21".into(), HETU_B.into())),
+            ascending: false,
+            count: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_hetu.resources.len(), 1);
+    assert_eq!(by_hetu.resources[0].id, b);
+}
+
+async fn unknown_references(s: &dyn Store) {
+    let pid = new_patient(s, HETU_A).await;
+    for v in [
+        observation("Patient/nope", "2024-01-01", "x"),
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{pid}")}, "performer": [{"reference": "Organization/nope"}]}),
+        json!({"resourceType": "Condition", "code": {"text": "x"}, "subject": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{HETU_B}")}}),
+    ] {
+        assert_eq!(
+            kind(s.write(req(vec![create(v)]), NOW).await.unwrap_err()),
+            ErrorKind::Unprocessable
+        );
+    }
+    s.write(
+        req(vec![create(
+            json!({"resourceType": "Organization", "id": "ignored", "name": "HUS"}),
+        )]),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let w = s
+        .write(req(vec![create(json!({"resourceType": "Condition", "code": {"text": "x"}, "subject": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{HETU_A}")}}))]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        w[0].stored.body["subject"]["reference"],
+        format!("Patient/{pid}"),
+        "conditional references are made literal"
+    );
+}
+
+fn person(hetu: &str, family: &str) -> Person {
+    let h = Hetu::parse(hetu).unwrap();
+    Person {
+        birth_date: h.birth_date(),
+        hetu: h,
+        family_name: family.into(),
+        given_names: "Testi".into(),
+        deceased: None,
+        non_disclosure: false,
+    }
+}
+
+async fn population(s: &dyn Store) {
+    let child = person(HETU_B, "Lapsi");
+    let parent = person(HETU_A, "Vanhempi");
+    let rel = Relation {
+        kind: RelationKind::Guardian,
+        subject: child.hetu.clone(),
+        holder: parent.hetu.clone(),
+        start: Some(date!(2016 - 05 - 02)),
+        end: None,
+        custody: Some(CustodyAgreement::Joint),
+    };
+    let records = vec![
+        PersonRecord {
+            person: child.clone(),
+            relations: vec![rel.clone()],
+        },
+        PersonRecord {
+            person: parent.clone(),
+            relations: vec![],
+        },
+    ];
+    let sum = s.import_population(&records, NOW).await.unwrap();
+    assert_eq!((sum.persons, sum.relations), (2, 1));
+    let got = s.person(&child.hetu).await.unwrap().unwrap();
+    assert_eq!(got.person, child);
+    assert_eq!(got.relations, vec![rel.clone()]);
+    assert_eq!(s.relations_held_by(&parent.hetu).await.unwrap(), vec![rel]);
+    // A new snapshot of the child replaces its relations, in both directions.
+    let mut moved = child.clone();
+    moved.non_disclosure = true;
+    s.import_population(
+        &[PersonRecord {
+            person: moved.clone(),
+            relations: vec![],
+        }],
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.person(&child.hetu)
+            .await
+            .unwrap()
+            .unwrap()
+            .person
+            .non_disclosure,
+        true
+    );
+    assert!(s.relations_held_by(&parent.hetu).await.unwrap().is_empty());
+    // A relation to someone unknown refuses the whole import.
+    let stranger = Relation {
+        kind: RelationKind::RightToInformation,
+        subject: child.hetu.clone(),
+        holder: Hetu::parse("030516D9037").unwrap(),
+        start: None,
+        end: None,
+        custody: None,
+    };
+    let err = s
+        .import_population(
+            &[PersonRecord {
+                person: child.clone(),
+                relations: vec![stranger],
+            }],
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(kind(err), ErrorKind::Unprocessable);
+    assert_eq!(
+        s.person(&child.hetu)
+            .await
+            .unwrap()
+            .unwrap()
+            .person
+            .non_disclosure,
+        true,
+        "rolled back"
+    );
+    // The register and the record store share patient keys.
+    let pid = new_patient(s, HETU_B).await;
+    assert_eq!(
+        s.patient_key_of(&pid).await.unwrap(),
+        s.patient_key_for_hetu(&child.hetu).await.unwrap()
+    );
+}
+
+async fn clients(s: &dyn Store) {
+    let c = ClientRecord {
+        client_id: "c1".into(),
+        org: org(),
+        name: "Test".into(),
+        roles: vec!["clinician".into()],
+        secret_sha256: Some("ab".into()),
+        jwks: None,
+    };
+    s.upsert_client(&c, NOW).await.unwrap();
+    assert_eq!(s.client("c1").await.unwrap(), Some(c));
+    assert_eq!(s.client("c2").await.unwrap(), None);
+    let exp = NOW + time::Duration::minutes(5);
+    assert!(s.remember_assertion("c1", "j1", exp, NOW).await.unwrap());
+    assert!(
+        !s.remember_assertion("c1", "j1", exp, NOW).await.unwrap(),
+        "replay"
+    );
+    assert!(s.remember_assertion("c1", "j2", exp, NOW).await.unwrap());
+}

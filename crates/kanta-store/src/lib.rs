@@ -1,0 +1,189 @@
+//! Storage: one [`Store`] trait, implemented for SQLite (embedded, the demo) and PostgreSQL
+//! (production; the schema is ready to be distributed by patient on Citus).
+//!
+//! Architecture invariants:
+//! - All SQL lives in this crate; handlers never see a query.
+//! - Every patient-scoped row carries `patient_key`; queries of patient data are scoped by it.
+//! - A write is all-or-nothing: [`Store::write`] applies a whole transaction Bundle or nothing.
+//! - The store never reads the clock: `now` is a parameter.
+
+mod backend;
+pub mod conformance;
+pub mod testing;
+mod write;
+
+use async_trait::async_trait;
+use kanta_domain::hetu::Hetu;
+use kanta_domain::ids::{OrgId, PatientKey};
+use kanta_domain::population::{PersonRecord, Relation};
+use kanta_fhir::FhirError;
+use serde_json::Value;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+pub use write::{WriteOp, WriteRequest, Written};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A failure of the store. `Fhir` carries a client-facing problem (not found, conflict, invalid);
+/// `Database` is internal and is logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Fhir(#[from] FhirError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// The FHIR error to show a client.
+    pub fn to_fhir(&self) -> FhirError {
+        match self {
+            StoreError::Fhir(e) => e.clone(),
+            StoreError::Database(sqlx::Error::PoolTimedOut) => FhirError::new(
+                kanta_fhir::ErrorKind::Unavailable,
+                "the record store is busy; try again shortly",
+            ),
+            _ => FhirError::internal(),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One stored version of a resource, with `id` and `meta` filled in.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i32,
+    pub last_updated: OffsetDateTime,
+    pub patient: Option<PatientKey>,
+    pub body: Value,
+}
+
+/// Where a search continues from: the sort key of the last row of the previous page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub effective_at: i64,
+    pub id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub resource_type: String,
+    /// Required for patient-scoped types other than Patient.
+    pub patient: Option<PatientKey>,
+    pub identifier: Option<(String, String)>,
+    pub ascending: bool,
+    pub count: usize,
+    pub after: Option<Cursor>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub resources: Vec<Stored>,
+    pub next: Option<Cursor>,
+}
+
+/// A system that calls the API, and the organisation it acts for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub org: OrgId,
+    pub name: String,
+    pub roles: Vec<String>,
+    /// SHA-256 (hex) of the client secret, for demo clients using client_secret_basic/post.
+    pub secret_sha256: Option<String>,
+    /// The client's public keys (a JWK Set, JSON) for private_key_jwt.
+    pub jwks: Option<String>,
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("client_id", &self.client_id)
+            .field("org", &self.org)
+            .field("roles", &self.roles)
+            .field(
+                "secret_sha256",
+                &self.secret_sha256.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwks", &self.jwks.is_some())
+            .finish()
+    }
+}
+
+/// What an import changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub persons: usize,
+    pub relations: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Run pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    // --- records ---------------------------------------------------------------------------
+    /// Apply writes (one resource, or a whole transaction Bundle) all-or-nothing.
+    async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Vec<Written>>;
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Stored>>;
+    async fn vread(&self, resource_type: &str, id: &str, version: i32) -> Result<Option<Stored>>;
+    /// All versions, newest first.
+    async fn history(&self, resource_type: &str, id: &str) -> Result<Vec<Stored>>;
+    async fn search(&self, query: &SearchQuery) -> Result<Page>;
+    /// The patient key behind `Patient/<id>`.
+    async fn patient_key_of(&self, patient_resource_id: &str) -> Result<Option<PatientKey>>;
+    /// The patient key for a HETU, if the platform has seen the person.
+    async fn patient_key_for_hetu(&self, hetu: &Hetu) -> Result<Option<PatientKey>>;
+
+    // --- population register ---------------------------------------------------------------
+    /// Replace what the register says about each person given (all-or-nothing).
+    async fn import_population(
+        &self,
+        records: &[PersonRecord],
+        now: OffsetDateTime,
+    ) -> Result<ImportSummary>;
+    async fn person(&self, hetu: &Hetu) -> Result<Option<PersonRecord>>;
+    /// Relations in which `hetu` is the holder (whom this person may act for).
+    async fn relations_held_by(&self, hetu: &Hetu) -> Result<Vec<Relation>>;
+
+    // --- API clients -----------------------------------------------------------------------
+    async fn upsert_client(&self, client: &ClientRecord, now: OffsetDateTime) -> Result<()>;
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>>;
+    /// Remember a client-assertion id until it expires; false if it was seen before (replay).
+    async fn remember_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
+}
+
+/// Open a store from a URL: `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(backend::PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(backend::SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "unsupported database URL scheme (use sqlite:// or postgres://): {}",
+            url.split(':').next().unwrap_or("")
+        )))
+    }
+}

@@ -1,0 +1,437 @@
+//! Applying writes: create, conditional create, update (with If-Match), update-as-create, and
+//! whole transaction Bundles with `urn:uuid:` references — once, for both backends, over the
+//! small [`Tx`] interface each backend implements.
+
+use crate::{Result, StoreError, Stored};
+use async_trait::async_trait;
+use kanta_domain::ids::{OrgId, PatientKey};
+use kanta_fhir::bundle::for_each_reference_mut;
+use kanta_fhir::resource::{scope_of, valid_id};
+use kanta_fhir::{codes, datetime, Checked, ErrorKind, FhirError, PatientLink, Scope};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+/// One write.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// POST: a new resource with a server-assigned id; with `if_none_exist`, only if no resource
+    /// of the type has that identifier (then the existing one is returned).
+    Create {
+        resource: Checked,
+        if_none_exist: Option<(String, String)>,
+    },
+    /// PUT Type/id: a new version (or version 1: update-as-create with a client-assigned id).
+    /// With `if_match`, only if the current version is that one.
+    Update {
+        resource: Checked,
+        id: String,
+        if_match: Option<i32>,
+    },
+}
+
+impl WriteOp {
+    fn resource(&self) -> &Checked {
+        match self {
+            WriteOp::Create { resource, .. } | WriteOp::Update { resource, .. } => resource,
+        }
+    }
+}
+
+/// A set of writes applied all-or-nothing, on behalf of one organisation.
+#[derive(Clone, Debug)]
+pub struct WriteRequest {
+    pub org: OrgId,
+    /// (FHIRPath prefix for error messages, e.g. `Bundle.entry[2]`; fullUrl; the write)
+    pub ops: Vec<(String, Option<String>, WriteOp)>,
+}
+
+/// The outcome of one write, in request order.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub stored: Stored,
+    /// A new resource (201) rather than a new version or an existing match (200).
+    pub created: bool,
+}
+
+/// A row to store: the current version of a resource.
+pub(crate) struct Row<'a> {
+    pub patient_key: Option<PatientKey>,
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub version: i32,
+    pub last_updated: i64,
+    pub effective_at: i64,
+    pub status: Option<&'a str>,
+    pub org_id: &'a str,
+    pub body: &'a Value,
+    pub tokens: &'a [(String, String)],
+}
+
+/// What a backend offers inside one database transaction.
+#[async_trait]
+pub(crate) trait Tx: Send {
+    /// The patient key of a patient-scoped resource.
+    async fn locate(&mut self, resource_type: &str, id: &str) -> Result<Option<PatientKey>>;
+    /// The current version (locking the row where the backend can) of a resource.
+    async fn current_version(
+        &mut self,
+        key: Option<PatientKey>,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<i32>>;
+    async fn get(
+        &mut self,
+        key: Option<PatientKey>,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Stored>>;
+    /// Make sure a HETU has a patient key (`candidate` if it had none) and return the key and the
+    /// id of its Patient resource, locking the mapping for the rest of the transaction.
+    async fn claim_hetu(
+        &mut self,
+        hetu: &str,
+        candidate: PatientKey,
+        now: i64,
+    ) -> Result<(PatientKey, Option<String>)>;
+    async fn hetu_lookup(&mut self, hetu: &str) -> Result<Option<(PatientKey, Option<String>)>>;
+    async fn set_patient_resource(&mut self, hetu: &str, id: &str) -> Result<()>;
+    /// Ids of resources of a type with an identifier (patient-scoped types across all patients).
+    async fn find_token(
+        &mut self,
+        scope: Scope,
+        resource_type: &str,
+        system: &str,
+        value: &str,
+    ) -> Result<Vec<String>>;
+    /// Store a version as current (and in the history; a new resource also gets its locator).
+    async fn put(&mut self, row: Row<'_>) -> Result<()>;
+}
+
+/// A fresh patient key: random, positive, never 0.
+pub(crate) fn new_patient_key() -> PatientKey {
+    let bits = uuid::Uuid::new_v4().as_u128() as i64;
+    PatientKey((bits & i64::MAX).max(1))
+}
+
+fn fail(kind: ErrorKind, at: &str, msg: impl Into<String>) -> StoreError {
+    StoreError::Fhir(FhirError::at(kind, at, msg))
+}
+
+/// Apply a request inside an open transaction. The caller commits on `Ok` and rolls back on `Err`.
+pub(crate) async fn apply(
+    tx: &mut dyn Tx,
+    req: WriteRequest,
+    now: OffsetDateTime,
+) -> Result<Vec<Written>> {
+    let now_ms = datetime::millis(now);
+    let n = req.ops.len();
+    // Patients first (so references to them resolve), Provenance last (it points at the rest).
+    let rank = |op: &WriteOp| match op.resource().resource_type.as_str() {
+        "Patient" => 0,
+        "Provenance" => 2,
+        _ => 1,
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| rank(&req.ops[i].2));
+
+    // Phase 1: the id each entry ends up with, and which fullUrl names which Type/id.
+    let mut ids: Vec<String> = vec![String::new(); n];
+    let mut matched: Vec<bool> = vec![false; n];
+    let mut full_urls: HashMap<String, String> = HashMap::new();
+    for &i in &order {
+        let (at, full_url, op) = &req.ops[i];
+        let t = op.resource().resource_type.as_str();
+        let id = match op {
+            WriteOp::Update { id, .. } => {
+                if !valid_id(id) {
+                    return Err(fail(
+                        ErrorKind::BadRequest,
+                        at,
+                        format!("{at}: '{id}' is not a valid FHIR id"),
+                    ));
+                }
+                if let Some(body_id) = &op.resource().id {
+                    if body_id != id {
+                        return Err(fail(
+                            ErrorKind::BadRequest,
+                            at,
+                            format!("{at}: the resource id '{body_id}' does not match the URL id '{id}'"),
+                        ));
+                    }
+                }
+                id.clone()
+            }
+            WriteOp::Create {
+                if_none_exist: Some((system, value)),
+                ..
+            } => {
+                let found = if t == "Patient" && system == codes::HETU_SYSTEM {
+                    match tx.hetu_lookup(value).await? {
+                        Some((_, Some(rid))) => vec![rid],
+                        _ => vec![],
+                    }
+                } else {
+                    let scope = scope_of(t).unwrap_or(Scope::Shared);
+                    tx.find_token(scope, t, system, value).await?
+                };
+                match found.len() {
+                    0 => uuid::Uuid::new_v4().to_string(),
+                    1 => {
+                        matched[i] = true;
+                        found[0].clone()
+                    }
+                    _ => {
+                        return Err(fail(
+                            ErrorKind::PreconditionFailed,
+                            at,
+                            format!(
+                                "{at}: the conditional create matches {} {t} resources",
+                                found.len()
+                            ),
+                        ))
+                    }
+                }
+            }
+            WriteOp::Create { .. } => uuid::Uuid::new_v4().to_string(),
+        };
+        if let Some(u) = full_url {
+            full_urls.insert(u.clone(), format!("{t}/{id}"));
+        }
+        ids[i] = id;
+    }
+
+    // Phase 2: write, in order.
+    let mut out: Vec<Option<Written>> = vec![None; n];
+    let mut written_refs: Vec<(String, String)> = vec![];
+    let mut ops: Vec<Option<(String, Option<String>, WriteOp)>> =
+        req.ops.into_iter().map(Some).collect();
+    for &i in &order {
+        let Some((at, _, op)) = ops[i].take() else {
+            continue;
+        };
+        let id = ids[i].clone();
+        let (mut resource, if_match, is_update) = match op {
+            WriteOp::Create { resource, .. } => (resource, None, false),
+            WriteOp::Update {
+                resource, if_match, ..
+            } => (resource, if_match, true),
+        };
+        let t = resource.resource_type.clone();
+        let scope = resource.scope;
+        if matched[i] {
+            let key = match scope {
+                Scope::Patient => tx.locate(&t, &id).await?,
+                Scope::Shared => None,
+            };
+            let stored = tx
+                .get(key, &t, &id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("{t}/{id} matched but missing")))?;
+            out[i] = Some(Written {
+                stored,
+                created: false,
+            });
+            continue;
+        }
+        // References: urn:uuid → Type/id of this Bundle; conditional Patient references → Patient/id.
+        let mut body = Value::Object(std::mem::take(&mut resource.body));
+        let mut unresolved: Option<String> = None;
+        let mut conditional: Vec<String> = vec![];
+        for_each_reference_mut(&mut body, &mut |r| {
+            if r.starts_with("urn:uuid:") {
+                match full_urls.get(r.as_str()) {
+                    Some(target) => *r = target.clone(),
+                    None => unresolved = Some(r.clone()),
+                }
+            } else if r.starts_with("Patient?") {
+                conditional.push(r.clone());
+            }
+        });
+        if let Some(r) = unresolved {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                &at,
+                format!("{at}: the reference '{r}' names no entry of this Bundle"),
+            ));
+        }
+        for c in conditional {
+            let hetu = c.rsplit('|').next().unwrap_or("").to_string();
+            let rid = match tx.hetu_lookup(&hetu).await? {
+                Some((_, Some(rid))) => rid,
+                _ => {
+                    return Err(fail(
+                        ErrorKind::Unprocessable,
+                        &at,
+                        format!("{at}: no Patient with the HETU in the conditional reference; create the Patient first"),
+                    ))
+                }
+            };
+            for_each_reference_mut(&mut body, &mut |r| {
+                if *r == c {
+                    *r = format!("Patient/{rid}");
+                }
+            });
+        }
+
+        // The patient this resource belongs to.
+        let patient_key = match (&scope, &resource.patient) {
+            (Scope::Shared, _) => None,
+            (Scope::Patient, Some(PatientLink::Itself(hetu))) => {
+                let (key, rid) = tx.claim_hetu(hetu.as_str(), crate::write::new_patient_key(), now_ms).await?;
+                match rid {
+                    Some(existing) if existing != id => {
+                        return Err(fail(
+                            ErrorKind::Conflict,
+                            &at,
+                            format!("{at}: a Patient with this HETU already exists as Patient/{existing}; use a conditional create (ifNoneExist identifier={}|<HETU>) or update that resource", codes::HETU_SYSTEM),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => tx.set_patient_resource(hetu.as_str(), &id).await?,
+                }
+                Some(key)
+            }
+            (Scope::Patient, Some(PatientLink::Hetu(hetu))) => match tx.hetu_lookup(hetu.as_str()).await? {
+                Some((key, Some(_))) => Some(key),
+                _ => {
+                    return Err(fail(
+                        ErrorKind::Unprocessable,
+                        &at,
+                        format!("{at}: no Patient with the HETU given as the subject; create the Patient first"),
+                    ))
+                }
+            },
+            (Scope::Patient, Some(PatientLink::Reference { expression, reference }))
+            | (Scope::Patient, Some(PatientLink::Target { expression, reference })) => {
+                let literal = if reference.starts_with("urn:uuid:") {
+                    full_urls.get(reference).cloned().unwrap_or_default()
+                } else {
+                    reference.clone()
+                };
+                let literal = literal.split("/_history/").next().unwrap_or("").to_string();
+                let (rt, rid) = literal.split_once('/').unwrap_or(("", ""));
+                if scope_of(rt) != Some(Scope::Patient) {
+                    return Err(fail(
+                        ErrorKind::Unprocessable,
+                        &at,
+                        format!("{at}: {expression} must point to patient data, not '{reference}'"),
+                    ));
+                }
+                match tx.locate(rt, rid).await? {
+                    Some(k) => Some(k),
+                    None => {
+                        return Err(fail(
+                            ErrorKind::Unprocessable,
+                            &at,
+                            format!("{at}: {expression} refers to {rt}/{rid}, which does not exist"),
+                        ))
+                    }
+                }
+            }
+            (Scope::Patient, None) => return Err(fail(ErrorKind::Unprocessable, &at, format!("{at}: no patient"))),
+        };
+
+        // Versioning.
+        let existing_key = match scope {
+            Scope::Patient if is_update => tx.locate(&t, &id).await?,
+            _ => None,
+        };
+        if let (Some(old), Some(new)) = (existing_key, patient_key) {
+            if old != new {
+                return Err(fail(
+                    ErrorKind::Unprocessable,
+                    &at,
+                    format!("{at}: {t}/{id} belongs to another patient; a resource cannot move between patients"),
+                ));
+            }
+        }
+        let current = if is_update {
+            tx.current_version(patient_key, &t, &id).await?
+        } else {
+            None
+        };
+        match (if_match, current) {
+            (Some(want), Some(have)) if want != have => return Err(fail(
+                ErrorKind::PreconditionFailed,
+                &at,
+                format!(
+                    "{at}: If-Match version {want} is not the current version {have} of {t}/{id}"
+                ),
+            )),
+            (Some(want), None) => {
+                return Err(fail(
+                    ErrorKind::PreconditionFailed,
+                    &at,
+                    format!("{at}: If-Match version {want} given, but {t}/{id} does not exist"),
+                ))
+            }
+            _ => {}
+        }
+        let version = current.map_or(1, |v| v + 1);
+        stamp(&mut body, &id, version, now);
+        tx.put(Row {
+            patient_key,
+            resource_type: &t,
+            id: &id,
+            version,
+            last_updated: now_ms,
+            effective_at: resource.effective.map_or(now_ms, datetime::millis),
+            status: resource.status.as_deref(),
+            org_id: req.org.as_str(),
+            body: &body,
+            tokens: &resource.identifiers,
+        })
+        .await?;
+        for r in kanta_fhir::bundle::references(&body) {
+            written_refs.push((at.clone(), r));
+        }
+        out[i] = Some(Written {
+            stored: Stored {
+                resource_type: t,
+                id,
+                version,
+                last_updated: now,
+                patient: patient_key,
+                body,
+            },
+            created: current.is_none(),
+        });
+    }
+
+    // Every relative reference must name a resource that now exists.
+    for (at, r) in written_refs {
+        let literal = r.split("/_history/").next().unwrap_or(&r);
+        let Some((rt, rid)) = literal.split_once('/') else {
+            continue;
+        };
+        let exists = match scope_of(rt) {
+            Some(Scope::Patient) => tx.locate(rt, rid).await?.is_some(),
+            Some(Scope::Shared) => tx.get(None, rt, rid).await?.is_some(),
+            None => continue,
+        };
+        if !exists {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                &at,
+                format!("{at}: the reference '{r}' points to a resource that does not exist"),
+            ));
+        }
+    }
+    out.into_iter()
+        .map(|w| w.ok_or_else(|| StoreError::Corrupt("a write produced no result".into())))
+        .collect()
+}
+
+/// Set `id` and `meta.versionId`/`meta.lastUpdated`, keeping the rest of `meta`.
+fn stamp(body: &mut Value, id: &str, version: i32, now: OffsetDateTime) {
+    if let Value::Object(map) = body {
+        map.insert("id".into(), json!(id));
+        let meta = map.entry("meta").or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        meta["versionId"] = json!(version.to_string());
+        meta["lastUpdated"] = json!(datetime::instant(now));
+    }
+}

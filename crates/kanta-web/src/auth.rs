@@ -1,0 +1,414 @@
+//! Provider authentication: OAuth2 client credentials at `/oauth/token` following SMART Backend
+//! Services (`private_key_jwt` with RS384/ES384 assertions), plus `client_secret_basic`/`_post` for
+//! demo clients; short-lived access tokens; the [`Caller`] extractor for the FHIR API.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kanta_domain::ids::{ClientRole, OrgId};
+use kanta_fhir::{ErrorKind, FhirError};
+use kanta_store::ClientRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Access tokens live five minutes (SMART Backend Services recommends no more).
+pub const TOKEN_LIFETIME_SECONDS: i64 = 300;
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The key that signs and checks our access tokens (HS256, shared by every instance).
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenKeys {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    org: String,
+    roles: String,
+    scope: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
+/// An authenticated system calling the API.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub client_id: String,
+    pub org: OrgId,
+    pub roles: Vec<ClientRole>,
+    pub scope: String,
+}
+
+impl Caller {
+    pub fn has(&self, role: ClientRole) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn require(&self, any_of: &[ClientRole]) -> Result<(), ApiError> {
+        if any_of.iter().any(|r| self.has(*r)) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = any_of.iter().map(|r| r.as_str()).collect();
+            Err(ApiError(FhirError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "this client's organisation lacks the role this needs ({})",
+                    names.join(" or ")
+                ),
+            )))
+        }
+    }
+}
+
+fn unauthorized(msg: &str) -> ApiError {
+    ApiError(FhirError::new(ErrorKind::Unauthorized, msg))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("this request needs an access token (Authorization: Bearer …) from /oauth/token"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must carry a Bearer token"))?;
+        let mut v = Validation::new(Algorithm::HS256);
+        v.validate_exp = false; // checked below against the edge clock
+        v.required_spec_claims.clear();
+        v.set_issuer(&[state.config.public_url.as_str()]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &state.token_keys.decoding, &v)
+            .map_err(|_| unauthorized("the access token is not valid"))?;
+        let now = state.clock.now().unix_timestamp();
+        if data.claims.exp <= now {
+            return Err(unauthorized(
+                "the access token has expired; get a new one from /oauth/token",
+            ));
+        }
+        Ok(Caller {
+            client_id: data.claims.sub,
+            org: OrgId::new(data.claims.org),
+            roles: data
+                .claims
+                .roles
+                .split_whitespace()
+                .filter_map(ClientRole::parse)
+                .collect(),
+            scope: data.claims.scope,
+        })
+    }
+}
+
+/// An OAuth2 error response (RFC 6749 §5.2).
+struct OAuthError(StatusCode, &'static str, String);
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.0,
+            Json(json!({"error": self.1, "error_description": self.2})),
+        )
+            .into_response();
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        res
+    }
+}
+
+fn invalid_client(msg: impl Into<String>) -> OAuthError {
+    OAuthError(StatusCode::UNAUTHORIZED, "invalid_client", msg.into())
+}
+
+fn invalid_request(msg: impl Into<String>) -> OAuthError {
+    OAuthError(StatusCode::BAD_REQUEST, "invalid_request", msg.into())
+}
+
+/// `POST /oauth/token`
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    match issue(&state, &headers, form).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, OAuthError> {
+    let Form(form) =
+        form.map_err(|_| invalid_request("the body must be application/x-www-form-urlencoded"))?;
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(OAuthError(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported".into(),
+            ))
+        }
+        None => return Err(invalid_request("grant_type is required")),
+    }
+    let now = state.clock.now();
+    let client = if let Some(assertion) = form.get("client_assertion") {
+        if form.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
+            return Err(invalid_request(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            )));
+        }
+        verify_assertion(state, assertion, now).await?
+    } else {
+        let (id, secret) = basic_credentials(headers)
+            .or_else(|| {
+                Some((
+                    form.get("client_id")?.clone(),
+                    form.get("client_secret")?.clone(),
+                ))
+            })
+            .ok_or_else(|| {
+                invalid_client(
+                    "authenticate with private_key_jwt (client_assertion) or a client secret",
+                )
+            })?;
+        let client = lookup(state, &id).await?;
+        let want = client
+            .secret_sha256
+            .as_deref()
+            .ok_or_else(|| invalid_client("this client must use private_key_jwt"))?;
+        if !constant_time_eq(sha256_hex(secret.as_bytes()).as_bytes(), want.as_bytes()) {
+            return Err(invalid_client("client authentication failed"));
+        }
+        client
+    };
+    let scope = form
+        .get("scope")
+        .cloned()
+        .unwrap_or_else(|| "system/*.read system/*.write".to_string());
+    if scope.split_whitespace().any(|s| !s.starts_with("system/")) {
+        return Err(OAuthError(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "backend services request system/ scopes only".into(),
+        ));
+    }
+    let iat = now.unix_timestamp();
+    let claims = AccessClaims {
+        iss: state.config.public_url.clone(),
+        sub: client.client_id.clone(),
+        org: client.org.as_str().to_string(),
+        roles: client.roles.join(" "),
+        scope: scope.clone(),
+        iat,
+        exp: iat + TOKEN_LIFETIME_SECONDS,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &state.token_keys.encoding,
+    )
+    .map_err(|_| {
+        OAuthError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "could not sign the token".into(),
+        )
+    })?;
+    tracing::info!(client_id = %client.client_id, org = %client.org, "access token issued");
+    let mut res = Json(json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": TOKEN_LIFETIME_SECONDS,
+        "scope": scope,
+        "organization": client.org.as_str(),
+    }))
+    .into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+async fn lookup(state: &AppState, client_id: &str) -> Result<ClientRecord, OAuthError> {
+    match state.store.client(client_id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(invalid_client("unknown client")),
+        Err(e) => {
+            tracing::error!(error = %e, "client lookup failed");
+            Err(OAuthError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again shortly".into(),
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    exp: Option<i64>,
+    jti: Option<String>,
+}
+
+/// SMART Backend Services: the client signs a JWT with its private key; we check it with the
+/// public keys registered for it.
+async fn verify_assertion(
+    state: &AppState,
+    assertion: &str,
+    now: time::OffsetDateTime,
+) -> Result<ClientRecord, OAuthError> {
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| invalid_client("client_assertion is not a JWT"))?;
+    if !matches!(
+        header.alg,
+        Algorithm::RS384 | Algorithm::ES384 | Algorithm::RS256 | Algorithm::ES256
+    ) {
+        return Err(invalid_client(
+            "client_assertion must be signed with RS384 or ES384",
+        ));
+    }
+    // Which client claims to speak: read iss before checking the signature with its keys.
+    let payload = assertion
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| invalid_client("client_assertion is not a JWT"))?;
+    let peek: AssertionClaims = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| invalid_client("client_assertion has no readable claims"))?;
+    let client_id = peek
+        .iss
+        .clone()
+        .ok_or_else(|| invalid_client("client_assertion has no iss"))?;
+    let client = lookup(state, &client_id).await?;
+    let jwks: JwkSet = client
+        .jwks
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .ok_or_else(|| invalid_client("no public key is registered for this client"))?;
+    let jwk = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None if jwks.keys.len() == 1 => jwks.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| invalid_client("no registered key matches the assertion's kid"))?;
+    let key = DecodingKey::from_jwk(jwk)
+        .map_err(|_| invalid_client("the registered key cannot be used"))?;
+    let mut v = Validation::new(header.alg);
+    v.validate_exp = false;
+    v.required_spec_claims.clear();
+    v.set_audience(&[state.config.token_url()]);
+    v.set_issuer(&[client_id.as_str()]);
+    jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v)
+        .map_err(|e| invalid_client(format!("client_assertion rejected: {e}")))?;
+    if peek.sub.as_deref() != Some(client_id.as_str()) {
+        return Err(invalid_client(
+            "client_assertion sub must equal iss (the client id)",
+        ));
+    }
+    let t = now.unix_timestamp();
+    let exp = peek
+        .exp
+        .ok_or_else(|| invalid_client("client_assertion has no exp"))?;
+    if exp <= t {
+        return Err(invalid_client("client_assertion has expired"));
+    }
+    if exp > t + 300 {
+        return Err(invalid_client(
+            "client_assertion exp must be at most five minutes ahead",
+        ));
+    }
+    let jti = peek
+        .jti
+        .ok_or_else(|| invalid_client("client_assertion has no jti"))?;
+    let expires =
+        time::OffsetDateTime::from_unix_timestamp(exp).map_err(|_| invalid_client("bad exp"))?;
+    match state
+        .store
+        .remember_assertion(&client_id, &jti, expires, now)
+        .await
+    {
+        Ok(true) => Ok(client),
+        Ok(false) => Err(invalid_client("client_assertion jti was already used")),
+        Err(e) => {
+            tracing::error!(error = %e, "assertion replay check failed");
+            Err(OAuthError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again shortly".into(),
+            ))
+        }
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = v.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+/// SHA-256 of a secret, as lower-case hex (how client secrets are stored).
+pub fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /.well-known/smart-configuration`
+pub async fn smart_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "token_endpoint": state.config.token_url(),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": ["system/*.read", "system/*.write"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1"],
+    }))
+}

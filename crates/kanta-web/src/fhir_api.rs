@@ -1,0 +1,589 @@
+//! The FHIR R4 REST API: metadata, create, read, vread, update, history, search, transaction.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, FHIR_JSON};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use kanta_domain::ids::{ClientRole, OrgId};
+use kanta_fhir::bundle::{self, Method};
+use kanta_fhir::resource::{scope_of, valid_id};
+use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
+use kanta_store::{Cursor, SearchQuery, Stored, WriteOp, WriteRequest, Written};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir", axum::routing::post(transaction))
+        .route("/fhir/{rtype}", get(search).post(create))
+        .route("/fhir/{rtype}/{id}", get(read).put(update))
+        .route("/fhir/{rtype}/{id}/_history", get(history))
+        .route("/fhir/{rtype}/{id}/_history/{vid}", get(vread))
+}
+
+const READERS: &[ClientRole] = &[
+    ClientRole::Clinician,
+    ClientRole::Pharmacy,
+    ClientRole::Archivist,
+    ClientRole::Operator,
+];
+
+fn fhir_response(status: StatusCode, body: &Value) -> Response {
+    let mut res = (status, body.to_string()).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    res
+}
+
+fn resource_response(status: StatusCode, stored: &Stored, base: &str) -> Response {
+    let mut res = fhir_response(status, &stored.body);
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", stored.version)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&datetime::instant(stored.last_updated)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if status == StatusCode::CREATED {
+        let loc = format!(
+            "{base}/{}/{}/_history/{}",
+            stored.resource_type, stored.id, stored.version
+        );
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            h.insert(header::LOCATION, v);
+        }
+    }
+    res
+}
+
+/// Parse a JSON body, naming where it is malformed.
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(FhirError::bad_request(
+            "the request body is empty; send a FHIR resource as JSON",
+        )
+        .into());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        FhirError::bad_request(format!(
+            "the body is not valid JSON (line {}, column {}): {e}",
+            e.line(),
+            e.column()
+        ))
+        .into()
+    })
+}
+
+/// The body of a create/update/transaction: FHIR JSON within the size limit.
+fn body_json(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/fhir+json" && mime != "application/json" {
+        return Err(FhirError::new(
+            ErrorKind::UnsupportedMediaType,
+            "send Content-Type: application/fhir+json (or application/json)",
+        )
+        .into());
+    }
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            FhirError::new(
+                ErrorKind::PayloadTooLarge,
+                "the request body is larger than this server accepts",
+            )
+        } else {
+            FhirError::bad_request("the request body could not be read")
+        }
+    })?;
+    parse_json(&bytes)
+}
+
+fn supported_type(rtype: &str) -> Result<Scope, ApiError> {
+    scope_of(rtype).ok_or_else(|| {
+        FhirError::not_found(format!(
+            "resource type '{rtype}' is not supported by this server (see /fhir/metadata)"
+        ))
+        .into()
+    })
+}
+
+/// Writers: clinicians write patient data; the operator maintains shared reference data.
+fn may_write(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
+    match scope {
+        Scope::Patient => caller.require(&[ClientRole::Clinician, ClientRole::Pharmacy]),
+        Scope::Shared => caller.require(&[ClientRole::Clinician, ClientRole::Operator]),
+    }
+}
+
+async fn metadata(State(state): State<AppState>) -> Response {
+    fhir_response(
+        StatusCode::OK,
+        &capability::capability_statement(
+            &state.config.fhir_base(),
+            env!("CARGO_PKG_VERSION"),
+            "2026-11-24",
+        ),
+    )
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    FhirError::not_found("no such endpoint (the FHIR API is under /fhir; see /fhir/metadata)")
+        .into()
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((rtype, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.require(READERS)?;
+    supported_type(&rtype)?;
+    let stored = state
+        .store
+        .read(&rtype, &id)
+        .await?
+        .ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} is not known")))?;
+    Ok(resource_response(
+        StatusCode::OK,
+        &stored,
+        &state.config.fhir_base(),
+    ))
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    caller.require(READERS)?;
+    supported_type(&rtype)?;
+    let v: i32 = vid
+        .parse()
+        .map_err(|_| FhirError::bad_request(format!("version id '{vid}' is not a number")))?;
+    let stored = state
+        .store
+        .vread(&rtype, &id, v)
+        .await?
+        .ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} has no version {v}")))?;
+    Ok(resource_response(
+        StatusCode::OK,
+        &stored,
+        &state.config.fhir_base(),
+    ))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((rtype, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.require(READERS)?;
+    supported_type(&rtype)?;
+    let versions = state.store.history(&rtype, &id).await?;
+    if versions.is_empty() {
+        return Err(FhirError::not_found(format!("{rtype}/{id} is not known")).into());
+    }
+    let base = state.config.fhir_base();
+    let total = versions.len();
+    let b = bundle::bundle_of(
+        "history",
+        &base,
+        versions.into_iter().map(|s| s.body).collect(),
+        &format!("{base}/{rtype}/{id}/_history"),
+        None,
+        Some(total),
+    );
+    Ok(fhir_response(StatusCode::OK, &b))
+}
+
+fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+    match headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
+        None => Ok(None),
+        Some(q) => Ok(Some(bundle::parse_identifier_criterion(q)?)),
+    }
+}
+
+fn if_match(raw: Option<&str>) -> Result<Option<i32>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(s) => {
+            let v = s.trim().trim_start_matches("W/").trim_matches('"');
+            v.parse().map(Some).map_err(|_| {
+                FhirError::bad_request(format!(
+                    "If-Match must be a version ETag like W/\"3\", not '{s}'"
+                ))
+                .into()
+            })
+        }
+    }
+}
+
+fn expect_type(value: &Value, rtype: &str) -> Result<(), ApiError> {
+    match value.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == rtype => Ok(()),
+        Some(t) => Err(FhirError::bad_request(format!(
+            "the body is a {t}, but the URL says {rtype}"
+        ))
+        .into()),
+        None => Err(FhirError::bad_request("the resource has no resourceType").into()),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(rtype): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let scope = supported_type(&rtype)?;
+    may_write(&caller, scope)?;
+    let value = body_json(&headers, body)?;
+    expect_type(&value, &rtype)?;
+    let resource = check(value)?;
+    let op = WriteOp::Create {
+        resource,
+        if_none_exist: if_none_exist(&headers)?,
+    };
+    let written = write_one(&state, &caller, rtype.clone(), op).await?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(resource_response(
+        status,
+        &written.stored,
+        &state.config.fhir_base(),
+    ))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let scope = supported_type(&rtype)?;
+    may_write(&caller, scope)?;
+    if !valid_id(&id) {
+        return Err(FhirError::bad_request(format!("'{id}' is not a valid FHIR id")).into());
+    }
+    let value = body_json(&headers, body)?;
+    expect_type(&value, &rtype)?;
+    let resource = check(value)?;
+    let op = WriteOp::Update {
+        resource,
+        id,
+        if_match: if_match(headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()))?,
+    };
+    let written = write_one(&state, &caller, rtype.clone(), op).await?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(resource_response(
+        status,
+        &written.stored,
+        &state.config.fhir_base(),
+    ))
+}
+
+async fn write_one(
+    state: &AppState,
+    caller: &Caller,
+    rtype: String,
+    op: WriteOp,
+) -> ApiResult<Written> {
+    let req = WriteRequest {
+        org: caller.org.clone(),
+        ops: vec![(rtype, None, op)],
+    };
+    let mut written = state.store.write(req, state.clock.now()).await?;
+    written.pop().ok_or_else(|| FhirError::internal().into())
+}
+
+/// Turn a transaction Bundle into one all-or-nothing write for `org`, checking every entry's
+/// resource. Also returns where each entry's data lives, for the caller's permission check.
+pub fn bundle_write_request(
+    org: OrgId,
+    value: Value,
+) -> Result<(WriteRequest, Vec<Scope>), FhirError> {
+    let entries = bundle::parse_transaction(value)?;
+    let mut ops = Vec::with_capacity(entries.len());
+    let mut scopes = Vec::with_capacity(entries.len());
+    for e in entries {
+        let at = e.expression();
+        let (rtype, id) = match e.url.split_once('/') {
+            Some((t, id)) => (t.to_string(), Some(id.to_string())),
+            None => (e.url.split('?').next().unwrap_or("").to_string(), None),
+        };
+        let scope = scope_of(&rtype).ok_or_else(|| {
+            FhirError::invalid(
+                format!("{at}.request.url"),
+                format!("{at}.request.url: type '{rtype}' is not supported"),
+            )
+        })?;
+        if e.resource.get("resourceType").and_then(Value::as_str) != Some(rtype.as_str()) {
+            return Err(FhirError::invalid(
+                format!("{at}.resource"),
+                format!(
+                    "{at}: the resource type does not match request.url '{}'",
+                    e.url
+                ),
+            ));
+        }
+        let resource = check(e.resource).map_err(|err| err.within(&format!("{at}.resource")))?;
+        let op = match (e.method, id) {
+            (Method::Post, None) => WriteOp::Create {
+                resource,
+                if_none_exist: e
+                    .if_none_exist
+                    .as_deref()
+                    .map(bundle::parse_identifier_criterion)
+                    .transpose()?,
+            },
+            (Method::Put, Some(id)) => WriteOp::Update {
+                resource,
+                id,
+                if_match: if_match(e.if_match.as_deref()).map_err(|e| e.0)?,
+            },
+            (Method::Post, Some(_)) => {
+                return Err(FhirError::invalid(
+                    format!("{at}.request.url"),
+                    format!("{at}: POST takes a type, not Type/id"),
+                ))
+            }
+            (Method::Put, None) => {
+                return Err(FhirError::invalid(
+                    format!("{at}.request.url"),
+                    format!("{at}: PUT takes Type/id (conditional update is not supported)"),
+                ))
+            }
+        };
+        scopes.push(scope);
+        ops.push((at, e.full_url, op));
+    }
+    Ok((WriteRequest { org, ops }, scopes))
+}
+
+/// `POST /fhir` with a transaction Bundle: all entries or none.
+async fn transaction(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let value = body_json(&headers, body)?;
+    let (request, scopes) = bundle_write_request(caller.org.clone(), value)?;
+    for scope in scopes {
+        may_write(&caller, scope)?;
+    }
+    let n = request.ops.len();
+    let written = state.store.write(request, state.clock.now()).await?;
+    let base = state.config.fhir_base();
+    let entries = written
+        .into_iter()
+        .map(|w| bundle::ResponseEntry {
+            status: if w.created { "201 Created" } else { "200 OK" },
+            location: format!(
+                "{base}/{}/{}/_history/{}",
+                w.stored.resource_type, w.stored.id, w.stored.version
+            ),
+            etag: format!("W/\"{}\"", w.stored.version),
+            last_modified: datetime::instant(w.stored.last_updated),
+            resource: w.stored.body,
+        })
+        .collect();
+    tracing::info!(entries = n, org = %caller.org, "transaction committed");
+    Ok(fhir_response(
+        StatusCode::OK,
+        &bundle::transaction_response(entries),
+    ))
+}
+
+/// `GET /fhir/{type}?…`
+async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(rtype): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    caller.require(READERS)?;
+    let scope = supported_type(&rtype)?;
+    let mut q = SearchQuery {
+        resource_type: rtype.clone(),
+        patient: None,
+        identifier: None,
+        ascending: false,
+        count: 20,
+        after: None,
+    };
+    let mut kept: BTreeMap<&str, String> = BTreeMap::new();
+    let mut patient_ref: Option<String> = None;
+    for (k, v) in &params {
+        match k.as_str() {
+            "patient" | "subject" if scope == Scope::Patient && rtype != "Patient" => {
+                if patient_ref.replace(v.clone()).is_some() {
+                    return Err(FhirError::bad_request(
+                        "give the patient once (patient= or subject=)",
+                    )
+                    .into());
+                }
+                kept.insert("patient", v.clone());
+            }
+            "identifier" => {
+                let (system, value) = v.split_once('|').ok_or_else(|| {
+                    FhirError::bad_request(format!(
+                        "identifier must be system|value, e.g. {}|<HETU>",
+                        codes::HETU_SYSTEM
+                    ))
+                })?;
+                if system == codes::HETU_SYSTEM {
+                    kanta_domain::hetu::Hetu::parse(value).map_err(|e| {
+                        FhirError::at(
+                            ErrorKind::BadRequest,
+                            "identifier",
+                            format!("identifier: invalid HETU: {e}"),
+                        )
+                    })?;
+                }
+                q.identifier = Some((system.to_string(), value.to_string()));
+                kept.insert("identifier", v.clone());
+            }
+            "_count" => {
+                let n: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        FhirError::bad_request(format!(
+                            "_count must be a number from 1 to 1000, not '{v}'"
+                        ))
+                    })?;
+                q.count = n;
+                kept.insert("_count", v.clone());
+            }
+            "_sort" => {
+                q.ascending = match v.as_str() {
+                    "date" => true,
+                    "-date" => false,
+                    other => {
+                        return Err(FhirError::bad_request(format!(
+                            "_sort supports date and -date, not '{other}'"
+                        ))
+                        .into())
+                    }
+                };
+                kept.insert("_sort", v.clone());
+            }
+            "_page" => q.after = Some(decode_cursor(v)?),
+            "_format" => {}
+            other => {
+                return Err(FhirError::bad_request(format!(
+                    "search parameter '{other}' is not supported for {rtype} (see /fhir/metadata)"
+                ))
+                .into())
+            }
+        }
+    }
+    if let Some(r) = &patient_ref {
+        let id = r.strip_prefix("Patient/").unwrap_or(r);
+        match state.store.patient_key_of(id).await? {
+            Some(k) => q.patient = Some(k),
+            None => return Ok(searchset(&state, &rtype, vec![], &kept, None)),
+        }
+    }
+    if scope == Scope::Patient && q.patient.is_none() && q.identifier.is_none() {
+        return Err(FhirError::bad_request(if rtype == "Patient" {
+            format!(
+                "searching Patient needs identifier={}|<HETU>",
+                codes::HETU_SYSTEM
+            )
+        } else {
+            format!("searching {rtype} needs patient= (or subject=) or identifier=")
+        })
+        .into());
+    }
+    let page = state.store.search(&q).await?;
+    let resources = page.resources.into_iter().map(|s| s.body).collect();
+    Ok(searchset(&state, &rtype, resources, &kept, page.next))
+}
+
+fn searchset(
+    state: &AppState,
+    rtype: &str,
+    resources: Vec<Value>,
+    kept: &BTreeMap<&str, String>,
+    next: Option<Cursor>,
+) -> Response {
+    let base = state.config.fhir_base();
+    let query = |extra: Option<(&str, String)>| -> String {
+        let mut pairs: Vec<(String, String)> = kept
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if let Some((k, v)) = extra {
+            pairs.push((k.to_string(), v));
+        }
+        let encoded: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", url_encode(v)))
+            .collect();
+        format!("{base}/{rtype}?{}", encoded.join("&"))
+    };
+    let next_url = next.map(|c| query(Some(("_page", encode_cursor(&c)))));
+    fhir_response(
+        StatusCode::OK,
+        &bundle::bundle_of("searchset", &base, resources, &query(None), next_url, None),
+    )
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", c.effective_at, c.id))
+}
+
+fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
+    let bad = || {
+        ApiError(FhirError::bad_request(
+            "_page is not a page token this server issued",
+        ))
+    };
+    let raw =
+        String::from_utf8(URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (at, id) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(Cursor {
+        effective_at: at.parse().map_err(|_| bad())?,
+        id: id.to_string(),
+    })
+}

@@ -1,0 +1,150 @@
+//! HTTP for systems and operators: the FHIR R4 REST API (`/fhir`), the OAuth2 token endpoint
+//! (`/oauth/token`), the operator API (`/operator`), health (`/healthz`, `/readyz`) and metrics.
+//!
+//! Architecture invariants:
+//! - Handlers call the store and the FHIR layer; they contain no SQL and no rules.
+//! - Every error leaves through [`error::ApiError`] as an `OperationOutcome`; internals go to the log.
+//! - Logs name routes (`/fhir/{type}/{id}`), never raw paths or query strings (they can carry HETUs).
+
+pub mod auth;
+pub mod clock;
+pub mod error;
+mod fhir_api;
+pub use fhir_api::bundle_write_request;
+mod ops;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use kanta_store::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use clock::Clock;
+
+/// What the HTTP layer needs to know.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// The URL clients reach this service at, without a trailing slash (e.g. `http://127.0.0.1:8080`).
+    pub public_url: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Whether the built-in demo services are on (reported by /readyz).
+    pub demo: bool,
+}
+
+impl WebConfig {
+    pub fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.public_url)
+    }
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.public_url)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<WebConfig>,
+    pub clock: Clock,
+    pub token_keys: auth::TokenKeys,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: WebConfig,
+        clock: Clock,
+        token_secret: &[u8],
+    ) -> Self {
+        AppState {
+            store,
+            config: Arc::new(config),
+            clock,
+            token_keys: auth::TokenKeys::from_secret(token_secret),
+            metrics: metrics_handle(),
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app in the process).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then our metrics are not collected
+            // but the service still runs.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/oauth/token", post(auth::token))
+        .route(
+            "/.well-known/smart-configuration",
+            get(auth::smart_configuration),
+        )
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(auth::smart_configuration),
+        )
+        .route("/operator/population/import", post(ops::population_import))
+        .merge(fhir_api::routes())
+        .fallback(fhir_api::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Count and time every request by route and status, and log it without its path parameters or
+/// query string.
+async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("kanta_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("kanta_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(elapsed.as_secs_f64());
+    tracing::info!(%method, %route, %status, request_id, ms = elapsed.as_secs_f64() * 1000.0, "request");
+    res
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

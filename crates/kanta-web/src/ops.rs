@@ -1,0 +1,86 @@
+//! Health, readiness, metrics and the operator API.
+
+use crate::auth::Caller;
+use crate::error::{ApiResult, FHIR_JSON};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kanta_domain::ids::ClientRole;
+use kanta_fhir::{outcome, population};
+use serde_json::json;
+
+/// `GET /healthz`: the process is alive (no dependencies checked).
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: each subsystem and whether it is up (R-OPS-2). 200 when the record store answers.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let db_up = state.store.ping().await.is_ok();
+    let up = |b: bool| if b { "up" } else { "down" };
+    let demo_or = |b: bool| {
+        if !b {
+            "down"
+        } else if state.config.demo {
+            "up"
+        } else {
+            "not-configured"
+        }
+    };
+    let body = json!({
+        "status": if db_up { "ready" } else { "unavailable" },
+        "backend": format!("{:?}", state.store.backend()).to_lowercase(),
+        "subsystems": {
+            "records": up(db_up),
+            "prescriptions": up(db_up),
+            "consents": up(db_up),
+            "wellbeing_data": up(db_up),
+            "population_register": up(db_up),
+            "identification": demo_or(db_up),
+            "mandates": demo_or(db_up),
+        }
+    });
+    let status = if db_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /operator/population/import`: feed the population register (operator clients only).
+pub async fn population_import(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.require(&[ClientRole::Operator])?;
+    let value: serde_json::Value = crate::fhir_api::parse_json(&body)?;
+    let records = population::parse_import(&value)?;
+    let summary = state
+        .store
+        .import_population(&records, state.clock.now())
+        .await?;
+    tracing::info!(
+        persons = summary.persons,
+        relations = summary.relations,
+        "population register import"
+    );
+    let oo = outcome::information(&format!(
+        "imported {} persons and {} relations into the population register",
+        summary.persons, summary.relations
+    ));
+    Ok(([(header::CONTENT_TYPE, FHIR_JSON)], oo.to_string()).into_response())
+}

@@ -1,0 +1,773 @@
+//! HTTP tests: the real app on port 0 with its own fresh database, on SQLite and on PostgreSQL.
+//! Every test runs on both backends (see `both!`).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use kanta_domain::ids::OrgId;
+use kanta_store::testing::TestDb;
+use kanta_store::{Backend, ClientRecord};
+use kanta_web::auth::sha256_hex;
+use kanta_web::{AppState, Clock, WebConfig};
+use reqwest::StatusCode;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+use serde_json::{json, Value};
+use time::macros::datetime;
+
+const HETU: &str = "010594Y9032";
+const CHILD: &str = "020516C903K";
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    clock: Clock,
+    db: Option<TestDb>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, 1 << 20).await
+    }
+
+    async fn spawn_with(backend: Backend, max_body_bytes: usize) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let clock = Clock::fixed(datetime!(2026-11-24 12:00 UTC));
+        let now = clock.now();
+        for (id, org, roles) in [
+            ("clinician", "org-hus", "clinician"),
+            ("archivist", "org-hus", "archivist"),
+            ("operator", "org-kanta-operator", "operator"),
+        ] {
+            db.store
+                .upsert_client(
+                    &ClientRecord {
+                        client_id: id.into(),
+                        org: OrgId::new(org),
+                        name: id.into(),
+                        roles: vec![roles.into()],
+                        secret_sha256: Some(sha256_hex(format!("{id}-secret").as_bytes())),
+                        jwks: None,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = WebConfig {
+            public_url: base.clone(),
+            max_body_bytes,
+            demo: false,
+        };
+        let state = AppState::new(
+            db.store.clone(),
+            config,
+            clock.clone(),
+            b"test-secret-test-secret-test-secret!",
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(kanta_web::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            clock,
+            db: Some(db),
+            stop: Some(tx),
+        }
+    }
+
+    async fn finish(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+
+    async fn token(&self, client: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(client, Some(format!("{client}-secret")))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+}
+
+fn patient(hetu: &str) -> Value {
+    json!({"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": hetu}], "name": [{"family": "Virtanen", "given": ["Aino"]}]})
+}
+
+fn visit(hetu: &str, obs_hetu_override: Option<&str>) -> Value {
+    let mut p = patient(hetu);
+    if let Some(h) = obs_hetu_override {
+        p["identifier"][0]["value"] = json!(h);
+    }
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:a1", "resource": p, "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{hetu}")}},
+        {"fullUrl": "urn:uuid:a2", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "subject": {"reference": "urn:uuid:a1"}, "period": {"start": "2025-03-01T09:00:00+02:00"}}, "request": {"method": "POST", "url": "Encounter"}},
+        {"fullUrl": "urn:uuid:a3", "resource": {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}], "text": "B -Hb"}, "subject": {"reference": "urn:uuid:a1"}, "encounter": {"reference": "urn:uuid:a2"}, "effectiveDateTime": "2025-03-01T09:30:00+02:00", "valueQuantity": {"value": 131, "unit": "g/L"}}, "request": {"method": "POST", "url": "Observation"}}
+    ]})
+}
+
+fn issue(v: &Value) -> (String, String) {
+    (
+        v["issue"][0]["expression"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        v["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+use reqwest::Method;
+
+async fn health_metadata_and_auth(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (s, body, _) = app.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!((s, body), (StatusCode::OK, Value::String("ok".into())));
+    let (s, ready, _) = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    for sub in [
+        "records",
+        "prescriptions",
+        "consents",
+        "wellbeing_data",
+        "population_register",
+        "identification",
+        "mandates",
+    ] {
+        assert!(
+            ready["subsystems"][sub].is_string(),
+            "{sub} missing from {ready}"
+        );
+    }
+    let (s, cap, h) = app.send(Method::GET, "/fhir/metadata", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(cap["resourceType"], "CapabilityStatement");
+    assert_eq!(cap["fhirVersion"], "4.0.1");
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/fhir+json"));
+    // No token, a bad token, an expired token: 401 with an OperationOutcome.
+    let (s, oo, h) = app
+        .send(
+            Method::GET,
+            "/fhir/Patient?identifier=urn:oid:1.2.246.21|010594Y9032",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    assert_eq!(h["www-authenticate"], "Bearer");
+    let (s, _, _) = app
+        .send(Method::GET, "/fhir/Patient/x", Some("not-a-jwt"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let token = app.token("clinician").await;
+    app.clock.advance(time::Duration::seconds(299));
+    assert_eq!(
+        app.send(Method::GET, "/fhir/Patient/x", Some(&token), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    app.clock.advance(time::Duration::seconds(1));
+    let (s, oo, _) = app
+        .send(Method::GET, "/fhir/Patient/x", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(issue(&oo).1.contains("expired"));
+    // A wrong secret and an unknown grant are OAuth errors.
+    let r = app
+        .http
+        .post(format!("{}/oauth/token", app.base))
+        .basic_auth("clinician", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    let r = app
+        .http
+        .post(format!("{}/oauth/token", app.base))
+        .basic_auth("clinician", Some("clinician-secret"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _, _) = app.send(Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    app.finish().await;
+}
+
+/// SMART Backend Services: a client signs an ES384 assertion with its own key.
+async fn private_key_jwt(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref(); // 0x04 || x || y
+    let (x, y) = point[1..].split_at(48);
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "k1", "alg": "ES384", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}]});
+    app.db
+        .as_ref()
+        .unwrap()
+        .store
+        .upsert_client(
+            &ClientRecord {
+                client_id: "ehr-1".into(),
+                org: OrgId::new("org-hus"),
+                name: "EHR".into(),
+                roles: vec!["clinician".into()],
+                secret_sha256: None,
+                jwks: Some(jwks.to_string()),
+            },
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref());
+    let now = app.clock.now().unix_timestamp();
+    let assertion = |aud: &str, exp: i64, jti: &str, sub: &str| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        h.kid = Some("k1".into());
+        jsonwebtoken::encode(
+            &h,
+            &json!({"iss": "ehr-1", "sub": sub, "aud": aud, "exp": exp, "jti": jti}),
+            &key,
+        )
+        .unwrap()
+    };
+    let token_url = format!("{}/oauth/token", app.base);
+    let post = |a: String| {
+        let http = app.http.clone();
+        let url = token_url.clone();
+        async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "system/*.read"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", a.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(assertion(&token_url, now + 240, "j1", "ehr-1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["organization"], "org-hus");
+    let token = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.send(Method::GET, "/fhir/Patient/x", Some(&token), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    for (bad, why) in [
+        (
+            assertion(&token_url, now + 240, "j1", "ehr-1"),
+            "replayed jti",
+        ),
+        (
+            assertion("https://elsewhere/token", now + 240, "j2", "ehr-1"),
+            "wrong audience",
+        ),
+        (assertion(&token_url, now - 1, "j3", "ehr-1"), "expired"),
+        (
+            assertion(&token_url, now + 3600, "j4", "ehr-1"),
+            "too far ahead",
+        ),
+        (
+            assertion(&token_url, now + 240, "j5", "someone-else"),
+            "sub is not the client",
+        ),
+    ] {
+        let r = post(bad).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{why}");
+    }
+    // A key the client did not register.
+    let other = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    h.kid = Some("k1".into());
+    let forged = jsonwebtoken::encode(
+        &h,
+        &json!({"iss": "ehr-1", "sub": "ehr-1", "aud": token_url, "exp": now + 60, "jti": "j9"}),
+        &jsonwebtoken::EncodingKey::from_ec_der(other.as_ref()),
+    )
+    .unwrap();
+    assert_eq!(
+        post(forged).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "foreign key"
+    );
+    app.finish().await;
+}
+
+async fn transaction_bundles(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.token("clinician").await;
+    let (s, resp, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None)))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{resp}");
+    assert_eq!(resp["type"], "transaction-response");
+    assert_eq!(resp["entry"].as_array().unwrap().len(), 3);
+    assert_eq!(resp["entry"][2]["response"]["status"], "201 Created");
+    let pid = resp["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        resp["entry"][2]["resource"]["subject"]["reference"],
+        format!("Patient/{pid}")
+    );
+    // The same visit again: the Patient is matched (200), the rest created.
+    let (_, again, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None)))
+        .await;
+    assert_eq!(again["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(again["entry"][0]["resource"]["id"], pid.as_str());
+    // An invalid HETU in an entry: 422 naming the entry, nothing written.
+    let (s, oo, _) = app
+        .send(
+            Method::POST,
+            "/fhir",
+            Some(&t),
+            Some(visit(CHILD, Some("020516C903L"))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    let (expr, diag) = issue(&oo);
+    assert_eq!(expr, "Bundle.entry[0].resource.identifier[0].value");
+    assert!(diag.contains("invalid HETU"), "{diag}");
+    // A valid Patient but a broken later entry: nothing of the Bundle stays.
+    let mut broken = visit(CHILD, None);
+    broken["entry"][2]["resource"]["encounter"]["reference"] = json!("Encounter/does-not-exist");
+    let (s, oo, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(broken))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{oo}");
+    assert!(issue(&oo).1.contains("does not exist"));
+    let (_, found, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Patient?identifier=urn:oid:1.2.246.21|{CHILD}"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(found["entry"].as_array().map(Vec::len), Some(0), "{found}");
+    app.finish().await;
+}
+
+async fn crud_history_and_conflicts(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.token("clinician").await;
+    let (s, p, h) = app
+        .send(Method::POST, "/fhir/Patient", Some(&t), Some(patient(HETU)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = p["id"].as_str().unwrap().to_string();
+    assert_eq!(h["etag"], "W/\"1\"");
+    assert!(h["location"]
+        .to_str()
+        .unwrap()
+        .ends_with(&format!("/fhir/Patient/{id}/_history/1")));
+    // Conditional create through the header returns the existing one.
+    let r = app
+        .http
+        .post(format!("{}/fhir/Patient", app.base))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .header(
+            "if-none-exist",
+            format!("identifier=urn:oid:1.2.246.21|{HETU}"),
+        )
+        .body(patient(HETU).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // A second Patient with the same HETU without a condition: 409.
+    let (s, oo, _) = app
+        .send(Method::POST, "/fhir/Patient", Some(&t), Some(patient(HETU)))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{oo}");
+    let mut v2 = patient(HETU);
+    v2["id"] = json!(id);
+    v2["name"][0]["family"] = json!("Korhonen");
+    let put = |body: Value, etag: Option<&str>| {
+        let mut r = app
+            .http
+            .put(format!("{}/fhir/Patient/{id}", app.base))
+            .bearer_auth(&t)
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+        if let Some(e) = etag {
+            r = r.header("if-match", e);
+        }
+        r.send()
+    };
+    assert_eq!(
+        put(v2.clone(), Some("W/\"1\"")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = put(v2.clone(), Some("W/\"1\"")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["resourceType"],
+        "OperationOutcome"
+    );
+    let (_, cur, _) = app
+        .send(Method::GET, &format!("/fhir/Patient/{id}"), Some(&t), None)
+        .await;
+    assert_eq!(
+        (
+            cur["meta"]["versionId"].as_str(),
+            cur["name"][0]["family"].as_str()
+        ),
+        (Some("2"), Some("Korhonen"))
+    );
+    let (_, v1, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Patient/{id}/_history/1"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(v1["name"][0]["family"], "Virtanen");
+    let (_, hist, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Patient/{id}/_history"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (hist["type"].as_str(), hist["total"].as_u64()),
+        (Some("history"), Some(2))
+    );
+    // Roles: an archivist reads but does not write.
+    let a = app.token("archivist").await;
+    assert_eq!(
+        app.send(Method::GET, &format!("/fhir/Patient/{id}"), Some(&a), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&a),
+            Some(patient(CHILD))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    app.finish().await;
+}
+
+async fn bad_input_is_refused_precisely(b: Backend) {
+    let app = TestApp::spawn_with(b, 64 * 1024).await;
+    let t = app.token("clinician").await;
+    let (_, p, _) = app
+        .send(Method::POST, "/fhir/Patient", Some(&t), Some(patient(HETU)))
+        .await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    let raw = |path: &str, ct: &str, body: String| {
+        app.http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&t)
+            .header("content-type", ct.to_string())
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(&str, &str, String, StatusCode, &str)> = vec![
+        ("/fhir/Patient", "application/fhir+json", "{\"resourceType\": \"Patient\",".into(), StatusCode::BAD_REQUEST, "not valid JSON"),
+        ("/fhir/Patient", "text/plain", patient(CHILD).to_string(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type"),
+        ("/fhir/Patient", "application/fhir+json", json!({"resourceType": "Observation"}).to_string(), StatusCode::BAD_REQUEST, "URL says Patient"),
+        ("/fhir/Patient", "application/fhir+json", patient("020516C903L").to_string(), StatusCode::UNPROCESSABLE_ENTITY, "invalid HETU"),
+        ("/fhir/Observation", "application/fhir+json", json!({"resourceType": "Observation", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{pid}")}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "Observation.status is required"),
+        ("/fhir/Observation", "application/fhir+json", json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/unknown"}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "does not exist"),
+        ("/fhir/Observation", "application/fhir+json", "x".repeat(70 * 1024), StatusCode::PAYLOAD_TOO_LARGE, "larger"),
+        ("/fhir/Basic", "application/fhir+json", json!({"resourceType": "Basic"}).to_string(), StatusCode::NOT_FOUND, "not supported"),
+        ("/fhir", "application/fhir+json", json!({"resourceType": "Bundle", "type": "batch"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "transaction"),
+    ];
+    for (path, ct, body, status, text) in cases {
+        let r = raw(path, ct, body).await.unwrap();
+        let got = r.status();
+        let oo: Value = r.json().await.unwrap();
+        assert_eq!(got, status, "{path} {text}: {oo}");
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+        assert!(
+            issue(&oo).1.contains(text),
+            "{path}: '{}' lacks '{text}'",
+            issue(&oo).1
+        );
+    }
+    for (path, status, text) in [
+        (
+            "/fhir/Observation?patient=Patient/x&date=2024",
+            StatusCode::BAD_REQUEST,
+            "not supported",
+        ),
+        (
+            "/fhir/Observation",
+            StatusCode::BAD_REQUEST,
+            "needs patient=",
+        ),
+        (
+            "/fhir/Observation?patient=Patient/x&_count=0",
+            StatusCode::BAD_REQUEST,
+            "_count",
+        ),
+        (
+            "/fhir/Patient?identifier=urn:oid:1.2.246.21|131052-308U",
+            StatusCode::BAD_REQUEST,
+            "invalid HETU",
+        ),
+        (
+            "/fhir/Observation?patient=x&_page=garbage",
+            StatusCode::BAD_REQUEST,
+            "page token",
+        ),
+        ("/fhir/Patient/nope", StatusCode::NOT_FOUND, "not known"),
+        (
+            "/fhir/Patient/nope/_history/x",
+            StatusCode::BAD_REQUEST,
+            "not a number",
+        ),
+    ] {
+        let (s, oo, _) = app.send(Method::GET, path, Some(&t), None).await;
+        assert_eq!(s, status, "{path}: {oo}");
+        assert!(issue(&oo).1.contains(text), "{path}: {}", issue(&oo).1);
+    }
+    // Nothing above was written.
+    let (_, found, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Observation?patient=Patient/{pid}"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(found["entry"].as_array().map(Vec::len), Some(0));
+    app.finish().await;
+}
+
+async fn search_pages_by_patient(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.token("clinician").await;
+    let (_, p, _) = app
+        .send(Method::POST, "/fhir/Patient", Some(&t), Some(patient(HETU)))
+        .await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    let mut entries = vec![];
+    for d in 1..=23 {
+        entries.push(json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}, "subject": {"reference": format!("Patient/{pid}")}, "effectiveDateTime": format!("2024-02-{d:02}")}, "request": {"method": "POST", "url": "Observation"}}));
+    }
+    let (s, _, _) = app
+        .send(
+            Method::POST,
+            "/fhir",
+            Some(&t),
+            Some(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut url = format!("/fhir/Observation?subject=Patient/{pid}&_count=10&_sort=-date");
+    let mut dates = vec![];
+    loop {
+        let (s, page, _) = app.send(Method::GET, &url, Some(&t), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["type"], "searchset");
+        for e in page["entry"].as_array().unwrap() {
+            dates.push(
+                e["resource"]["effectiveDateTime"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+        match next {
+            Some(n) => url = n.strip_prefix(&app.base).unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(dates.len(), 23);
+    assert_eq!(dates[0], "2024-02-23");
+    let mut sorted = dates.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(dates, sorted);
+    let (_, asc, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Observation?patient={pid}&_sort=date&_count=1"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        asc["entry"][0]["resource"]["effectiveDateTime"],
+        "2024-02-01"
+    );
+    let (_, none, _) = app
+        .send(
+            Method::GET,
+            "/fhir/Observation?patient=Patient/someone-else",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(none["entry"].as_array().map(Vec::len), Some(0));
+    app.finish().await;
+}
+
+async fn population_import_endpoint(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": CHILD}], "name": [{"family": "Virtanen", "given": ["Eetu"]}]}},
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}], "name": [{"family": "Virtanen", "given": ["Aino"]}]}},
+        {"resource": {"resourceType": "RelatedPerson", "patient": {"identifier": {"system": "urn:oid:1.2.246.21", "value": CHILD}},
+            "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}],
+            "relationship": [{"coding": [{"system": "urn:kanta:cs:population-relation", "code": "guardian"}]}]}}
+    ]});
+    let clinician = app.token("clinician").await;
+    assert_eq!(
+        app.send(
+            Method::POST,
+            "/operator/population/import",
+            Some(&clinician),
+            Some(bundle.clone())
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let op = app.token("operator").await;
+    let (s, oo, _) = app
+        .send(
+            Method::POST,
+            "/operator/population/import",
+            Some(&op),
+            Some(bundle.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{oo}");
+    assert!(issue(&oo).1.contains("2 persons and 1 relations"));
+    let store = &app.db.as_ref().unwrap().store;
+    let child = store
+        .person(&kanta_domain::hetu::Hetu::parse(CHILD).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(child.relations.len(), 1);
+    let mut bad = bundle;
+    bad["entry"][1]["resource"]["identifier"][0]["value"] = json!("010594Y9033");
+    let (s, oo, _) = app
+        .send(
+            Method::POST,
+            "/operator/population/import",
+            Some(&op),
+            Some(bad),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(issue(&oo).0.starts_with("Bundle.entry[1]"), "{oo}");
+    // Provider writes never create register entries.
+    let (_, _, _) = app
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&clinician),
+            Some(patient("030516D9037")),
+        )
+        .await;
+    assert!(store
+        .person(&kanta_domain::hetu::Hetu::parse("030516D9037").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    app.finish().await;
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(kanta_store::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name(kanta_store::Backend::Postgres).await } )* }
+    };
+}
+
+both!(
+    health_metadata_and_auth,
+    private_key_jwt,
+    transaction_bundles,
+    crud_history_and_conflicts,
+    bad_input_is_refused_precisely,
+    search_pages_by_patient,
+    population_import_endpoint,
+);

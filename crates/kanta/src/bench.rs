@@ -1,0 +1,476 @@
+//! `kanta bench`: throughput and latency of the platform's main paths, each reported as a ratio to
+//! the raw database doing the same work in the same run (JSON lines on stdout).
+//!
+//! Workloads:
+//! - `ingest`: providers POST transaction Bundles of one visit (a conditional Patient, an Encounter
+//!   and 8 Observations) over HTTP with a bearer token. Floor: the same 10 JSON documents inserted in
+//!   one database transaction into an indexed table.
+//! - `read_latest_20`: `GET /fhir/Observation?patient=…&_count=20` for a random patient. Floor: the
+//!   same `SELECT … ORDER BY date DESC LIMIT 20` on a copy of the same rows.
+//!
+//! The dataset has `--patients` patients with a skewed (Zipf-like) number of records: patient of
+//! rank i has about 3000/i Observations, at least 5, so a few have thousands.
+
+use crate::seed::OPERATOR_ORG;
+use kanta_domain::hetu::Hetu;
+use kanta_domain::ids::OrgId;
+use kanta_fhir::check;
+use kanta_store::{ClientRecord, Store, WriteOp, WriteRequest};
+use kanta_web::{AppState, Clock, WebConfig};
+use serde_json::{json, Value};
+use sqlx::Row as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Clone)]
+pub struct BenchArgs {
+    /// Patients in the dataset.
+    #[arg(long, default_value_t = 10_000)]
+    patients: usize,
+    /// Seconds per workload run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// A PostgreSQL server URL (e.g. postgres://postgres@127.0.0.1/postgres): the benchmark creates a
+    /// fresh database there, runs, and drops it. Without it only SQLite runs.
+    #[arg(long, env = "KANTA_BENCH_POSTGRES")]
+    postgres: Option<String>,
+    /// Skip SQLite.
+    #[arg(long)]
+    no_sqlite: bool,
+}
+
+const SECRET: &str = "bench-secret";
+const CLIENT: &str = "bench-clinician";
+
+pub async fn run(args: BenchArgs, _database: String, data_dir: PathBuf) -> Result<(), String> {
+    if !args.no_sqlite {
+        let dir = data_dir.join(format!("bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let url = crate::config::sqlite_url(&dir);
+        let result = bench_backend(&args, &url, "sqlite").await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result?;
+    }
+    if let Some(server) = &args.postgres {
+        let name = format!("kanta_bench_{}", std::process::id());
+        let admin = sqlx::PgPool::connect(server).await.map_err(|e| format!("postgres: {e}"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.map_err(|e| e.to_string())?;
+        let url = kanta_store::testing::with_database(server, &name);
+        let result = bench_backend(&args, &url, "postgres").await;
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&admin).await;
+        result?;
+    }
+    Ok(())
+}
+
+fn hetu_for(i: usize) -> Result<Hetu, String> {
+    // Test-range HETUs (individual numbers 900-999), spread over birth dates.
+    let day = time::Date::from_calendar_date(1940, time::Month::January, 1).map_err(|e| e.to_string())?
+        + time::Duration::days((i / 100) as i64);
+    let sign = if day.year() >= 2000 { 'A' } else { '-' };
+    Hetu::from_parts(day, sign, 900 + (i % 100) as u16).map_err(|e| e.to_string())
+}
+
+fn records_for(rank: usize) -> usize {
+    (3000 / (rank + 1)).max(5)
+}
+
+fn visit_bundle(hetu: &str, day: i64, observations: usize, seq: usize) -> Value {
+    let mut entries = vec![
+        json!({"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001", "resource": {"resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:1.2.246.21", "value": hetu}], "name": [{"family": "Bench", "given": ["Test"]}]},
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{hetu}")}}),
+        json!({"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000002", "resource": {"resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000001"},
+            "period": {"start": date(day)}, "serviceProvider": {"reference": "Organization/org-bench"}},
+            "request": {"method": "POST", "url": "Encounter"}}),
+    ];
+    for k in 0..observations {
+        entries.push(json!({"fullUrl": format!("urn:uuid:00000000-0000-4000-8001-{:012}", k), "resource": {
+            "resourceType": "Observation", "status": "final",
+            "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}, {"system": "urn:oid:1.2.246.537.5.40150", "code": "2"}]},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "B -Hb"}], "text": "B -Hb"},
+            "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000001"},
+            "encounter": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000002"},
+            "effectiveDateTime": format!("{}T{:02}:{:02}:00Z", date(day), 8 + k % 10, seq % 60),
+            "valueQuantity": {"value": 120 + (seq + k) % 50, "unit": "g/L", "system": "http://unitsofmeasure.org", "code": "g/L"},
+            "referenceRange": [{"low": {"value": 117, "unit": "g/L"}, "high": {"value": 155, "unit": "g/L"}}]},
+            "request": {"method": "POST", "url": "Observation"}}));
+    }
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+fn date(day: i64) -> String {
+    let d = time::Date::from_calendar_date(2010, time::Month::January, 1).unwrap_or(time::Date::MIN)
+        + time::Duration::days(day.rem_euclid(5000));
+    kanta_fhir::datetime::format_date(d)
+}
+
+/// A fast deterministic generator (xorshift) so runs pick the same patients.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+struct Run {
+    ops: usize,
+    errors: usize,
+    secs: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+    fn pct(&mut self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i].as_secs_f64() * 1000.0
+    }
+}
+
+/// Run `f` from `clients` tasks for `seconds`, counting successes and latencies.
+async fn drive<F, Fut>(clients: usize, seconds: u64, f: F) -> Run
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut handles = vec![];
+    for c in 0..clients {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            let (mut ops, mut errors, mut lat) = (0usize, 0usize, Vec::new());
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if f(c, i).await {
+                    ops += 1;
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            (ops, errors, lat)
+        }));
+    }
+    let mut run = Run { ops: 0, errors: 0, secs: 0.0, latencies: vec![] };
+    for h in handles {
+        if let Ok((o, e, l)) = h.await {
+            run.ops += o;
+            run.errors += e;
+            run.latencies.extend(l);
+        }
+    }
+    run.secs = start.elapsed().as_secs_f64();
+    run
+}
+
+enum Floor {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+impl Floor {
+    async fn connect(url: &str) -> Result<Floor, String> {
+        if url.starts_with("sqlite:") {
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(|e: sqlx::Error| e.to_string())?;
+            let opts = opts
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30));
+            // One connection, like the store's single writer: SQLite serialises writers anyway.
+            let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(|e| e.to_string())?;
+            Ok(Floor::Sqlite(pool))
+        } else {
+            Ok(Floor::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await.map_err(|e| e.to_string())?))
+        }
+    }
+
+    async fn setup(&self) -> Result<(), String> {
+        let stmts: [&str; 2] = match self {
+            Floor::Sqlite(_) => [
+                "CREATE TABLE floor_doc (id INTEGER PRIMARY KEY, patient_id BIGINT NOT NULL, ts BIGINT NOT NULL, type_code TEXT NOT NULL, body TEXT NOT NULL)",
+                "CREATE INDEX floor_doc_patient_ts ON floor_doc (patient_id, ts DESC)",
+            ],
+            Floor::Pg(_) => [
+                "CREATE TABLE floor_doc (id BIGSERIAL PRIMARY KEY, patient_id BIGINT NOT NULL, ts BIGINT NOT NULL, type_code TEXT NOT NULL, body JSONB NOT NULL)",
+                "CREATE INDEX floor_doc_patient_ts ON floor_doc (patient_id, ts DESC)",
+            ],
+        };
+        for s in stmts {
+            self.exec(s).await?;
+        }
+        Ok(())
+    }
+
+    async fn exec(&self, sql: &str) -> Result<(), String> {
+        match self {
+            Floor::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Floor::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// One transaction inserting `docs` documents (the floor of a Bundle write).
+    async fn insert(&self, patient: i64, docs: &[String]) -> bool {
+        macro_rules! go {
+            ($p:expr, $cast:literal) => {{
+                let Ok(mut tx) = $p.begin().await else { return false };
+                for (k, d) in docs.iter().enumerate() {
+                    let r = sqlx::query(concat!("INSERT INTO floor_doc (patient_id, ts, type_code, body) VALUES ($1, $2, 'Observation', $3", $cast, ")"))
+                        .bind(patient)
+                        .bind(k as i64)
+                        .bind(d)
+                        .execute(&mut *tx)
+                        .await;
+                    if r.is_err() {
+                        return false;
+                    }
+                }
+                tx.commit().await.is_ok()
+            }};
+        }
+        match self {
+            Floor::Sqlite(p) => go!(p, ""),
+            Floor::Pg(p) => go!(p, "::jsonb"),
+        }
+    }
+
+    async fn latest20(&self, patient: i64) -> bool {
+        let sql = "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20";
+        match self {
+            Floor::Sqlite(p) => sqlx::query(sql).bind(patient).fetch_all(p).await.map(|rows| rows.iter().all(|r| r.try_get::<String, _>(1).is_ok())).unwrap_or(false),
+            Floor::Pg(p) => sqlx::query(sql).bind(patient).fetch_all(p).await.map(|rows| rows.iter().all(|r| r.try_get::<Value, _>(1).is_ok())).unwrap_or(false),
+        }
+    }
+
+    async fn patient_keys(&self) -> Result<Vec<i64>, String> {
+        let sql = "SELECT DISTINCT patient_id FROM floor_doc";
+        match self {
+            Floor::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Floor::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(), String> {
+    let store: Arc<dyn Store> = kanta_store::connect(url).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let now = Clock::System.now();
+    let org = json!({"resourceType": "Organization", "id": "org-bench", "name": "Benchmark Health"});
+    store
+        .write(WriteRequest { org: OrgId::new(OPERATOR_ORG), ops: vec![("Organization".into(), None, WriteOp::Update { resource: check(org).map_err(|e| e.to_string())?, id: "org-bench".into(), if_match: None })] }, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .upsert_client(&ClientRecord { client_id: CLIENT.into(), org: OrgId::new("org-bench"), name: "bench".into(), roles: vec!["clinician".into()], secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())), jwks: None }, now)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // Load the dataset through the store's write path, 4 writers at a time.
+    let load_start = Instant::now();
+    let hetus: Vec<String> = (0..args.patients).map(|i| hetu_for(i).map(|h| h.as_str().to_string())).collect::<Result<_, _>>()?;
+    let mut total_records = 0usize;
+    let mut jobs = vec![];
+    for (rank, h) in hetus.iter().enumerate() {
+        let mut left = records_for(rank);
+        total_records += left;
+        let mut seq = 0;
+        while left > 0 {
+            let n = left.min(50);
+            jobs.push(visit_bundle(h, (rank * 7 + seq * 13) as i64, n, seq));
+            left -= n;
+            seq += 1;
+        }
+    }
+    let jobs = Arc::new(std::sync::Mutex::new(jobs));
+    let mut loaders = vec![];
+    for _ in 0..4 {
+        let (store, jobs) = (store.clone(), jobs.clone());
+        loaders.push(tokio::spawn(async move {
+            loop {
+                let job = jobs.lock().map(|mut j| j.pop()).unwrap_or(None);
+                let Some(b) = job else { return Ok::<(), String>(()) };
+                let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), b).map_err(|e| e.to_string())?;
+                store.write(req, now).await.map_err(|e| e.to_string())?;
+            }
+        }));
+    }
+    for l in loaders {
+        l.await.map_err(|e| e.to_string())??;
+    }
+    let load_secs = load_start.elapsed().as_secs_f64();
+    println!("{}", json!({"phase": "load", "backend": backend, "patients": args.patients, "observations": total_records, "seconds": round(load_secs)}));
+
+    // The server, on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{addr}");
+    let config = WebConfig { public_url: base.clone(), max_body_bytes: 8 << 20, demo: false };
+    let state = AppState::new(store.clone(), config, Clock::System, b"bench-token-secret-bench-token-secret");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kanta_web::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build().map_err(|e| e.to_string())?;
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let bearer = format!("Bearer {}", token["access_token"].as_str().ok_or("no access token")?);
+
+    // Patient ids for reads.
+    let mut patient_ids = vec![];
+    for h in hetus.iter().step_by((hetus.len() / 2000).max(1)) {
+        let r: Value = http
+            .get(format!("{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{h}"))
+            .header("authorization", &bearer)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(id) = r["entry"][0]["resource"]["id"].as_str() {
+            patient_ids.push(id.to_string());
+        }
+    }
+    let patient_ids = Arc::new(patient_ids);
+    let hetus = Arc::new(hetus);
+
+    // W1: ingest.
+    let ingest = {
+        let (http, bearer, base, hetus) = (http.clone(), bearer.clone(), base.clone(), hetus.clone());
+        drive(args.clients, args.seconds, move |c, i| {
+            let (http, bearer, base, hetus) = (http.clone(), bearer.clone(), base.clone(), hetus.clone());
+            async move {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((c as u64) << 32 | i));
+                let h = &hetus[rng.below(hetus.len())];
+                let body = visit_bundle(h, (i * 3) as i64, 8, i as usize).to_string();
+                http.post(format!("{base}/fhir"))
+                    .header("authorization", &bearer)
+                    .header("content-type", "application/fhir+json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .await
+    };
+    // W2: the latest 20 Observations of a patient.
+    let reads = {
+        let (http, bearer, base, ids) = (http.clone(), bearer.clone(), base.clone(), patient_ids.clone());
+        drive(args.clients, args.seconds, move |c, i| {
+            let (http, bearer, base, ids) = (http.clone(), bearer.clone(), base.clone(), ids.clone());
+            async move {
+                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
+                let id = &ids[rng.below(ids.len())];
+                match http.get(format!("{base}/fhir/Observation?patient=Patient/{id}&_count=20")).header("authorization", &bearer).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
+        })
+        .await
+    };
+    let _ = stop_tx.send(());
+    let _ = server.await;
+
+    // The floor: the raw database doing the same work on the same rows.
+    let floor = Arc::new(Floor::connect(url).await?);
+    floor.setup().await?;
+    floor
+        .exec("INSERT INTO floor_doc (patient_id, ts, type_code, body) SELECT patient_key, effective_at, resource_type, body FROM resource WHERE resource_type = 'Observation'")
+        .await?;
+    let keys = Arc::new(floor.patient_keys().await?);
+    let sample_doc = visit_bundle(&hetus[0], 0, 8, 0)["entry"][2]["resource"].to_string();
+    let docs: Arc<Vec<String>> = Arc::new(vec![sample_doc; 10]);
+    let floor_ingest = {
+        let (floor, docs) = (floor.clone(), docs.clone());
+        drive(args.clients, args.seconds, move |c, i| {
+            let (floor, docs) = (floor.clone(), docs.clone());
+            async move { floor.insert(((c as i64) << 40) | i as i64, &docs).await }
+        })
+        .await
+    };
+    let floor_reads = {
+        let (floor, keys) = (floor.clone(), keys.clone());
+        drive(args.clients, args.seconds, move |c, i| {
+            let (floor, keys) = (floor.clone(), keys.clone());
+            async move {
+                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
+                floor.latest20(keys[rng.below(keys.len())]).await
+            }
+        })
+        .await
+    };
+    report("ingest_transaction_bundle", backend, args, ingest, floor_ingest);
+    report("read_latest_20", backend, args, reads, floor_reads);
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn report(workload: &str, backend: &str, args: &BenchArgs, mut ours: Run, mut floor: Run) {
+    let ratio = if floor.per_sec() > 0.0 { ours.per_sec() / floor.per_sec() } else { 0.0 };
+    println!(
+        "{}",
+        json!({
+            "workload": workload, "backend": backend, "patients": args.patients, "clients": args.clients,
+            "ops": ours.ops, "errors": ours.errors, "ops_per_s": round(ours.per_sec()),
+            "p50_ms": round(ours.pct(0.5)), "p99_ms": round(ours.pct(0.99)),
+            "floor_ops_per_s": round(floor.per_sec()), "floor_p99_ms": round(floor.pct(0.99)), "floor_errors": floor.errors,
+            "ratio": round(ratio),
+        })
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_data_is_valid_and_skewed() {
+        for i in [0, 1, 99, 100, 9_999, 36_499] {
+            assert!(hetu_for(i).unwrap().is_temporary());
+        }
+        assert_eq!(records_for(0), 3000);
+        assert_eq!(records_for(9_999), 5);
+        let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), visit_bundle("010594Y9032", 3, 8, 1)).unwrap();
+        assert_eq!(req.ops.len(), 10);
+        assert_eq!(kanta_store::testing::with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"), "postgres://u@h:5432/x?sslmode=disable");
+        assert_eq!(kanta_store::testing::with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}

@@ -1,0 +1,80 @@
+//! Typed configuration. A TOML file (`--config`) with command-line and environment overrides;
+//! unknown keys are an error, secrets never print.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A secret: its `Debug` prints nothing of it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The configuration file. Every key is optional; the command line wins over the file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// The URL clients use to reach this service (token audience, links). Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// `postgres://…` or `sqlite://…`. Defaults to SQLite in the data directory.
+    pub database: Option<Secret>,
+    pub data_dir: Option<PathBuf>,
+    /// The built-in test services and demo data.
+    pub demo: Option<bool>,
+    /// Largest accepted request body in bytes (default 8 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Secret that signs access tokens; the same on every instance. Required unless `demo`.
+    pub token_secret: Option<Secret>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+}
+
+/// The default SQLite URL inside a data directory.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("kanta.db").display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_fail_loudly_and_secrets_do_not_print() {
+        let err = toml::from_str::<FileConfig>("listen = '127.0.0.1:1'\nlisten_port = 3").unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        let c: FileConfig = toml::from_str("token_secret = 'hunter2'\ndatabase = 'postgres://u:pw@h/db'\nlog_format = 'json'").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
+        assert_eq!(c.log_format, Some(LogFormat::Json));
+    }
+}

@@ -1,0 +1,242 @@
+//! `kanta`: the one binary of the Kanta platform.
+
+mod bench;
+mod config;
+mod demo;
+mod seed;
+
+use clap::{Parser, Subcommand};
+use config::{FileConfig, LogFormat, Secret};
+use kanta_store::Store;
+use kanta_web::{AppState, Clock, WebConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "kanta", version, about = "Kanta: an open national health data platform")]
+struct Cli {
+    /// Configuration file (TOML); the command line wins over it.
+    #[arg(long, global = true, env = "KANTA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: postgres://… or sqlite://…. Default: SQLite in the data directory.
+    #[arg(long, global = true, env = "KANTA_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// Data directory (the SQLite database and demo secrets live here).
+    #[arg(long, global = true, env = "KANTA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrations run first).
+    Serve {
+        /// Turn on the built-in test services and seed the demo population on first start.
+        #[arg(long)]
+        demo: bool,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+        /// The URL clients reach this service at (default http://<listen>).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Run database migrations and exit.
+    Migrate,
+    /// The demo population and clients, as JSON lines.
+    Demo {
+        #[command(subcommand)]
+        what: DemoWhat,
+    },
+    /// The population register.
+    Population {
+        #[command(subcommand)]
+        what: PopulationWhat,
+    },
+    /// Benchmarks: ratios against the raw database doing the same work, as JSON lines.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DemoWhat {
+    /// Demo citizens: HETU, name, situation.
+    People,
+    /// Demo provider clients: id, secret, organisation.
+    Clients,
+}
+
+#[derive(Subcommand)]
+enum PopulationWhat {
+    /// Import a population Bundle (docs/fhir-conventions.md) into the register.
+    Import { file: PathBuf },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let file = match &cli.config {
+        Some(p) => match FileConfig::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("kanta: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => FileConfig::default(),
+    };
+    init_logs(cli.log_format.or(file.log_format).unwrap_or_default());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kanta: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, file)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kanta: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Settings resolved from the command line, the environment and the file.
+struct Resolved {
+    data_dir: PathBuf,
+    database: Secret,
+}
+
+fn resolve(cli: &Cli, file: &FileConfig) -> Resolved {
+    let data_dir = cli.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./data"));
+    let database = cli
+        .database
+        .clone()
+        .map(Secret::new)
+        .or(file.database.clone())
+        .unwrap_or_else(|| Secret::new(config::sqlite_url(&data_dir)));
+    Resolved { data_dir, database }
+}
+
+async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {
+    if r.database.expose().starts_with("sqlite:") {
+        std::fs::create_dir_all(&r.data_dir).map_err(|e| format!("cannot create data dir {}: {e}", r.data_dir.display()))?;
+    }
+    let store = kanta_store::connect(r.database.expose()).await.map_err(|e| format!("cannot open the database: {e}"))?;
+    store.migrate().await.map_err(|e| format!("migrations failed: {e}"))?;
+    Ok(store)
+}
+
+async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
+    let r = resolve(&cli, &file);
+    match cli.command {
+        Command::Serve { demo, listen, public_url } => {
+            let demo = demo || file.demo.unwrap_or(false);
+            let listen = listen.or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+            let store = open(&r).await?;
+            let clock = Clock::System;
+            if demo && !seed::is_seeded(&store).await? {
+                tracing::info!("seeding the demo population (first start)");
+                seed::seed(&store, clock.now()).await?;
+            }
+            let token_secret = match (file.token_secret.clone().or_else(|| std::env::var("KANTA_TOKEN_SECRET").ok().map(Secret::new)), demo) {
+                (Some(s), _) => s.expose().as_bytes().to_vec(),
+                (None, true) => demo_token_secret(&r.data_dir)?,
+                (None, false) => return Err("token_secret (or KANTA_TOKEN_SECRET) is required outside --demo".into()),
+            };
+            let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let public_url = public_url.or(file.public_url.clone()).unwrap_or_else(|| format!("http://{addr}"));
+            let config = WebConfig {
+                public_url: public_url.trim_end_matches('/').to_string(),
+                max_body_bytes: file.max_body_bytes.unwrap_or(8 * 1024 * 1024),
+                demo,
+            };
+            tracing::info!(%addr, backend = ?store.backend(), demo, "kanta is listening");
+            let state = AppState::new(store, config, clock, &token_secret);
+            kanta_web::serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::Migrate => {
+            let store = open(&r).await?;
+            println!("migrations applied ({:?})", store.backend());
+            Ok(())
+        }
+        Command::Demo { what } => {
+            let today = Clock::System.now().date();
+            match what {
+                DemoWhat::People => {
+                    for p in demo::people(today) {
+                        let line = serde_json::json!({"hetu": p.hetu, "name": p.name, "birth_date": p.birth_date.to_string(), "situation": p.situation});
+                        println!("{line}");
+                    }
+                }
+                DemoWhat::Clients => {
+                    for c in demo::clients() {
+                        let line = serde_json::json!({"client_id": c.client_id, "client_secret": c.client_secret, "organisation": c.organisation, "organisation_name": c.organisation_name, "roles": c.roles});
+                        println!("{line}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Population { what: PopulationWhat::Import { file: path } } => {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+            let records = kanta_fhir::population::parse_import(&value).map_err(|e| e.to_string())?;
+            let store = open(&r).await?;
+            let s = store.import_population(&records, Clock::System.now()).await.map_err(|e| e.to_string())?;
+            println!("imported {} persons and {} relations", s.persons, s.relations);
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(args, r.database.expose().to_string(), r.data_dir.clone()).await,
+    }
+}
+
+/// The demo's token secret: random on first start, kept in the data directory so that tokens
+/// survive a restart.
+fn demo_token_secret(data_dir: &Path) -> Result<Vec<u8>, String> {
+    let path = data_dir.join("demo-token-secret");
+    if let Ok(s) = std::fs::read(&path) {
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()).into_bytes();
+    std::fs::write(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(secret)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+    let _ = Duration::from_secs(0);
+}
