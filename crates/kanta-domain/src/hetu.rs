@@ -269,4 +269,66 @@ mod tests {
         assert_eq!(h.age_on(date!(2012 - 05 - 01)), 18);
         assert_eq!(h.age_on(date!(1990 - 01 - 01)), 0);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const SIGNS: [(char, i32); 13] = [
+            ('+', 1800), ('-', 1900), ('Y', 1900), ('X', 1900), ('W', 1900), ('V', 1900), ('U', 1900),
+            ('A', 2000), ('B', 2000), ('C', 2000), ('D', 2000), ('E', 2000), ('F', 2000),
+        ];
+
+        fn any_hetu() -> impl Strategy<Value = (Date, char, u16)> {
+            (0usize..13, 0i64..36_524, 2u16..=999).prop_map(|(s, day, n)| {
+                let (sign, base) = SIGNS[s];
+                let start = Date::from_calendar_date(base, Month::January, 1).unwrap();
+                let d = (start + time::Duration::days(day)).min(Date::from_calendar_date(base + 99, Month::December, 31).unwrap());
+                (d, sign, n)
+            })
+        }
+
+        proptest! {
+            /// R-AUTH-7: every code built from valid parts parses back to the same parts.
+            #[test]
+            fn from_parts_round_trips((date, sign, n) in any_hetu()) {
+                let h = Hetu::from_parts(date, sign, n).unwrap();
+                let back = Hetu::parse(h.as_str()).unwrap();
+                prop_assert_eq!(back.birth_date(), date);
+                prop_assert_eq!(back.century_sign(), sign);
+                prop_assert_eq!(back.individual_number(), n);
+                prop_assert_eq!(back.is_temporary(), n >= 900);
+            }
+
+            /// Any other check character is refused.
+            #[test]
+            fn a_wrong_check_character_is_refused((date, sign, n) in any_hetu(), c in proptest::sample::select(CHECK_CHARS.to_vec())) {
+                let h = Hetu::from_parts(date, sign, n).unwrap();
+                let code = h.as_str();
+                prop_assume!(code.as_bytes()[10] != c);
+                let wrong = format!("{}{}", &code[..10], char::from(c));
+                let is_check_error = matches!(Hetu::parse(&wrong), Err(HetuError::CheckCharacter { .. }));
+                prop_assert!(is_check_error);
+            }
+
+            /// A sign of another century never yields the same birth date.
+            #[test]
+            fn another_century_is_another_date((date, sign, n) in any_hetu(), other in 0usize..13) {
+                let h = Hetu::from_parts(date, sign, n).unwrap();
+                let (o, _) = SIGNS[other];
+                let swapped = format!("{}{}{}", &h.as_str()[..6], o, &h.as_str()[7..]);
+                if let Ok(s) = Hetu::parse(&swapped) {
+                    prop_assert_eq!(s.birth_date() == date, century(o) == century(sign));
+                    prop_assert_ne!(s.as_str() == h.as_str(), o != sign);
+                }
+            }
+
+            /// The parser never panics.
+            #[test]
+            fn parse_never_panics(s in "\\PC{0,20}", t in "[0-9A-Z+\\-]{11}") {
+                let _ = Hetu::parse(&s);
+                let _ = Hetu::parse(&t);
+            }
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //!
 //! Architecture invariant: this crate does no I/O and never reads the clock. `now` is a parameter.
 
+pub mod audit;
 pub mod hetu;
 pub mod ids;
+pub mod merkle;
 pub mod population;

@@ -3,13 +3,17 @@
 //! macro stamps out both so that the two can never drift apart in behaviour — the conformance suite
 //! checks the rest.
 
+use crate::audit::Sealed;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
+    AuditAppend, Checkpoint, StoredAudit,
     Backend, ClientRecord, Cursor, ImportSummary, Page, Result, SearchQuery, Store, StoreError,
     Stored, WriteRequest, Written,
 };
 use async_trait::async_trait;
+use kanta_domain::audit::AuditRecord;
 use kanta_domain::hetu::Hetu;
+use kanta_domain::merkle::{leaf_hash, Frontier, Hash};
 use kanta_domain::ids::{OrgId, PatientKey};
 use kanta_domain::population::{CustodyAgreement, Person, PersonRecord, Relation, RelationKind};
 use kanta_fhir::resource::scope_of;
@@ -89,6 +93,30 @@ fn parse_date(s: &str) -> Result<time::Date> {
 fn hetu(s: &str) -> Result<Hetu> {
     Hetu::parse(s).map_err(|e| StoreError::Corrupt(format!("stored HETU is invalid: {}", e.code())))
 }
+
+fn to_hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_of(bytes: &[u8]) -> Result<Hash> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+fn parse_frontier(size: i64, text: &str) -> Result<Frontier> {
+    let mut nodes = vec![];
+    for chunk in text.as_bytes().chunks(64).filter(|c| !c.is_empty()) {
+        let mut h = [0u8; 32];
+        for (i, pair) in chunk.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).map_err(|_| StoreError::Corrupt("audit frontier".into()))?;
+            h[i] = u8::from_str_radix(s, 16).map_err(|_| StoreError::Corrupt("audit frontier".into()))?;
+        }
+        nodes.push(h);
+    }
+    Frontier::from_parts(size as u64, nodes).ok_or_else(|| StoreError::Corrupt("audit frontier does not match the tree size".into()))
+}
+
+/// Records per INSERT statement (6 parameters each; well under both backends' limits).
+const AUDIT_CHUNK: usize = 500;
 
 /// A unique-key violation means two writers raced for the same id: a conflict, not a crash.
 fn conflict_on_unique(e: sqlx::Error) -> StoreError {
@@ -288,45 +316,21 @@ macro_rules! backend {
             }
         }
 
-        fn relation_row(r: &<$db as sqlx::Database>::Row, subject: Hetu, holder: Hetu) -> Result<Relation> {
-            let kind: String = r.try_get("kind")?;
-            let start: Option<String> = r.try_get("start_date")?;
-            let end: Option<String> = r.try_get("end_date")?;
-            let custody: Option<String> = r.try_get("custody")?;
-            Ok(Relation {
-                kind: RelationKind::from_code(&kind).ok_or_else(|| StoreError::Corrupt(format!("relation kind {kind}")))?,
-                subject,
-                holder,
-                start: start.as_deref().map(parse_date).transpose()?,
-                end: end.as_deref().map(parse_date).transpose()?,
-                custody: custody.as_deref().and_then(CustodyAgreement::from_code),
+        fn audit_row(r: &<$db as sqlx::Database>::Row) -> Result<StoredAudit> {
+            let key: i64 = r.try_get(1)?;
+            Ok(StoredAudit {
+                seq: r.try_get::<i64, _>(0)? as u64,
+                patient: (key != 0).then_some(PatientKey(key)),
+                recorded_at: r.try_get(2)?,
+                batch: r.try_get::<i64, _>(3)? as u64,
+                leaf_hash: hash_of(&r.try_get::<Vec<u8>, _>(4)?)?,
+                body: r.try_get(5)?,
             })
         }
 
-        #[async_trait]
-        impl Store for $store {
-            fn backend(&self) -> Backend {
-                $backend
-            }
+        impl $store {
+            async fn read_open(&self, t: &str, id: &str) -> Result<Option<Stored>> {
 
-            async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.read).await?;
-                Ok(())
-            }
-
-            async fn migrate(&self) -> Result<()> {
-                $migrator.run(&self.write).await?;
-                Ok(())
-            }
-
-            async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Vec<Written>> {
-                let mut tx = $tx { tx: self.write.begin().await? };
-                let written = apply(&mut tx, request, now).await?;
-                tx.tx.commit().await?;
-                Ok(written)
-            }
-
-            async fn read(&self, t: &str, id: &str) -> Result<Option<Stored>> {
                 let row = match scope_of(t) {
                     Some(Scope::Patient) => {
                         let Some(key) = self.locate(t, id).await? else { return Ok(None) };
@@ -342,11 +346,7 @@ macro_rules! backend {
                 row.transpose()
             }
 
-            async fn vread(&self, t: &str, id: &str, version: i32) -> Result<Option<Stored>> {
-                Ok(self.history(t, id).await?.into_iter().find(|s| s.version == version))
-            }
-
-            async fn history(&self, t: &str, id: &str) -> Result<Vec<Stored>> {
+            async fn history_open(&self, t: &str, id: &str) -> Result<Vec<Stored>> {
                 let rows = match scope_of(t) {
                     Some(Scope::Patient) => {
                         let Some(key) = self.locate(t, id).await? else { return Ok(vec![]) };
@@ -362,7 +362,7 @@ macro_rules! backend {
                 Ok(rows)
             }
 
-            async fn search(&self, q: &SearchQuery) -> Result<Page> {
+            async fn search_open(&self, q: &SearchQuery) -> Result<Page> {
                 let scope = scope_of(&q.resource_type)
                     .ok_or_else(|| FhirError::bad_request(format!("resource type '{}' is not supported", q.resource_type)))?;
                 let (cmp, dir) = if q.ascending { (">", "ASC") } else { ("<", "DESC") };
@@ -410,6 +410,61 @@ macro_rules! backend {
                 Ok(Page { resources, next })
             }
 
+        }
+
+        fn relation_row(r: &<$db as sqlx::Database>::Row, subject: Hetu, holder: Hetu) -> Result<Relation> {
+            let kind: String = r.try_get("kind")?;
+            let start: Option<String> = r.try_get("start_date")?;
+            let end: Option<String> = r.try_get("end_date")?;
+            let custody: Option<String> = r.try_get("custody")?;
+            Ok(Relation {
+                kind: RelationKind::from_code(&kind).ok_or_else(|| StoreError::Corrupt(format!("relation kind {kind}")))?,
+                subject,
+                holder,
+                start: start.as_deref().map(parse_date).transpose()?,
+                end: end.as_deref().map(parse_date).transpose()?,
+                custody: custody.as_deref().and_then(CustodyAgreement::from_code),
+            })
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                $migrator.run(&self.write).await?;
+                Ok(())
+            }
+
+            async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Sealed<Vec<Written>>> {
+                let mut tx = $tx { tx: self.write.begin().await? };
+                let written = apply(&mut tx, request, now).await?;
+                tx.tx.commit().await?;
+                Ok(Sealed::new(written))
+            }
+
+            async fn read(&self, t: &str, id: &str) -> Result<Sealed<Option<Stored>>> {
+                self.read_open(t, id).await.map(Sealed::new)
+            }
+
+            async fn vread(&self, t: &str, id: &str, version: i32) -> Result<Sealed<Option<Stored>>> {
+                Ok(Sealed::new(self.history_open(t, id).await?.into_iter().find(|s| s.version == version)))
+            }
+
+            async fn history(&self, t: &str, id: &str) -> Result<Sealed<Vec<Stored>>> {
+                self.history_open(t, id).await.map(Sealed::new)
+            }
+
+            async fn search(&self, q: &SearchQuery) -> Result<Sealed<Page>> {
+                self.search_open(q).await.map(Sealed::new)
+            }
             async fn patient_key_of(&self, id: &str) -> Result<Option<PatientKey>> {
                 self.locate("Patient", id).await
             }
@@ -495,6 +550,79 @@ macro_rules! backend {
                 let rows = sqlx::query("SELECT kind, subject_hetu, start_date, end_date, custody FROM relation_by_holder WHERE holder_key = $1 ORDER BY subject_hetu, kind")
                     .bind(key.0).fetch_all(&self.read).await?;
                 rows.iter().map(|r| relation_row(r, hetu(&r.try_get::<String, _>(1)?)?, h.clone())).collect()
+            }
+
+            async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend> {
+                let mut tx = self.write.begin().await?;
+                let row = sqlx::query(concat!("SELECT tree_size, batch, frontier FROM audit_state WHERE id = 1", $for_update))
+                    .fetch_one(&mut *tx).await?;
+                let size: i64 = row.try_get(0)?;
+                let batch: i64 = row.try_get::<i64, _>(1)? + 1;
+                let mut frontier = parse_frontier(size, &row.try_get::<String, _>(2)?)?;
+                let first_seq = frontier.size();
+                for chunk in records.chunks(AUDIT_CHUNK) {
+                    let mut sql = String::from("INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) VALUES ");
+                    for i in 0..chunk.len() {
+                        let b = i * 6;
+                        if i > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+                    }
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        let body = String::from_utf8(r.canonical_bytes()).map_err(|_| StoreError::Corrupt("audit body".into()))?;
+                        let leaf = leaf_hash(body.as_bytes());
+                        let seq = frontier.size() as i64;
+                        frontier.push(leaf);
+                        q = q.bind(r.patient.map_or(0, |k| k.0)).bind(seq).bind(r.recorded_at).bind(batch).bind(leaf.to_vec()).bind(body);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                let frontier_text: String = frontier.nodes().iter().map(to_hex).collect();
+                sqlx::query("UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3 WHERE id = 1")
+                    .bind(frontier.size() as i64).bind(batch).bind(frontier_text)
+                    .execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(AuditAppend { first_seq, tree_size: frontier.size(), batch: batch as u64, root: frontier.root() })
+            }
+
+            async fn audit_head(&self) -> Result<(u64, Hash)> {
+                let row = sqlx::query("SELECT tree_size, frontier FROM audit_state WHERE id = 1").fetch_one(&self.read).await?;
+                let f = parse_frontier(row.try_get(0)?, &row.try_get::<String, _>(1)?)?;
+                Ok((f.size(), f.root()))
+            }
+
+            async fn add_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+                sqlx::query("INSERT INTO audit_checkpoint (tree_size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING")
+                    .bind(c.tree_size as i64).bind(c.root.to_vec()).bind(&c.note).bind(c.created_at)
+                    .execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+                let rows = sqlx::query("SELECT tree_size, root_hash, note, created_at FROM audit_checkpoint ORDER BY tree_size")
+                    .fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|r| Ok(Checkpoint {
+                        tree_size: r.try_get::<i64, _>(0)? as u64,
+                        root: hash_of(&r.try_get::<Vec<u8>, _>(1)?)?,
+                        note: r.try_get(2)?,
+                        created_at: r.try_get(3)?,
+                    }))
+                    .collect()
+            }
+
+            async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>> {
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body FROM audit_record WHERE seq >= $1 AND seq < $2 ORDER BY seq")
+                    .bind(from as i64).bind(to as i64).fetch_all(&self.read).await?;
+                rows.iter().map(|r| audit_row(r)).collect()
+            }
+
+            async fn audit_of_patient(&self, patient: PatientKey, limit: usize) -> Result<Vec<StoredAudit>> {
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body FROM audit_record WHERE patient_key = $1 ORDER BY recorded_at DESC, seq DESC LIMIT $2")
+                    .bind(patient.0).bind(limit as i64).fetch_all(&self.read).await?;
+                rows.iter().map(|r| audit_row(r)).collect()
             }
 
             async fn upsert_client(&self, c: &ClientRecord, now: OffsetDateTime) -> Result<()> {

@@ -107,7 +107,7 @@ fn kind(e: StoreError) -> ErrorKind {
 async fn new_patient(s: &dyn Store, hetu: &str) -> String {
     s.write(req(vec![create(patient(hetu))]), NOW)
         .await
-        .expect("patient")[0]
+        .expect("patient").into_inner()[0]
         .stored
         .id
         .clone()
@@ -115,7 +115,7 @@ async fn new_patient(s: &dyn Store, hetu: &str) -> String {
 
 async fn create_read_vread_history(s: &dyn Store) {
     let pid = new_patient(s, HETU_A).await;
-    let read = s.read("Patient", &pid).await.unwrap().expect("stored");
+    let read = s.read("Patient", &pid).await.unwrap().into_inner().expect("stored");
     assert_eq!(read.version, 1);
     assert_eq!(read.body["meta"]["versionId"], "1");
     assert_eq!(read.body["meta"]["lastUpdated"], "2026-11-24T12:00:00.000Z");
@@ -136,22 +136,22 @@ async fn create_read_vread_history(s: &dyn Store) {
             later,
         )
         .await
-        .unwrap();
+        .unwrap().into_inner();
     assert_eq!((w[0].stored.version, w[0].created), (2, false));
     assert_eq!(
-        s.read("Patient", &pid).await.unwrap().unwrap().body["name"][0]["family"],
+        s.read("Patient", &pid).await.unwrap().into_inner().unwrap().body["name"][0]["family"],
         "Korjattu"
     );
     assert_eq!(
-        s.vread("Patient", &pid, 1).await.unwrap().unwrap().body["name"][0]["family"],
+        s.vread("Patient", &pid, 1).await.unwrap().into_inner().unwrap().body["name"][0]["family"],
         "Testinen"
     );
-    assert!(s.vread("Patient", &pid, 3).await.unwrap().is_none());
-    let h = s.history("Patient", &pid).await.unwrap();
+    assert!(s.vread("Patient", &pid, 3).await.unwrap().into_inner().is_none());
+    let h = s.history("Patient", &pid).await.unwrap().into_inner();
     assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
-    assert!(s.read("Patient", "no-such-id").await.unwrap().is_none());
+    assert!(s.read("Patient", "no-such-id").await.unwrap().into_inner().is_none());
     assert!(
-        s.read("Observation", &pid).await.unwrap().is_none(),
+        s.read("Observation", &pid).await.unwrap().into_inner().is_none(),
         "ids are per type"
     );
     let key = s
@@ -181,7 +181,7 @@ async fn transaction_all_or_nothing(s: &dyn Store) {
     // The Observation comes first in the Bundle but the Patient is written first.
     let mut ops_rev = ops.clone();
     ops_rev.reverse();
-    let w = s.write(req_urls(ops_rev), NOW).await.unwrap();
+    let w = s.write(req_urls(ops_rev), NOW).await.unwrap().into_inner();
     assert_eq!(w.len(), 3);
     let (obs, enc, pat) = (&w[0].stored, &w[1].stored, &w[2].stored);
     assert_eq!(
@@ -224,7 +224,7 @@ async fn transaction_all_or_nothing(s: &dyn Store) {
             after: None,
         })
         .await
-        .unwrap();
+        .unwrap().into_inner();
     assert!(found.resources.is_empty());
 }
 
@@ -232,12 +232,12 @@ async fn conditional_create(s: &dyn Store) {
     let first = s
         .write(req(vec![create(patient(HETU_A))]), NOW)
         .await
-        .unwrap();
+        .unwrap().into_inner();
     let cond = WriteOp::Create {
         resource: check(patient(HETU_A)).unwrap(),
         if_none_exist: Some(("urn:oid:1.2.246.21".into(), HETU_A.into())),
     };
-    let again = s.write(req(vec![cond]), NOW).await.unwrap();
+    let again = s.write(req(vec![cond]), NOW).await.unwrap().into_inner();
     assert_eq!(again[0].stored.id, first[0].stored.id);
     assert!(!again[0].created);
     let mut obs = observation(
@@ -250,8 +250,8 @@ async fn conditional_create(s: &dyn Store) {
         resource: check(obs.clone()).unwrap(),
         if_none_exist: Some(("urn:lab".into(), "L1".into())),
     };
-    let a = s.write(req(vec![op()]), NOW).await.unwrap();
-    let b = s.write(req(vec![op()]), NOW).await.unwrap();
+    let a = s.write(req(vec![op()]), NOW).await.unwrap().into_inner();
+    let b = s.write(req(vec![op()]), NOW).await.unwrap().into_inner();
     assert!(a[0].created && !b[0].created);
     assert_eq!(a[0].stored.id, b[0].stored.id);
 }
@@ -281,13 +281,13 @@ async fn if_match(s: &dyn Store) {
         kind(s.write(req(vec![upd(Some(7))]), NOW).await.unwrap_err()),
         ErrorKind::PreconditionFailed
     );
-    s.write(req(vec![upd(Some(1))]), NOW).await.unwrap();
+    s.write(req(vec![upd(Some(1))]), NOW).await.unwrap().into_inner();
     assert_eq!(
         kind(s.write(req(vec![upd(Some(1))]), NOW).await.unwrap_err()),
         ErrorKind::PreconditionFailed
     );
-    s.write(req(vec![upd(None)]), NOW).await.unwrap();
-    assert_eq!(s.read("Patient", &pid).await.unwrap().unwrap().version, 3);
+    s.write(req(vec![upd(None)]), NOW).await.unwrap().into_inner();
+    assert_eq!(s.read("Patient", &pid).await.unwrap().into_inner().unwrap().version, 3);
     // Update-as-create with a client-assigned id, then a second version.
     let obs = observation(&format!("Patient/{pid}"), "2024-01-01", "Hb");
     let put = |v: Value| WriteOp::Update {
@@ -295,10 +295,10 @@ async fn if_match(s: &dyn Store) {
         id: "demo-obs-1".into(),
         if_match: None,
     };
-    let w = s.write(req(vec![put(obs.clone())]), NOW).await.unwrap();
+    let w = s.write(req(vec![put(obs.clone())]), NOW).await.unwrap().into_inner();
     assert!(w[0].created);
     assert_eq!(w[0].stored.version, 1);
-    let w = s.write(req(vec![put(obs)]), NOW).await.unwrap();
+    let w = s.write(req(vec![put(obs)]), NOW).await.unwrap().into_inner();
     assert_eq!((w[0].created, w[0].stored.version), (false, 2));
     // Moving a resource to another patient is refused.
     let other = new_patient(s, HETU_B).await;
@@ -325,7 +325,7 @@ async fn search_paged(s: &dyn Store) {
         "2024-02-01",
         "other patient",
     )));
-    s.write(req(ops), NOW).await.unwrap();
+    s.write(req(ops), NOW).await.unwrap().into_inner();
     let key = s.patient_key_of(&a).await.unwrap();
     let mut q = SearchQuery {
         resource_type: "Observation".into(),
@@ -337,7 +337,7 @@ async fn search_paged(s: &dyn Store) {
     };
     let mut dates = vec![];
     loop {
-        let page = s.search(&q).await.unwrap();
+        let page = s.search(&q).await.unwrap().into_inner();
         dates.extend(
             page.resources
                 .iter()
@@ -358,7 +358,7 @@ async fn search_paged(s: &dyn Store) {
     q.after = None;
     q.ascending = true;
     q.count = 3;
-    let page = s.search(&q).await.unwrap();
+    let page = s.search(&q).await.unwrap().into_inner();
     assert_eq!(page.resources[0].body["effectiveDateTime"], "2024-01-01");
     assert!(page.next.is_some());
     let by_hetu = s
@@ -371,7 +371,7 @@ async fn search_paged(s: &dyn Store) {
             after: None,
         })
         .await
-        .unwrap();
+        .unwrap().into_inner();
     assert_eq!(by_hetu.resources.len(), 1);
     assert_eq!(by_hetu.resources[0].id, b);
 }
@@ -395,11 +395,11 @@ async fn unknown_references(s: &dyn Store) {
         NOW,
     )
     .await
-    .unwrap();
+    .unwrap().into_inner();
     let w = s
         .write(req(vec![create(json!({"resourceType": "Condition", "code": {"text": "x"}, "subject": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{HETU_A}")}}))]), NOW)
         .await
-        .unwrap();
+        .unwrap().into_inner();
     assert_eq!(
         w[0].stored.body["subject"]["reference"],
         format!("Patient/{pid}"),

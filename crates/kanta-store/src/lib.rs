@@ -7,6 +7,7 @@
 //! - A write is all-or-nothing: [`Store::write`] applies a whole transaction Bundle or nothing.
 //! - The store never reads the clock: `now` is a parameter.
 
+pub mod audit;
 mod backend;
 pub mod conformance;
 pub mod testing;
@@ -21,7 +22,11 @@ use serde_json::Value;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+pub use audit::Sealed;
 pub use write::{WriteOp, WriteRequest, Written};
+
+use kanta_domain::audit::AuditRecord;
+use kanta_domain::merkle::Hash;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -122,6 +127,35 @@ impl std::fmt::Debug for ClientRecord {
     }
 }
 
+/// An audit record as stored: its place in the log and the bytes its leaf hash covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAudit {
+    pub seq: u64,
+    pub patient: Option<PatientKey>,
+    pub recorded_at: i64,
+    pub batch: u64,
+    pub leaf_hash: Hash,
+    pub body: String,
+}
+
+/// Where an appended batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditAppend {
+    pub first_seq: u64,
+    pub tree_size: u64,
+    pub batch: u64,
+    pub root: Hash,
+}
+
+/// A signed statement of the log's size and root (C2SP signed-note text in `note`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub note: String,
+    pub created_at: i64,
+}
+
 /// What an import changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -138,13 +172,15 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
 
     // --- records ---------------------------------------------------------------------------
+    // Record contents come back [`Sealed`]: only `AuditLog::release` opens them, after committing
+    // the audit records for them (R-OPS-3).
     /// Apply writes (one resource, or a whole transaction Bundle) all-or-nothing.
-    async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Vec<Written>>;
-    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<Stored>>;
-    async fn vread(&self, resource_type: &str, id: &str, version: i32) -> Result<Option<Stored>>;
+    async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Sealed<Vec<Written>>>;
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Sealed<Option<Stored>>>;
+    async fn vread(&self, resource_type: &str, id: &str, version: i32) -> Result<Sealed<Option<Stored>>>;
     /// All versions, newest first.
-    async fn history(&self, resource_type: &str, id: &str) -> Result<Vec<Stored>>;
-    async fn search(&self, query: &SearchQuery) -> Result<Page>;
+    async fn history(&self, resource_type: &str, id: &str) -> Result<Sealed<Vec<Stored>>>;
+    async fn search(&self, query: &SearchQuery) -> Result<Sealed<Page>>;
     /// The patient key behind `Patient/<id>`.
     async fn patient_key_of(&self, patient_resource_id: &str) -> Result<Option<PatientKey>>;
     /// The patient key for a HETU, if the platform has seen the person.
@@ -160,6 +196,19 @@ pub trait Store: Send + Sync + 'static {
     async fn person(&self, hetu: &Hetu) -> Result<Option<PersonRecord>>;
     /// Relations in which `hetu` is the holder (whom this person may act for).
     async fn relations_held_by(&self, hetu: &Hetu) -> Result<Vec<Relation>>;
+
+    // --- audit log (R-OPS-4) --------------------------------------------------------------
+    /// Append records in one durable transaction, extending the Merkle tree.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend>;
+    /// The tree size and root now.
+    async fn audit_head(&self) -> Result<(u64, Hash)>;
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// All checkpoints, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// Records with `from <= seq < to`, in order.
+    async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>>;
+    /// A patient's records, newest first.
+    async fn audit_of_patient(&self, patient: PatientKey, limit: usize) -> Result<Vec<StoredAudit>>;
 
     // --- API clients -----------------------------------------------------------------------
     async fn upsert_client(&self, client: &ClientRecord, now: OffsetDateTime) -> Result<()>;

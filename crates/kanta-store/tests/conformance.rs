@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 //! The storage conformance suite on both backends: every check on a fresh SQLite file and on a
 //! fresh PostgreSQL database.
 

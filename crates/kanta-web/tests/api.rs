@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 //! HTTP tests: the real app on port 0 with its own fresh database, on SQLite and on PostgreSQL.
 //! Every test runs on both backends (see `both!`).
 

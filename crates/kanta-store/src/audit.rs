@@ -1,0 +1,492 @@
+//! The audit log's writer and reader (R-OPS-3, R-OPS-4, R-VIEW-5, R-CONSENT-3).
+//!
+//! - **Fail closed by type.** Record reads come out of the [`Store`] as [`Sealed`] values; the only
+//!   way to open one is [`AuditLog::release`], which first commits one audit record per patient the
+//!   data touches and returns the contents together with a [`Receipt`]. No receipt, no data.
+//! - **Group commit.** One writer task owns the audit appends. Requests queue their records; the
+//!   writer takes everything waiting (up to `max_batch`), appends it in one durable transaction that
+//!   also extends the Merkle tree, and answers each request with its receipt. A failed commit fails
+//!   every request in the batch.
+//! - **Tamper evidence.** Leaves are RFC 9162 hashes of each record's canonical bytes; the writer
+//!   keeps the tree's right edge, and signs checkpoints (C2SP signed-note text, Ed25519) of the tree
+//!   size and root. [`verify`] recomputes everything from the stored bytes.
+
+use crate::{Checkpoint, Page, Store, StoreError, Stored, Written};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome};
+use kanta_domain::ids::PatientKey;
+use kanta_domain::merkle::{self, Frontier, Hash};
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Data that may be released only through the audit log.
+#[must_use = "sealed data is released only through AuditLog::release"]
+pub struct Sealed<T>(T);
+
+impl<T> std::fmt::Debug for Sealed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(<personal data>)")
+    }
+}
+
+impl<T> Sealed<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Sealed(value)
+    }
+
+    /// For this crate's own tests (the conformance suite checks stored values directly).
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Proof that the audit records for a response were durably committed. Only the writer makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub first_seq: u64,
+    pub count: u64,
+    pub batch: u64,
+    _private: (),
+}
+
+impl Receipt {
+    /// The leaf indexes of this request's records.
+    pub fn seqs(&self) -> std::ops::Range<u64> {
+        self.first_seq..self.first_seq + self.count
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit log could not be written")]
+    Unavailable,
+}
+
+/// Who is asking, for what, in which request: everything in an audit record but the patient and
+/// the entities, which [`AuditLog::release`] reads off the data itself.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub actor: Actor,
+    pub on_behalf_of: Option<PatientKey>,
+    pub action: Action,
+    pub query: Option<String>,
+    pub request_id: Option<String>,
+    pub now_ms: i64,
+    /// The patient asked about, recorded even when nothing was found.
+    pub subject: Option<PatientKey>,
+}
+
+/// Values whose release the log must record: which patients' data, which resources.
+pub trait Touches {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)>;
+}
+
+impl Touches for Stored {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        vec![(self.patient, format!("{}/{}", self.resource_type, self.id))]
+    }
+}
+impl<T: Touches> Touches for Option<T> {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        self.iter().flat_map(Touches::touched).collect()
+    }
+}
+impl<T: Touches> Touches for Vec<T> {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        self.iter().flat_map(Touches::touched).collect()
+    }
+}
+impl Touches for Page {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        self.resources.touched()
+    }
+}
+impl Touches for Written {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        self.stored.touched()
+    }
+}
+
+/// One audit record per patient touched (none for shared reference data alone).
+pub fn records_for(touched: Vec<(Option<PatientKey>, String)>, access: &Access) -> Vec<AuditRecord> {
+    let mut by_patient: BTreeMap<PatientKey, Vec<String>> = BTreeMap::new();
+    if let Some(s) = access.subject {
+        by_patient.entry(s).or_default();
+    }
+    for (p, entity) in touched {
+        if let Some(p) = p {
+            by_patient.entry(p).or_default().push(entity);
+        }
+    }
+    by_patient
+        .into_iter()
+        .map(|(patient, entities)| AuditRecord {
+            recorded_at: access.now_ms,
+            patient: Some(patient),
+            actor: access.actor.clone(),
+            on_behalf_of: access.on_behalf_of,
+            action: access.action,
+            entities,
+            query: access.query.clone(),
+            outcome: Outcome::Success,
+            request_id: access.request_id.clone(),
+        })
+        .collect()
+}
+
+/// The key that signs checkpoints.
+pub struct Signer {
+    name: String,
+    pair: Ed25519KeyPair,
+}
+
+impl Signer {
+    /// `name` is the signer's name in signed notes (e.g. `kanta.example.fi/audit`).
+    pub fn from_pkcs8(name: &str, pkcs8: &[u8]) -> Result<Signer, String> {
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| "the audit signing key is not an Ed25519 PKCS#8 key".to_string())?;
+        Ok(Signer { name: name.to_string(), pair })
+    }
+
+    pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
+        Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|_| "cannot generate an audit signing key".to_string())
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A C2SP checkpoint note signed with this key.
+    pub fn checkpoint(&self, size: u64, root: &Hash) -> String {
+        let body = checkpoint_body(&self.name, size, root);
+        let sig = self.pair.sign(body.as_bytes());
+        let mut blob = key_id(&self.name, &self.public_key()).to_vec();
+        blob.extend_from_slice(sig.as_ref());
+        format!("{body}\n\u{2014} {} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+fn checkpoint_body(origin: &str, size: u64, root: &Hash) -> String {
+    format!("{origin}\n{size}\n{}\n", B64.encode(root))
+}
+
+/// Signed-note key id: the first 4 bytes of SHA-256(name || "\n" || 0x01 || public key).
+fn key_id(name: &str, public_key: &[u8]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([1u8]);
+    h.update(public_key);
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// Check a checkpoint note's signature and read its size and root.
+pub fn open_checkpoint(note: &str, name: &str, public_key: &[u8]) -> Option<(u64, Hash)> {
+    let (body, sigs) = note.split_once("\n\n")?;
+    let body = format!("{body}\n");
+    let mut lines = body.lines();
+    if lines.next()? != name {
+        return None;
+    }
+    let size: u64 = lines.next()?.parse().ok()?;
+    let root: Hash = B64.decode(lines.next()?).ok()?.try_into().ok()?;
+    let want = key_id(name, public_key);
+    let ok = sigs.lines().any(|line| {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else { return false };
+        let Some((n, b)) = rest.split_once(' ') else { return false };
+        let Ok(blob) = B64.decode(b) else { return false };
+        n == name
+            && blob.len() == 68
+            && blob[..4] == want
+            && UnparsedPublicKey::new(&ED25519, public_key).verify(body.as_bytes(), &blob[4..]).is_ok()
+    });
+    ok.then_some((size, root))
+}
+
+pub struct AuditConfig {
+    /// Most records in one commit.
+    pub max_batch: usize,
+    /// Sign a checkpoint when this long has passed since the last one (and the tree grew).
+    pub checkpoint_every: Duration,
+    pub signer: Signer,
+    /// Where to publish each new checkpoint for an outside witness (overwritten atomically).
+    pub witness_file: Option<PathBuf>,
+}
+
+struct Job {
+    records: Vec<AuditRecord>,
+    done: oneshot::Sender<Result<Receipt, AuditError>>,
+}
+
+/// The handle requests use; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+    #[cfg(feature = "fault-injection")]
+    faults: Arc<Faults>,
+}
+
+/// Make the writer fail: at batch `at` once, or at every batch from `from` on (1-based).
+#[cfg(feature = "fault-injection")]
+#[derive(Default)]
+pub struct Faults {
+    pub at: std::sync::atomic::AtomicU64,
+    pub from: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+}
+
+impl AuditLog {
+    /// Start the writer task.
+    pub fn start(store: Arc<dyn Store>, config: AuditConfig) -> AuditLog {
+        let (tx, rx) = mpsc::channel::<Job>(8192);
+        #[cfg(feature = "fault-injection")]
+        let faults = Arc::new(Faults::default());
+        let writer = Writer {
+            store,
+            config,
+            last_checkpoint: None,
+            #[cfg(feature = "fault-injection")]
+            faults: faults.clone(),
+        };
+        tokio::spawn(writer.run(rx));
+        AuditLog {
+            tx,
+            #[cfg(feature = "fault-injection")]
+            faults,
+        }
+    }
+
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Commit records durably; returns when their batch has committed.
+    pub async fn commit(&self, records: Vec<AuditRecord>) -> Result<Receipt, AuditError> {
+        if records.is_empty() {
+            return Ok(Receipt { first_seq: 0, count: 0, batch: 0, _private: () });
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Job { records, done }).await.map_err(|_| AuditError::Unavailable)?;
+        wait.await.map_err(|_| AuditError::Unavailable)?
+    }
+
+    /// Record who received which patients' data, then hand the data over.
+    pub async fn release<T: Touches>(&self, sealed: Sealed<T>, access: &Access) -> Result<(Receipt, T), AuditError> {
+        let records = records_for(sealed.0.touched(), access);
+        let receipt = self.commit(records).await?;
+        Ok((receipt, sealed.0))
+    }
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    config: AuditConfig,
+    last_checkpoint: Option<(Instant, u64)>,
+    #[cfg(feature = "fault-injection")]
+    faults: Arc<Faults>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut n = first.records.len();
+            let mut jobs = vec![first];
+            while n < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        n += j.records.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let records: Vec<AuditRecord> = jobs.iter().flat_map(|j| j.records.iter().cloned()).collect();
+            let result = if self.injected_failure() {
+                Err(StoreError::Corrupt("injected audit failure".into()))
+            } else {
+                self.store.append_audit(&records).await
+            };
+            match result {
+                Ok(app) => {
+                    metrics::histogram!("kanta_audit_batch_records").record(records.len() as f64);
+                    metrics::counter!("kanta_audit_records_total").increment(records.len() as u64);
+                    let mut seq = app.first_seq;
+                    for j in jobs {
+                        let count = j.records.len() as u64;
+                        let _ = j.done.send(Ok(Receipt { first_seq: seq, count, batch: app.batch, _private: () }));
+                        seq += count;
+                    }
+                    self.maybe_checkpoint(app.tree_size, app.root).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = records.len(), "audit commit failed; the requests in this batch fail closed");
+                    metrics::counter!("kanta_audit_failures_total").increment(1);
+                    for j in jobs {
+                        let _ = j.done.send(Err(AuditError::Unavailable));
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn injected_failure(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let b = self.faults.batches.fetch_add(1, SeqCst) + 1;
+        let (at, from) = (self.faults.at.load(SeqCst), self.faults.from.load(SeqCst));
+        (at != 0 && b == at) || (from != 0 && b >= from)
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn injected_failure(&self) -> bool {
+        false
+    }
+
+    async fn maybe_checkpoint(&mut self, size: u64, root: Hash) {
+        let due = match self.last_checkpoint {
+            None => true,
+            Some((at, last_size)) => size > last_size && at.elapsed() >= self.config.checkpoint_every,
+        };
+        if due {
+            if let Err(e) = checkpoint_now(self.store.as_ref(), &self.config.signer, self.config.witness_file.as_deref(), size, root).await {
+                tracing::error!(error = %e, "audit checkpoint failed");
+                return;
+            }
+            self.last_checkpoint = Some((Instant::now(), size));
+        }
+    }
+}
+
+/// Sign and store a checkpoint of (size, root), and publish it to the witness file.
+pub async fn checkpoint_now(store: &dyn Store, signer: &Signer, witness: Option<&std::path::Path>, size: u64, root: Hash) -> Result<Checkpoint, String> {
+    let note = signer.checkpoint(size, &root);
+    let cp = Checkpoint { tree_size: size, root, note: note.clone(), created_at: 0 };
+    store.add_checkpoint(&cp).await.map_err(|e| e.to_string())?;
+    if let Some(path) = witness {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, note.as_bytes()).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("witness file: {e}"))?;
+    }
+    Ok(cp)
+}
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub checkpoints_verified: u64,
+    pub head_size: u64,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Check the whole log: every record's bytes against its leaf hash, the sequence without gaps or
+/// repeats, every checkpoint's signature and root against the recomputed tree, the writer's head,
+/// and (if given) the witness's latest checkpoint. Reports change, deletion, reordering, insertion
+/// and truncation as problems.
+pub async fn verify(store: &dyn Store, name: &str, public_key: &[u8], witness: Option<&str>) -> Result<VerifyReport, StoreError> {
+    const PAGE: u64 = 50_000;
+    let mut report = VerifyReport::default();
+    let checkpoints = store.checkpoints().await?;
+    let mut cps = checkpoints.iter().peekable();
+    let mut frontier = Frontier::new();
+    let check_at = |size: u64, root: Hash, report: &mut VerifyReport, cps: &mut std::iter::Peekable<std::slice::Iter<'_, Checkpoint>>| {
+        while let Some(cp) = cps.peek() {
+            if cp.tree_size != size {
+                break;
+            }
+            match open_checkpoint(&cp.note, name, public_key) {
+                Some((s, r)) if s == cp.tree_size && r == cp.root && r == root => report.checkpoints_verified += 1,
+                Some(_) => report.problems.push(format!("the log no longer matches the checkpoint at size {size}")),
+                None => report.problems.push(format!("the checkpoint at size {size} has no valid signature")),
+            }
+            cps.next();
+        }
+    };
+    check_at(0, frontier.root(), &mut report, &mut cps);
+    let mut from = 0u64;
+    loop {
+        let page = store.audit_range(from, from + PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for rec in &page {
+            let expected = frontier.size();
+            if rec.seq != expected {
+                report.problems.push(format!("record {expected} is missing (found {} next)", rec.seq));
+                return Ok(report);
+            }
+            if merkle::leaf_hash(rec.body.as_bytes()) != rec.leaf_hash {
+                report.problems.push(format!("record {} was changed after it was written", rec.seq));
+            }
+            frontier.push(rec.leaf_hash);
+            report.records += 1;
+            check_at(frontier.size(), frontier.root(), &mut report, &mut cps);
+        }
+        from += PAGE;
+    }
+    for cp in cps {
+        report.problems.push(format!("a checkpoint covers {} records but the log has {}: records were removed from the end", cp.tree_size, frontier.size()));
+    }
+    let (head, head_root) = store.audit_head().await?;
+    report.head_size = head;
+    if head != frontier.size() || head_root != frontier.root() {
+        report.problems.push(format!("the writer's head ({head} records) does not match the stored records ({})", frontier.size()));
+    }
+    if let Some(w) = witness {
+        match open_checkpoint(w, name, public_key) {
+            Some((size, root)) if size <= frontier.size() => {
+                let leaves: Vec<Hash> = store.audit_range(0, size).await?.into_iter().map(|r| r.leaf_hash).collect();
+                if merkle::root(&leaves) != root {
+                    report.problems.push(format!("the log does not contain the tree the witness saw at size {size}"));
+                }
+            }
+            Some((size, _)) => report.problems.push(format!("the witness saw {size} records but the log has {}: the end was truncated", frontier.size())),
+            None => report.problems.push("the witness checkpoint's signature does not verify".into()),
+        }
+    }
+    Ok(report)
+}
+
+/// An inclusion proof for record `seq` against the latest checkpoint.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub proof: Vec<String>,
+    pub root: String,
+    pub checkpoint: String,
+}
+
+pub async fn prove(store: &dyn Store, seq: u64) -> Result<Option<InclusionProof>, StoreError> {
+    let Some(cp) = store.checkpoints().await?.into_iter().rev().find(|c| c.tree_size > seq) else { return Ok(None) };
+    let leaves: Vec<Hash> = store.audit_range(0, cp.tree_size).await?.into_iter().map(|r| r.leaf_hash).collect();
+    let Some(leaf) = leaves.get(seq as usize).copied() else { return Ok(None) };
+    let proof = merkle::inclusion_proof(seq as usize, &leaves);
+    Ok(Some(InclusionProof {
+        seq,
+        tree_size: cp.tree_size,
+        leaf_hash: B64.encode(leaf),
+        proof: proof.iter().map(|h| B64.encode(h)).collect(),
+        root: B64.encode(cp.root),
+        checkpoint: cp.note,
+    }))
+}
