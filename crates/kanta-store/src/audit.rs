@@ -247,6 +247,14 @@ pub struct Faults {
     batches: std::sync::atomic::AtomicU64,
 }
 
+#[cfg(feature = "fault-injection")]
+impl Faults {
+    /// Batches the writer has attempted so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 impl AuditLog {
     /// Start the writer task.
     pub fn start(store: Arc<dyn Store>, config: AuditConfig) -> AuditLog {

@@ -522,6 +522,7 @@ macro_rules! backend {
                         summary.relations += 1;
                     }
                     summary.persons += 1;
+                    summary.keys.push(key);
                 }
                 tx.tx.commit().await?;
                 Ok(summary)

@@ -161,6 +161,8 @@ pub struct Checkpoint {
 pub struct ImportSummary {
     pub persons: usize,
     pub relations: usize,
+    /// The patient keys of the persons imported (for the audit records of the import).
+    pub keys: Vec<PatientKey>,
 }
 
 #[async_trait]

@@ -66,6 +66,20 @@ impl Caller {
         self.roles.contains(&role)
     }
 
+    /// This caller as the audit log names it.
+    pub fn actor(&self) -> kanta_domain::audit::Actor {
+        if self.has(ClientRole::Operator) {
+            kanta_domain::audit::Actor::Operator { client_id: self.client_id.clone() }
+        } else {
+            kanta_domain::audit::Actor::Organisation {
+                org: self.org.clone(),
+                client_id: self.client_id.clone(),
+                professional: None,
+                purpose: None,
+            }
+        }
+    }
+
     pub fn require(&self, any_of: &[ClientRole]) -> Result<(), ApiError> {
         if any_of.iter().any(|r| self.has(*r)) {
             Ok(())

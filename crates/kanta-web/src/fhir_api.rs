@@ -16,6 +16,10 @@ use kanta_domain::ids::{ClientRole, OrgId};
 use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
 use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
+use crate::RequestId;
+use kanta_domain::audit::Action;
+use kanta_domain::ids::PatientKey;
+use kanta_store::audit::{Access, Receipt, Sealed, Touches};
 use kanta_store::{Cursor, SearchQuery, Stored, WriteOp, WriteRequest, Written};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -44,7 +48,36 @@ fn fhir_response(status: StatusCode, body: &Value) -> Response {
     res
 }
 
-fn resource_response(status: StatusCode, stored: &Stored, base: &str) -> Response {
+/// Open sealed record data: the audit records for it are committed first, or nothing is released
+/// and the request fails with 503 (R-OPS-3).
+async fn release<T: Touches>(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    action: Action,
+    subject: Option<PatientKey>,
+    query: Option<String>,
+    sealed: Sealed<T>,
+) -> ApiResult<(Receipt, T)> {
+    let access = Access {
+        actor: caller.actor(),
+        on_behalf_of: None,
+        action,
+        query,
+        request_id: request_id.0.clone(),
+        now_ms: datetime::millis(state.clock.now()),
+        subject,
+    };
+    state.audit.release(sealed, &access).await.map_err(|_| {
+        ApiError(FhirError::new(
+            ErrorKind::Unavailable,
+            "the audit log is unavailable, so no data was released; try again shortly",
+        ))
+    })
+}
+
+/// A response carrying one resource; it needs the receipt of its audit records.
+fn resource_response(_receipt: &Receipt, status: StatusCode, stored: &Stored, base: &str) -> Response {
     let mut res = fhir_response(status, &stored.body);
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", stored.version)) {
@@ -151,16 +184,16 @@ pub(crate) async fn not_found() -> ApiError {
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(READERS)?;
     supported_type(&rtype)?;
-    let stored = state
-        .store
-        .read(&rtype, &id)
-        .await?
-        .ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} is not known")))?;
+    let sealed = state.store.read(&rtype, &id).await?;
+    let (receipt, stored) = release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let stored = stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} is not known")))?;
     Ok(resource_response(
+        &receipt,
         StatusCode::OK,
         &stored,
         &state.config.fhir_base(),
@@ -170,6 +203,7 @@ async fn read(
 async fn vread(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     Path((rtype, id, vid)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     caller.require(READERS)?;
@@ -177,12 +211,11 @@ async fn vread(
     let v: i32 = vid
         .parse()
         .map_err(|_| FhirError::bad_request(format!("version id '{vid}' is not a number")))?;
-    let stored = state
-        .store
-        .vread(&rtype, &id, v)
-        .await?
-        .ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} has no version {v}")))?;
+    let sealed = state.store.vread(&rtype, &id, v).await?;
+    let (receipt, stored) = release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let stored = stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} has no version {v}")))?;
     Ok(resource_response(
+        &receipt,
         StatusCode::OK,
         &stored,
         &state.config.fhir_base(),
@@ -192,11 +225,13 @@ async fn vread(
 async fn history(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(READERS)?;
     supported_type(&rtype)?;
-    let versions = state.store.history(&rtype, &id).await?;
+    let sealed = state.store.history(&rtype, &id).await?;
+    let (_receipt, versions) = release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
     if versions.is_empty() {
         return Err(FhirError::not_found(format!("{rtype}/{id} is not known")).into());
     }
@@ -249,6 +284,7 @@ fn expect_type(value: &Value, rtype: &str) -> Result<(), ApiError> {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -262,13 +298,15 @@ async fn create(
         resource,
         if_none_exist: if_none_exist(&headers)?,
     };
-    let written = write_one(&state, &caller, rtype.clone(), op).await?;
-    let status = if written.created {
+    let written = write_one(&state, &caller, &rid, rtype.clone(), op).await?;
+    let status = if written.1.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
+    let (receipt, written) = written;
     Ok(resource_response(
+        &receipt,
         status,
         &written.stored,
         &state.config.fhir_base(),
@@ -278,6 +316,7 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -295,13 +334,15 @@ async fn update(
         id,
         if_match: if_match(headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()))?,
     };
-    let written = write_one(&state, &caller, rtype.clone(), op).await?;
-    let status = if written.created {
+    let written = write_one(&state, &caller, &rid, rtype.clone(), op).await?;
+    let status = if written.1.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
+    let (receipt, written) = written;
     Ok(resource_response(
+        &receipt,
         status,
         &written.stored,
         &state.config.fhir_base(),
@@ -311,15 +352,19 @@ async fn update(
 async fn write_one(
     state: &AppState,
     caller: &Caller,
+    rid: &RequestId,
     rtype: String,
     op: WriteOp,
-) -> ApiResult<Written> {
+) -> ApiResult<(Receipt, Written)> {
+    let action = if matches!(op, WriteOp::Update { .. }) { Action::Update } else { Action::Create };
     let req = WriteRequest {
         org: caller.org.clone(),
         ops: vec![(rtype, None, op)],
     };
-    let mut written = state.store.write(req, state.clock.now()).await?;
-    written.pop().ok_or_else(|| FhirError::internal().into())
+    let sealed = state.store.write(req, state.clock.now()).await?;
+    let (receipt, mut written) = release(state, caller, rid, action, None, None, sealed).await?;
+    let one = written.pop().ok_or_else(|| ApiError(FhirError::internal()))?;
+    Ok((receipt, one))
 }
 
 /// Turn a transaction Bundle into one all-or-nothing write for `org`, checking every entry's
@@ -390,6 +435,7 @@ pub fn bundle_write_request(
 async fn transaction(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -399,7 +445,8 @@ async fn transaction(
         may_write(&caller, scope)?;
     }
     let n = request.ops.len();
-    let written = state.store.write(request, state.clock.now()).await?;
+    let sealed = state.store.write(request, state.clock.now()).await?;
+    let (_receipt, written) = release(&state, &caller, &rid, Action::Create, None, None, sealed).await?;
     let base = state.config.fhir_base();
     let entries = written
         .into_iter()
@@ -425,6 +472,7 @@ async fn transaction(
 async fn search(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     Path(rtype): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
@@ -524,7 +572,9 @@ async fn search(
         })
         .into());
     }
-    let page = state.store.search(&q).await?;
+    let sealed = state.store.search(&q).await?;
+    let audit_query = audit_query(&rtype, &kept);
+    let (_receipt, page) = release(&state, &caller, &rid, Action::Search, q.patient, Some(audit_query), sealed).await?;
     let resources = page.resources.into_iter().map(|s| s.body).collect();
     Ok(searchset(&state, &rtype, resources, &kept, page.next))
 }
@@ -556,6 +606,22 @@ fn searchset(
         StatusCode::OK,
         &bundle::bundle_of("searchset", &base, resources, &query(None), next_url, None),
     )
+}
+
+/// The search as the audit log records it: HETUs replaced by a placeholder (the patient is already
+/// the record's subject).
+fn audit_query(rtype: &str, kept: &BTreeMap<&str, String>) -> String {
+    let parts: Vec<String> = kept
+        .iter()
+        .map(|(k, v)| {
+            if *k == "identifier" && v.starts_with(codes::HETU_SYSTEM) {
+                format!("{k}={}|<hetu>", codes::HETU_SYSTEM)
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
+    format!("{rtype}?{}", parts.join("&"))
 }
 
 fn url_encode(s: &str) -> String {

@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use kanta_store::audit::AuditLog;
 use kanta_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
@@ -48,6 +49,7 @@ impl WebConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub audit: AuditLog,
     pub config: Arc<WebConfig>,
     pub clock: Clock,
     pub token_keys: auth::TokenKeys,
@@ -57,17 +59,30 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
+        audit: AuditLog,
         config: WebConfig,
         clock: Clock,
         token_secret: &[u8],
     ) -> Self {
         AppState {
             store,
+            audit,
             config: Arc::new(config),
             clock,
             token_keys: auth::TokenKeys::from_secret(token_secret),
             metrics: metrics_handle(),
         }
+    }
+}
+
+/// The request id (`x-request-id`, set by the middleware when the client sent none).
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)))
     }
 }
 

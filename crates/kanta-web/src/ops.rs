@@ -1,7 +1,10 @@
 //! Health, readiness, metrics and the operator API.
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, FHIR_JSON};
+use crate::error::{ApiError, ApiResult, FHIR_JSON};
+use crate::RequestId;
+use kanta_domain::audit::{Action, AuditRecord, Outcome};
+use kanta_fhir::{ErrorKind, FhirError};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -64,15 +67,36 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn population_import(
     State(state): State<AppState>,
     caller: Caller,
+    rid: RequestId,
     body: Bytes,
 ) -> ApiResult<Response> {
     caller.require(&[ClientRole::Operator])?;
     let value: serde_json::Value = crate::fhir_api::parse_json(&body)?;
     let records = population::parse_import(&value)?;
-    let summary = state
-        .store
-        .import_population(&records, state.clock.now())
-        .await?;
+    let now = state.clock.now();
+    let summary = state.store.import_population(&records, now).await?;
+    // Every person written is recorded; if that fails the operator is told, so the import is re-run.
+    let audit: Vec<AuditRecord> = summary
+        .keys
+        .iter()
+        .map(|k| AuditRecord {
+            recorded_at: kanta_fhir::datetime::millis(now),
+            patient: Some(*k),
+            actor: caller.actor(),
+            on_behalf_of: None,
+            action: Action::Import,
+            entities: vec!["population-register".into()],
+            query: None,
+            outcome: Outcome::Success,
+            request_id: rid.0.clone(),
+        })
+        .collect();
+    state.audit.commit(audit).await.map_err(|_| {
+        ApiError(FhirError::new(
+            ErrorKind::Unavailable,
+            "the import was stored but its audit records could not be written; run it again",
+        ))
+    })?;
     tracing::info!(
         persons = summary.persons,
         relations = summary.relations,

@@ -280,7 +280,8 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     store.migrate().await.map_err(|e| e.to_string())?;
     let now = Clock::System.now();
     let org = json!({"resourceType": "Organization", "id": "org-bench", "name": "Benchmark Health"});
-    store
+    // Written, not released: nothing leaves the process, so nothing to audit.
+    let _stored = store
         .write(WriteRequest { org: OrgId::new(OPERATOR_ORG), ops: vec![("Organization".into(), None, WriteOp::Update { resource: check(org).map_err(|e| e.to_string())?, id: "org-bench".into(), if_match: None })] }, now)
         .await
         .map_err(|e| e.to_string())?;
@@ -314,7 +315,8 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                 let job = jobs.lock().map(|mut j| j.pop()).unwrap_or(None);
                 let Some(b) = job else { return Ok::<(), String>(()) };
                 let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), b).map_err(|e| e.to_string())?;
-                store.write(req, now).await.map_err(|e| e.to_string())?;
+                // Written, not released: nothing leaves the process, so nothing to audit.
+                let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
             }
         }));
     }
@@ -322,14 +324,19 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         l.await.map_err(|e| e.to_string())??;
     }
     let load_secs = load_start.elapsed().as_secs_f64();
-    println!("{}", json!({"phase": "load", "backend": backend, "patients": args.patients, "observations": total_records, "seconds": round(load_secs)}));
+    emit!("{}", json!({"phase": "load", "backend": backend, "patients": args.patients, "observations": total_records, "seconds": round(load_secs)}));
 
     // The server, on loopback.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = format!("http://{addr}");
     let config = WebConfig { public_url: base.clone(), max_body_bytes: 8 << 20, demo: false };
-    let state = AppState::new(store.clone(), config, Clock::System, b"bench-token-secret-bench-token-secret");
+    let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &kanta_store::audit::Signer::generate_pkcs8()?)?;
+    let audit = kanta_store::audit::AuditLog::start(
+        store.clone(),
+        kanta_store::audit::AuditConfig { max_batch: 1000, checkpoint_every: Duration::from_secs(1), signer, witness_file: None },
+    );
+    let state = AppState::new(store.clone(), audit, config, Clock::System, b"bench-token-secret-bench-token-secret");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kanta_web::serve(listener, state, async move {
         let _ = stop_rx.await;
@@ -445,7 +452,7 @@ fn round(x: f64) -> f64 {
 
 fn report(workload: &str, backend: &str, args: &BenchArgs, mut ours: Run, mut floor: Run) {
     let ratio = if floor.per_sec() > 0.0 { ours.per_sec() / floor.per_sec() } else { 0.0 };
-    println!(
+    emit!(
         "{}",
         json!({
             "workload": workload, "backend": backend, "patients": args.patients, "clients": args.clients,

@@ -50,6 +50,15 @@ pub struct FileConfig {
     /// Secret that signs access tokens; the same on every instance. Required unless `demo`.
     pub token_secret: Option<Secret>,
     pub log_format: Option<LogFormat>,
+    /// The Ed25519 key (PKCS#8) that signs audit checkpoints. Default `<data_dir>/audit-signing-key.pk8`,
+    /// generated on first start.
+    pub audit_key_file: Option<PathBuf>,
+    /// The name in signed checkpoints. Default `<host of public_url>/audit`.
+    pub audit_name: Option<String>,
+    /// A file (e.g. on another machine's mount) where each new checkpoint is published for a witness.
+    pub audit_witness_file: Option<PathBuf>,
+    /// Seconds between signed checkpoints while the log grows (default 1).
+    pub audit_checkpoint_seconds: Option<u64>,
 }
 
 impl FileConfig {

@@ -1,5 +1,13 @@
 //! `kanta`: the one binary of the Kanta platform.
 
+/// Print a line to stdout; a closed pipe (`kanta demo people | head`) is not an error worth a panic.
+macro_rules! emit {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod bench;
 mod config;
 mod demo;
@@ -60,6 +68,24 @@ enum Command {
     },
     /// Benchmarks: ratios against the raw database doing the same work, as JSON lines.
     Bench(bench::BenchArgs),
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        what: AuditWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditWhat {
+    /// Check the whole log against its signed checkpoints (and a witness's latest checkpoint);
+    /// exits 1 and lists the problems if anything was changed, removed, reordered or inserted.
+    Verify {
+        /// A checkpoint note published to a witness (see audit_witness_file).
+        #[arg(long)]
+        witness: Option<PathBuf>,
+    },
+    /// Print an inclusion proof for the record at SEQ against the latest checkpoint.
+    Prove { seq: u64 },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +145,8 @@ fn init_logs(format: LogFormat) {
 struct Resolved {
     data_dir: PathBuf,
     database: Secret,
+    audit_key_file: PathBuf,
+    audit_name: Option<String>,
 }
 
 fn resolve(cli: &Cli, file: &FileConfig) -> Resolved {
@@ -129,7 +157,34 @@ fn resolve(cli: &Cli, file: &FileConfig) -> Resolved {
         .map(Secret::new)
         .or(file.database.clone())
         .unwrap_or_else(|| Secret::new(config::sqlite_url(&data_dir)));
-    Resolved { data_dir, database }
+    let audit_key_file = file.audit_key_file.clone().unwrap_or_else(|| data_dir.join("audit-signing-key.pk8"));
+    Resolved { data_dir, database, audit_key_file, audit_name: file.audit_name.clone() }
+}
+
+/// The audit signing key: read, or generated on first start (back it up with the database).
+fn audit_signer(r: &Resolved, public_url: &str) -> Result<kanta_store::audit::Signer, String> {
+    let name = r.audit_name.clone().unwrap_or_else(|| {
+        let host = public_url.split("://").nth(1).unwrap_or(public_url).split('/').next().unwrap_or("kanta");
+        format!("{host}/audit")
+    });
+    let key = match std::fs::read(&r.audit_key_file) {
+        Ok(k) => k,
+        Err(_) => {
+            let k = kanta_store::audit::Signer::generate_pkcs8()?;
+            if let Some(dir) = r.audit_key_file.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&r.audit_key_file, &k).map_err(|e| format!("cannot write {}: {e}", r.audit_key_file.display()))?;
+            tracing::warn!(path = %r.audit_key_file.display(), "generated a new audit signing key; back it up");
+            k
+        }
+    };
+    kanta_store::audit::Signer::from_pkcs8(&name, &key)
+}
+
+/// The checkpoint name is kept beside the key so that verify uses the same one as serve.
+fn audit_name_file(r: &Resolved) -> PathBuf {
+    r.audit_key_file.with_extension("name")
 }
 
 async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {
@@ -166,13 +221,24 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 max_body_bytes: file.max_body_bytes.unwrap_or(8 * 1024 * 1024),
                 demo,
             };
+            let signer = audit_signer(&r, &config.public_url)?;
+            std::fs::write(audit_name_file(&r), signer.name()).map_err(|e| e.to_string())?;
+            let audit = kanta_store::audit::AuditLog::start(
+                store.clone(),
+                kanta_store::audit::AuditConfig {
+                    max_batch: 1000,
+                    checkpoint_every: Duration::from_secs(file.audit_checkpoint_seconds.unwrap_or(1)),
+                    signer,
+                    witness_file: file.audit_witness_file.clone(),
+                },
+            );
             tracing::info!(%addr, backend = ?store.backend(), demo, "kanta is listening");
-            let state = AppState::new(store, config, clock, &token_secret);
+            let state = AppState::new(store, audit, config, clock, &token_secret);
             kanta_web::serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
         }
         Command::Migrate => {
             let store = open(&r).await?;
-            println!("migrations applied ({:?})", store.backend());
+            emit!("migrations applied ({:?})", store.backend());
             Ok(())
         }
         Command::Demo { what } => {
@@ -181,13 +247,13 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 DemoWhat::People => {
                     for p in demo::people(today) {
                         let line = serde_json::json!({"hetu": p.hetu, "name": p.name, "birth_date": p.birth_date.to_string(), "situation": p.situation});
-                        println!("{line}");
+                        emit!("{line}");
                     }
                 }
                 DemoWhat::Clients => {
                     for c in demo::clients() {
                         let line = serde_json::json!({"client_id": c.client_id, "client_secret": c.client_secret, "organisation": c.organisation, "organisation_name": c.organisation_name, "roles": c.roles});
-                        println!("{line}");
+                        emit!("{line}");
                     }
                 }
             }
@@ -199,10 +265,38 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
             let records = kanta_fhir::population::parse_import(&value).map_err(|e| e.to_string())?;
             let store = open(&r).await?;
             let s = store.import_population(&records, Clock::System.now()).await.map_err(|e| e.to_string())?;
-            println!("imported {} persons and {} relations", s.persons, s.relations);
+            emit!("imported {} persons and {} relations", s.persons, s.relations);
             Ok(())
         }
         Command::Bench(args) => bench::run(args, r.database.expose().to_string(), r.data_dir.clone()).await,
+        Command::Audit { what } => {
+            let store = open(&r).await?;
+            match what {
+                AuditWhat::Verify { witness } => {
+                    let name = std::fs::read_to_string(audit_name_file(&r)).unwrap_or_default();
+                    let signer = audit_signer(&Resolved { audit_name: Some(name.trim().to_string()).filter(|n| !n.is_empty()), ..r }, "http://kanta")?;
+                    let witness = match witness {
+                        Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+                        None => None,
+                    };
+                    let started = std::time::Instant::now();
+                    let report = kanta_store::audit::verify(store.as_ref(), signer.name(), &signer.public_key(), witness.as_deref())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let line = serde_json::json!({"ok": report.ok(), "records": report.records, "checkpoints_verified": report.checkpoints_verified,
+                        "head_size": report.head_size, "problems": report.problems, "seconds": started.elapsed().as_secs_f64()});
+                    emit!("{line}");
+                    if report.ok() { Ok(()) } else { Err("the audit log does not verify".into()) }
+                }
+                AuditWhat::Prove { seq } => match kanta_store::audit::prove(store.as_ref(), seq).await.map_err(|e| e.to_string())? {
+                    Some(p) => {
+                        emit!("{}", serde_json::to_string_pretty(&p).map_err(|e| e.to_string())?);
+                        Ok(())
+                    }
+                    None => Err(format!("no checkpoint covers record {seq} yet")),
+                },
+            }
+        }
     }
 }
 
@@ -238,5 +332,4 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
-    let _ = Duration::from_secs(0);
 }
