@@ -90,7 +90,12 @@ mod tests {
         let r = AuditRecord {
             recorded_at: 1,
             patient: Some(PatientKey(7)),
-            actor: Actor::Organisation { org: OrgId::new("org-hus"), client_id: "c".into(), professional: None, purpose: Some("care".into()) },
+            actor: Actor::Organisation {
+                org: OrgId::new("org-hus"),
+                client_id: "c".into(),
+                professional: None,
+                purpose: Some("care".into()),
+            },
             on_behalf_of: None,
             action: Action::Read,
             entities: vec!["Observation/1".into()],

@@ -275,15 +275,27 @@ mod tests {
         use proptest::prelude::*;
 
         const SIGNS: [(char, i32); 13] = [
-            ('+', 1800), ('-', 1900), ('Y', 1900), ('X', 1900), ('W', 1900), ('V', 1900), ('U', 1900),
-            ('A', 2000), ('B', 2000), ('C', 2000), ('D', 2000), ('E', 2000), ('F', 2000),
+            ('+', 1800),
+            ('-', 1900),
+            ('Y', 1900),
+            ('X', 1900),
+            ('W', 1900),
+            ('V', 1900),
+            ('U', 1900),
+            ('A', 2000),
+            ('B', 2000),
+            ('C', 2000),
+            ('D', 2000),
+            ('E', 2000),
+            ('F', 2000),
         ];
 
         fn any_hetu() -> impl Strategy<Value = (Date, char, u16)> {
             (0usize..13, 0i64..36_524, 2u16..=999).prop_map(|(s, day, n)| {
                 let (sign, base) = SIGNS[s];
                 let start = Date::from_calendar_date(base, Month::January, 1).unwrap();
-                let d = (start + time::Duration::days(day)).min(Date::from_calendar_date(base + 99, Month::December, 31).unwrap());
+                let d = (start + time::Duration::days(day))
+                    .min(Date::from_calendar_date(base + 99, Month::December, 31).unwrap());
                 (d, sign, n)
             })
         }

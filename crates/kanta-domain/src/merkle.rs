@@ -138,7 +138,9 @@ pub fn verify_consistency(m: u64, n: u64, root_m: &Hash, root_n: &Hash, proof: &
     if m.is_power_of_two() {
         proof.insert(0, *root_m);
     }
-    let Some((first, rest)) = proof.split_first() else { return false };
+    let Some((first, rest)) = proof.split_first() else {
+        return false;
+    };
     let (mut f_n, mut s_n) = (m - 1, n - 1);
     while f_n & 1 == 1 {
         f_n >>= 1;
@@ -208,7 +210,9 @@ impl Frontier {
 
     pub fn root(&self) -> Hash {
         let mut it = self.nodes.iter().rev();
-        let Some(last) = it.next() else { return empty_root() };
+        let Some(last) = it.next() else {
+            return empty_root();
+        };
         it.fold(*last, |acc, left| node_hash(left, &acc))
     }
 }
@@ -219,13 +223,18 @@ mod tests {
     use proptest::prelude::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("record {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("record {i}").as_bytes()))
+            .collect()
     }
 
     #[test]
     fn known_answers() {
         assert_eq!(
-            empty_root().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            empty_root()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         let l = leaves(3);

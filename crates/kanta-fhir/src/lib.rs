@@ -5,6 +5,7 @@
 //! the few facts the platform reasons about, read through typed views — or into an
 //! [`outcome::FhirError`] that says exactly which element is wrong.
 
+pub mod audit_event;
 pub mod bundle;
 pub mod capability;
 pub mod codes;

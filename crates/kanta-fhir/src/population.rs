@@ -54,13 +54,15 @@ pub fn parse_import(bundle: &Value) -> Result<Vec<PersonRecord>, FhirError> {
             Some("RelatedPerson") => {
                 relations.push((at.clone(), relation(resource).map_err(fail)?))
             }
-            other => return Err(FhirError::invalid(
-                &at,
-                format!(
+            other => {
+                return Err(FhirError::invalid(
+                    &at,
+                    format!(
                     "{at}: only Patient and RelatedPerson belong in a population import, not {}",
                     other.unwrap_or("(none)")
                 ),
-            )),
+                ))
+            }
         }
     }
     for (at, rel) in relations {

@@ -49,13 +49,22 @@ impl<T> Sealed<T> {
 /// Proof that the audit records for a response were durably committed. Only the writer makes one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
-    pub first_seq: u64,
-    pub count: u64,
-    pub batch: u64,
-    _private: (),
+    first_seq: u64,
+    count: u64,
+    batch: u64,
 }
 
 impl Receipt {
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    pub fn batch(&self) -> u64 {
+        self.batch
+    }
+
     /// The leaf indexes of this request's records.
     pub fn seqs(&self) -> std::ops::Range<u64> {
         self.first_seq..self.first_seq + self.count
@@ -114,7 +123,10 @@ impl Touches for Written {
 }
 
 /// One audit record per patient touched (none for shared reference data alone).
-pub fn records_for(touched: Vec<(Option<PatientKey>, String)>, access: &Access) -> Vec<AuditRecord> {
+pub fn records_for(
+    touched: Vec<(Option<PatientKey>, String)>,
+    access: &Access,
+) -> Vec<AuditRecord> {
     let mut by_patient: BTreeMap<PatientKey, Vec<String>> = BTreeMap::new();
     if let Some(s) = access.subject {
         by_patient.entry(s).or_default();
@@ -149,8 +161,12 @@ pub struct Signer {
 impl Signer {
     /// `name` is the signer's name in signed notes (e.g. `kanta.example.fi/audit`).
     pub fn from_pkcs8(name: &str, pkcs8: &[u8]) -> Result<Signer, String> {
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| "the audit signing key is not an Ed25519 PKCS#8 key".to_string())?;
-        Ok(Signer { name: name.to_string(), pair })
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|_| "the audit signing key is not an Ed25519 PKCS#8 key".to_string())?;
+        Ok(Signer {
+            name: name.to_string(),
+            pair,
+        })
     }
 
     pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
@@ -204,13 +220,21 @@ pub fn open_checkpoint(note: &str, name: &str, public_key: &[u8]) -> Option<(u64
     let root: Hash = B64.decode(lines.next()?).ok()?.try_into().ok()?;
     let want = key_id(name, public_key);
     let ok = sigs.lines().any(|line| {
-        let Some(rest) = line.strip_prefix("\u{2014} ") else { return false };
-        let Some((n, b)) = rest.split_once(' ') else { return false };
-        let Ok(blob) = B64.decode(b) else { return false };
+        let Some(rest) = line.strip_prefix("\u{2014} ") else {
+            return false;
+        };
+        let Some((n, b)) = rest.split_once(' ') else {
+            return false;
+        };
+        let Ok(blob) = B64.decode(b) else {
+            return false;
+        };
         n == name
             && blob.len() == 68
             && blob[..4] == want
-            && UnparsedPublicKey::new(&ED25519, public_key).verify(body.as_bytes(), &blob[4..]).is_ok()
+            && UnparsedPublicKey::new(&ED25519, public_key)
+                .verify(body.as_bytes(), &blob[4..])
+                .is_ok()
     });
     ok.then_some((size, root))
 }
@@ -284,15 +308,26 @@ impl AuditLog {
     /// Commit records durably; returns when their batch has committed.
     pub async fn commit(&self, records: Vec<AuditRecord>) -> Result<Receipt, AuditError> {
         if records.is_empty() {
-            return Ok(Receipt { first_seq: 0, count: 0, batch: 0, _private: () });
+            return Ok(Receipt {
+                first_seq: 0,
+                count: 0,
+                batch: 0,
+            });
         }
         let (done, wait) = oneshot::channel();
-        self.tx.send(Job { records, done }).await.map_err(|_| AuditError::Unavailable)?;
+        self.tx
+            .send(Job { records, done })
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
         wait.await.map_err(|_| AuditError::Unavailable)?
     }
 
     /// Record who received which patients' data, then hand the data over.
-    pub async fn release<T: Touches>(&self, sealed: Sealed<T>, access: &Access) -> Result<(Receipt, T), AuditError> {
+    pub async fn release<T: Touches>(
+        &self,
+        sealed: Sealed<T>,
+        access: &Access,
+    ) -> Result<(Receipt, T), AuditError> {
         let records = records_for(sealed.0.touched(), access);
         let receipt = self.commit(records).await?;
         Ok((receipt, sealed.0))
@@ -321,7 +356,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let records: Vec<AuditRecord> = jobs.iter().flat_map(|j| j.records.iter().cloned()).collect();
+            let records: Vec<AuditRecord> = jobs
+                .iter()
+                .flat_map(|j| j.records.iter().cloned())
+                .collect();
             let result = if self.injected_failure() {
                 Err(StoreError::Corrupt("injected audit failure".into()))
             } else {
@@ -334,7 +372,11 @@ impl Writer {
                     let mut seq = app.first_seq;
                     for j in jobs {
                         let count = j.records.len() as u64;
-                        let _ = j.done.send(Ok(Receipt { first_seq: seq, count, batch: app.batch, _private: () }));
+                        let _ = j.done.send(Ok(Receipt {
+                            first_seq: seq,
+                            count,
+                            batch: app.batch,
+                        }));
                         seq += count;
                     }
                     self.maybe_checkpoint(app.tree_size, app.root).await;
@@ -366,10 +408,20 @@ impl Writer {
     async fn maybe_checkpoint(&mut self, size: u64, root: Hash) {
         let due = match self.last_checkpoint {
             None => true,
-            Some((at, last_size)) => size > last_size && at.elapsed() >= self.config.checkpoint_every,
+            Some((at, last_size)) => {
+                size > last_size && at.elapsed() >= self.config.checkpoint_every
+            }
         };
         if due {
-            if let Err(e) = checkpoint_now(self.store.as_ref(), &self.config.signer, self.config.witness_file.as_deref(), size, root).await {
+            if let Err(e) = checkpoint_now(
+                self.store.as_ref(),
+                &self.config.signer,
+                self.config.witness_file.as_deref(),
+                size,
+                root,
+            )
+            .await
+            {
                 tracing::error!(error = %e, "audit checkpoint failed");
                 return;
             }
@@ -379,13 +431,26 @@ impl Writer {
 }
 
 /// Sign and store a checkpoint of (size, root), and publish it to the witness file.
-pub async fn checkpoint_now(store: &dyn Store, signer: &Signer, witness: Option<&std::path::Path>, size: u64, root: Hash) -> Result<Checkpoint, String> {
+pub async fn checkpoint_now(
+    store: &dyn Store,
+    signer: &Signer,
+    witness: Option<&std::path::Path>,
+    size: u64,
+    root: Hash,
+) -> Result<Checkpoint, String> {
     let note = signer.checkpoint(size, &root);
-    let cp = Checkpoint { tree_size: size, root, note: note.clone(), created_at: 0 };
+    let cp = Checkpoint {
+        tree_size: size,
+        root,
+        note: note.clone(),
+        created_at: 0,
+    };
     store.add_checkpoint(&cp).await.map_err(|e| e.to_string())?;
     if let Some(path) = witness {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, note.as_bytes()).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("witness file: {e}"))?;
+        std::fs::write(&tmp, note.as_bytes())
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("witness file: {e}"))?;
     }
     Ok(cp)
 }
@@ -409,25 +474,40 @@ impl VerifyReport {
 /// repeats, every checkpoint's signature and root against the recomputed tree, the writer's head,
 /// and (if given) the witness's latest checkpoint. Reports change, deletion, reordering, insertion
 /// and truncation as problems.
-pub async fn verify(store: &dyn Store, name: &str, public_key: &[u8], witness: Option<&str>) -> Result<VerifyReport, StoreError> {
+pub async fn verify(
+    store: &dyn Store,
+    name: &str,
+    public_key: &[u8],
+    witness: Option<&str>,
+) -> Result<VerifyReport, StoreError> {
     const PAGE: u64 = 50_000;
     let mut report = VerifyReport::default();
     let checkpoints = store.checkpoints().await?;
     let mut cps = checkpoints.iter().peekable();
     let mut frontier = Frontier::new();
-    let check_at = |size: u64, root: Hash, report: &mut VerifyReport, cps: &mut std::iter::Peekable<std::slice::Iter<'_, Checkpoint>>| {
-        while let Some(cp) = cps.peek() {
-            if cp.tree_size != size {
-                break;
+    let check_at =
+        |size: u64,
+         root: Hash,
+         report: &mut VerifyReport,
+         cps: &mut std::iter::Peekable<std::slice::Iter<'_, Checkpoint>>| {
+            while let Some(cp) = cps.peek() {
+                if cp.tree_size != size {
+                    break;
+                }
+                match open_checkpoint(&cp.note, name, public_key) {
+                    Some((s, r)) if s == cp.tree_size && r == cp.root && r == root => {
+                        report.checkpoints_verified += 1
+                    }
+                    Some(_) => report.problems.push(format!(
+                        "the log no longer matches the checkpoint at size {size}"
+                    )),
+                    None => report.problems.push(format!(
+                        "the checkpoint at size {size} has no valid signature"
+                    )),
+                }
+                cps.next();
             }
-            match open_checkpoint(&cp.note, name, public_key) {
-                Some((s, r)) if s == cp.tree_size && r == cp.root && r == root => report.checkpoints_verified += 1,
-                Some(_) => report.problems.push(format!("the log no longer matches the checkpoint at size {size}")),
-                None => report.problems.push(format!("the checkpoint at size {size} has no valid signature")),
-            }
-            cps.next();
-        }
-    };
+        };
     check_at(0, frontier.root(), &mut report, &mut cps);
     let mut from = 0u64;
     loop {
@@ -438,11 +518,17 @@ pub async fn verify(store: &dyn Store, name: &str, public_key: &[u8], witness: O
         for rec in &page {
             let expected = frontier.size();
             if rec.seq != expected {
-                report.problems.push(format!("record {expected} is missing (found {} next)", rec.seq));
+                report.problems.push(format!(
+                    "record {expected} is missing (found {} next)",
+                    rec.seq
+                ));
                 return Ok(report);
             }
             if merkle::leaf_hash(rec.body.as_bytes()) != rec.leaf_hash {
-                report.problems.push(format!("record {} was changed after it was written", rec.seq));
+                report.problems.push(format!(
+                    "record {} was changed after it was written",
+                    rec.seq
+                ));
             }
             frontier.push(rec.leaf_hash);
             report.records += 1;
@@ -451,23 +537,42 @@ pub async fn verify(store: &dyn Store, name: &str, public_key: &[u8], witness: O
         from += PAGE;
     }
     for cp in cps {
-        report.problems.push(format!("a checkpoint covers {} records but the log has {}: records were removed from the end", cp.tree_size, frontier.size()));
+        report.problems.push(format!(
+            "a checkpoint covers {} records but the log has {}: records were removed from the end",
+            cp.tree_size,
+            frontier.size()
+        ));
     }
     let (head, head_root) = store.audit_head().await?;
     report.head_size = head;
     if head != frontier.size() || head_root != frontier.root() {
-        report.problems.push(format!("the writer's head ({head} records) does not match the stored records ({})", frontier.size()));
+        report.problems.push(format!(
+            "the writer's head ({head} records) does not match the stored records ({})",
+            frontier.size()
+        ));
     }
     if let Some(w) = witness {
         match open_checkpoint(w, name, public_key) {
             Some((size, root)) if size <= frontier.size() => {
-                let leaves: Vec<Hash> = store.audit_range(0, size).await?.into_iter().map(|r| r.leaf_hash).collect();
+                let leaves: Vec<Hash> = store
+                    .audit_range(0, size)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.leaf_hash)
+                    .collect();
                 if merkle::root(&leaves) != root {
-                    report.problems.push(format!("the log does not contain the tree the witness saw at size {size}"));
+                    report.problems.push(format!(
+                        "the log does not contain the tree the witness saw at size {size}"
+                    ));
                 }
             }
-            Some((size, _)) => report.problems.push(format!("the witness saw {size} records but the log has {}: the end was truncated", frontier.size())),
-            None => report.problems.push("the witness checkpoint's signature does not verify".into()),
+            Some((size, _)) => report.problems.push(format!(
+                "the witness saw {size} records but the log has {}: the end was truncated",
+                frontier.size()
+            )),
+            None => report
+                .problems
+                .push("the witness checkpoint's signature does not verify".into()),
         }
     }
     Ok(report)
@@ -485,9 +590,24 @@ pub struct InclusionProof {
 }
 
 pub async fn prove(store: &dyn Store, seq: u64) -> Result<Option<InclusionProof>, StoreError> {
-    let Some(cp) = store.checkpoints().await?.into_iter().rev().find(|c| c.tree_size > seq) else { return Ok(None) };
-    let leaves: Vec<Hash> = store.audit_range(0, cp.tree_size).await?.into_iter().map(|r| r.leaf_hash).collect();
-    let Some(leaf) = leaves.get(seq as usize).copied() else { return Ok(None) };
+    let Some(cp) = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|c| c.tree_size > seq)
+    else {
+        return Ok(None);
+    };
+    let leaves: Vec<Hash> = store
+        .audit_range(0, cp.tree_size)
+        .await?
+        .into_iter()
+        .map(|r| r.leaf_hash)
+        .collect();
+    let Some(leaf) = leaves.get(seq as usize).copied() else {
+        return Ok(None);
+    };
     let proof = merkle::inclusion_proof(seq as usize, &leaves);
     Ok(Some(InclusionProof {
         seq,

@@ -6,15 +6,14 @@
 use crate::audit::Sealed;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
-    AuditAppend, Checkpoint, StoredAudit,
-    Backend, ClientRecord, Cursor, ImportSummary, Page, Result, SearchQuery, Store, StoreError,
-    Stored, WriteRequest, Written,
+    AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, ImportSummary, Page, Result,
+    SearchQuery, Store, StoreError, Stored, StoredAudit, WriteRequest, Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
 use kanta_domain::hetu::Hetu;
-use kanta_domain::merkle::{leaf_hash, Frontier, Hash};
 use kanta_domain::ids::{OrgId, PatientKey};
+use kanta_domain::merkle::{leaf_hash, Frontier, Hash};
 use kanta_domain::population::{CustodyAgreement, Person, PersonRecord, Relation, RelationKind};
 use kanta_fhir::resource::scope_of;
 use kanta_fhir::{datetime, ErrorKind, FhirError, Scope};
@@ -35,6 +34,7 @@ const STORED_COLUMNS: &str = "resource_type, id, version_id, last_updated, body"
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    locations: Locations,
 }
 
 impl SqliteStore {
@@ -57,13 +57,18 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(false))
             .await?;
-        Ok(SqliteStore { read, write })
+        Ok(SqliteStore {
+            read,
+            write,
+            locations: Locations::default(),
+        })
     }
 }
 
 pub struct PgStore {
     read: PgPool,
     write: PgPool,
+    locations: Locations,
 }
 
 impl PgStore {
@@ -76,7 +81,30 @@ impl PgStore {
         Ok(PgStore {
             read: pool.clone(),
             write: pool,
+            locations: Locations::default(),
         })
+    }
+}
+
+/// `Type/id` → patient key, remembered. Safe to keep: a resource never moves to another patient
+/// and ids are never reused, so an entry can only be missing, never wrong. Bounded; cleared when full.
+#[derive(Default)]
+struct Locations(std::sync::Mutex<std::collections::HashMap<String, PatientKey>>);
+
+impl Locations {
+    const MAX: usize = 200_000;
+
+    fn get(&self, t: &str, id: &str) -> Option<PatientKey> {
+        self.0.lock().ok()?.get(&format!("{t}/{id}")).copied()
+    }
+
+    fn put(&self, t: &str, id: &str, key: PatientKey) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(format!("{t}/{id}"), key);
+        }
     }
 }
 
@@ -99,7 +127,9 @@ fn to_hex(h: &Hash) -> String {
 }
 
 fn hash_of(bytes: &[u8]) -> Result<Hash> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
 }
 
 fn parse_frontier(size: i64, text: &str) -> Result<Frontier> {
@@ -107,12 +137,15 @@ fn parse_frontier(size: i64, text: &str) -> Result<Frontier> {
     for chunk in text.as_bytes().chunks(64).filter(|c| !c.is_empty()) {
         let mut h = [0u8; 32];
         for (i, pair) in chunk.chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|_| StoreError::Corrupt("audit frontier".into()))?;
-            h[i] = u8::from_str_radix(s, 16).map_err(|_| StoreError::Corrupt("audit frontier".into()))?;
+            let s = std::str::from_utf8(pair)
+                .map_err(|_| StoreError::Corrupt("audit frontier".into()))?;
+            h[i] = u8::from_str_radix(s, 16)
+                .map_err(|_| StoreError::Corrupt("audit frontier".into()))?;
         }
         nodes.push(h);
     }
-    Frontier::from_parts(size as u64, nodes).ok_or_else(|| StoreError::Corrupt("audit frontier does not match the tree size".into()))
+    Frontier::from_parts(size as u64, nodes)
+        .ok_or_else(|| StoreError::Corrupt("audit frontier does not match the tree size".into()))
 }
 
 /// Records per INSERT statement (6 parameters each; well under both backends' limits).
@@ -298,9 +331,16 @@ macro_rules! backend {
 
         impl $store {
             async fn locate(&self, t: &str, id: &str) -> Result<Option<PatientKey>> {
+                if let Some(k) = self.locations.get(t, id) {
+                    return Ok(Some(k));
+                }
                 let key: Option<i64> = sqlx::query_scalar("SELECT patient_key FROM resource_locator WHERE resource_type = $1 AND id = $2")
                     .bind(t).bind(id).fetch_optional(&self.read).await?;
-                Ok(key.map(PatientKey))
+                let key = key.map(PatientKey);
+                if let Some(k) = key {
+                    self.locations.put(t, id, k);
+                }
+                Ok(key)
             }
 
             async fn key_of(&self, hetu: &str) -> Result<Option<(PatientKey, Option<String>)>> {

@@ -47,6 +47,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
             Box::pin(population(s))
         }),
         ("clients_and_assertion_replay", |s| Box::pin(clients(s))),
+        ("concurrent_conditional_creates_agree", |s| {
+            Box::pin(concurrent_conditional_creates(s))
+        }),
     ]
 }
 
@@ -107,7 +110,8 @@ fn kind(e: StoreError) -> ErrorKind {
 async fn new_patient(s: &dyn Store, hetu: &str) -> String {
     s.write(req(vec![create(patient(hetu))]), NOW)
         .await
-        .expect("patient").into_inner()[0]
+        .expect("patient")
+        .into_inner()[0]
         .stored
         .id
         .clone()
@@ -115,7 +119,12 @@ async fn new_patient(s: &dyn Store, hetu: &str) -> String {
 
 async fn create_read_vread_history(s: &dyn Store) {
     let pid = new_patient(s, HETU_A).await;
-    let read = s.read("Patient", &pid).await.unwrap().into_inner().expect("stored");
+    let read = s
+        .read("Patient", &pid)
+        .await
+        .unwrap()
+        .into_inner()
+        .expect("stored");
     assert_eq!(read.version, 1);
     assert_eq!(read.body["meta"]["versionId"], "1");
     assert_eq!(read.body["meta"]["lastUpdated"], "2026-11-24T12:00:00.000Z");
@@ -136,22 +145,47 @@ async fn create_read_vread_history(s: &dyn Store) {
             later,
         )
         .await
-        .unwrap().into_inner();
+        .unwrap()
+        .into_inner();
     assert_eq!((w[0].stored.version, w[0].created), (2, false));
     assert_eq!(
-        s.read("Patient", &pid).await.unwrap().into_inner().unwrap().body["name"][0]["family"],
+        s.read("Patient", &pid)
+            .await
+            .unwrap()
+            .into_inner()
+            .unwrap()
+            .body["name"][0]["family"],
         "Korjattu"
     );
     assert_eq!(
-        s.vread("Patient", &pid, 1).await.unwrap().into_inner().unwrap().body["name"][0]["family"],
+        s.vread("Patient", &pid, 1)
+            .await
+            .unwrap()
+            .into_inner()
+            .unwrap()
+            .body["name"][0]["family"],
         "Testinen"
     );
-    assert!(s.vread("Patient", &pid, 3).await.unwrap().into_inner().is_none());
+    assert!(s
+        .vread("Patient", &pid, 3)
+        .await
+        .unwrap()
+        .into_inner()
+        .is_none());
     let h = s.history("Patient", &pid).await.unwrap().into_inner();
     assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
-    assert!(s.read("Patient", "no-such-id").await.unwrap().into_inner().is_none());
+    assert!(s
+        .read("Patient", "no-such-id")
+        .await
+        .unwrap()
+        .into_inner()
+        .is_none());
     assert!(
-        s.read("Observation", &pid).await.unwrap().into_inner().is_none(),
+        s.read("Observation", &pid)
+            .await
+            .unwrap()
+            .into_inner()
+            .is_none(),
         "ids are per type"
     );
     let key = s
@@ -224,7 +258,8 @@ async fn transaction_all_or_nothing(s: &dyn Store) {
             after: None,
         })
         .await
-        .unwrap().into_inner();
+        .unwrap()
+        .into_inner();
     assert!(found.resources.is_empty());
 }
 
@@ -232,7 +267,8 @@ async fn conditional_create(s: &dyn Store) {
     let first = s
         .write(req(vec![create(patient(HETU_A))]), NOW)
         .await
-        .unwrap().into_inner();
+        .unwrap()
+        .into_inner();
     let cond = WriteOp::Create {
         resource: check(patient(HETU_A)).unwrap(),
         if_none_exist: Some(("urn:oid:1.2.246.21".into(), HETU_A.into())),
@@ -281,13 +317,27 @@ async fn if_match(s: &dyn Store) {
         kind(s.write(req(vec![upd(Some(7))]), NOW).await.unwrap_err()),
         ErrorKind::PreconditionFailed
     );
-    s.write(req(vec![upd(Some(1))]), NOW).await.unwrap().into_inner();
+    s.write(req(vec![upd(Some(1))]), NOW)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         kind(s.write(req(vec![upd(Some(1))]), NOW).await.unwrap_err()),
         ErrorKind::PreconditionFailed
     );
-    s.write(req(vec![upd(None)]), NOW).await.unwrap().into_inner();
-    assert_eq!(s.read("Patient", &pid).await.unwrap().into_inner().unwrap().version, 3);
+    s.write(req(vec![upd(None)]), NOW)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        s.read("Patient", &pid)
+            .await
+            .unwrap()
+            .into_inner()
+            .unwrap()
+            .version,
+        3
+    );
     // Update-as-create with a client-assigned id, then a second version.
     let obs = observation(&format!("Patient/{pid}"), "2024-01-01", "Hb");
     let put = |v: Value| WriteOp::Update {
@@ -295,10 +345,18 @@ async fn if_match(s: &dyn Store) {
         id: "demo-obs-1".into(),
         if_match: None,
     };
-    let w = s.write(req(vec![put(obs.clone())]), NOW).await.unwrap().into_inner();
+    let w = s
+        .write(req(vec![put(obs.clone())]), NOW)
+        .await
+        .unwrap()
+        .into_inner();
     assert!(w[0].created);
     assert_eq!(w[0].stored.version, 1);
-    let w = s.write(req(vec![put(obs)]), NOW).await.unwrap().into_inner();
+    let w = s
+        .write(req(vec![put(obs)]), NOW)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((w[0].created, w[0].stored.version), (false, 2));
     // Moving a resource to another patient is refused.
     let other = new_patient(s, HETU_B).await;
@@ -371,7 +429,8 @@ async fn search_paged(s: &dyn Store) {
             after: None,
         })
         .await
-        .unwrap().into_inner();
+        .unwrap()
+        .into_inner();
     assert_eq!(by_hetu.resources.len(), 1);
     assert_eq!(by_hetu.resources[0].id, b);
 }
@@ -395,7 +454,8 @@ async fn unknown_references(s: &dyn Store) {
         NOW,
     )
     .await
-    .unwrap().into_inner();
+    .unwrap()
+    .into_inner();
     let w = s
         .write(req(vec![create(json!({"resourceType": "Condition", "code": {"text": "x"}, "subject": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{HETU_A}")}}))]), NOW)
         .await
@@ -525,4 +585,30 @@ async fn clients(s: &dyn Store) {
         "replay"
     );
     assert!(s.remember_assertion("c1", "j2", exp, NOW).await.unwrap());
+}
+
+/// Two providers create the same person at once with a conditional create: both get the one Patient.
+async fn concurrent_conditional_creates(s: &dyn Store) {
+    let op = || WriteOp::Create {
+        resource: check(patient(HETU_A)).unwrap(),
+        if_none_exist: Some(("urn:oid:1.2.246.21".into(), HETU_A.into())),
+    };
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let (a, b, c) = tokio::join!(
+            s.write(req(vec![op()]), NOW),
+            s.write(req(vec![op()]), NOW),
+            s.write(req(vec![op()]), NOW)
+        );
+        for w in [a, b, c] {
+            ids.insert(
+                w.expect("a conditional create never conflicts")
+                    .into_inner()[0]
+                    .stored
+                    .id
+                    .clone(),
+            );
+        }
+    }
+    assert_eq!(ids.len(), 1, "one Patient for one HETU");
 }

@@ -177,9 +177,18 @@ pub trait Store: Send + Sync + 'static {
     // Record contents come back [`Sealed`]: only `AuditLog::release` opens them, after committing
     // the audit records for them (R-OPS-3).
     /// Apply writes (one resource, or a whole transaction Bundle) all-or-nothing.
-    async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Sealed<Vec<Written>>>;
+    async fn write(
+        &self,
+        request: WriteRequest,
+        now: OffsetDateTime,
+    ) -> Result<Sealed<Vec<Written>>>;
     async fn read(&self, resource_type: &str, id: &str) -> Result<Sealed<Option<Stored>>>;
-    async fn vread(&self, resource_type: &str, id: &str, version: i32) -> Result<Sealed<Option<Stored>>>;
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i32,
+    ) -> Result<Sealed<Option<Stored>>>;
     /// All versions, newest first.
     async fn history(&self, resource_type: &str, id: &str) -> Result<Sealed<Vec<Stored>>>;
     async fn search(&self, query: &SearchQuery) -> Result<Sealed<Page>>;
@@ -210,7 +219,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records with `from <= seq < to`, in order.
     async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>>;
     /// A patient's records, newest first.
-    async fn audit_of_patient(&self, patient: PatientKey, limit: usize) -> Result<Vec<StoredAudit>>;
+    async fn audit_of_patient(&self, patient: PatientKey, limit: usize)
+        -> Result<Vec<StoredAudit>>;
 
     // --- API clients -----------------------------------------------------------------------
     async fn upsert_client(&self, client: &ClientRecord, now: OffsetDateTime) -> Result<()>;

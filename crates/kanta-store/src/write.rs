@@ -118,6 +118,39 @@ fn fail(kind: ErrorKind, at: &str, msg: impl Into<String>) -> StoreError {
     StoreError::Fhir(FhirError::at(kind, at, msg))
 }
 
+/// What this transaction already knows about where resources live: `Type/id` → patient key (or
+/// `None` for shared data), from its own writes and earlier look-ups. Saves a query per reference.
+#[derive(Default)]
+struct Known(HashMap<String, Option<PatientKey>>);
+
+impl Known {
+    async fn locate(&mut self, tx: &mut dyn Tx, t: &str, id: &str) -> Result<Option<PatientKey>> {
+        let k = format!("{t}/{id}");
+        if let Some(Some(key)) = self.0.get(&k) {
+            return Ok(Some(*key));
+        }
+        let found = tx.locate(t, id).await?;
+        if found.is_some() {
+            self.0.insert(k, found);
+        }
+        Ok(found)
+    }
+
+    async fn shared_exists(&mut self, tx: &mut dyn Tx, t: &str, id: &str) -> Result<bool> {
+        let k = format!("{t}/{id}");
+        if self.0.contains_key(&k) {
+            return Ok(true);
+        }
+        // A plain read, not current_version: that one locks the row, and every writer refers to
+        // the same few organisations.
+        let found = tx.get(None, t, id).await?.is_some();
+        if found {
+            self.0.insert(k, None);
+        }
+        Ok(found)
+    }
+}
+
 /// Apply a request inside an open transaction. The caller commits on `Ok` and rolls back on `Err`.
 pub(crate) async fn apply(
     tx: &mut dyn Tx,
@@ -202,15 +235,17 @@ pub(crate) async fn apply(
     }
 
     // Phase 2: write, in order.
+    let mut known = Known::default();
     let mut out: Vec<Option<Written>> = vec![None; n];
     let mut written_refs: Vec<(String, String)> = vec![];
     let mut ops: Vec<Option<(String, Option<String>, WriteOp)>> =
         req.ops.into_iter().map(Some).collect();
     for &i in &order {
-        let Some((at, _, op)) = ops[i].take() else {
+        let Some((at, full_url, op)) = ops[i].take() else {
             continue;
         };
-        let id = ids[i].clone();
+        let mut id = ids[i].clone();
+        let hetu_condition = matches!(&op, WriteOp::Create { if_none_exist: Some((system, _)), .. } if system == codes::HETU_SYSTEM);
         let (mut resource, if_match, is_update) = match op {
             WriteOp::Create { resource, .. } => (resource, None, false),
             WriteOp::Update {
@@ -219,9 +254,24 @@ pub(crate) async fn apply(
         };
         let t = resource.resource_type.clone();
         let scope = resource.scope;
+        if hetu_condition && !matched[i] {
+            if let Some(PatientLink::Itself(h)) = &resource.patient {
+                // Lock the HETU now: a concurrent transaction may have created the Patient since
+                // our first look, and then the condition matches it.
+                let (_, rid) = tx.claim_hetu(h.as_str(), new_patient_key(), now_ms).await?;
+                if let Some(existing) = rid {
+                    if let Some(u) = &full_url {
+                        full_urls.insert(u.clone(), format!("Patient/{existing}"));
+                    }
+                    ids[i] = existing.clone();
+                    id = existing;
+                    matched[i] = true;
+                }
+            }
+        }
         if matched[i] {
             let key = match scope {
-                Scope::Patient => tx.locate(&t, &id).await?,
+                Scope::Patient => known.locate(tx, &t, &id).await?,
                 Scope::Shared => None,
             };
             let stored = tx
@@ -318,7 +368,7 @@ pub(crate) async fn apply(
                         format!("{at}: {expression} must point to patient data, not '{reference}'"),
                     ));
                 }
-                match tx.locate(rt, rid).await? {
+                match known.locate(tx, rt, rid).await? {
                     Some(k) => Some(k),
                     None => {
                         return Err(fail(
@@ -334,7 +384,7 @@ pub(crate) async fn apply(
 
         // Versioning.
         let existing_key = match scope {
-            Scope::Patient if is_update => tx.locate(&t, &id).await?,
+            Scope::Patient if is_update => known.locate(tx, &t, &id).await?,
             _ => None,
         };
         if let (Some(old), Some(new)) = (existing_key, patient_key) {
@@ -352,13 +402,15 @@ pub(crate) async fn apply(
             None
         };
         match (if_match, current) {
-            (Some(want), Some(have)) if want != have => return Err(fail(
-                ErrorKind::PreconditionFailed,
-                &at,
-                format!(
+            (Some(want), Some(have)) if want != have => {
+                return Err(fail(
+                    ErrorKind::PreconditionFailed,
+                    &at,
+                    format!(
                     "{at}: If-Match version {want} is not the current version {have} of {t}/{id}"
                 ),
-            )),
+                ))
+            }
             (Some(want), None) => {
                 return Err(fail(
                     ErrorKind::PreconditionFailed,
@@ -383,6 +435,7 @@ pub(crate) async fn apply(
             tokens: &resource.identifiers,
         })
         .await?;
+        known.0.insert(format!("{t}/{id}"), patient_key);
         for r in kanta_fhir::bundle::references(&body) {
             written_refs.push((at.clone(), r));
         }
@@ -406,8 +459,8 @@ pub(crate) async fn apply(
             continue;
         };
         let exists = match scope_of(rt) {
-            Some(Scope::Patient) => tx.locate(rt, rid).await?.is_some(),
-            Some(Scope::Shared) => tx.get(None, rt, rid).await?.is_some(),
+            Some(Scope::Patient) => known.locate(tx, rt, rid).await?.is_some(),
+            Some(Scope::Shared) => known.shared_exists(tx, rt, rid).await?,
             None => continue,
         };
         if !exists {

@@ -16,7 +16,9 @@ fn record(i: i64) -> AuditRecord {
     AuditRecord {
         recorded_at: 1_700_000_000_000 + i,
         patient: Some(PatientKey(1 + i % 7)),
-        actor: Actor::System { component: "test".into() },
+        actor: Actor::System {
+            component: "test".into(),
+        },
         on_behalf_of: None,
         action: Action::Read,
         entities: vec![format!("Observation/{i}")],
@@ -37,24 +39,43 @@ async fn filled(backend: Backend, n: i64) -> (TestDb, Vec<u8>, Vec<u8>) {
     let public = signer(&key).public_key();
     let log = AuditLog::start(
         db.store.clone(),
-        AuditConfig { max_batch: 1000, checkpoint_every: Duration::ZERO, signer: signer(&key), witness_file: None },
+        AuditConfig {
+            max_batch: 1000,
+            checkpoint_every: Duration::ZERO,
+            signer: signer(&key),
+            witness_file: None,
+        },
     );
     let mut tasks = vec![];
     for i in 0..n {
         let log = log.clone();
-        tasks.push(tokio::spawn(async move { log.commit(vec![record(i)]).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            log.commit(vec![record(i)]).await.unwrap()
+        }));
     }
     let mut seqs = vec![];
     for t in tasks {
         let r = t.await.unwrap();
-        assert_eq!(r.count, 1);
-        seqs.push(r.first_seq);
+        assert_eq!(r.count(), 1);
+        seqs.push(r.first_seq());
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (0..n as u64).collect::<Vec<_>>(), "every record got its own leaf");
+    assert_eq!(
+        seqs,
+        (0..n as u64).collect::<Vec<_>>(),
+        "every record got its own leaf"
+    );
     // Let the writer finish its last checkpoint.
     for _ in 0..100 {
-        if db.store.checkpoints().await.unwrap().last().map(|c| c.tree_size) == Some(n as u64) {
+        if db
+            .store
+            .checkpoints()
+            .await
+            .unwrap()
+            .last()
+            .map(|c| c.tree_size)
+            == Some(n as u64)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -64,25 +85,46 @@ async fn filled(backend: Backend, n: i64) -> (TestDb, Vec<u8>, Vec<u8>) {
 
 async fn group_commit_and_verify(backend: Backend) {
     let (db, _key, public) = filled(backend, 300).await;
-    let report = audit::verify(db.store.as_ref(), NAME, &public, None).await.unwrap();
+    let report = audit::verify(db.store.as_ref(), NAME, &public, None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.records, 300);
     assert!(report.checkpoints_verified >= 1);
     let stored = db.store.audit_range(0, 300).await.unwrap();
     let leaves: Vec<_> = stored.iter().map(|r| r.leaf_hash).collect();
-    assert_eq!(db.store.audit_head().await.unwrap(), (300, merkle::root(&leaves)));
+    assert_eq!(
+        db.store.audit_head().await.unwrap(),
+        (300, merkle::root(&leaves))
+    );
     let batches: std::collections::BTreeSet<u64> = stored.iter().map(|r| r.batch).collect();
-    eprintln!("{backend:?}: 300 concurrent commits in {} batches", batches.len());
+    eprintln!(
+        "{backend:?}: 300 concurrent commits in {} batches",
+        batches.len()
+    );
     // Inclusion proofs verify against the signed root.
     let p = audit::prove(db.store.as_ref(), 123).await.unwrap().unwrap();
     let (size, root) = audit::open_checkpoint(&p.checkpoint, NAME, &public).unwrap();
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let proof: Vec<merkle::Hash> = p.proof.iter().map(|h| b64.decode(h).unwrap().try_into().unwrap()).collect();
-    assert!(merkle::verify_inclusion(123, size, &leaves[123], &proof, &root));
+    let proof: Vec<merkle::Hash> = p
+        .proof
+        .iter()
+        .map(|h| b64.decode(h).unwrap().try_into().unwrap())
+        .collect();
+    assert!(merkle::verify_inclusion(
+        123,
+        size,
+        &leaves[123],
+        &proof,
+        &root
+    ));
     // A wrong key does not verify.
     let other = signer(&Signer::generate_pkcs8().unwrap()).public_key();
-    assert!(!audit::verify(db.store.as_ref(), NAME, &other, None).await.unwrap().ok());
+    assert!(!audit::verify(db.store.as_ref(), NAME, &other, None)
+        .await
+        .unwrap()
+        .ok());
     db.cleanup().await;
 }
 
@@ -92,8 +134,14 @@ async fn tamper(db: &TestDb, backend: Backend, sql: &[&str]) {
     match backend {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            sqlx::query("ALTER TABLE audit_record DISABLE TRIGGER USER").execute(&pool).await.unwrap();
-            sqlx::query("ALTER TABLE audit_checkpoint DISABLE TRIGGER USER").execute(&pool).await.unwrap();
+            sqlx::query("ALTER TABLE audit_record DISABLE TRIGGER USER")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
+                .execute(&pool)
+                .await
+                .unwrap();
             for s in sql {
                 sqlx::query(s).execute(&pool).await.unwrap();
             }
@@ -101,8 +149,16 @@ async fn tamper(db: &TestDb, backend: Backend, sql: &[&str]) {
         }
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            for t in ["audit_record_no_update", "audit_record_no_delete", "audit_checkpoint_no_update", "audit_checkpoint_no_delete"] {
-                sqlx::query(&format!("DROP TRIGGER IF EXISTS {t}")).execute(&pool).await.unwrap();
+            for t in [
+                "audit_record_no_update",
+                "audit_record_no_delete",
+                "audit_checkpoint_no_update",
+                "audit_checkpoint_no_delete",
+            ] {
+                sqlx::query(&format!("DROP TRIGGER IF EXISTS {t}"))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
             }
             for s in sql {
                 sqlx::query(s).execute(&pool).await.unwrap();
@@ -118,15 +174,23 @@ async fn append_only_and_tamper_evident(backend: Backend) {
     let refused = match backend {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            let u = sqlx::query("UPDATE audit_record SET body = 'x' WHERE seq = 1").execute(&pool).await;
-            let d = sqlx::query("DELETE FROM audit_record WHERE seq = 1").execute(&pool).await;
+            let u = sqlx::query("UPDATE audit_record SET body = 'x' WHERE seq = 1")
+                .execute(&pool)
+                .await;
+            let d = sqlx::query("DELETE FROM audit_record WHERE seq = 1")
+                .execute(&pool)
+                .await;
             let t = sqlx::query("TRUNCATE audit_record").execute(&pool).await;
             u.is_err() && d.is_err() && t.is_err()
         }
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            let u = sqlx::query("UPDATE audit_record SET body = 'x' WHERE seq = 1").execute(&pool).await;
-            let d = sqlx::query("DELETE FROM audit_record WHERE seq = 1").execute(&pool).await;
+            let u = sqlx::query("UPDATE audit_record SET body = 'x' WHERE seq = 1")
+                .execute(&pool)
+                .await;
+            let d = sqlx::query("DELETE FROM audit_record WHERE seq = 1")
+                .execute(&pool)
+                .await;
             u.is_err() && d.is_err()
         }
     };
@@ -141,20 +205,93 @@ async fn append_only_and_tamper_evident(backend: Backend) {
             "UPDATE audit_record SET seq = 2 WHERE seq = 5",
             "UPDATE audit_record SET seq = 5 WHERE seq = -1",
         ], "checkpoint"),
-        ("insert", vec!["UPDATE audit_record SET seq = seq + 1 WHERE seq >= 9", "INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) SELECT patient_key, 9, recorded_at, batch, leaf_hash, body FROM audit_record WHERE seq = 8"], "checkpoint"),
+        ("insert", vec!["UPDATE audit_record SET seq = seq + 1000 WHERE seq >= 9", "UPDATE audit_record SET seq = seq - 999 WHERE seq >= 1000", "INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) SELECT patient_key, 9, recorded_at, batch, leaf_hash, body FROM audit_record WHERE seq = 8"], "checkpoint"),
         ("truncate the tail", vec!["DELETE FROM audit_record WHERE seq >= 15"], "removed from the end"),
         ("truncate tail and checkpoints", vec!["DELETE FROM audit_record WHERE seq >= 15", "DELETE FROM audit_checkpoint WHERE tree_size > 15"], "head"),
     ];
     for (what, sql, expect) in cases {
         let (db, _, public) = filled(backend, 20).await;
-        let before = audit::verify(db.store.as_ref(), NAME, &public, None).await.unwrap();
+        let before = audit::verify(db.store.as_ref(), NAME, &public, None)
+            .await
+            .unwrap();
         assert!(before.ok(), "{what}: {before:?}");
         tamper(&db, backend, &sql).await;
-        let after = audit::verify(db.store.as_ref(), NAME, &public, None).await.unwrap();
+        let after = audit::verify(db.store.as_ref(), NAME, &public, None)
+            .await
+            .unwrap();
         assert!(!after.ok(), "{backend:?} {what}: tampering went unnoticed");
-        assert!(after.problems.iter().any(|p| p.contains(expect)), "{backend:?} {what}: {:?}", after.problems);
+        assert!(
+            after.problems.iter().any(|p| p.contains(expect)),
+            "{backend:?} {what}: {:?}",
+            after.problems
+        );
         db.cleanup().await;
     }
+}
+
+/// On PostgreSQL the server's role (sql/app-role.sql) can insert and read audit rows but not change
+/// or remove them, even before the triggers are consulted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_app_role_cannot_update_or_delete_audit_rows() {
+    let (db, _, _) = filled(Backend::Postgres, 3).await;
+    let role = format!("kanta_app_{}", uuid_like());
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} NOLOGIN"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    for stmt in include_str!("../sql/app-role.sql")
+        .replace(":app_role", &role)
+        .split(';')
+    {
+        let stmt: String = stmt
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !stmt.trim().is_empty() {
+            sqlx::query(&stmt).execute(&pool).await.unwrap();
+        }
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query(&format!("SET ROLE {role}"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_record")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    for stmt in [
+        "UPDATE audit_record SET body = 'x'",
+        "DELETE FROM audit_record",
+        "TRUNCATE audit_record",
+        "DELETE FROM audit_checkpoint",
+    ] {
+        let e = sqlx::query(stmt)
+            .execute(&mut *conn)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("permission denied"), "{stmt}: {e}");
+    }
+    sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    sqlx::query(&format!("DROP OWNED BY {role}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    db.cleanup().await;
+}
+
+fn uuid_like() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 macro_rules! both {

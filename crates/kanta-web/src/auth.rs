@@ -69,7 +69,9 @@ impl Caller {
     /// This caller as the audit log names it.
     pub fn actor(&self) -> kanta_domain::audit::Actor {
         if self.has(ClientRole::Operator) {
-            kanta_domain::audit::Actor::Operator { client_id: self.client_id.clone() }
+            kanta_domain::audit::Actor::Operator {
+                client_id: self.client_id.clone(),
+            }
         } else {
             kanta_domain::audit::Actor::Organisation {
                 org: self.org.clone(),

@@ -3,6 +3,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, FHIR_JSON};
 use crate::AppState;
+use crate::RequestId;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -12,13 +13,12 @@ use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use kanta_domain::audit::Action;
+use kanta_domain::ids::PatientKey;
 use kanta_domain::ids::{ClientRole, OrgId};
 use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
 use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
-use crate::RequestId;
-use kanta_domain::audit::Action;
-use kanta_domain::ids::PatientKey;
 use kanta_store::audit::{Access, Receipt, Sealed, Touches};
 use kanta_store::{Cursor, SearchQuery, Stored, WriteOp, WriteRequest, Written};
 use serde_json::Value;
@@ -77,7 +77,12 @@ async fn release<T: Touches>(
 }
 
 /// A response carrying one resource; it needs the receipt of its audit records.
-fn resource_response(_receipt: &Receipt, status: StatusCode, stored: &Stored, base: &str) -> Response {
+fn resource_response(
+    _receipt: &Receipt,
+    status: StatusCode,
+    stored: &Stored,
+    base: &str,
+) -> Response {
     let mut res = fhir_response(status, &stored.body);
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", stored.version)) {
@@ -190,8 +195,10 @@ async fn read(
     caller.require(READERS)?;
     supported_type(&rtype)?;
     let sealed = state.store.read(&rtype, &id).await?;
-    let (receipt, stored) = release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
-    let stored = stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} is not known")))?;
+    let (receipt, stored) =
+        release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let stored =
+        stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} is not known")))?;
     Ok(resource_response(
         &receipt,
         StatusCode::OK,
@@ -212,8 +219,10 @@ async fn vread(
         .parse()
         .map_err(|_| FhirError::bad_request(format!("version id '{vid}' is not a number")))?;
     let sealed = state.store.vread(&rtype, &id, v).await?;
-    let (receipt, stored) = release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
-    let stored = stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} has no version {v}")))?;
+    let (receipt, stored) =
+        release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let stored =
+        stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} has no version {v}")))?;
     Ok(resource_response(
         &receipt,
         StatusCode::OK,
@@ -231,7 +240,8 @@ async fn history(
     caller.require(READERS)?;
     supported_type(&rtype)?;
     let sealed = state.store.history(&rtype, &id).await?;
-    let (_receipt, versions) = release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let (_receipt, versions) =
+        release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
     if versions.is_empty() {
         return Err(FhirError::not_found(format!("{rtype}/{id} is not known")).into());
     }
@@ -356,14 +366,20 @@ async fn write_one(
     rtype: String,
     op: WriteOp,
 ) -> ApiResult<(Receipt, Written)> {
-    let action = if matches!(op, WriteOp::Update { .. }) { Action::Update } else { Action::Create };
+    let action = if matches!(op, WriteOp::Update { .. }) {
+        Action::Update
+    } else {
+        Action::Create
+    };
     let req = WriteRequest {
         org: caller.org.clone(),
         ops: vec![(rtype, None, op)],
     };
     let sealed = state.store.write(req, state.clock.now()).await?;
     let (receipt, mut written) = release(state, caller, rid, action, None, None, sealed).await?;
-    let one = written.pop().ok_or_else(|| ApiError(FhirError::internal()))?;
+    let one = written
+        .pop()
+        .ok_or_else(|| ApiError(FhirError::internal()))?;
     Ok((receipt, one))
 }
 
@@ -446,7 +462,8 @@ async fn transaction(
     }
     let n = request.ops.len();
     let sealed = state.store.write(request, state.clock.now()).await?;
-    let (_receipt, written) = release(&state, &caller, &rid, Action::Create, None, None, sealed).await?;
+    let (_receipt, written) =
+        release(&state, &caller, &rid, Action::Create, None, None, sealed).await?;
     let base = state.config.fhir_base();
     let entries = written
         .into_iter()
@@ -574,7 +591,16 @@ async fn search(
     }
     let sealed = state.store.search(&q).await?;
     let audit_query = audit_query(&rtype, &kept);
-    let (_receipt, page) = release(&state, &caller, &rid, Action::Search, q.patient, Some(audit_query), sealed).await?;
+    let (_receipt, page) = release(
+        &state,
+        &caller,
+        &rid,
+        Action::Search,
+        q.patient,
+        Some(audit_query),
+        sealed,
+    )
+    .await?;
     let resources = page.resources.into_iter().map(|s| s.body).collect();
     Ok(searchset(&state, &rtype, resources, &kept, page.next))
 }

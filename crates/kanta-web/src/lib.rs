@@ -81,8 +81,17 @@ pub struct RequestId(pub Option<String>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(RequestId(parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)))
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
     }
 }
 
@@ -117,6 +126,7 @@ pub fn router(state: AppState) -> Router {
             get(auth::smart_configuration),
         )
         .route("/operator/population/import", post(ops::population_import))
+        .route("/operator/audit/export", post(ops::audit_export))
         .merge(fhir_api::routes())
         .fallback(fhir_api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

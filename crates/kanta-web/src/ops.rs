@@ -2,17 +2,17 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, FHIR_JSON};
-use crate::RequestId;
-use kanta_domain::audit::{Action, AuditRecord, Outcome};
-use kanta_fhir::{ErrorKind, FhirError};
 use crate::AppState;
+use crate::RequestId;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kanta_domain::audit::{Action, AuditRecord, Outcome};
 use kanta_domain::ids::ClientRole;
 use kanta_fhir::{outcome, population};
+use kanta_fhir::{ErrorKind, FhirError};
 use serde_json::json;
 
 /// `GET /healthz`: the process is alive (no dependencies checked).
@@ -107,4 +107,91 @@ pub async fn population_import(
         summary.persons, summary.relations
     ));
     Ok(([(header::CONTENT_TYPE, FHIR_JSON)], oo.to_string()).into_response())
+}
+
+/// `POST /operator/audit/export` with a `Parameters` resource naming the person
+/// (`patient` as a HETU `valueIdentifier`): the person's audit records as a Bundle of AuditEvents,
+/// answering a log-data request (R-OPS-5). The look-up is itself recorded first.
+pub async fn audit_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.require(&[ClientRole::Operator])?;
+    let params = crate::fhir_api::parse_json(&body)?;
+    if params.get("resourceType").and_then(|v| v.as_str()) != Some("Parameters") {
+        return Err(FhirError::bad_request(
+            "send a Parameters resource with a 'patient' valueIdentifier (HETU)",
+        )
+        .into());
+    }
+    let hetu = params
+        .get("parameter")
+        .and_then(|p| p.as_array())
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p.get("name").and_then(|n| n.as_str()) == Some("patient"))
+        })
+        .and_then(|p| p.get("valueIdentifier"))
+        .filter(|i| {
+            i.get("system").and_then(|s| s.as_str()) == Some(kanta_fhir::codes::HETU_SYSTEM)
+        })
+        .and_then(|i| i.get("value").and_then(|v| v.as_str()))
+        .ok_or_else(|| {
+            FhirError::invalid(
+                "Parameters.parameter",
+                format!(
+                    "a 'patient' parameter with valueIdentifier system {} is required",
+                    kanta_fhir::codes::HETU_SYSTEM
+                ),
+            )
+        })?;
+    let hetu = kanta_domain::hetu::Hetu::parse(hetu).map_err(|e| {
+        FhirError::invalid(
+            "Parameters.parameter.valueIdentifier.value",
+            format!("invalid HETU: {e}"),
+        )
+    })?;
+    let now = state.clock.now();
+    let Some(key) = state.store.patient_key_for_hetu(&hetu).await? else {
+        return Err(FhirError::not_found("the platform has no data about this person").into());
+    };
+    // The operator's read of the log is itself a use of personal data: recorded before release.
+    let record = AuditRecord {
+        recorded_at: kanta_fhir::datetime::millis(now),
+        patient: Some(key),
+        actor: caller.actor(),
+        on_behalf_of: None,
+        action: Action::AuditRead,
+        entities: vec!["AuditEvent".into()],
+        query: Some("log data request".into()),
+        outcome: Outcome::Success,
+        request_id: rid.0.clone(),
+    };
+    state.audit.commit(vec![record]).await.map_err(|_| {
+        ApiError(FhirError::new(
+            ErrorKind::Unavailable,
+            "the audit log is unavailable; nothing was released",
+        ))
+    })?;
+    let rows = state.store.audit_of_patient(key, 10_000).await?;
+    let events: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| {
+            let rec: AuditRecord = serde_json::from_str(&r.body).ok()?;
+            Some(kanta_fhir::audit_event::audit_event(&rec, r.seq, None))
+        })
+        .collect();
+    let base = state.config.fhir_base();
+    let total = events.len();
+    let bundle = kanta_fhir::bundle::bundle_of(
+        "collection",
+        &base,
+        events,
+        &format!("{}/operator/audit/export", state.config.public_url),
+        None,
+        Some(total),
+    );
+    Ok(([(header::CONTENT_TYPE, FHIR_JSON)], bundle.to_string()).into_response())
 }

@@ -6,8 +6,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use kanta_domain::ids::OrgId;
-use kanta_store::testing::TestDb;
 use kanta_store::audit::{AuditConfig, AuditLog, Signer};
+use kanta_store::testing::TestDb;
 use kanta_store::{Backend, ClientRecord};
 use kanta_web::auth::sha256_hex;
 use kanta_web::{AppState, Clock, WebConfig};
@@ -72,7 +72,12 @@ impl TestApp {
         let audit_public_key = signer.public_key();
         let audit = AuditLog::start(
             db.store.clone(),
-            AuditConfig { max_batch: 1000, checkpoint_every: std::time::Duration::ZERO, signer, witness_file: None },
+            AuditConfig {
+                max_batch: 1000,
+                checkpoint_every: std::time::Duration::ZERO,
+                signer,
+                witness_file: None,
+            },
         );
         let state = AppState::new(
             db.store.clone(),
@@ -771,17 +776,24 @@ async fn population_import_endpoint(b: Backend) {
     app.finish().await;
 }
 
-
 /// R-OPS-3: every response that carries patient data has its audit records committed first; one
 /// record per patient; a search records its subject even when nothing is found.
 async fn every_read_is_audited_before_it_leaves(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.token("clinician").await;
-    let (_, resp, _) = app.send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None))).await;
-    let pid = resp["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let (_, resp, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None)))
+        .await;
+    let pid = resp["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let store = app.db.as_ref().unwrap().store.clone();
     let (size_after_write, _) = store.audit_head().await.unwrap();
-    assert_eq!(size_after_write, 1, "the transaction wrote one patient's data: one record");
+    assert_eq!(
+        size_after_write, 1,
+        "the transaction wrote one patient's data: one record"
+    );
     let key = store.patient_key_of(&pid).await.unwrap().unwrap();
     for path in [
         format!("/fhir/Patient/{pid}"),
@@ -793,20 +805,39 @@ async fn every_read_is_audited_before_it_leaves(b: Backend) {
         let before = store.audit_head().await.unwrap().0;
         let (s, _, _) = app.send(Method::GET, &path, Some(&t), None).await;
         assert_eq!(s, StatusCode::OK, "{path}");
-        assert_eq!(store.audit_head().await.unwrap().0, before + 1, "{path}: one record");
+        assert_eq!(
+            store.audit_head().await.unwrap().0,
+            before + 1,
+            "{path}: one record"
+        );
     }
     let records = store.audit_of_patient(key, 100).await.unwrap();
     assert_eq!(records.len(), 6);
     let newest: Value = serde_json::from_str(&records[0].body).unwrap();
     assert_eq!(newest["action"], "search");
     assert_eq!(newest["actor"]["org"], "org-hus");
-    assert!(newest["query"].as_str().unwrap().contains("<hetu>"), "{newest}");
-    assert!(!records.iter().any(|r| r.body.contains(HETU)), "no HETU in the audit log");
+    assert!(
+        newest["query"].as_str().unwrap().contains("<hetu>"),
+        "{newest}"
+    );
+    assert!(
+        !records.iter().any(|r| r.body.contains(HETU)),
+        "no HETU in the audit log"
+    );
     // An empty search about a patient is still a disclosure ("nothing here").
     let before = store.audit_head().await.unwrap().0;
-    app.send(Method::GET, &format!("/fhir/Procedure?patient=Patient/{pid}"), Some(&t), None).await;
+    app.send(
+        Method::GET,
+        &format!("/fhir/Procedure?patient=Patient/{pid}"),
+        Some(&t),
+        None,
+    )
+    .await;
     assert_eq!(store.audit_head().await.unwrap().0, before + 1);
-    let report = kanta_store::audit::verify(store.as_ref(), AUDIT_NAME, &app.audit_public_key, None).await.unwrap();
+    let report =
+        kanta_store::audit::verify(store.as_ref(), AUDIT_NAME, &app.audit_public_key, None)
+            .await
+            .unwrap();
     assert!(report.ok(), "{report:?}");
     app.finish().await;
 }
@@ -817,34 +848,145 @@ async fn audit_failure_fails_closed(b: Backend) {
     use std::sync::atomic::Ordering::SeqCst;
     let app = TestApp::spawn(b).await;
     let t = app.token("clinician").await;
-    let (_, resp, _) = app.send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None))).await;
-    let pid = resp["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let (_, resp, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None)))
+        .await;
+    let pid = resp["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let store = app.db.as_ref().unwrap().store.clone();
     let n = 8u64;
-    for (mode, k) in (1..=n).map(|k| ("at", k)).chain((1..=n).map(|k| ("from", k))) {
+    for (mode, k) in (1..=n)
+        .map(|k| ("at", k))
+        .chain((1..=n).map(|k| ("from", k)))
+    {
         let start = app.audit.faults().batches();
-        app.audit.faults().at.store(if mode == "at" { start + k } else { 0 }, SeqCst);
-        app.audit.faults().from.store(if mode == "from" { start + k } else { 0 }, SeqCst);
+        app.audit
+            .faults()
+            .at
+            .store(if mode == "at" { start + k } else { 0 }, SeqCst);
+        app.audit
+            .faults()
+            .from
+            .store(if mode == "from" { start + k } else { 0 }, SeqCst);
         let mut served = 0;
         let before = store.audit_head().await.unwrap().0;
         for i in 1..=n {
-            let (s, body, _) = app.send(Method::GET, &format!("/fhir/Observation?patient=Patient/{pid}"), Some(&t), None).await;
+            let (s, body, _) = app
+                .send(
+                    Method::GET,
+                    &format!("/fhir/Observation?patient=Patient/{pid}"),
+                    Some(&t),
+                    None,
+                )
+                .await;
             let should_fail = if mode == "at" { i == k } else { i >= k };
             if should_fail {
-                assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{mode} {k}: request {i}");
+                assert_eq!(
+                    s,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{mode} {k}: request {i}"
+                );
                 assert_eq!(body["resourceType"], "OperationOutcome");
-                assert!(!body.to_string().contains("B -Hb"), "no record content in a failed response");
+                assert!(
+                    !body.to_string().contains("B -Hb"),
+                    "no record content in a failed response"
+                );
             } else {
                 assert_eq!(s, StatusCode::OK, "{mode} {k}: request {i}");
                 served += 1;
             }
         }
         let committed = store.audit_head().await.unwrap().0 - before;
-        assert_eq!(committed, served, "{mode} {k}: every response served has exactly its record");
+        assert_eq!(
+            committed, served,
+            "{mode} {k}: every response served has exactly its record"
+        );
     }
     app.audit.faults().at.store(0, SeqCst);
     app.audit.faults().from.store(0, SeqCst);
-    assert_eq!(app.send(Method::GET, &format!("/fhir/Patient/{pid}"), Some(&t), None).await.0, StatusCode::OK, "recovers");
+    assert_eq!(
+        app.send(Method::GET, &format!("/fhir/Patient/{pid}"), Some(&t), None)
+            .await
+            .0,
+        StatusCode::OK,
+        "recovers"
+    );
+    app.finish().await;
+}
+
+/// R-OPS-5: the operator answers a log-data request with the person's AuditEvents; the look-up is
+/// itself logged.
+async fn log_data_request(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let t = app.token("clinician").await;
+    let (_, resp, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None)))
+        .await;
+    let pid = resp["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.send(Method::GET, &format!("/fhir/Patient/{pid}"), Some(&t), None)
+        .await;
+    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueIdentifier": {"system": "urn:oid:1.2.246.21", "value": HETU}}]});
+    assert_eq!(
+        app.send(
+            Method::POST,
+            "/operator/audit/export",
+            Some(&t),
+            Some(params.clone())
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let op = app.token("operator").await;
+    let (s, b1, _) = app
+        .send(
+            Method::POST,
+            "/operator/audit/export",
+            Some(&op),
+            Some(params.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b1}");
+    let events: Vec<&Value> = b1["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert_eq!(events.len(), 3, "write, read, and this export: {b1}");
+    assert!(events.iter().all(|e| e["resourceType"] == "AuditEvent"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "R"
+                && e["agent"][0]["who"]["reference"] == "Organization/org-hus")
+    );
+    let (s, b2, _) = app
+        .send(
+            Method::POST,
+            "/operator/audit/export",
+            Some(&op),
+            Some(params),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        b2["entry"].as_array().unwrap().len(),
+        4,
+        "the first export is in the log"
+    );
+    let bad = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueIdentifier": {"system": "urn:oid:1.2.246.21", "value": "010594Y9033"}}]});
+    assert_eq!(
+        app.send(Method::POST, "/operator/audit/export", Some(&op), Some(bad))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     app.finish().await;
 }
 
@@ -865,4 +1007,5 @@ both!(
     population_import_endpoint,
     every_read_is_audited_before_it_leaves,
     audit_failure_fails_closed,
+    log_data_request,
 );

@@ -57,11 +57,18 @@ pub async fn run(args: BenchArgs, _database: String, data_dir: PathBuf) -> Resul
     }
     if let Some(server) = &args.postgres {
         let name = format!("kanta_bench_{}", std::process::id());
-        let admin = sqlx::PgPool::connect(server).await.map_err(|e| format!("postgres: {e}"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.map_err(|e| e.to_string())?;
+        let admin = sqlx::PgPool::connect(server)
+            .await
+            .map_err(|e| format!("postgres: {e}"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .map_err(|e| e.to_string())?;
         let url = kanta_store::testing::with_database(server, &name);
         let result = bench_backend(&args, &url, "postgres").await;
-        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&admin).await;
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
         result?;
     }
     Ok(())
@@ -69,7 +76,8 @@ pub async fn run(args: BenchArgs, _database: String, data_dir: PathBuf) -> Resul
 
 fn hetu_for(i: usize) -> Result<Hetu, String> {
     // Test-range HETUs (individual numbers 900-999), spread over birth dates.
-    let day = time::Date::from_calendar_date(1940, time::Month::January, 1).map_err(|e| e.to_string())?
+    let day = time::Date::from_calendar_date(1940, time::Month::January, 1)
+        .map_err(|e| e.to_string())?
         + time::Duration::days((i / 100) as i64);
     let sign = if day.year() >= 2000 { 'A' } else { '-' };
     Hetu::from_parts(day, sign, 900 + (i % 100) as u16).map_err(|e| e.to_string())
@@ -107,7 +115,8 @@ fn visit_bundle(hetu: &str, day: i64, observations: usize, seq: usize) -> Value 
 }
 
 fn date(day: i64) -> String {
-    let d = time::Date::from_calendar_date(2010, time::Month::January, 1).unwrap_or(time::Date::MIN)
+    let d = time::Date::from_calendar_date(2010, time::Month::January, 1)
+        .unwrap_or(time::Date::MIN)
         + time::Duration::days(day.rem_euclid(5000));
     kanta_fhir::datetime::format_date(d)
 }
@@ -174,7 +183,12 @@ where
             (ops, errors, lat)
         }));
     }
-    let mut run = Run { ops: 0, errors: 0, secs: 0.0, latencies: vec![] };
+    let mut run = Run {
+        ops: 0,
+        errors: 0,
+        secs: 0.0,
+        latencies: vec![],
+    };
     for h in handles {
         if let Ok((o, e, l)) = h.await {
             run.ops += o;
@@ -194,16 +208,27 @@ enum Floor {
 impl Floor {
     async fn connect(url: &str) -> Result<Floor, String> {
         if url.starts_with("sqlite:") {
-            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(|e: sqlx::Error| e.to_string())?;
+            let opts: sqlx::sqlite::SqliteConnectOptions =
+                url.parse().map_err(|e: sqlx::Error| e.to_string())?;
             let opts = opts
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(30));
             // One connection, like the store's single writer: SQLite serialises writers anyway.
-            let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(|e| e.to_string())?;
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(Floor::Sqlite(pool))
         } else {
-            Ok(Floor::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await.map_err(|e| e.to_string())?))
+            Ok(Floor::Pg(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ))
         }
     }
 
@@ -260,8 +285,18 @@ impl Floor {
     async fn latest20(&self, patient: i64) -> bool {
         let sql = "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20";
         match self {
-            Floor::Sqlite(p) => sqlx::query(sql).bind(patient).fetch_all(p).await.map(|rows| rows.iter().all(|r| r.try_get::<String, _>(1).is_ok())).unwrap_or(false),
-            Floor::Pg(p) => sqlx::query(sql).bind(patient).fetch_all(p).await.map(|rows| rows.iter().all(|r| r.try_get::<Value, _>(1).is_ok())).unwrap_or(false),
+            Floor::Sqlite(p) => sqlx::query(sql)
+                .bind(patient)
+                .fetch_all(p)
+                .await
+                .map(|rows| rows.iter().all(|r| r.try_get::<String, _>(1).is_ok()))
+                .unwrap_or(false),
+            Floor::Pg(p) => sqlx::query(sql)
+                .bind(patient)
+                .fetch_all(p)
+                .await
+                .map(|rows| rows.iter().all(|r| r.try_get::<Value, _>(1).is_ok()))
+                .unwrap_or(false),
         }
     }
 
@@ -279,20 +314,47 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     let store: Arc<dyn Store> = kanta_store::connect(url).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let now = Clock::System.now();
-    let org = json!({"resourceType": "Organization", "id": "org-bench", "name": "Benchmark Health"});
+    let org =
+        json!({"resourceType": "Organization", "id": "org-bench", "name": "Benchmark Health"});
     // Written, not released: nothing leaves the process, so nothing to audit.
     let _stored = store
-        .write(WriteRequest { org: OrgId::new(OPERATOR_ORG), ops: vec![("Organization".into(), None, WriteOp::Update { resource: check(org).map_err(|e| e.to_string())?, id: "org-bench".into(), if_match: None })] }, now)
+        .write(
+            WriteRequest {
+                org: OrgId::new(OPERATOR_ORG),
+                ops: vec![(
+                    "Organization".into(),
+                    None,
+                    WriteOp::Update {
+                        resource: check(org).map_err(|e| e.to_string())?,
+                        id: "org-bench".into(),
+                        if_match: None,
+                    },
+                )],
+            },
+            now,
+        )
         .await
         .map_err(|e| e.to_string())?;
     store
-        .upsert_client(&ClientRecord { client_id: CLIENT.into(), org: OrgId::new("org-bench"), name: "bench".into(), roles: vec!["clinician".into()], secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())), jwks: None }, now)
+        .upsert_client(
+            &ClientRecord {
+                client_id: CLIENT.into(),
+                org: OrgId::new("org-bench"),
+                name: "bench".into(),
+                roles: vec!["clinician".into()],
+                secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())),
+                jwks: None,
+            },
+            now,
+        )
         .await
         .map_err(|e| e.to_string())?;
 
     // Load the dataset through the store's write path, 4 writers at a time.
     let load_start = Instant::now();
-    let hetus: Vec<String> = (0..args.patients).map(|i| hetu_for(i).map(|h| h.as_str().to_string())).collect::<Result<_, _>>()?;
+    let hetus: Vec<String> = (0..args.patients)
+        .map(|i| hetu_for(i).map(|h| h.as_str().to_string()))
+        .collect::<Result<_, _>>()?;
     let mut total_records = 0usize;
     let mut jobs = vec![];
     for (rank, h) in hetus.iter().enumerate() {
@@ -313,8 +375,11 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         loaders.push(tokio::spawn(async move {
             loop {
                 let job = jobs.lock().map(|mut j| j.pop()).unwrap_or(None);
-                let Some(b) = job else { return Ok::<(), String>(()) };
-                let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), b).map_err(|e| e.to_string())?;
+                let Some(b) = job else {
+                    return Ok::<(), String>(());
+                };
+                let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), b)
+                    .map_err(|e| e.to_string())?;
                 // Written, not released: nothing leaves the process, so nothing to audit.
                 let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
             }
@@ -324,24 +389,50 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         l.await.map_err(|e| e.to_string())??;
     }
     let load_secs = load_start.elapsed().as_secs_f64();
-    emit!("{}", json!({"phase": "load", "backend": backend, "patients": args.patients, "observations": total_records, "seconds": round(load_secs)}));
+    emit!(
+        "{}",
+        json!({"phase": "load", "backend": backend, "patients": args.patients, "observations": total_records, "seconds": round(load_secs)})
+    );
 
     // The server, on loopback.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = format!("http://{addr}");
-    let config = WebConfig { public_url: base.clone(), max_body_bytes: 8 << 20, demo: false };
-    let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &kanta_store::audit::Signer::generate_pkcs8()?)?;
+    let config = WebConfig {
+        public_url: base.clone(),
+        max_body_bytes: 8 << 20,
+        demo: false,
+    };
+    let signer = kanta_store::audit::Signer::from_pkcs8(
+        "bench/audit",
+        &kanta_store::audit::Signer::generate_pkcs8()?,
+    )?;
     let audit = kanta_store::audit::AuditLog::start(
         store.clone(),
-        kanta_store::audit::AuditConfig { max_batch: 1000, checkpoint_every: Duration::from_secs(1), signer, witness_file: None },
+        kanta_store::audit::AuditConfig {
+            max_batch: 1000,
+            checkpoint_every: Duration::from_secs(1),
+            signer,
+            witness_file: None,
+        },
     );
-    let state = AppState::new(store.clone(), audit, config, Clock::System, b"bench-token-secret-bench-token-secret");
+    let state = AppState::new(
+        store.clone(),
+        audit,
+        config,
+        Clock::System,
+        b"bench-token-secret-bench-token-secret",
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kanta_web::serve(listener, state, async move {
         let _ = stop_rx.await;
     }));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build().map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients * 2)
+        .build()
+        .map_err(|e| e.to_string())?;
     let token: Value = http
         .post(format!("{base}/oauth/token"))
         .basic_auth(CLIENT, Some(SECRET))
@@ -352,13 +443,18 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         .json()
         .await
         .map_err(|e| e.to_string())?;
-    let bearer = format!("Bearer {}", token["access_token"].as_str().ok_or("no access token")?);
+    let bearer = format!(
+        "Bearer {}",
+        token["access_token"].as_str().ok_or("no access token")?
+    );
 
     // Patient ids for reads.
     let mut patient_ids = vec![];
     for h in hetus.iter().step_by((hetus.len() / 2000).max(1)) {
         let r: Value = http
-            .get(format!("{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{h}"))
+            .get(format!(
+                "{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{h}"
+            ))
             .header("authorization", &bearer)
             .send()
             .await
@@ -375,9 +471,11 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
 
     // W1: ingest.
     let ingest = {
-        let (http, bearer, base, hetus) = (http.clone(), bearer.clone(), base.clone(), hetus.clone());
+        let (http, bearer, base, hetus) =
+            (http.clone(), bearer.clone(), base.clone(), hetus.clone());
         drive(args.clients, args.seconds, move |c, i| {
-            let (http, bearer, base, hetus) = (http.clone(), bearer.clone(), base.clone(), hetus.clone());
+            let (http, bearer, base, hetus) =
+                (http.clone(), bearer.clone(), base.clone(), hetus.clone());
             async move {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((c as u64) << 32 | i));
                 let h = &hetus[rng.below(hetus.len())];
@@ -396,13 +494,26 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     };
     // W2: the latest 20 Observations of a patient.
     let reads = {
-        let (http, bearer, base, ids) = (http.clone(), bearer.clone(), base.clone(), patient_ids.clone());
+        let (http, bearer, base, ids) = (
+            http.clone(),
+            bearer.clone(),
+            base.clone(),
+            patient_ids.clone(),
+        );
         drive(args.clients, args.seconds, move |c, i| {
-            let (http, bearer, base, ids) = (http.clone(), bearer.clone(), base.clone(), ids.clone());
+            let (http, bearer, base, ids) =
+                (http.clone(), bearer.clone(), base.clone(), ids.clone());
             async move {
                 let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
                 let id = &ids[rng.below(ids.len())];
-                match http.get(format!("{base}/fhir/Observation?patient=Patient/{id}&_count=20")).header("authorization", &bearer).send().await {
+                match http
+                    .get(format!(
+                        "{base}/fhir/Observation?patient=Patient/{id}&_count=20"
+                    ))
+                    .header("authorization", &bearer)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                     _ => false,
                 }
@@ -441,7 +552,13 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         })
         .await
     };
-    report("ingest_transaction_bundle", backend, args, ingest, floor_ingest);
+    report(
+        "ingest_transaction_bundle",
+        backend,
+        args,
+        ingest,
+        floor_ingest,
+    );
     report("read_latest_20", backend, args, reads, floor_reads);
     Ok(())
 }
@@ -451,7 +568,11 @@ fn round(x: f64) -> f64 {
 }
 
 fn report(workload: &str, backend: &str, args: &BenchArgs, mut ours: Run, mut floor: Run) {
-    let ratio = if floor.per_sec() > 0.0 { ours.per_sec() / floor.per_sec() } else { 0.0 };
+    let ratio = if floor.per_sec() > 0.0 {
+        ours.per_sec() / floor.per_sec()
+    } else {
+        0.0
+    };
     emit!(
         "{}",
         json!({
@@ -475,9 +596,22 @@ mod tests {
         }
         assert_eq!(records_for(0), 3000);
         assert_eq!(records_for(9_999), 5);
-        let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), visit_bundle("010594Y9032", 3, 8, 1)).unwrap();
+        let (req, _) = kanta_web::bundle_write_request(
+            OrgId::new("org-bench"),
+            visit_bundle("010594Y9032", 3, 8, 1),
+        )
+        .unwrap();
         assert_eq!(req.ops.len(), 10);
-        assert_eq!(kanta_store::testing::with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"), "postgres://u@h:5432/x?sslmode=disable");
-        assert_eq!(kanta_store::testing::with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            kanta_store::testing::with_database(
+                "postgres://u@h:5432/postgres?sslmode=disable",
+                "x"
+            ),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            kanta_store::testing::with_database("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
     }
 }

@@ -63,7 +63,8 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
     }
 }
@@ -79,11 +80,19 @@ mod tests {
 
     #[test]
     fn unknown_keys_fail_loudly_and_secrets_do_not_print() {
-        let err = toml::from_str::<FileConfig>("listen = '127.0.0.1:1'\nlisten_port = 3").unwrap_err().to_string();
+        let err = toml::from_str::<FileConfig>("listen = '127.0.0.1:1'\nlisten_port = 3")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field"), "{err}");
-        let c: FileConfig = toml::from_str("token_secret = 'hunter2'\ndatabase = 'postgres://u:pw@h/db'\nlog_format = 'json'").unwrap();
+        let c: FileConfig = toml::from_str(
+            "token_secret = 'hunter2'\ndatabase = 'postgres://u:pw@h/db'\nlog_format = 'json'",
+        )
+        .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw@"),
+            "{shown}"
+        );
         assert_eq!(c.log_format, Some(LogFormat::Json));
     }
 }

@@ -69,15 +69,22 @@ const PEOPLE: &[P] = &[
 
 fn birth_date(p: &P, today: Date) -> Date {
     let year = today.year() - p.years;
-    let anniversary = Date::from_calendar_date(year, today.month(), today.day().min(28)).unwrap_or(today);
+    let anniversary =
+        Date::from_calendar_date(year, today.month(), today.day().min(28)).unwrap_or(today);
     anniversary - Duration::days(p.days)
 }
 
 fn hetu_of(p: &P, today: Date) -> String {
     let born = birth_date(p, today);
-    let sign = if born.year() >= 2000 { p.sign_2000 } else { p.sign_1900 };
+    let sign = if born.year() >= 2000 {
+        p.sign_2000
+    } else {
+        p.sign_1900
+    };
     // The parts are valid by construction (test range, sign of the right century).
-    Hetu::from_parts(born, sign, p.number).map(|h| h.as_str().to_string()).unwrap_or_default()
+    Hetu::from_parts(born, sign, p.number)
+        .map(|h| h.as_str().to_string())
+        .unwrap_or_default()
 }
 
 fn person(key: &str) -> &'static P {
@@ -98,18 +105,70 @@ pub fn people(today: Date) -> Vec<DemoPerson> {
 
 /// (id, name, business id without check digit, register code, kind, DPO name, DPO email)
 const ORGS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
-    ("org-hus", "HUS Helsingin yliopistollinen sairaala", "9876543", "2", "prov", "HUS tietosuojavastaava", "tietosuoja@hus.example.fi"),
-    ("org-tampere-hyvinvointialue", "Pirkanmaan hyvinvointialue", "9876544", "2", "prov", "Pirkanmaan hyvinvointialueen tietosuojavastaava", "tietosuoja@pirha.example.fi"),
-    ("org-terveystalo", "Terveystalo Kamppi", "9876545", "3", "prov", "Terveystalon tietosuojavastaava", "tietosuoja@terveystalo.example.fi"),
-    ("org-mehilainen-tyoterveys", "Mehiläinen Työterveys", "9876546", "4", "prov", "Mehiläisen tietosuojavastaava", "tietosuoja@mehilainen.example.fi"),
-    ("org-apteekki-kamppi", "Kampin apteekki", "9876547", "", "other", "Apteekin tietosuojavastaava", "tietosuoja@apteekki.example.fi"),
-    ("org-kanta-operator", "Kanta-palvelut (ylläpitäjä)", "9876548", "", "govt", "Kelan tietosuojavastaava", "tietosuoja@kela.example.fi"),
+    (
+        "org-hus",
+        "HUS Helsingin yliopistollinen sairaala",
+        "9876543",
+        "2",
+        "prov",
+        "HUS tietosuojavastaava",
+        "tietosuoja@hus.example.fi",
+    ),
+    (
+        "org-tampere-hyvinvointialue",
+        "Pirkanmaan hyvinvointialue",
+        "9876544",
+        "2",
+        "prov",
+        "Pirkanmaan hyvinvointialueen tietosuojavastaava",
+        "tietosuoja@pirha.example.fi",
+    ),
+    (
+        "org-terveystalo",
+        "Terveystalo Kamppi",
+        "9876545",
+        "3",
+        "prov",
+        "Terveystalon tietosuojavastaava",
+        "tietosuoja@terveystalo.example.fi",
+    ),
+    (
+        "org-mehilainen-tyoterveys",
+        "Mehiläinen Työterveys",
+        "9876546",
+        "4",
+        "prov",
+        "Mehiläisen tietosuojavastaava",
+        "tietosuoja@mehilainen.example.fi",
+    ),
+    (
+        "org-apteekki-kamppi",
+        "Kampin apteekki",
+        "9876547",
+        "",
+        "other",
+        "Apteekin tietosuojavastaava",
+        "tietosuoja@apteekki.example.fi",
+    ),
+    (
+        "org-kanta-operator",
+        "Kanta-palvelut (ylläpitäjä)",
+        "9876548",
+        "",
+        "govt",
+        "Kelan tietosuojavastaava",
+        "tietosuoja@kela.example.fi",
+    ),
 ];
 
 /// A business id (Y-tunnus) with its check digit (weights 7 9 10 5 8 4 2, mod 11).
 fn business_id(seven: &str) -> String {
     let weights = [7u32, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = seven.bytes().zip(weights).map(|(b, w)| u32::from(b - b'0') * w).sum();
+    let sum: u32 = seven
+        .bytes()
+        .zip(weights)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
     let r = sum % 11;
     let check = if r == 0 { 0 } else { 11 - r };
     format!("{seven}-{check}")
@@ -137,7 +196,10 @@ pub fn organisations() -> Vec<Value> {
 }
 
 fn org_name(id: &str) -> String {
-    ORGS.iter().find(|o| o.0 == id).map(|o| o.1.to_string()).unwrap_or_default()
+    ORGS.iter()
+        .find(|o| o.0 == id)
+        .map(|o| o.1.to_string())
+        .unwrap_or_default()
 }
 
 fn register_of(org: &str) -> &'static str {
@@ -154,12 +216,42 @@ pub fn clients() -> Vec<DemoClient> {
     };
     vec![
         c("demo-hus", "demo-secret-hus", "org-hus", "clinician"),
-        c("demo-pirha", "demo-secret-pirha", "org-tampere-hyvinvointialue", "clinician"),
-        c("demo-terveystalo", "demo-secret-terveystalo", "org-terveystalo", "clinician"),
-        c("demo-mehilainen", "demo-secret-mehilainen", "org-mehilainen-tyoterveys", "clinician"),
-        c("demo-hus-archivist", "demo-secret-hus-archivist", "org-hus", "archivist"),
-        c("demo-apteekki", "demo-secret-apteekki", "org-apteekki-kamppi", "pharmacy"),
-        c("demo-operator", "demo-secret-operator", "org-kanta-operator", "operator"),
+        c(
+            "demo-pirha",
+            "demo-secret-pirha",
+            "org-tampere-hyvinvointialue",
+            "clinician",
+        ),
+        c(
+            "demo-terveystalo",
+            "demo-secret-terveystalo",
+            "org-terveystalo",
+            "clinician",
+        ),
+        c(
+            "demo-mehilainen",
+            "demo-secret-mehilainen",
+            "org-mehilainen-tyoterveys",
+            "clinician",
+        ),
+        c(
+            "demo-hus-archivist",
+            "demo-secret-hus-archivist",
+            "org-hus",
+            "archivist",
+        ),
+        c(
+            "demo-apteekki",
+            "demo-secret-apteekki",
+            "org-apteekki-kamppi",
+            "pharmacy",
+        ),
+        c(
+            "demo-operator",
+            "demo-secret-operator",
+            "org-kanta-operator",
+            "operator",
+        ),
     ]
 }
 
@@ -218,18 +310,61 @@ pub fn population_bundle(today: Date) -> Value {
 #[derive(Clone)]
 enum Doc {
     /// Record text (journal entry) in the given language.
-    Text { title: &'static str, text: &'static str, view: &'static str },
-    Diagnosis { code: &'static str, display: &'static str },
-    Lab { loinc: &'static str, name: &'static str, value: f64, unit: &'static str, low: f64, high: f64 },
-    BloodPressure { systolic: u32, diastolic: u32 },
-    Weight { kg: f64 },
-    Imaging { loinc: &'static str, name: &'static str, conclusion: &'static str },
-    Vaccine { atc: &'static str, name: &'static str, lot: &'static str },
-    Referral { text: &'static str, reason: &'static str },
-    Risk { text: &'static str, code: &'static str },
-    Procedure { code: &'static str, text: &'static str, dental: bool },
-    CarePlan { title: &'static str, text: &'static str },
-    Certificate { title: &'static str, text: &'static str },
+    Text {
+        title: &'static str,
+        text: &'static str,
+        view: &'static str,
+    },
+    Diagnosis {
+        code: &'static str,
+        display: &'static str,
+    },
+    Lab {
+        loinc: &'static str,
+        name: &'static str,
+        value: f64,
+        unit: &'static str,
+        low: f64,
+        high: f64,
+    },
+    BloodPressure {
+        systolic: u32,
+        diastolic: u32,
+    },
+    Weight {
+        kg: f64,
+    },
+    Imaging {
+        loinc: &'static str,
+        name: &'static str,
+        conclusion: &'static str,
+    },
+    Vaccine {
+        atc: &'static str,
+        name: &'static str,
+        lot: &'static str,
+    },
+    Referral {
+        text: &'static str,
+        reason: &'static str,
+    },
+    Risk {
+        text: &'static str,
+        code: &'static str,
+    },
+    Procedure {
+        code: &'static str,
+        text: &'static str,
+        dental: bool,
+    },
+    CarePlan {
+        title: &'static str,
+        text: &'static str,
+    },
+    Certificate {
+        title: &'static str,
+        text: &'static str,
+    },
 }
 
 /// Display markers a document may carry (docs/fhir-conventions.md).
@@ -266,7 +401,11 @@ struct Visit {
 }
 
 fn at(today: Date, days_ago: i64, hour: u8) -> String {
-    format!("{}T{:02}:15:00+02:00", kanta_fhir::datetime::format_date(today - Duration::days(days_ago)), hour)
+    format!(
+        "{}T{:02}:15:00+02:00",
+        kanta_fhir::datetime::format_date(today - Duration::days(days_ago)),
+        hour
+    )
 }
 
 struct Ids(u64);
@@ -308,106 +447,173 @@ fn narrative(text: &str) -> Value {
 }
 
 /// The FHIR resource for one document.
-fn resource(doc: &Doc, marks: &Marks, v: &Visit, pat: &str, enc: &str, today: Date) -> (&'static str, Value) {
+fn resource(
+    doc: &Doc,
+    marks: &Marks,
+    v: &Visit,
+    pat: &str,
+    enc: &str,
+    today: Date,
+) -> (&'static str, Value) {
     let when = at(today, v.days_ago, 10);
     let reg = register_of(v.org);
     let subject = json!({"reference": pat});
     let encounter = json!({"reference": enc});
-    let status_final = if marks.cancelled { "entered-in-error" } else { "final" };
+    let status_final = if marks.cancelled {
+        "entered-in-error"
+    } else {
+        "final"
+    };
     let (t, mut r) = match doc {
-        Doc::Text { title, text, view } => ("Composition", json!({
-            "resourceType": "Composition", "status": status_final,
-            "meta": meta(view, reg, marks, today),
-            "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}], "text": title},
-            "subject": subject, "encounter": encounter, "date": when,
-            "author": [{"reference": format!("Organization/{}", v.org)}],
-            "title": title,
-            "section": [{"title": title, "text": narrative(text)}]
-        })),
-        Doc::Diagnosis { code, display } => ("Condition", json!({
-            "resourceType": "Condition", "meta": meta("166", reg, marks, today),
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": if marks.cancelled { "entered-in-error" } else { "confirmed" }}]},
-            "code": {"coding": [{"system": "urn:oid:1.2.246.537.6.1", "code": code, "display": display}], "text": display},
-            "subject": subject, "encounter": encounter, "recordedDate": when
-        })),
-        Doc::Lab { loinc, name, value, unit, low, high } => {
-            let interp = if value < low { "L" } else if value > high { "H" } else { "N" };
-            ("Observation", json!({
-                "resourceType": "Observation", "status": status_final, "meta": meta("LAB", reg, marks, today),
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
-                "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": name}], "text": name},
-                "subject": subject, "encounter": encounter, "effectiveDateTime": at(today, v.days_ago, 8),
-                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
-                "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": interp}]}],
-                "referenceRange": [{"low": {"value": low, "unit": unit}, "high": {"value": high, "unit": unit}}]
-            }))
+        Doc::Text { title, text, view } => (
+            "Composition",
+            json!({
+                "resourceType": "Composition", "status": status_final,
+                "meta": meta(view, reg, marks, today),
+                "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}], "text": title},
+                "subject": subject, "encounter": encounter, "date": when,
+                "author": [{"reference": format!("Organization/{}", v.org)}],
+                "title": title,
+                "section": [{"title": title, "text": narrative(text)}]
+            }),
+        ),
+        Doc::Diagnosis { code, display } => (
+            "Condition",
+            json!({
+                "resourceType": "Condition", "meta": meta("166", reg, marks, today),
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": if marks.cancelled { "entered-in-error" } else { "confirmed" }}]},
+                "code": {"coding": [{"system": "urn:oid:1.2.246.537.6.1", "code": code, "display": display}], "text": display},
+                "subject": subject, "encounter": encounter, "recordedDate": when
+            }),
+        ),
+        Doc::Lab {
+            loinc,
+            name,
+            value,
+            unit,
+            low,
+            high,
+        } => {
+            let interp = if value < low {
+                "L"
+            } else if value > high {
+                "H"
+            } else {
+                "N"
+            };
+            (
+                "Observation",
+                json!({
+                    "resourceType": "Observation", "status": status_final, "meta": meta("LAB", reg, marks, today),
+                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                    "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": name}], "text": name},
+                    "subject": subject, "encounter": encounter, "effectiveDateTime": at(today, v.days_ago, 8),
+                    "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+                    "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": interp}]}],
+                    "referenceRange": [{"low": {"value": low, "unit": unit}, "high": {"value": high, "unit": unit}}]
+                }),
+            )
         }
-        Doc::BloodPressure { systolic, diastolic } => ("Observation", json!({
-            "resourceType": "Observation", "status": status_final, "meta": meta("MIT", reg, marks, today),
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}], "text": "Verenpaine"},
-            "subject": subject, "encounter": encounter, "effectiveDateTime": when,
-            "component": [
-                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}]}, "valueQuantity": {"value": systolic, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
-                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"}]}, "valueQuantity": {"value": diastolic, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
-            ]
-        })),
-        Doc::Weight { kg } => ("Observation", json!({
-            "resourceType": "Observation", "status": status_final, "meta": meta("MIT", reg, marks, today),
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}], "text": "Paino"},
-            "subject": subject, "encounter": encounter, "effectiveDateTime": when,
-            "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
-        })),
-        Doc::Imaging { loinc, name, conclusion } => ("DiagnosticReport", json!({
-            "resourceType": "DiagnosticReport", "status": status_final, "meta": meta("RTG", reg, marks, today),
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": name}], "text": name},
-            "subject": subject, "encounter": encounter, "effectiveDateTime": when, "issued": at(today, v.days_ago, 15),
-            "conclusion": conclusion
-        })),
-        Doc::Vaccine { atc, name, lot } => ("Immunization", json!({
-            "resourceType": "Immunization", "status": if marks.cancelled { "entered-in-error" } else { "completed" },
-            "meta": meta("ROK", reg, marks, today),
-            "vaccineCode": {"coding": [{"system": "urn:oid:1.2.246.537.6.32", "code": atc, "display": name}], "text": name},
-            "patient": subject, "encounter": encounter, "occurrenceDateTime": when, "lotNumber": lot
-        })),
-        Doc::Referral { text, reason } => ("ServiceRequest", json!({
-            "resourceType": "ServiceRequest", "status": if marks.cancelled { "entered-in-error" } else { "active" }, "intent": "order",
-            "meta": meta("LÄH", reg, marks, today),
-            "code": {"text": text}, "reasonCode": [{"text": reason}],
-            "subject": subject, "encounter": encounter, "authoredOn": when,
-            "requester": {"reference": format!("Organization/{}", v.org)}
-        })),
-        Doc::Risk { text, code } => ("AllergyIntolerance", json!({
-            "resourceType": "AllergyIntolerance", "meta": meta("RIS", reg, marks, today),
-            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
-            "criticality": "high",
-            "code": {"coding": [{"system": "urn:oid:1.2.246.537.6.32", "code": code}], "text": text},
-            "patient": subject, "encounter": encounter, "recordedDate": when
-        })),
-        Doc::Procedure { code, text, dental } => ("Procedure", json!({
-            "resourceType": "Procedure", "status": if marks.cancelled { "entered-in-error" } else { "completed" },
-            "meta": meta(if *dental { "SUU" } else { "TMP" }, reg, marks, today),
-            "code": {"coding": [{"system": "urn:oid:1.2.246.537.6.2", "code": code}], "text": text},
-            "subject": subject, "encounter": encounter, "performedDateTime": when
-        })),
-        Doc::CarePlan { title, text } => ("CarePlan", json!({
-            "resourceType": "CarePlan", "status": if marks.cancelled { "entered-in-error" } else { "active" }, "intent": "plan",
-            "meta": meta("HOISU", reg, marks, today),
-            "title": title, "description": text, "subject": subject, "encounter": encounter, "created": when
-        })),
+        Doc::BloodPressure {
+            systolic,
+            diastolic,
+        } => (
+            "Observation",
+            json!({
+                "resourceType": "Observation", "status": status_final, "meta": meta("MIT", reg, marks, today),
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}], "text": "Verenpaine"},
+                "subject": subject, "encounter": encounter, "effectiveDateTime": when,
+                "component": [
+                    {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}]}, "valueQuantity": {"value": systolic, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                    {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic blood pressure"}]}, "valueQuantity": {"value": diastolic, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+                ]
+            }),
+        ),
+        Doc::Weight { kg } => (
+            "Observation",
+            json!({
+                "resourceType": "Observation", "status": status_final, "meta": meta("MIT", reg, marks, today),
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}], "text": "Paino"},
+                "subject": subject, "encounter": encounter, "effectiveDateTime": when,
+                "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+            }),
+        ),
+        Doc::Imaging {
+            loinc,
+            name,
+            conclusion,
+        } => (
+            "DiagnosticReport",
+            json!({
+                "resourceType": "DiagnosticReport", "status": status_final, "meta": meta("RTG", reg, marks, today),
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": name}], "text": name},
+                "subject": subject, "encounter": encounter, "effectiveDateTime": when, "issued": at(today, v.days_ago, 15),
+                "conclusion": conclusion
+            }),
+        ),
+        Doc::Vaccine { atc, name, lot } => (
+            "Immunization",
+            json!({
+                "resourceType": "Immunization", "status": if marks.cancelled { "entered-in-error" } else { "completed" },
+                "meta": meta("ROK", reg, marks, today),
+                "vaccineCode": {"coding": [{"system": "urn:oid:1.2.246.537.6.32", "code": atc, "display": name}], "text": name},
+                "patient": subject, "encounter": encounter, "occurrenceDateTime": when, "lotNumber": lot
+            }),
+        ),
+        Doc::Referral { text, reason } => (
+            "ServiceRequest",
+            json!({
+                "resourceType": "ServiceRequest", "status": if marks.cancelled { "entered-in-error" } else { "active" }, "intent": "order",
+                "meta": meta("LÄH", reg, marks, today),
+                "code": {"text": text}, "reasonCode": [{"text": reason}],
+                "subject": subject, "encounter": encounter, "authoredOn": when,
+                "requester": {"reference": format!("Organization/{}", v.org)}
+            }),
+        ),
+        Doc::Risk { text, code } => (
+            "AllergyIntolerance",
+            json!({
+                "resourceType": "AllergyIntolerance", "meta": meta("RIS", reg, marks, today),
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+                "criticality": "high",
+                "code": {"coding": [{"system": "urn:oid:1.2.246.537.6.32", "code": code}], "text": text},
+                "patient": subject, "encounter": encounter, "recordedDate": when
+            }),
+        ),
+        Doc::Procedure { code, text, dental } => (
+            "Procedure",
+            json!({
+                "resourceType": "Procedure", "status": if marks.cancelled { "entered-in-error" } else { "completed" },
+                "meta": meta(if *dental { "SUU" } else { "TMP" }, reg, marks, today),
+                "code": {"coding": [{"system": "urn:oid:1.2.246.537.6.2", "code": code}], "text": text},
+                "subject": subject, "encounter": encounter, "performedDateTime": when
+            }),
+        ),
+        Doc::CarePlan { title, text } => (
+            "CarePlan",
+            json!({
+                "resourceType": "CarePlan", "status": if marks.cancelled { "entered-in-error" } else { "active" }, "intent": "plan",
+                "meta": meta("HOISU", reg, marks, today),
+                "title": title, "description": text, "subject": subject, "encounter": encounter, "created": when
+            }),
+        ),
         Doc::Certificate { title, text } => {
             let data = base64_encode(text.as_bytes());
-            ("DocumentReference", json!({
-                "resourceType": "DocumentReference", "status": if marks.cancelled { "entered-in-error" } else { "current" },
-                "meta": meta("TOD", reg, marks, today),
-                "type": {"text": title}, "subject": subject, "date": at(today, v.days_ago, 16),
-                "description": title,
-                "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "language": "fi", "title": title, "data": data}}],
-                "context": {"encounter": [encounter]}
-            }))
+            (
+                "DocumentReference",
+                json!({
+                    "resourceType": "DocumentReference", "status": if marks.cancelled { "entered-in-error" } else { "current" },
+                    "meta": meta("TOD", reg, marks, today),
+                    "type": {"text": title}, "subject": subject, "date": at(today, v.days_ago, 16),
+                    "description": title,
+                    "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "language": "fi", "title": title, "data": data}}],
+                    "context": {"encounter": [encounter]}
+                }),
+            )
         }
     };
     if let Some(id) = marks.fixed_id {
@@ -464,7 +670,10 @@ fn bundle(v: &Visit, today: Date, ids: &mut Ids) -> DemoSubmission {
         };
         entries.push(json!({"fullUrl": ids.next(), "resource": r, "request": request}));
     }
-    DemoSubmission { client_id: v.client.to_string(), bundle: json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}) }
+    DemoSubmission {
+        client_id: v.client.to_string(),
+        bundle: json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    }
 }
 
 fn visits() -> Vec<Visit> {
@@ -473,8 +682,19 @@ fn visits() -> Vec<Visit> {
     let pirha = ("demo-pirha", "org-tampere-hyvinvointialue");
     let tt = ("demo-terveystalo", "org-terveystalo");
     let meh = ("demo-mehilainen", "org-mehilainen-tyoterveys");
-    let v = |(client, org): (&'static str, &'static str), who: &'static str, days_ago: i64, reason: &'static str, docs: Vec<(Doc, Marks)>| Visit {
-        client, org, who, days_ago, inpatient_days: None, restriction: None, reason, docs,
+    let v = |(client, org): (&'static str, &'static str),
+             who: &'static str,
+             days_ago: i64,
+             reason: &'static str,
+             docs: Vec<(Doc, Marks)>| Visit {
+        client,
+        org,
+        who,
+        days_ago,
+        inpatient_days: None,
+        restriction: None,
+        reason,
+        docs,
     };
     let mut out = vec![
         // Aino: a year of ordinary care, one record in a later version, one delayed, one cancelled.
@@ -632,7 +852,17 @@ fn visits() -> Vec<Visit> {
     ];
     // Influenza vaccinations for several people.
     for who in ["aino", "mikko", "matti", "antti", "hanna"] {
-        out.push(v(pirha, who, 55, "Influenssarokotus", vec![d(Vaccine { atc: "J07BB", name: "Influenssarokote", lot: "FLU2025" })]));
+        out.push(v(
+            pirha,
+            who,
+            55,
+            "Influenssarokotus",
+            vec![d(Vaccine {
+                atc: "J07BB",
+                name: "Influenssarokote",
+                lot: "FLU2025",
+            })],
+        ));
     }
     out
 }
@@ -657,7 +887,11 @@ fn corrections() -> Vec<Visit> {
 
 pub fn clinical_submissions(today: Date) -> Vec<DemoSubmission> {
     let mut ids = Ids(0);
-    visits().iter().chain(corrections().iter()).map(|v| bundle(v, today, &mut ids)).collect()
+    visits()
+        .iter()
+        .chain(corrections().iter())
+        .map(|v| bundle(v, today, &mut ids))
+        .collect()
 }
 
 #[cfg(test)]
@@ -677,8 +911,15 @@ mod tests {
             assert!(h.is_temporary(), "{}", p.name);
             assert_eq!(h.birth_date(), p.birth_date);
         }
-        let ages: Vec<u32> = people.iter().map(|p| Hetu::parse(&p.hetu).unwrap().age_on(TODAY)).collect();
-        assert!(ages.iter().any(|a| *a < 10) && ages.iter().any(|a| (10..18).contains(a)) && ages.iter().any(|a| *a == 16));
+        let ages: Vec<u32> = people
+            .iter()
+            .map(|p| Hetu::parse(&p.hetu).unwrap().age_on(TODAY))
+            .collect();
+        assert!(
+            ages.iter().any(|a| *a < 10)
+                && ages.iter().any(|a| (10..18).contains(a))
+                && ages.contains(&16)
+        );
         let unique: std::collections::HashSet<_> = people.iter().map(|p| &p.hetu).collect();
         assert_eq!(unique.len(), people.len());
         assert_eq!(Month::November, TODAY.month());
@@ -687,14 +928,20 @@ mod tests {
     #[test]
     fn submissions_are_well_formed_transactions() {
         let clients = clients();
-        let orgs: Vec<String> = organisations().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
+        let orgs: Vec<String> = organisations()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect();
         let subs = clinical_submissions(TODAY);
         assert!(subs.len() >= 30);
         for s in &subs {
             assert!(clients.iter().any(|c| c.client_id == s.client_id));
             assert_eq!(s.bundle["type"], "transaction");
             let entries = s.bundle["entry"].as_array().unwrap();
-            let full_urls: Vec<&str> = entries.iter().map(|e| e["fullUrl"].as_str().unwrap()).collect();
+            let full_urls: Vec<&str> = entries
+                .iter()
+                .map(|e| e["fullUrl"].as_str().unwrap())
+                .collect();
             for e in entries {
                 assert!(e["request"]["method"].is_string());
                 for r in kanta_fhir::bundle::references(&e["resource"]) {
@@ -704,7 +951,8 @@ mod tests {
                         assert!(orgs.iter().any(|o| o == org), "{r}");
                     }
                 }
-                kanta_fhir::check(e["resource"].clone()).unwrap_or_else(|err| panic!("{err}: {}", e["resource"]));
+                kanta_fhir::check(e["resource"].clone())
+                    .unwrap_or_else(|err| panic!("{err}: {}", e["resource"]));
             }
         }
         assert!(kanta_fhir::population::parse_import(&population_bundle(TODAY)).is_ok());

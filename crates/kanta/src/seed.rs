@@ -14,8 +14,15 @@ pub const OPERATOR_ORG: &str = "org-kanta-operator";
 
 /// Whether the demo has been seeded into this database.
 pub async fn is_seeded(store: &Arc<dyn Store>) -> Result<bool, String> {
-    let first = demo::clients().into_iter().next().ok_or("the demo has no clients")?;
-    Ok(store.client(&first.client_id).await.map_err(|e| e.to_string())?.is_some())
+    let first = demo::clients()
+        .into_iter()
+        .next()
+        .ok_or("the demo has no clients")?;
+    Ok(store
+        .client(&first.client_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some())
 }
 
 /// Seed everything. Idempotent in effect only if the database is fresh; callers check [`is_seeded`].
@@ -24,13 +31,31 @@ pub async fn seed(store: &Arc<dyn Store>, now: OffsetDateTime) -> Result<(), Str
     // Organisations: shared reference data, written by the operator.
     let mut ops = vec![];
     for org in demo::organisations() {
-        let id = org.get("id").and_then(|v| v.as_str()).ok_or("a demo Organization lacks an id")?.to_string();
+        let id = org
+            .get("id")
+            .and_then(|v| v.as_str())
+            .ok_or("a demo Organization lacks an id")?
+            .to_string();
         let resource = check(org).map_err(|e| format!("demo Organization {id}: {e}"))?;
-        ops.push((format!("Organization/{id}"), None, WriteOp::Update { resource, id, if_match: None }));
+        ops.push((
+            format!("Organization/{id}"),
+            None,
+            WriteOp::Update {
+                resource,
+                id,
+                if_match: None,
+            },
+        ));
     }
     // Written, not released: nothing leaves the process, so nothing to audit.
     let _stored = store
-        .write(WriteRequest { org: OrgId::new(OPERATOR_ORG), ops }, now)
+        .write(
+            WriteRequest {
+                org: OrgId::new(OPERATOR_ORG),
+                ops,
+            },
+            now,
+        )
         .await
         .map_err(|e| format!("seeding organisations: {e}"))?;
     for c in demo::clients() {
@@ -42,21 +67,31 @@ pub async fn seed(store: &Arc<dyn Store>, now: OffsetDateTime) -> Result<(), Str
             secret_sha256: Some(sha256_hex(c.client_secret.as_bytes())),
             jwks: None,
         };
-        store.upsert_client(&record, now).await.map_err(|e| format!("seeding client {}: {e}", c.client_id))?;
+        store
+            .upsert_client(&record, now)
+            .await
+            .map_err(|e| format!("seeding client {}: {e}", c.client_id))?;
     }
     let records = kanta_fhir::population::parse_import(&demo::population_bundle(today))
         .map_err(|e| format!("demo population: {e}"))?;
-    store.import_population(&records, now).await.map_err(|e| format!("seeding the population register: {e}"))?;
+    store
+        .import_population(&records, now)
+        .await
+        .map_err(|e| format!("seeding the population register: {e}"))?;
     let clients = demo::clients();
     for (i, sub) in demo::clinical_submissions(today).into_iter().enumerate() {
         let client = clients
             .iter()
             .find(|c| c.client_id == sub.client_id)
             .ok_or_else(|| format!("demo submission {i} names unknown client {}", sub.client_id))?;
-        let (req, _) = kanta_web::bundle_write_request(OrgId::new(&client.organisation), sub.bundle)
-            .map_err(|e| format!("demo submission {i}: {e}"))?;
+        let (req, _) =
+            kanta_web::bundle_write_request(OrgId::new(&client.organisation), sub.bundle)
+                .map_err(|e| format!("demo submission {i}: {e}"))?;
         // Written, not released: nothing leaves the process, so nothing to audit.
-        let _stored = store.write(req, now).await.map_err(|e| format!("demo submission {i}: {e}"))?;
+        let _stored = store
+            .write(req, now)
+            .await
+            .map_err(|e| format!("demo submission {i}: {e}"))?;
     }
     Ok(())
 }

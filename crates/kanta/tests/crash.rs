@@ -1,0 +1,190 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `kill -9` during load, many times over, on both backends (R-OPS-3, R-OPS-4): after each restart
+//! every response the clients received with personal data has its audit record, and the log
+//! verifies (`kanta audit verify`).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KANTA: &str = env!("CARGO_BIN_EXE_kanta");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(data_dir: &str, database: Option<&str>) -> Server {
+    let mut cmd = Command::new(KANTA);
+    cmd.args(["--data-dir", data_dir, "--log-format", "json"]);
+    if let Some(db) = database {
+        cmd.args(["--database", db]);
+    }
+    cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.env("RUST_LOG", "info");
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("kanta is listening") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server did not start");
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn token(http: &reqwest::Client, base: &str) -> String {
+    let v: serde_json::Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("demo-hus", Some("demo-secret-hus"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+async fn crash_many_times(database: Option<String>, iterations: usize) {
+    let dir = std::env::temp_dir().join(format!("kanta-crash-{}", uuid::Uuid::new_v4().simple()));
+    let data_dir = dir.to_str().unwrap().to_string();
+    let hetu = {
+        let out = Command::new(KANTA)
+            .args(["demo", "people"])
+            .output()
+            .unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())
+                .unwrap();
+        first["hetu"].as_str().unwrap().to_string()
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut acknowledged: HashSet<String> = HashSet::new();
+    let mut seq = 0u64;
+    for i in 0..iterations {
+        let mut server = start(&data_dir, database.as_deref());
+        let t = token(&http, &server.base).await;
+        let stop_at = Instant::now() + Duration::from_millis(60 + (i as u64 * 37) % 240);
+        let mut tasks = vec![];
+        for c in 0..4 {
+            let (http, base, t, hetu) =
+                (http.clone(), server.base.clone(), t.clone(), hetu.clone());
+            let start_seq = seq + c * 1_000_000;
+            tasks.push(tokio::spawn(async move {
+                let mut acked = vec![];
+                let mut n = start_seq;
+                while Instant::now() < stop_at + Duration::from_millis(200) {
+                    n += 1;
+                    let id = format!("crash-{i}-{n}");
+                    let r = http
+                        .get(format!(
+                            "{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{hetu}"
+                        ))
+                        .bearer_auth(&t)
+                        .header("x-request-id", &id)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            if let Ok(body) = r.text().await {
+                                if body.contains("\"Patient\"") {
+                                    acked.push(id);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                acked
+            }));
+        }
+        tokio::time::sleep_until(stop_at.into()).await;
+        server.child.kill().unwrap(); // SIGKILL
+        let _ = server.child.wait();
+        for task in tasks {
+            acknowledged.extend(task.await.unwrap());
+        }
+        seq += 10_000_000;
+    }
+    // Restart once more, then check the log.
+    let mut server = start(&data_dir, database.as_deref());
+    let _ = token(&http, &server.base).await;
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let url = database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{data_dir}/kanta.db"));
+    let store = kanta_store::connect(&url).await.unwrap();
+    let (size, _) = store.audit_head().await.unwrap();
+    let logged: HashSet<String> = store
+        .audit_range(0, size)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.body).ok()?["request_id"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !logged.contains(*id))
+        .collect();
+    assert!(!acknowledged.is_empty(), "the load produced no responses");
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged responses have no audit record, e.g. {:?}",
+        missing.len(),
+        acknowledged.len(),
+        missing.first()
+    );
+    let mut verify = Command::new(KANTA);
+    verify.args(["--data-dir", &data_dir]);
+    if let Some(db) = &database {
+        verify.args(["--database", db]);
+    }
+    let out = verify.args(["audit", "verify"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "{} kills; {} acknowledged responses, all in the log; {}",
+        iterations,
+        acknowledged.len(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_load_sqlite() {
+    crash_many_times(None, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_load_postgres() {
+    let db = kanta_store::testing::TestDb::new(kanta_store::Backend::Postgres).await;
+    let url = db.url.clone();
+    crash_many_times(Some(url), 20).await;
+    db.cleanup().await;
+}
