@@ -196,6 +196,50 @@ pub fn transaction_response(entries: Vec<ResponseEntry>) -> Value {
     json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": entry })
 }
 
+/// A `searchset` Bundle around stored JSON that is passed through unparsed (the hot read path).
+pub fn searchset_raw(
+    base: &str,
+    items: &[(&str, &str, &serde_json::value::RawValue)],
+    self_url: &str,
+    next_url: Option<&str>,
+) -> String {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        #[serde(rename = "fullUrl")]
+        full_url: String,
+        resource: &'a serde_json::value::RawValue,
+        search: Value,
+    }
+    #[derive(serde::Serialize)]
+    struct Searchset<'a> {
+        #[serde(rename = "resourceType")]
+        resource_type: &'static str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        link: Vec<Value>,
+        entry: Vec<Entry<'a>>,
+    }
+    let mut link = vec![json!({ "relation": "self", "url": self_url })];
+    if let Some(n) = next_url {
+        link.push(json!({ "relation": "next", "url": n }));
+    }
+    let entry = items
+        .iter()
+        .map(|(t, id, raw)| Entry {
+            full_url: format!("{base}/{t}/{id}"),
+            resource: raw,
+            search: json!({"mode": "match"}),
+        })
+        .collect();
+    serde_json::to_string(&Searchset {
+        resource_type: "Bundle",
+        kind: "searchset",
+        link,
+        entry,
+    })
+    .unwrap_or_default()
+}
+
 /// A `searchset` or `history` Bundle with `self` and (optionally) `next` links.
 pub fn bundle_of(
     kind: &str,
@@ -269,6 +313,30 @@ mod tests {
             let msg = parse_transaction(bad).unwrap_err().to_string();
             assert!(msg.contains(text), "{msg}");
         }
+    }
+
+    #[test]
+    fn raw_searchset_equals_the_parsed_one() {
+        let r = serde_json::value::RawValue::from_string(
+            r#"{"resourceType":"Observation","id":"o1","status":"final"}"#.to_string(),
+        )
+        .unwrap();
+        let raw: Value = serde_json::from_str(&searchset_raw(
+            "http://x/fhir",
+            &[("Observation", "o1", &r)],
+            "http://x/fhir/Observation?patient=p",
+            Some("n"),
+        ))
+        .unwrap();
+        let parsed = bundle_of(
+            "searchset",
+            "http://x/fhir",
+            vec![serde_json::from_str(r.get()).unwrap()],
+            "http://x/fhir/Observation?patient=p",
+            Some("n".into()),
+            None,
+        );
+        assert_eq!(raw, parsed);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   keeps the tree's right edge, and signs checkpoints (C2SP signed-note text, Ed25519) of the tree
 //!   size and root. [`verify`] recomputes everything from the stored bytes.
 
-use crate::{Checkpoint, Page, Store, StoreError, Stored, Written};
+use crate::{Checkpoint, Found, Page, Store, StoreError, Stored, Written};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome};
@@ -97,6 +97,11 @@ pub trait Touches {
 }
 
 impl Touches for Stored {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        vec![(self.patient, format!("{}/{}", self.resource_type, self.id))]
+    }
+}
+impl Touches for Found {
     fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
         vec![(self.patient, format!("{}/{}", self.resource_type, self.id))]
     }

@@ -6,7 +6,7 @@
 use crate::audit::Sealed;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
-    AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, ImportSummary, Page, Result,
+    AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page, Result,
     SearchQuery, Store, StoreError, Stored, StoredAudit, WriteRequest, Written,
 };
 use async_trait::async_trait;
@@ -163,7 +163,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 macro_rules! backend {
-    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $migrator:expr) => {
+    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $body_text:literal, $migrator:expr) => {
         pub(crate) struct $tx {
             tx: Transaction<'static, $db>,
         }
@@ -412,7 +412,7 @@ macro_rules! backend {
                 let mut next = || { n += 1; format!("${n}") };
                 let table = if scope == Scope::Patient { "resource" } else { "shared_resource" };
                 let key_col = if scope == Scope::Patient { "r.patient_key" } else { "NULL" };
-                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.version_id, r.last_updated, r.effective_at, r.body FROM {table} r "));
+                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, {} AS body_text FROM {table} r ", $body_text));
                 if q.identifier.is_some() {
                     let tokens = if scope == Scope::Patient { "resource_token" } else { "shared_token" };
                     let join_key = if scope == Scope::Patient { "t.patient_key = r.patient_key AND " } else { "" };
@@ -443,7 +443,13 @@ macro_rules! backend {
                 let mut last = None;
                 for r in rows.iter().take(q.count) {
                     let key: Option<i64> = r.try_get("pk")?;
-                    resources.push(decode(r, key.map(PatientKey))?);
+                    let text: String = r.try_get("body_text")?;
+                    resources.push(Found {
+                        resource_type: r.try_get("resource_type")?,
+                        id: r.try_get("id")?,
+                        patient: key.map(PatientKey),
+                        json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
+                    });
                     last = Some(Cursor { effective_at: r.try_get("effective_at")?, id: r.try_get("id")? });
                 }
                 let next = if rows.len() > q.count { last } else { None };
@@ -716,6 +722,7 @@ mod sqlite_impl {
         Sqlite,
         Backend::Sqlite,
         "",
+        "r.body",
         sqlx::migrate!("./migrations/sqlite")
     );
 }
@@ -728,6 +735,7 @@ mod postgres_impl {
         Postgres,
         Backend::Postgres,
         " FOR UPDATE",
+        "r.body::text",
         sqlx::migrate!("./migrations/postgres")
     );
 }

@@ -396,11 +396,12 @@ async fn search_paged(s: &dyn Store) {
     let mut dates = vec![];
     loop {
         let page = s.search(&q).await.unwrap().into_inner();
-        dates.extend(
-            page.resources
-                .iter()
-                .map(|r| r.body["effectiveDateTime"].as_str().unwrap().to_string()),
-        );
+        dates.extend(page.resources.iter().map(|r| {
+            r.to_value()["effectiveDateTime"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
         match page.next {
             Some(c) => q.after = Some(c),
             None => break,
@@ -417,7 +418,10 @@ async fn search_paged(s: &dyn Store) {
     q.ascending = true;
     q.count = 3;
     let page = s.search(&q).await.unwrap().into_inner();
-    assert_eq!(page.resources[0].body["effectiveDateTime"], "2024-01-01");
+    assert_eq!(
+        page.resources[0].to_value()["effectiveDateTime"],
+        "2024-01-01"
+    );
     assert!(page.next.is_some());
     let by_hetu = s
         .search(&SearchQuery {

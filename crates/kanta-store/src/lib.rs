@@ -75,6 +75,22 @@ pub struct Stored {
     pub body: Value,
 }
 
+/// A search hit: the stored JSON as it is, unparsed (a searchset passes it straight through).
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub resource_type: String,
+    pub id: String,
+    pub patient: Option<PatientKey>,
+    pub json: Box<serde_json::value::RawValue>,
+}
+
+impl Found {
+    /// Parse the JSON (for callers that need to look inside).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.json.get()).unwrap_or(Value::Null)
+    }
+}
+
 /// Where a search continues from: the sort key of the last row of the previous page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
@@ -95,7 +111,7 @@ pub struct SearchQuery {
 
 #[derive(Clone, Debug)]
 pub struct Page {
-    pub resources: Vec<Stored>,
+    pub resources: Vec<Found>,
     pub next: Option<Cursor>,
 }
 

@@ -20,7 +20,7 @@ use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
 use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
 use kanta_store::audit::{Access, Receipt, Sealed, Touches};
-use kanta_store::{Cursor, SearchQuery, Stored, WriteOp, WriteRequest, Written};
+use kanta_store::{Cursor, Found, SearchQuery, Stored, WriteOp, WriteRequest, Written};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -575,7 +575,7 @@ async fn search(
         let id = r.strip_prefix("Patient/").unwrap_or(r);
         match state.store.patient_key_of(id).await? {
             Some(k) => q.patient = Some(k),
-            None => return Ok(searchset(&state, &rtype, vec![], &kept, None)),
+            None => return Ok(searchset(&state, &rtype, &[], &kept, None)),
         }
     }
     if scope == Scope::Patient && q.patient.is_none() && q.identifier.is_none() {
@@ -601,14 +601,13 @@ async fn search(
         sealed,
     )
     .await?;
-    let resources = page.resources.into_iter().map(|s| s.body).collect();
-    Ok(searchset(&state, &rtype, resources, &kept, page.next))
+    Ok(searchset(&state, &rtype, &page.resources, &kept, page.next))
 }
 
 fn searchset(
     state: &AppState,
     rtype: &str,
-    resources: Vec<Value>,
+    resources: &[Found],
     kept: &BTreeMap<&str, String>,
     next: Option<Cursor>,
 ) -> Response {
@@ -628,10 +627,15 @@ fn searchset(
         format!("{base}/{rtype}?{}", encoded.join("&"))
     };
     let next_url = next.map(|c| query(Some(("_page", encode_cursor(&c)))));
-    fhir_response(
-        StatusCode::OK,
-        &bundle::bundle_of("searchset", &base, resources, &query(None), next_url, None),
-    )
+    let items: Vec<(&str, &str, &serde_json::value::RawValue)> = resources
+        .iter()
+        .map(|f| (f.resource_type.as_str(), f.id.as_str(), f.json.as_ref()))
+        .collect();
+    let body = bundle::searchset_raw(&base, &items, &query(None), next_url.as_deref());
+    let mut res = (StatusCode::OK, body).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    res
 }
 
 /// The search as the audit log records it: HETUs replaced by a placeholder (the patient is already
