@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Skip SQLite.
     #[arg(long)]
     no_sqlite: bool,
+    /// Concurrent requests committing audit records in the audit workload.
+    #[arg(long, default_value_t = 64)]
+    audit_clients: usize,
 }
 
 const SECRET: &str = "bench-secret";
@@ -233,14 +236,16 @@ impl Floor {
     }
 
     async fn setup(&self) -> Result<(), String> {
-        let stmts: [&str; 2] = match self {
+        let stmts: [&str; 3] = match self {
             Floor::Sqlite(_) => [
                 "CREATE TABLE floor_doc (id INTEGER PRIMARY KEY, patient_id BIGINT NOT NULL, ts BIGINT NOT NULL, type_code TEXT NOT NULL, body TEXT NOT NULL)",
                 "CREATE INDEX floor_doc_patient_ts ON floor_doc (patient_id, ts DESC)",
+                "CREATE TABLE floor_audit (id INTEGER PRIMARY KEY, at BIGINT NOT NULL DEFAULT 0, actor TEXT NOT NULL, patient_id BIGINT, action TEXT NOT NULL, n INT)",
             ],
             Floor::Pg(_) => [
                 "CREATE TABLE floor_doc (id BIGSERIAL PRIMARY KEY, patient_id BIGINT NOT NULL, ts BIGINT NOT NULL, type_code TEXT NOT NULL, body JSONB NOT NULL)",
                 "CREATE INDEX floor_doc_patient_ts ON floor_doc (patient_id, ts DESC)",
+                "CREATE TABLE floor_audit (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now(), actor TEXT NOT NULL, patient_id BIGINT, action TEXT NOT NULL, n INT)",
             ],
         };
         for s in stmts {
@@ -297,6 +302,41 @@ impl Floor {
                 .await
                 .map(|rows| rows.iter().all(|r| r.try_get::<Value, _>(1).is_ok()))
                 .unwrap_or(false),
+        }
+    }
+
+    /// The naive audited read: the same read and one audit row, committed per request.
+    async fn latest20_audited(&self, patient: i64) -> bool {
+        macro_rules! go {
+            ($p:expr, $t:ty) => {{
+                let Ok(mut tx) = $p.begin().await else { return false };
+                let rows = sqlx::query("SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20")
+                    .bind(patient)
+                    .fetch_all(&mut *tx)
+                    .await;
+                let Ok(rows) = rows else { return false };
+                if !rows.iter().all(|r| r.try_get::<$t, _>(1).is_ok()) {
+                    return false;
+                }
+                let ins = sqlx::query("INSERT INTO floor_audit (actor, patient_id, action, n) VALUES ('citizen', $1, 'read', 20)")
+                    .bind(patient)
+                    .execute(&mut *tx)
+                    .await;
+                ins.is_ok() && tx.commit().await.is_ok()
+            }};
+        }
+        match self {
+            Floor::Sqlite(p) => go!(p, String),
+            Floor::Pg(p) => go!(p, Value),
+        }
+    }
+
+    /// One audit row, one commit (what group commit is measured against).
+    async fn audit_row(&self, patient: i64) -> bool {
+        let sql = "INSERT INTO floor_audit (actor, patient_id, action, n) VALUES ('org:1/client:2', $1, 'read', 1)";
+        match self {
+            Floor::Sqlite(p) => sqlx::query(sql).bind(patient).execute(p).await.is_ok(),
+            Floor::Pg(p) => sqlx::query(sql).bind(patient).execute(p).await.is_ok(),
         }
     }
 
@@ -405,10 +445,8 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         max_body_bytes: 8 << 20,
         demo: false,
     };
-    let signer = kanta_store::audit::Signer::from_pkcs8(
-        "bench/audit",
-        &kanta_store::audit::Signer::generate_pkcs8()?,
-    )?;
+    let audit_key = kanta_store::audit::Signer::generate_pkcs8()?;
+    let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;
     let audit = kanta_store::audit::AuditLog::start(
         store.clone(),
         kanta_store::audit::AuditConfig {
@@ -559,8 +597,108 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         ingest,
         floor_ingest,
     );
+    let floor_reads_audited = {
+        let (floor, keys) = (floor.clone(), keys.clone());
+        drive(args.clients, args.seconds, move |c, i| {
+            let (floor, keys) = (floor.clone(), keys.clone());
+            async move {
+                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
+                floor.latest20_audited(keys[rng.below(keys.len())]).await
+            }
+        })
+        .await
+    };
+    let naive_audited = floor_reads_audited.per_sec();
+    let mut reads = reads;
+    emit!(
+        "{}",
+        json!({"workload": "read_latest_20_vs_naive_audited_floor", "backend": backend, "clients": args.clients,
+               "ops_per_s": round(reads.per_sec()), "naive_audited_floor_ops_per_s": round(naive_audited),
+               "ratio": round(if naive_audited > 0.0 { reads.per_sec() / naive_audited } else { 0.0 }), "p99_ms": round(reads.pct(0.99))})
+    );
     report("read_latest_20", backend, args, reads, floor_reads);
+
+    // W3: audit records through group commit: many requests, one record each.
+    let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;
+    let public_key = signer.public_key();
+    let log = kanta_store::audit::AuditLog::start(
+        store.clone(),
+        kanta_store::audit::AuditConfig {
+            max_batch: 1000,
+            checkpoint_every: Duration::from_secs(1),
+            signer,
+            witness_file: None,
+        },
+    );
+    let (size_before, _) = store.audit_head().await.map_err(|e| e.to_string())?;
+    let batch_before = last_batch(store.as_ref(), size_before).await?;
+    let mut audit_run = {
+        let log = log.clone();
+        drive(args.audit_clients, args.seconds, move |c, i| {
+            let log = log.clone();
+            async move {
+                let record = kanta_domain::audit::AuditRecord {
+                    recorded_at: 0,
+                    patient: Some(kanta_domain::ids::PatientKey(
+                        1 + (c as i64) * 1000 + (i as i64 % 1000),
+                    )),
+                    actor: kanta_domain::audit::Actor::System {
+                        component: "bench".into(),
+                    },
+                    on_behalf_of: None,
+                    action: kanta_domain::audit::Action::Read,
+                    entities: vec![format!("Observation/{c}-{i}")],
+                    query: None,
+                    outcome: kanta_domain::audit::Outcome::Success,
+                    request_id: None,
+                };
+                log.commit(vec![record]).await.is_ok()
+            }
+        })
+        .await
+    };
+    let (size_after, _) = store.audit_head().await.map_err(|e| e.to_string())?;
+    let batches = last_batch(store.as_ref(), size_after).await? - batch_before;
+    let floor_audit = {
+        let floor = floor.clone();
+        drive(args.audit_clients, args.seconds, move |c, i| {
+            let floor = floor.clone();
+            async move { floor.audit_row((c as i64) * 1000 + (i as i64 % 1000)).await }
+        })
+        .await
+    };
+    emit!(
+        "{}",
+        json!({"workload": "audit_group_commit", "backend": backend, "clients": args.audit_clients,
+               "records_per_s": round(audit_run.per_sec()), "p99_ms": round(audit_run.pct(0.99)), "errors": audit_run.errors,
+               "batches": batches, "mean_batch": round((size_after - size_before) as f64 / batches.max(1) as f64),
+               "floor_one_commit_per_record_per_s": round(floor_audit.per_sec()),
+               "ratio": round(if floor_audit.per_sec() > 0.0 { audit_run.per_sec() / floor_audit.per_sec() } else { 0.0 })})
+    );
+    // Verify the whole log and scale to a million records.
+    let started = Instant::now();
+    let checked = kanta_store::audit::verify(store.as_ref(), "bench/audit", &public_key, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    emit!(
+        "{}",
+        json!({"workload": "audit_verify", "backend": backend, "records": checked.records, "ok": checked.ok(),
+               "seconds": round(secs), "seconds_per_million": round(secs * 1_000_000.0 / checked.records.max(1) as f64)})
+    );
     Ok(())
+}
+
+/// The batch number of the record at `size - 1` (the writer numbers batches from 1).
+async fn last_batch(store: &dyn Store, size: u64) -> Result<u64, String> {
+    if size == 0 {
+        return Ok(0);
+    }
+    let r = store
+        .audit_range(size - 1, size)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.first().map_or(0, |r| r.batch))
 }
 
 fn round(x: f64) -> f64 {
