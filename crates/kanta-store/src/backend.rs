@@ -148,6 +148,28 @@ fn parse_frontier(size: i64, text: &str) -> Result<Frontier> {
         .ok_or_else(|| StoreError::Corrupt("audit frontier does not match the tree size".into()))
 }
 
+/// Rows per multi-row INSERT of resources (at most 9 parameters each).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `cols` parameters.
+fn values(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("${}", r * cols + c + 1));
+        }
+        s.push(')');
+    }
+    s
+}
+
 /// Records per INSERT statement (6 parameters each; well under both backends' limits).
 const AUDIT_CHUNK: usize = 500;
 
@@ -260,69 +282,93 @@ macro_rules! backend {
                 Ok(sqlx::query_scalar(sql).bind(t).bind(system).bind(value).fetch_all(&mut *self.tx).await?)
             }
 
-            async fn put(&mut self, row: Row<'_>) -> Result<()> {
-                let body = Json(row.body);
-                match row.patient_key {
-                    Some(k) => {
-                        if row.version == 1 {
-                            sqlx::query("INSERT INTO resource_locator (resource_type, id, patient_key) VALUES ($1, $2, $3)")
-                                .bind(row.resource_type).bind(row.id).bind(k.0)
-                                .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
-                        }
-                        sqlx::query(
-                            "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, body) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (patient_key, resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
-                             last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
-                             org_id = excluded.org_id, body = excluded.body",
-                        )
-                        .bind(k.0).bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
-                        .bind(row.effective_at).bind(row.status).bind(row.org_id).bind(&body)
-                        .execute(&mut *self.tx).await?;
-                        sqlx::query(
-                            "INSERT INTO resource_version (patient_key, resource_type, id, version_id, last_updated, org_id, body) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        )
-                        .bind(k.0).bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
-                        .bind(row.org_id).bind(&body)
-                        .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
-                        if row.version > 1 {
-                            sqlx::query("DELETE FROM resource_token WHERE patient_key = $1 AND resource_type = $2 AND id = $3")
-                                .bind(k.0).bind(row.resource_type).bind(row.id)
-                                .execute(&mut *self.tx).await?;
-                        }
-                        for (system, value) in row.tokens {
-                            sqlx::query("INSERT INTO resource_token (patient_key, resource_type, system, value, id) VALUES ($1, $2, $3, $4, $5)")
-                                .bind(k.0).bind(row.resource_type).bind(system).bind(value).bind(row.id)
-                                .execute(&mut *self.tx).await?;
-                        }
+            async fn put_many(&mut self, rows: &[Row<'_>]) -> Result<()> {
+                let (patient_rows, shared_rows): (Vec<&Row<'_>>, Vec<&Row<'_>>) = rows.iter().partition(|r| r.patient_key.is_some());
+                let key = |r: &Row<'_>| r.patient_key.map_or(0, |k| k.0);
+                // New resources get their locators.
+                let new: Vec<&&Row<'_>> = patient_rows.iter().filter(|r| r.version == 1).collect();
+                for chunk in new.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("INSERT INTO resource_locator (resource_type, id, patient_key) VALUES {}", values(chunk.len(), 3));
+                    let mut query = sqlx::query(&sql);
+                    for r in chunk {
+                        query = query.bind(r.resource_type).bind(r.id).bind(key(r));
                     }
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO shared_resource (resource_type, id, version_id, last_updated, effective_at, status, org_id, body) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                             ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
-                             last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
-                             org_id = excluded.org_id, body = excluded.body",
-                        )
-                        .bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
-                        .bind(row.effective_at).bind(row.status).bind(row.org_id).bind(&body)
+                    query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                }
+                // The current version: the last row per resource.
+                let mut last: std::collections::HashMap<(i64, &str, &str), &Row<'_>> = std::collections::HashMap::new();
+                for r in &patient_rows {
+                    last.insert((key(r), r.resource_type, r.id), r);
+                }
+                let current: Vec<&Row<'_>> = last.into_values().collect();
+                for chunk in current.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, body) VALUES {} \
+                         ON CONFLICT (patient_key, resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+                         last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
+                         org_id = excluded.org_id, body = excluded.body",
+                        values(chunk.len(), 9)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for r in chunk {
+                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
+                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(Json(r.body));
+                    }
+                    query.execute(&mut *self.tx).await?;
+                }
+                for chunk in patient_rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "INSERT INTO resource_version (patient_key, resource_type, id, version_id, last_updated, org_id, body) VALUES {}",
+                        values(chunk.len(), 7)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for r in chunk {
+                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
+                            .bind(r.org_id).bind(Json(r.body));
+                    }
+                    query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                }
+                for r in patient_rows.iter().filter(|r| r.version > 1) {
+                    sqlx::query("DELETE FROM resource_token WHERE patient_key = $1 AND resource_type = $2 AND id = $3")
+                        .bind(key(r)).bind(r.resource_type).bind(r.id)
                         .execute(&mut *self.tx).await?;
-                        sqlx::query(
-                            "INSERT INTO shared_resource_version (resource_type, id, version_id, last_updated, org_id, body) \
-                             VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
-                        .bind(row.org_id).bind(&body)
-                        .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
-                        sqlx::query("DELETE FROM shared_token WHERE resource_type = $1 AND id = $2")
-                            .bind(row.resource_type).bind(row.id)
+                }
+                let tokens: Vec<(&Row<'_>, &(String, String))> = current.iter().flat_map(|r| r.tokens.iter().map(move |t| (*r, t))).collect();
+                for chunk in tokens.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("INSERT INTO resource_token (patient_key, resource_type, system, value, id) VALUES {}", values(chunk.len(), 5));
+                    let mut query = sqlx::query(&sql);
+                    for (r, (system, value)) in chunk {
+                        query = query.bind(key(r)).bind(r.resource_type).bind(system).bind(value).bind(r.id);
+                    }
+                    query.execute(&mut *self.tx).await?;
+                }
+                // Shared reference data is written rarely: one row at a time.
+                for row in shared_rows {
+                    let body = Json(row.body);
+                    sqlx::query(
+                        "INSERT INTO shared_resource (resource_type, id, version_id, last_updated, effective_at, status, org_id, body) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+                         last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
+                         org_id = excluded.org_id, body = excluded.body",
+                    )
+                    .bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
+                    .bind(row.effective_at).bind(row.status).bind(row.org_id).bind(&body)
+                    .execute(&mut *self.tx).await?;
+                    sqlx::query(
+                        "INSERT INTO shared_resource_version (resource_type, id, version_id, last_updated, org_id, body) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(row.resource_type).bind(row.id).bind(row.version).bind(row.last_updated)
+                    .bind(row.org_id).bind(&body)
+                    .execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                    sqlx::query("DELETE FROM shared_token WHERE resource_type = $1 AND id = $2")
+                        .bind(row.resource_type).bind(row.id)
+                        .execute(&mut *self.tx).await?;
+                    for (system, value) in row.tokens {
+                        sqlx::query("INSERT INTO shared_token (resource_type, system, value, id) VALUES ($1, $2, $3, $4)")
+                            .bind(row.resource_type).bind(system).bind(value).bind(row.id)
                             .execute(&mut *self.tx).await?;
-                        for (system, value) in row.tokens {
-                            sqlx::query("INSERT INTO shared_token (resource_type, system, value, id) VALUES ($1, $2, $3, $4)")
-                                .bind(row.resource_type).bind(system).bind(value).bind(row.id)
-                                .execute(&mut *self.tx).await?;
-                        }
                     }
                 }
                 Ok(())

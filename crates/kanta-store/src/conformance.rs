@@ -50,6 +50,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("concurrent_conditional_creates_agree", |s| {
             Box::pin(concurrent_conditional_creates(s))
         }),
+        ("one_resource_twice_in_one_transaction", |s| {
+            Box::pin(twice_in_one_transaction(s))
+        }),
     ]
 }
 
@@ -615,4 +618,38 @@ async fn concurrent_conditional_creates(s: &dyn Store) {
         }
     }
     assert_eq!(ids.len(), 1, "one Patient for one HETU");
+}
+
+/// Two PUTs of the same id in one Bundle: two versions, the second current.
+async fn twice_in_one_transaction(s: &dyn Store) {
+    let pid = new_patient(s, HETU_A).await;
+    let put = |text: &str| WriteOp::Update {
+        resource: check(observation(&format!("Patient/{pid}"), "2024-01-01", text)).unwrap(),
+        id: "twice".into(),
+        if_match: None,
+    };
+    let w = s
+        .write(req(vec![put("first"), put("second")]), NOW)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((w[0].stored.version, w[1].stored.version), (1, 2));
+    let cur = s
+        .read("Observation", "twice")
+        .await
+        .unwrap()
+        .into_inner()
+        .unwrap();
+    assert_eq!(
+        (cur.version, cur.body["code"]["text"].as_str()),
+        (2, Some("second"))
+    );
+    assert_eq!(
+        s.history("Observation", "twice")
+            .await
+            .unwrap()
+            .into_inner()
+            .len(),
+        2
+    );
 }

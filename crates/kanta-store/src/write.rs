@@ -54,6 +54,14 @@ pub struct Written {
     pub created: bool,
 }
 
+/// What is written for entry `index` besides its `Written` result.
+struct Pending {
+    index: usize,
+    effective_at: i64,
+    status: Option<String>,
+    tokens: Vec<(String, String)>,
+}
+
 /// A row to store: the current version of a resource.
 pub(crate) struct Row<'a> {
     pub patient_key: Option<PatientKey>,
@@ -104,8 +112,9 @@ pub(crate) trait Tx: Send {
         system: &str,
         value: &str,
     ) -> Result<Vec<String>>;
-    /// Store a version as current (and in the history; a new resource also gets its locator).
-    async fn put(&mut self, row: Row<'_>) -> Result<()>;
+    /// Store versions as current (and in the history; new resources also get their locators), all
+    /// rows of a transaction at once so that each table takes one multi-row statement.
+    async fn put_many(&mut self, rows: &[Row<'_>]) -> Result<()>;
 }
 
 /// A fresh patient key: random, positive, never 0.
@@ -236,6 +245,8 @@ pub(crate) async fn apply(
 
     // Phase 2: write, in order.
     let mut known = Known::default();
+    let mut pending: Vec<Pending> = Vec::with_capacity(n);
+    let mut assigned: HashMap<String, i32> = HashMap::new();
     let mut out: Vec<Option<Written>> = vec![None; n];
     let mut written_refs: Vec<(String, String)> = vec![];
     let mut ops: Vec<Option<(String, Option<String>, WriteOp)>> =
@@ -396,10 +407,10 @@ pub(crate) async fn apply(
                 ));
             }
         }
-        let current = if is_update {
-            tx.current_version(patient_key, &t, &id).await?
-        } else {
-            None
+        let current = match assigned.get(&format!("{t}/{id}")) {
+            Some(v) => Some(*v),
+            None if is_update => tx.current_version(patient_key, &t, &id).await?,
+            None => None,
         };
         match (if_match, current) {
             (Some(want), Some(have)) if want != have => {
@@ -422,19 +433,13 @@ pub(crate) async fn apply(
         }
         let version = current.map_or(1, |v| v + 1);
         stamp(&mut body, &id, version, now);
-        tx.put(Row {
-            patient_key,
-            resource_type: &t,
-            id: &id,
-            version,
-            last_updated: now_ms,
+        assigned.insert(format!("{t}/{id}"), version);
+        pending.push(Pending {
+            index: i,
             effective_at: resource.effective.map_or(now_ms, datetime::millis),
-            status: resource.status.as_deref(),
-            org_id: req.org.as_str(),
-            body: &body,
-            tokens: &resource.identifiers,
-        })
-        .await?;
+            status: resource.status.take(),
+            tokens: std::mem::take(&mut resource.identifiers),
+        });
         known.0.insert(format!("{t}/{id}"), patient_key);
         for r in kanta_fhir::bundle::references(&body) {
             written_refs.push((at.clone(), r));
@@ -451,6 +456,28 @@ pub(crate) async fn apply(
             created: current.is_none(),
         });
     }
+
+    // Write everything at once.
+    let rows: Vec<Row<'_>> = pending
+        .iter()
+        .filter_map(|p| {
+            let w = out[p.index].as_ref()?;
+            Some(Row {
+                patient_key: w.stored.patient,
+                resource_type: &w.stored.resource_type,
+                id: &w.stored.id,
+                version: w.stored.version,
+                last_updated: now_ms,
+                effective_at: p.effective_at,
+                status: p.status.as_deref(),
+                org_id: req.org.as_str(),
+                body: &w.stored.body,
+                tokens: &p.tokens,
+            })
+        })
+        .collect();
+    tx.put_many(&rows).await?;
+    drop(rows);
 
     // Every relative reference must name a resource that now exists.
     for (at, r) in written_refs {
