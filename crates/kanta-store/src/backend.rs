@@ -718,6 +718,18 @@ macro_rules! backend {
                 rows.iter().map(|r| audit_row(r)).collect()
             }
 
+            async fn backup_to(&self, path: &str) -> Result<()> {
+                match $backend {
+                    Backend::Sqlite => {
+                        sqlx::query("VACUUM INTO $1").bind(path).execute(&self.read).await?;
+                        Ok(())
+                    }
+                    Backend::Postgres => Err(StoreError::Corrupt(
+                        "back up PostgreSQL with pg_basebackup and WAL archiving (or pg_dump); see the README".into(),
+                    )),
+                }
+            }
+
             async fn upsert_client(&self, c: &ClientRecord, now: OffsetDateTime) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO api_client (client_id, org_id, name, roles, secret_sha256, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \

@@ -238,6 +238,10 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_of_patient(&self, patient: PatientKey, limit: usize)
         -> Result<Vec<StoredAudit>>;
 
+    /// Write a consistent copy of the whole database to `path` while serving (SQLite: `VACUUM
+    /// INTO`). PostgreSQL answers with how to back it up instead (base backup with WAL archiving).
+    async fn backup_to(&self, path: &str) -> Result<()>;
+
     // --- API clients -----------------------------------------------------------------------
     async fn upsert_client(&self, client: &ClientRecord, now: OffsetDateTime) -> Result<()>;
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>>;

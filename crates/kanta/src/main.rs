@@ -82,6 +82,13 @@ enum Command {
     },
     /// Benchmarks: ratios against the raw database doing the same work, as JSON lines.
     Bench(bench::BenchArgs),
+    /// A consistent copy of the database while it serves: SQLite via VACUUM INTO, PostgreSQL via
+    /// pg_dump (for point-in-time recovery use a base backup with WAL archiving; see the README).
+    Backup {
+        /// Where to write the copy.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -352,6 +359,38 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
         }
         Command::Bench(args) => {
             bench::run(args, r.database.expose().to_string(), r.data_dir.clone()).await
+        }
+        Command::Backup { to } => {
+            if to.exists() {
+                return Err(format!("{} exists; choose a new file", to.display()));
+            }
+            let target = to
+                .to_str()
+                .ok_or("the backup path is not valid UTF-8")?
+                .to_string();
+            let store = open(&r).await?;
+            match store.backend() {
+                kanta_store::Backend::Sqlite => {
+                    store.backup_to(&target).await.map_err(|e| e.to_string())?
+                }
+                kanta_store::Backend::Postgres => {
+                    let status = std::process::Command::new("pg_dump")
+                        .args([
+                            "--format=custom",
+                            "--file",
+                            &target,
+                            "--dbname",
+                            r.database.expose(),
+                        ])
+                        .status()
+                        .map_err(|e| format!("cannot run pg_dump: {e}"))?;
+                    if !status.success() {
+                        return Err("pg_dump failed".into());
+                    }
+                }
+            }
+            emit!("backup written to {target}; after a restore, run `kanta audit verify --witness <latest checkpoint>`");
+            Ok(())
         }
         Command::Audit { what } => {
             let store = open(&r).await?;
