@@ -256,6 +256,36 @@ mod tests {
     }
 
     proptest! {
+        /// Cross-check against an independent RFC 6962/9162 implementation (the `ct-merkle` crate):
+        /// the same roots, byte-identical inclusion and consistency proofs, accepted by its verifier.
+        #[test]
+        fn agrees_with_an_independent_implementation(records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..80), seed in any::<usize>()) {
+            let mut ct: ct_merkle::mem_backed_tree::MemoryBackedTree<sha2_for_ct_merkle::Sha256, Vec<u8>> = ct_merkle::mem_backed_tree::MemoryBackedTree::new();
+            let mut leaves = vec![];
+            for r in &records {
+                ct.push(r.clone());
+                leaves.push(leaf_hash(r));
+                let (theirs, ours) = (ct.root(), root(&leaves));
+                prop_assert_eq!(theirs.as_bytes().as_slice(), ours.as_slice());
+            }
+            let n = leaves.len();
+            let i = seed % n;
+            let ours: Vec<u8> = inclusion_proof(i, &leaves).concat();
+            let theirs = ct.prove_inclusion(i);
+            prop_assert_eq!(theirs.as_bytes(), ours.as_slice());
+            let from_ours = ct_merkle::InclusionProof::<sha2_for_ct_merkle::Sha256>::from_bytes(ours);
+            prop_assert!(ct.root().verify_inclusion(&records[i], i as u64, &from_ours).is_ok());
+            if n > 1 {
+                let m = 1 + seed % (n - 1);
+                let ours: Vec<u8> = consistency_proof(m, &leaves).concat();
+                let theirs = ct.prove_consistency(n - m);
+                prop_assert_eq!(theirs.as_bytes(), ours.as_slice());
+                let old = ct_merkle::RootHash::<sha2_for_ct_merkle::Sha256>::new(root(&leaves[..m]).into(), m as u64);
+                let from_ours = ct_merkle::ConsistencyProof::<sha2_for_ct_merkle::Sha256>::try_from_bytes(ours).unwrap();
+                prop_assert!(ct.root().verify_consistency(&old, &from_ours).is_ok());
+            }
+        }
+
         #[test]
         fn every_inclusion_proof_verifies_and_a_wrong_leaf_does_not(n in 1usize..200, seed in any::<usize>()) {
             let l = leaves(n);
