@@ -55,6 +55,14 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    pub(crate) fn new(first_seq: u64, count: u64, batch: u64) -> Self {
+        Receipt {
+            first_seq,
+            count,
+            batch,
+        }
+    }
+
     pub fn first_seq(&self) -> u64 {
         self.first_seq
     }
@@ -75,6 +83,13 @@ impl Receipt {
 pub enum AuditError {
     #[error("the audit log could not be written")]
     Unavailable,
+}
+
+/// A write as the store returns it: already audited in its own transaction, or sealed.
+#[must_use = "written data is released only through AuditLog::settle"]
+pub enum Committed<T> {
+    Released(Receipt, T),
+    Sealed(Sealed<T>),
 }
 
 /// Who is asking, for what, in which request: everything in an audit record but the patient and
@@ -327,6 +342,19 @@ impl AuditLog {
         wait.await.map_err(|_| AuditError::Unavailable)?
     }
 
+    /// Release a write: if the store already committed its audit records, as is; otherwise through
+    /// the writer like any read.
+    pub async fn settle<T: Touches>(
+        &self,
+        committed: Committed<T>,
+        access: &Access,
+    ) -> Result<(Receipt, T), AuditError> {
+        match committed {
+            Committed::Released(receipt, value) => Ok((receipt, value)),
+            Committed::Sealed(sealed) => self.release(sealed, access).await,
+        }
+    }
+
     /// Record who received which patients' data, then hand the data over.
     pub async fn release<T: Touches>(
         &self,
@@ -349,7 +377,24 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.recv().await {
+        // Records can also enter the tree inside a write's own transaction (SQLite): the ticker
+        // checkpoints those too while the log grows.
+        let mut tick =
+            tokio::time::interval(self.config.checkpoint_every.max(Duration::from_millis(200)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let first = tokio::select! {
+                job = rx.recv() => match job {
+                    Some(j) => j,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if let Ok((size, root)) = self.store.audit_head().await {
+                        self.maybe_checkpoint(size, root).await;
+                    }
+                    continue;
+                }
+            };
             let mut n = first.records.len();
             let mut jobs = vec![first];
             while n < self.config.max_batch {

@@ -3,7 +3,7 @@
 //! macro stamps out both so that the two can never drift apart in behaviour — the conformance suite
 //! checks the rest.
 
-use crate::audit::Sealed;
+use crate::audit::{records_for, Access, Committed, Receipt, Sealed, Touches};
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
     AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page, Result,
@@ -185,7 +185,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 macro_rules! backend {
-    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $body_text:literal, $migrator:expr) => {
+    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $body_text:literal, $audit_in_write:literal, $migrator:expr) => {
         pub(crate) struct $tx {
             tx: Transaction<'static, $db>,
         }
@@ -400,6 +400,41 @@ macro_rules! backend {
                     .bind(key.0).fetch_all(&self.read).await?;
                 rows.iter().map(|r| relation_row(r, subject.clone(), hetu(&r.try_get::<String, _>(1)?)?)).collect()
             }
+        }
+
+        /// Append records inside an open transaction, extending the tree (the writer's batch, or a
+        /// write's own records on a backend that audits writes in the same transaction).
+        async fn append_in(conn: &mut <$db as sqlx::Database>::Connection, records: &[AuditRecord]) -> Result<AuditAppend> {
+                let row = sqlx::query(concat!("SELECT tree_size, batch, frontier FROM audit_state WHERE id = 1", $for_update))
+                    .fetch_one(&mut *conn).await?;
+                let size: i64 = row.try_get(0)?;
+                let batch: i64 = row.try_get::<i64, _>(1)? + 1;
+                let mut frontier = parse_frontier(size, &row.try_get::<String, _>(2)?)?;
+                let first_seq = frontier.size();
+                for chunk in records.chunks(AUDIT_CHUNK) {
+                    let mut sql = String::from("INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) VALUES ");
+                    for i in 0..chunk.len() {
+                        let b = i * 6;
+                        if i > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
+                    }
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        let body = String::from_utf8(r.canonical_bytes()).map_err(|_| StoreError::Corrupt("audit body".into()))?;
+                        let leaf = leaf_hash(body.as_bytes());
+                        let seq = frontier.size() as i64;
+                        frontier.push(leaf);
+                        q = q.bind(r.patient.map_or(0, |k| k.0)).bind(seq).bind(r.recorded_at).bind(batch).bind(leaf.to_vec()).bind(body);
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                let frontier_text: String = frontier.nodes().iter().map(to_hex).collect();
+                sqlx::query("UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3 WHERE id = 1")
+                    .bind(frontier.size() as i64).bind(batch).bind(frontier_text)
+                    .execute(&mut *conn).await?;
+                Ok(AuditAppend { first_seq, tree_size: frontier.size(), batch: batch as u64, root: frontier.root() })
         }
 
         fn audit_row(r: &<$db as sqlx::Database>::Row) -> Result<StoredAudit> {
@@ -647,37 +682,23 @@ macro_rules! backend {
 
             async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend> {
                 let mut tx = self.write.begin().await?;
-                let row = sqlx::query(concat!("SELECT tree_size, batch, frontier FROM audit_state WHERE id = 1", $for_update))
-                    .fetch_one(&mut *tx).await?;
-                let size: i64 = row.try_get(0)?;
-                let batch: i64 = row.try_get::<i64, _>(1)? + 1;
-                let mut frontier = parse_frontier(size, &row.try_get::<String, _>(2)?)?;
-                let first_seq = frontier.size();
-                for chunk in records.chunks(AUDIT_CHUNK) {
-                    let mut sql = String::from("INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) VALUES ");
-                    for i in 0..chunk.len() {
-                        let b = i * 6;
-                        if i > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
-                    }
-                    let mut q = sqlx::query(&sql);
-                    for r in chunk {
-                        let body = String::from_utf8(r.canonical_bytes()).map_err(|_| StoreError::Corrupt("audit body".into()))?;
-                        let leaf = leaf_hash(body.as_bytes());
-                        let seq = frontier.size() as i64;
-                        frontier.push(leaf);
-                        q = q.bind(r.patient.map_or(0, |k| k.0)).bind(seq).bind(r.recorded_at).bind(batch).bind(leaf.to_vec()).bind(body);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                let frontier_text: String = frontier.nodes().iter().map(to_hex).collect();
-                sqlx::query("UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3 WHERE id = 1")
-                    .bind(frontier.size() as i64).bind(batch).bind(frontier_text)
-                    .execute(&mut *tx).await?;
+                let app = append_in(&mut *tx, records).await?;
                 tx.commit().await?;
-                Ok(AuditAppend { first_seq, tree_size: frontier.size(), batch: batch as u64, root: frontier.root() })
+                Ok(app)
+            }
+
+            async fn write_audited(&self, request: WriteRequest, now: OffsetDateTime, access: &Access) -> Result<Committed<Vec<Written>>> {
+                if !$audit_in_write {
+                    return Ok(Committed::Sealed(self.write(request, now).await?));
+                }
+                // One writer connection serialises SQLite's writes anyway: the write's audit records
+                // join its transaction, so data and record commit together with one sync.
+                let mut tx = $tx { tx: self.write.begin().await? };
+                let written = apply(&mut tx, request, now).await?;
+                let records = records_for(written.touched(), access);
+                let app = append_in(&mut *tx.tx, &records).await?;
+                tx.tx.commit().await?;
+                Ok(Committed::Released(Receipt::new(app.first_seq, records.len() as u64, app.batch), written))
             }
 
             async fn audit_head(&self) -> Result<(u64, Hash)> {
@@ -781,6 +802,7 @@ mod sqlite_impl {
         Backend::Sqlite,
         "",
         "r.body",
+        true,
         sqlx::migrate!("./migrations/sqlite")
     );
 }
@@ -794,6 +816,7 @@ mod postgres_impl {
         Backend::Postgres,
         " FOR UPDATE",
         "r.body::text",
+        false,
         sqlx::migrate!("./migrations/postgres")
     );
 }

@@ -208,6 +208,15 @@ pub trait Store: Send + Sync + 'static {
     /// All versions, newest first.
     async fn history(&self, resource_type: &str, id: &str) -> Result<Sealed<Vec<Stored>>>;
     async fn search(&self, query: &SearchQuery) -> Result<Sealed<Page>>;
+    /// A write whose audit records (one per patient written, for `access`) are committed with it
+    /// where the backend can do so without a global lock (SQLite); otherwise the result comes back
+    /// sealed for `AuditLog::settle` to release through the group-commit writer.
+    async fn write_audited(
+        &self,
+        request: WriteRequest,
+        now: OffsetDateTime,
+        access: &audit::Access,
+    ) -> Result<audit::Committed<Vec<Written>>>;
     /// The patient key behind `Patient/<id>`.
     async fn patient_key_of(&self, patient_resource_id: &str) -> Result<Option<PatientKey>>;
     /// The patient key for a HETU, if the platform has seen the person.

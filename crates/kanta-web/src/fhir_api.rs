@@ -59,7 +59,23 @@ async fn release<T: Touches>(
     query: Option<String>,
     sealed: Sealed<T>,
 ) -> ApiResult<(Receipt, T)> {
-    let access = Access {
+    let access = access(state, caller, request_id, action, subject, query);
+    state
+        .audit
+        .release(sealed, &access)
+        .await
+        .map_err(|_| audit_unavailable())
+}
+
+fn access(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    action: Action,
+    subject: Option<PatientKey>,
+    query: Option<String>,
+) -> Access {
+    Access {
         actor: caller.actor(),
         on_behalf_of: None,
         action,
@@ -67,13 +83,34 @@ async fn release<T: Touches>(
         request_id: request_id.0.clone(),
         now_ms: datetime::millis(state.clock.now()),
         subject,
-    };
-    state.audit.release(sealed, &access).await.map_err(|_| {
-        ApiError(FhirError::new(
-            ErrorKind::Unavailable,
-            "the audit log is unavailable, so no data was released; try again shortly",
-        ))
-    })
+    }
+}
+
+fn audit_unavailable() -> ApiError {
+    ApiError(FhirError::new(
+        ErrorKind::Unavailable,
+        "the audit log is unavailable, so no data was released; try again shortly",
+    ))
+}
+
+/// A write, with its audit records committed before anything is answered.
+async fn write_released(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    action: Action,
+    request: WriteRequest,
+) -> ApiResult<(Receipt, Vec<Written>)> {
+    let access = access(state, caller, request_id, action, None, None);
+    let committed = state
+        .store
+        .write_audited(request, state.clock.now(), &access)
+        .await?;
+    state
+        .audit
+        .settle(committed, &access)
+        .await
+        .map_err(|_| audit_unavailable())
 }
 
 /// A response carrying one resource; it needs the receipt of its audit records.
@@ -375,8 +412,7 @@ async fn write_one(
         org: caller.org.clone(),
         ops: vec![(rtype, None, op)],
     };
-    let sealed = state.store.write(req, state.clock.now()).await?;
-    let (receipt, mut written) = release(state, caller, rid, action, None, None, sealed).await?;
+    let (receipt, mut written) = write_released(state, caller, rid, action, req).await?;
     let one = written
         .pop()
         .ok_or_else(|| ApiError(FhirError::internal()))?;
@@ -461,9 +497,8 @@ async fn transaction(
         may_write(&caller, scope)?;
     }
     let n = request.ops.len();
-    let sealed = state.store.write(request, state.clock.now()).await?;
     let (_receipt, written) =
-        release(&state, &caller, &rid, Action::Create, None, None, sealed).await?;
+        write_released(&state, &caller, &rid, Action::Create, request).await?;
     let base = state.config.fhir_base();
     let entries = written
         .into_iter()
