@@ -74,16 +74,16 @@ pub async fn population_import(
     let audit: Vec<AuditRecord> = summary
         .keys
         .iter()
-        .map(|k| AuditRecord {
-            recorded_at: kanta_fhir::datetime::millis(now),
-            patient: Some(*k),
-            actor: caller.actor(),
-            on_behalf_of: None,
-            action: Action::Import,
-            entities: vec!["population-register".into()],
-            query: None,
-            outcome: Outcome::Success,
-            request_id: rid.0.clone(),
+        .map(|k| {
+            operator_record(
+                &caller,
+                &rid,
+                now,
+                *k,
+                Action::Import,
+                "population-register",
+                None,
+            )
         })
         .collect();
     state.audit.commit(audit).await.map_err(|_| {
@@ -153,17 +153,15 @@ pub async fn audit_export(
         return Err(FhirError::not_found("the platform has no data about this person").into());
     };
     // The operator's read of the log is itself a use of personal data: recorded before release.
-    let record = AuditRecord {
-        recorded_at: kanta_fhir::datetime::millis(now),
-        patient: Some(key),
-        actor: caller.actor(),
-        on_behalf_of: None,
-        action: Action::AuditRead,
-        entities: vec!["AuditEvent".into()],
-        query: Some("log data request".into()),
-        outcome: Outcome::Success,
-        request_id: rid.0.clone(),
-    };
+    let record = operator_record(
+        &caller,
+        &rid,
+        now,
+        key,
+        Action::AuditRead,
+        "AuditEvent",
+        Some("log data request"),
+    );
     state.audit.commit(vec![record]).await.map_err(|_| {
         ApiError(FhirError::new(
             ErrorKind::Unavailable,
@@ -189,4 +187,27 @@ pub async fn audit_export(
         Some(total),
     );
     Ok(([(header::CONTENT_TYPE, FHIR_JSON)], bundle.to_string()).into_response())
+}
+
+/// An audit record of an operator's act on one person's data.
+fn operator_record(
+    caller: &Caller,
+    rid: &RequestId,
+    now: time::OffsetDateTime,
+    patient: kanta_domain::ids::PatientKey,
+    action: Action,
+    entity: &str,
+    query: Option<&str>,
+) -> AuditRecord {
+    AuditRecord {
+        recorded_at: kanta_fhir::datetime::millis(now),
+        patient: Some(patient),
+        actor: caller.actor(),
+        on_behalf_of: None,
+        action,
+        entities: vec![entity.to_string()],
+        query: query.map(str::to_string),
+        outcome: Outcome::Success,
+        request_id: rid.0.clone(),
+    }
 }
