@@ -287,8 +287,12 @@ impl Floor {
         }
     }
 
+    /// The bodies come back as text on both backends, as the server's search reads them.
     async fn latest20(&self, patient: i64) -> bool {
-        let sql = "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20";
+        let sql = match self {
+            Floor::Sqlite(_) => "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20",
+            Floor::Pg(_) => "SELECT id, body::text FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20",
+        };
         match self {
             Floor::Sqlite(p) => sqlx::query(sql)
                 .bind(patient)
@@ -300,7 +304,7 @@ impl Floor {
                 .bind(patient)
                 .fetch_all(p)
                 .await
-                .map(|rows| rows.iter().all(|r| r.try_get::<Value, _>(1).is_ok()))
+                .map(|rows| rows.iter().all(|r| r.try_get::<String, _>(1).is_ok()))
                 .unwrap_or(false),
         }
     }
@@ -308,9 +312,9 @@ impl Floor {
     /// The naive audited read: the same read and one audit row, committed per request.
     async fn latest20_audited(&self, patient: i64) -> bool {
         macro_rules! go {
-            ($p:expr, $t:ty) => {{
+            ($p:expr, $t:ty, $sql:literal) => {{
                 let Ok(mut tx) = $p.begin().await else { return false };
-                let rows = sqlx::query("SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20")
+                let rows = sqlx::query($sql)
                     .bind(patient)
                     .fetch_all(&mut *tx)
                     .await;
@@ -326,8 +330,8 @@ impl Floor {
             }};
         }
         match self {
-            Floor::Sqlite(p) => go!(p, String),
-            Floor::Pg(p) => go!(p, Value),
+            Floor::Sqlite(p) => go!(p, String, "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"),
+            Floor::Pg(p) => go!(p, String, "SELECT id, body::text FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"),
         }
     }
 
