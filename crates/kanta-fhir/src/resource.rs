@@ -1,6 +1,8 @@
 //! Checking a submitted resource: well-formed JSON object, a type we serve, the required elements of
 //! that type present and of the right shape, a valid HETU where one is required, and a patient for
-//! every patient-scoped type. The result keeps the submitted JSON untouched.
+//! every patient-scoped type. The result keeps the submitted JSON untouched. A resource that fails is
+//! refused at ingest with an OperationOutcome naming the element, and nothing of its Bundle is
+//! stored (R-DOC-2).
 
 use crate::codes;
 use crate::datetime;
@@ -676,7 +678,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_input_names_the_element_and_status() {
+    fn bad_input_names_the_element_and_status_r_doc_2() {
         let cases: Vec<(Value, u16, &str, &str)> = vec![
             (json!([1, 2]), 400, "", "JSON object"),
             (json!({"id": "x"}), 400, "", "no resourceType"),
