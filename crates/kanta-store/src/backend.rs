@@ -566,6 +566,16 @@ macro_rules! backend {
             }
 
             async fn migrate(&self) -> Result<()> {
+                if $backend == Backend::Postgres {
+                    // Never install into the cluster's maintenance or template databases: a URL that
+                    // forgot its database name would otherwise fill `postgres` with Kanta's tables.
+                    let name: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&self.write).await?;
+                    if name == "postgres" || name.starts_with("template") {
+                        return Err(StoreError::Refused(format!(
+                            "refusing to create Kanta's tables in the '{name}' database; create a database for Kanta and name it in the URL"
+                        )));
+                    }
+                }
                 $migrator.run(&self.write).await?;
                 Ok(())
             }
@@ -745,7 +755,7 @@ macro_rules! backend {
                         sqlx::query("VACUUM INTO $1").bind(path).execute(&self.read).await?;
                         Ok(())
                     }
-                    Backend::Postgres => Err(StoreError::Corrupt(
+                    Backend::Postgres => Err(StoreError::Refused(
                         "back up PostgreSQL with pg_basebackup and WAL archiving (or pg_dump); see the README".into(),
                     )),
                 }

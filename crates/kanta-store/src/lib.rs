@@ -46,6 +46,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A request this store will not carry out (wrong database, unsupported operation).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -271,7 +274,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(backend::SqliteStore::connect(url).await?))
     } else {
-        Err(StoreError::Corrupt(format!(
+        Err(StoreError::Refused(format!(
             "unsupported database URL scheme (use sqlite:// or postgres://): {}",
             url.split(':').next().unwrap_or("")
         )))
