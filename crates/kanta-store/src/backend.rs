@@ -6,8 +6,9 @@
 use crate::audit::{records_for, Access, Committed, Receipt, Sealed, Touches};
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
-    AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page, Result,
-    SearchQuery, Store, StoreError, Stored, StoredAudit, WriteRequest, Written,
+    AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page,
+    PendingLogin, Result, SearchQuery, SessionRow, Store, StoreError, Stored, StoredAudit,
+    WriteRequest, Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
@@ -107,6 +108,10 @@ impl Locations {
         }
     }
 }
+
+const SESSION_COLUMNS: &str =
+    "id_hash, patient_key, hetu, display_name, acting_for, csrf_token, created_at, \
+     last_active_at, absolute_expiry, confirmed, idp_issuer, idp_sub, idp_sid, id_token";
 
 fn ts(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -539,6 +544,26 @@ macro_rules! backend {
 
         }
 
+        fn session_row(r: &<$db as sqlx::Database>::Row) -> Result<SessionRow> {
+            let h: String = r.try_get(2)?;
+            Ok(SessionRow {
+                id_hash: r.try_get(0)?,
+                patient_key: PatientKey(r.try_get(1)?),
+                hetu: hetu(&h)?,
+                display_name: r.try_get(3)?,
+                acting_for: r.try_get::<Option<i64>, _>(4)?.map(PatientKey),
+                csrf_token: r.try_get(5)?,
+                created_at: r.try_get(6)?,
+                last_active_at: r.try_get(7)?,
+                absolute_expiry: r.try_get(8)?,
+                confirmed: r.try_get(9)?,
+                idp_issuer: r.try_get(10)?,
+                idp_sub: r.try_get(11)?,
+                idp_sid: r.try_get(12)?,
+                id_token: r.try_get(13)?,
+            })
+        }
+
         fn relation_row(r: &<$db as sqlx::Database>::Row, subject: Hetu, holder: Hetu) -> Result<Relation> {
             let kind: String = r.try_get("kind")?;
             let start: Option<String> = r.try_get("start_date")?;
@@ -788,6 +813,91 @@ macro_rules! backend {
                     })
                 })
                 .transpose()
+            }
+
+            async fn claim_patient_key(&self, h: &Hetu, now: OffsetDateTime) -> Result<PatientKey> {
+                if let Some((k, _)) = self.key_of(h.as_str()).await? {
+                    return Ok(k);
+                }
+                let mut tx = $tx { tx: self.write.begin().await? };
+                let (key, _) = tx.claim(h.as_str(), new_patient_key(), datetime::millis(now)).await?;
+                tx.tx.commit().await?;
+                Ok(key)
+            }
+
+            async fn session_insert(&self, s: &SessionRow) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO portal_session (id_hash, patient_key, hetu, display_name, acting_for, csrf_token, created_at, \
+                     last_active_at, absolute_expiry, confirmed, idp_issuer, idp_sub, idp_sid, id_token) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&s.id_hash).bind(s.patient_key.0).bind(s.hetu.as_str()).bind(&s.display_name)
+                .bind(s.acting_for.map(|k| k.0)).bind(&s.csrf_token).bind(s.created_at).bind(s.last_active_at)
+                .bind(s.absolute_expiry).bind(s.confirmed).bind(&s.idp_issuer).bind(&s.idp_sub)
+                .bind(&s.idp_sid).bind(&s.id_token)
+                .execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn session_get(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+                let row = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM portal_session WHERE id_hash = $1"))
+                    .bind(id_hash).fetch_optional(&self.write).await?;
+                row.as_ref().map(session_row).transpose()
+            }
+
+            async fn session_touch(&self, id_hash: &str, at: i64) -> Result<()> {
+                sqlx::query("UPDATE portal_session SET last_active_at = $2 WHERE id_hash = $1 AND last_active_at < $2")
+                    .bind(id_hash).bind(at).execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn session_confirm(&self, id_hash: &str) -> Result<()> {
+                sqlx::query("UPDATE portal_session SET confirmed = $2 WHERE id_hash = $1")
+                    .bind(id_hash).bind(true).execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn session_delete(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+                let row = sqlx::query(&format!("DELETE FROM portal_session WHERE id_hash = $1 RETURNING {SESSION_COLUMNS}"))
+                    .bind(id_hash).fetch_optional(&self.write).await?;
+                row.as_ref().map(session_row).transpose()
+            }
+
+            async fn sessions_end_for_idp(&self, issuer: &str, sid: Option<&str>, sub: Option<&str>) -> Result<Vec<SessionRow>> {
+                let rows = match (sid, sub) {
+                    (Some(sid), _) => sqlx::query(&format!("DELETE FROM portal_session WHERE idp_issuer = $1 AND idp_sid = $2 RETURNING {SESSION_COLUMNS}"))
+                        .bind(issuer).bind(sid).fetch_all(&self.write).await?,
+                    (None, Some(sub)) => sqlx::query(&format!("DELETE FROM portal_session WHERE idp_issuer = $1 AND idp_sub = $2 RETURNING {SESSION_COLUMNS}"))
+                        .bind(issuer).bind(sub).fetch_all(&self.write).await?,
+                    (None, None) => vec![],
+                };
+                rows.iter().map(session_row).collect()
+            }
+
+            async fn sessions_prune(&self, idle_before: i64, now: i64, login_before: i64) -> Result<u64> {
+                let gone = sqlx::query("DELETE FROM portal_session WHERE last_active_at < $1 OR absolute_expiry <= $2")
+                    .bind(idle_before).bind(now).execute(&self.write).await?;
+                sqlx::query("DELETE FROM portal_login WHERE created_at < $1").bind(login_before).execute(&self.write).await?;
+                Ok(gone.rows_affected())
+            }
+
+            async fn login_begin(&self, l: &PendingLogin) -> Result<()> {
+                sqlx::query("INSERT INTO portal_login (state_hash, nonce, pkce_verifier, lang, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&l.state_hash).bind(&l.nonce).bind(&l.pkce_verifier).bind(&l.lang).bind(l.created_at)
+                    .execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn login_take(&self, state_hash: &str) -> Result<Option<PendingLogin>> {
+                let row = sqlx::query("DELETE FROM portal_login WHERE state_hash = $1 RETURNING state_hash, nonce, pkce_verifier, lang, created_at")
+                    .bind(state_hash).fetch_optional(&self.write).await?;
+                row.map(|r| Ok(PendingLogin {
+                    state_hash: r.try_get(0)?,
+                    nonce: r.try_get(1)?,
+                    pkce_verifier: r.try_get(2)?,
+                    lang: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })).transpose()
             }
 
             async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<bool> {

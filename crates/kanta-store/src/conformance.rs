@@ -10,7 +10,9 @@
 //!
 //! Each check takes a freshly migrated, empty store.
 
-use crate::{ClientRecord, SearchQuery, Store, StoreError, WriteOp, WriteRequest};
+use crate::{
+    ClientRecord, PendingLogin, SearchQuery, SessionRow, Store, StoreError, WriteOp, WriteRequest,
+};
 use kanta_domain::hetu::Hetu;
 use kanta_domain::ids::OrgId;
 use kanta_domain::population::{CustodyAgreement, Person, PersonRecord, Relation, RelationKind};
@@ -53,6 +55,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("one_resource_twice_in_one_transaction", |s| {
             Box::pin(twice_in_one_transaction(s))
         }),
+        ("portal_sessions_and_logins", |s| Box::pin(sessions(s))),
     ]
 }
 
@@ -651,5 +654,97 @@ async fn twice_in_one_transaction(s: &dyn Store) {
             .into_inner()
             .len(),
         2
+    );
+}
+
+/// R-AUTH-4, R-AUTH-5: sessions live in the database; a login under way is taken exactly once;
+/// logout from the identity provider ends the sessions it names; pruning ends idle and expired ones.
+async fn sessions(s: &dyn Store) {
+    let hetu = Hetu::parse(HETU_A).unwrap();
+    let key = s.claim_patient_key(&hetu, NOW).await.unwrap();
+    assert_eq!(s.claim_patient_key(&hetu, NOW).await.unwrap(), key);
+    assert!(
+        s.person(&hetu).await.unwrap().is_none(),
+        "claiming a key creates no register entry"
+    );
+    let row = |id: &str, sid: Option<&str>, last: i64| SessionRow {
+        id_hash: id.into(),
+        patient_key: key,
+        hetu: hetu.clone(),
+        display_name: "Testi Henkilö".into(),
+        acting_for: None,
+        csrf_token: format!("csrf-{id}"),
+        created_at: 1_000,
+        last_active_at: last,
+        absolute_expiry: 100_000,
+        confirmed: false,
+        idp_issuer: "https://idp".into(),
+        idp_sub: "sub-1".into(),
+        idp_sid: sid.map(str::to_string),
+        id_token: Some("eyJ".into()),
+    };
+    for (id, sid, last) in [
+        ("a", Some("sid-1"), 1_000),
+        ("b", Some("sid-2"), 5_000),
+        ("c", None, 9_000),
+    ] {
+        s.session_insert(&row(id, sid, last)).await.unwrap();
+    }
+    assert!(
+        s.session_insert(&row("a", None, 1)).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(
+        s.session_get("a").await.unwrap(),
+        Some(row("a", Some("sid-1"), 1_000))
+    );
+    s.session_touch("a", 2_000).await.unwrap();
+    s.session_touch("a", 1_500).await.unwrap(); // never moves back
+    s.session_confirm("a").await.unwrap();
+    let a = s.session_get("a").await.unwrap().unwrap();
+    assert_eq!((a.last_active_at, a.confirmed), (2_000, true));
+
+    let ended = s
+        .sessions_end_for_idp("https://idp", Some("sid-2"), Some("sub-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ended.iter().map(|r| r.id_hash.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(s
+        .sessions_end_for_idp("https://other", None, Some("sub-1"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.session_delete("c").await.unwrap().map(|r| r.id_hash),
+        Some("c".to_string())
+    );
+    assert_eq!(s.session_delete("c").await.unwrap(), None);
+
+    s.session_insert(&row("d", None, 50_000)).await.unwrap();
+    // Idle before 3_000: a (2_000) goes, d (50_000) stays.
+    assert_eq!(s.sessions_prune(3_000, 10_000, 0).await.unwrap(), 1);
+    assert!(s.session_get("a").await.unwrap().is_none());
+    // Past the absolute expiry: d goes too.
+    assert_eq!(s.sessions_prune(0, 100_000, 0).await.unwrap(), 1);
+
+    let login = PendingLogin {
+        state_hash: "st".into(),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        lang: "sv".into(),
+        created_at: 7,
+    };
+    s.login_begin(&login).await.unwrap();
+    assert_eq!(s.login_take("st").await.unwrap(), Some(login.clone()));
+    assert_eq!(s.login_take("st").await.unwrap(), None, "taken once");
+    s.login_begin(&login).await.unwrap();
+    s.sessions_prune(0, 0, 8).await.unwrap();
+    assert_eq!(
+        s.login_take("st").await.unwrap(),
+        None,
+        "old logins are pruned"
     );
 }

@@ -175,6 +175,59 @@ pub struct Checkpoint {
     pub created_at: i64,
 }
 
+/// A citizen's portal session as stored (R-AUTH-4, R-AUTH-5). Times are milliseconds since the epoch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// SHA-256 (hex) of the cookie's session id; the id itself is never stored.
+    pub id_hash: String,
+    pub patient_key: PatientKey,
+    pub hetu: Hetu,
+    pub display_name: String,
+    /// Whom the citizen acts for now, if not themselves.
+    pub acting_for: Option<PatientKey>,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_active_at: i64,
+    pub absolute_expiry: i64,
+    /// Whether the citizen has checked their data on the confirm page (R-AUTH-3).
+    pub confirmed: bool,
+    pub idp_issuer: String,
+    pub idp_sub: String,
+    pub idp_sid: Option<String>,
+    /// The ID token, sent back as `id_token_hint` at logout.
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for SessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRow")
+            .field("patient_key", &self.patient_key)
+            .field("created_at", &self.created_at)
+            .field("last_active_at", &self.last_active_at)
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authorisation request under way (state, nonce, PKCE verifier), taken once by the callback.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub state_hash: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub lang: String,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("lang", &self.lang)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What an import changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -235,6 +288,33 @@ pub trait Store: Send + Sync + 'static {
     async fn person(&self, hetu: &Hetu) -> Result<Option<PersonRecord>>;
     /// Relations in which `hetu` is the holder (whom this person may act for).
     async fn relations_held_by(&self, hetu: &Hetu) -> Result<Vec<Relation>>;
+
+    /// The patient key for a HETU, claimed now if the platform has not seen the person (a citizen
+    /// identified from the identification service's attributes alone). Creates no register entry.
+    async fn claim_patient_key(&self, hetu: &Hetu, now: OffsetDateTime) -> Result<PatientKey>;
+
+    // --- portal sessions (R-AUTH-4, R-AUTH-5) ------------------------------------------------
+    async fn session_insert(&self, session: &SessionRow) -> Result<()>;
+    async fn session_get(&self, id_hash: &str) -> Result<Option<SessionRow>>;
+    /// Record activity (extends the idle timeout).
+    async fn session_touch(&self, id_hash: &str, at: i64) -> Result<()>;
+    async fn session_confirm(&self, id_hash: &str) -> Result<()>;
+    /// End a session; returns it if it existed.
+    async fn session_delete(&self, id_hash: &str) -> Result<Option<SessionRow>>;
+    /// End the sessions the identity provider names in a logout (by `sid`, or by `sub` when it sends
+    /// no `sid`); returns the sessions ended.
+    async fn sessions_end_for_idp(
+        &self,
+        issuer: &str,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<Vec<SessionRow>>;
+    /// Delete sessions idle since before `idle_before` or past their absolute expiry at `now`, and
+    /// logins begun before `login_before`. Returns how many sessions went.
+    async fn sessions_prune(&self, idle_before: i64, now: i64, login_before: i64) -> Result<u64>;
+    async fn login_begin(&self, login: &PendingLogin) -> Result<()>;
+    /// Take (and delete) a login under way; `None` if unknown or already taken.
+    async fn login_take(&self, state_hash: &str) -> Result<Option<PendingLogin>>;
 
     // --- audit log (R-OPS-4) --------------------------------------------------------------
     /// Append records in one durable transaction, extending the Merkle tree.

@@ -1,5 +1,5 @@
-//! HTTP for systems and operators: the FHIR R4 REST API (`/fhir`), the OAuth2 token endpoint
-//! (`/oauth/token`), the operator API (`/operator`), health (`/healthz`, `/readyz`) and metrics.
+//! HTTP: the FHIR R4 REST API (`/fhir`), the OAuth2 token endpoint (`/oauth/token`), the operator
+//! API (`/operator`), health (`/healthz`, `/readyz`), metrics, and the citizen portal ([`portal`]).
 //!
 //! Architecture invariants:
 //! - Handlers call the store and the FHIR layer; they contain no SQL and no rules.
@@ -12,10 +12,11 @@ pub mod error;
 mod fhir_api;
 pub use fhir_api::bundle_write_request;
 mod ops;
+pub mod portal;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kanta_store::audit::AuditLog;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub clock: Clock,
     pub token_keys: auth::TokenKeys,
     pub metrics: PrometheusHandle,
+    /// The citizen portal: identification, sessions, the test identification service.
+    pub portal: Arc<portal::Portal>,
 }
 
 impl AppState {
@@ -64,14 +67,24 @@ impl AppState {
         clock: Clock,
         token_secret: &[u8],
     ) -> Self {
+        let portal = Arc::new(portal::Portal::new(store.clone(), &config.public_url));
         AppState {
             store,
             audit,
+            portal,
             config: Arc::new(config),
             clock,
             token_keys: auth::TokenKeys::from_secret(token_secret),
             metrics: metrics_handle(),
         }
+    }
+}
+
+impl AppState {
+    /// The same state with this portal set-up (identification, session policy, test service).
+    pub fn with_portal(mut self, portal: portal::Portal) -> Self {
+        self.portal = Arc::new(portal);
+        self
     }
 }
 
@@ -128,12 +141,28 @@ pub fn router(state: AppState) -> Router {
         .route("/operator/population/import", post(ops::population_import))
         .route("/operator/audit/export", post(ops::audit_export))
         .merge(fhir_api::routes())
-        .fallback(fhir_api::not_found)
+        .merge(portal::routes())
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), portal::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Unknown paths: an OperationOutcome under the API prefixes, a translated page elsewhere.
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/fhir") || path.starts_with("/oauth") || path.starts_with("/operator") {
+        fhir_api::not_found().await.into_response()
+    } else {
+        portal::error_page(
+            portal::lang_of(req.headers()),
+            axum::http::StatusCode::NOT_FOUND,
+            "error-not-found",
+        )
+    }
 }
 
 /// Count and time every request by route and status, and log it without its path parameters or
@@ -169,7 +198,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -24,8 +24,13 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db_up = state.store.ping().await.is_ok();
     let up = |b: bool| if b { "up" } else { "down" };
-    // Identification and mandates are separate services that this build does not have yet: say so
+    // Identification: whether the identity provider's metadata and keys can be had (cached for an
+    // hour, so this does not call the provider on every probe). Mandates: not built yet; say so
     // rather than report them up.
+    let identification = match &state.portal.identification {
+        Some(i) => up(i.reachable().await),
+        None => "not-configured",
+    };
     let body = json!({
         "status": if db_up { "ready" } else { "unavailable" },
         "backend": format!("{:?}", state.store.backend()).to_lowercase(),
@@ -37,7 +42,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "wellbeing_data": up(db_up),
             "population_register": up(db_up),
             "audit_log": up(db_up),
-            "identification": "not-implemented",
+            "identification": identification,
             "mandates": "not-implemented",
         }
     });

@@ -59,6 +59,45 @@ pub struct FileConfig {
     pub audit_witness_file: Option<PathBuf>,
     /// Seconds between signed checkpoints while the log grows (default 1).
     pub audit_checkpoint_seconds: Option<u64>,
+    /// The citizens' identity provider (OpenID Connect). Without it, `--demo` uses the built-in
+    /// test identification service.
+    pub identification: Option<IdentificationConfig>,
+    /// Turn on the built-in test identification service without `--demo` (never in production).
+    pub test_idp: Option<bool>,
+    /// Portal sessions.
+    pub session: Option<SessionConfig>,
+}
+
+/// An OpenID provider for citizen identification (R-AUTH-1).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentificationConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Default `openid profile hetu`.
+    pub scopes: Option<String>,
+    /// The claim carrying the HETU (default `urn:oid:1.2.246.21`).
+    pub hetu_claim: Option<String>,
+    /// The claim naming the level of assurance (default `acr`) and the accepted values (default
+    /// eIDAS substantial and high).
+    pub loa_claim: Option<String>,
+    pub loa_accepted: Option<Vec<String>>,
+    pub acr_values: Option<String>,
+}
+
+/// Session limits (R-AUTH-5); seconds.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Idle timeout (default 1800).
+    pub idle_seconds: Option<u64>,
+    /// Absolute lifetime (default 43200).
+    pub absolute_seconds: Option<u64>,
+    /// How long before the idle timeout the warning shows (default 120).
+    pub warn_seconds: Option<u64>,
+    /// Logins and callbacks per client address per minute, per instance (default 30).
+    pub login_rate_per_minute: Option<u32>,
 }
 
 impl FileConfig {

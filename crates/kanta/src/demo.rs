@@ -13,6 +13,8 @@ use time::{Date, Duration};
 pub struct DemoPerson {
     pub hetu: String,
     pub name: String,
+    pub given: String,
+    pub family: String,
     pub birth_date: Date,
     pub situation: String,
 }
@@ -97,6 +99,8 @@ pub fn people(today: Date) -> Vec<DemoPerson> {
         .map(|p| DemoPerson {
             hetu: hetu_of(p, today),
             name: format!("{} {}", p.given, p.family),
+            given: p.given.to_string(),
+            family: p.family.to_string(),
             birth_date: birth_date(p, today),
             situation: p.situation.to_string(),
         })

@@ -236,6 +236,79 @@ fn audit_signer(r: &Resolved, public_url: &str) -> Result<kanta_store::audit::Si
     kanta_store::audit::Signer::from_pkcs8(&name, &key)
 }
 
+/// The citizen portal: the identity provider from the configuration, or, in the demo (or with
+/// `test_idp = true`) and with none configured, the built-in test identification service.
+fn portal_setup(
+    store: &Arc<dyn Store>,
+    file: &FileConfig,
+    public_url: &str,
+    demo: bool,
+) -> Result<kanta_web::portal::Portal, String> {
+    use kanta_web::portal::oidc::{OidcClient, OidcConfig};
+    use kanta_web::portal::test_idp::{TestIdp, TestPerson};
+    let mut portal = kanta_web::portal::Portal::new(store.clone(), public_url);
+    let s = file.session.clone().unwrap_or_default();
+    let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
+    portal.policy.idle = secs(s.idle_seconds, 1800);
+    portal.policy.absolute = secs(s.absolute_seconds, 43_200);
+    portal.policy.warn_before = secs(s.warn_seconds, 120);
+    if portal.policy.idle.is_zero() || portal.policy.absolute < portal.policy.idle {
+        return Err(
+            "session: idle_seconds must be > 0 and absolute_seconds >= idle_seconds".into(),
+        );
+    }
+    if let Some(n) = s.login_rate_per_minute {
+        portal.limiter = Arc::new(kanta_web::portal::RateLimiter::new(n));
+    }
+    match (&file.identification, demo || file.test_idp.unwrap_or(false)) {
+        (Some(c), _) => {
+            let mut oc = OidcConfig::new(
+                &c.issuer,
+                &c.client_id,
+                c.client_secret.expose(),
+                public_url,
+            );
+            if let Some(v) = &c.scopes {
+                oc.scopes = v.clone();
+            }
+            if let Some(v) = &c.hetu_claim {
+                oc.hetu_claim = v.clone();
+            }
+            if let Some(v) = &c.loa_claim {
+                oc.loa_claim = v.clone();
+            }
+            if let Some(v) = &c.loa_accepted {
+                oc.loa_accepted = v.clone();
+            }
+            oc.acr_values = c.acr_values.clone();
+            portal.identification = Some(Arc::new(OidcClient::new(oc)));
+        }
+        (None, true) => {
+            let today = Clock::System.now().date();
+            let people = demo::people(today)
+                .into_iter()
+                .map(|p| TestPerson {
+                    hetu: p.hetu,
+                    given: p.given,
+                    family: p.family,
+                    situation: p.situation,
+                })
+                .collect();
+            let idp = TestIdp::new(public_url, people)?;
+            let oc = OidcConfig::new(&idp.issuer, &idp.client_id, &idp.client_secret, public_url);
+            portal.identification = Some(Arc::new(OidcClient::new(oc)));
+            portal.test_idp = Some(Arc::new(idp));
+            tracing::warn!(
+                "the built-in TEST identification service is on: never use this in production"
+            );
+        }
+        (None, false) => {
+            tracing::warn!("no identification configured: citizens cannot log in");
+        }
+    }
+    Ok(portal)
+}
+
 async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {
     if r.database.expose().starts_with("sqlite:") {
         std::fs::create_dir_all(&r.data_dir)
@@ -307,8 +380,10 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     witness_file: file.audit_witness_file.clone(),
                 },
             );
-            tracing::info!(%addr, backend = ?store.backend(), demo, "kanta is listening");
-            let state = AppState::new(store, audit, config, clock, &token_secret);
+            let portal = portal_setup(&store, &file, &config.public_url, demo)?;
+            tracing::info!(%addr, backend = ?store.backend(), demo, test_idp = portal.test_idp.is_some(), "kanta is listening");
+            let state =
+                AppState::new(store, audit, config, clock, &token_secret).with_portal(portal);
             kanta_web::serve(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

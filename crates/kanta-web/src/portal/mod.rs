@@ -1,0 +1,1219 @@
+//! MyKanta, the citizen portal: server-rendered HTML in Finnish, Swedish and English that works
+//! without JavaScript. This module holds identification (R-AUTH-1…7), sessions, the portal shell
+//! and the built-in test identification service.
+//!
+//! Invariants:
+//! - A page with personal data is rendered only for a live, confirmed session (the [`Citizen`]
+//!   extractor), and every state-changing request passes [`csrf_ok`] and the same-origin check.
+//! - Login, failed login and logout are audited before the response leaves; if the audit log cannot
+//!   take the record, the login fails (fail closed).
+//! - The session id, the HETU and tokens never reach the logs.
+
+pub mod i18n;
+pub mod oidc;
+pub mod session;
+pub mod test_idp;
+
+use crate::AppState;
+use askama::Template;
+use async_trait::async_trait;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use i18n::{tr, Lang};
+use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome};
+use kanta_domain::hetu::Hetu;
+use kanta_domain::ids::PatientKey;
+use kanta_domain::population::PersonRecord;
+use kanta_store::{PendingLogin, SessionRow, Store};
+use oidc::{IdentError, Identification};
+use serde::Deserialize;
+use session::{cookie, hash, millis, random_token, same_secret, Cookies, SessionPolicy, Standing};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+
+/// The population register as the portal asks it at login (R-AUTH-2): the operator's own copy
+/// today; a live query to the population information system could implement the same.
+#[async_trait]
+pub trait PopulationRegister: Send + Sync {
+    /// `Err` means the register could not be asked (login then fails closed).
+    async fn person(&self, hetu: &Hetu) -> Result<Option<PersonRecord>, String>;
+}
+
+/// The register kept in the platform's own database.
+pub struct StoreRegister(pub Arc<dyn Store>);
+
+#[async_trait]
+impl PopulationRegister for StoreRegister {
+    async fn person(&self, hetu: &Hetu) -> Result<Option<PersonRecord>, String> {
+        self.0.person(hetu).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Everything the portal needs besides the store and the audit log.
+#[derive(Clone)]
+pub struct Portal {
+    pub identification: Option<Arc<dyn Identification>>,
+    pub register: Arc<dyn PopulationRegister>,
+    pub policy: SessionPolicy,
+    pub cookies: Cookies,
+    pub limiter: Arc<RateLimiter>,
+    pub test_idp: Option<Arc<test_idp::TestIdp>>,
+}
+
+impl Portal {
+    pub fn new(store: Arc<dyn Store>, public_url: &str) -> Portal {
+        Portal {
+            identification: None,
+            register: Arc::new(StoreRegister(store)),
+            policy: SessionPolicy::default(),
+            cookies: Cookies {
+                secure: public_url.starts_with("https://"),
+            },
+            limiter: Arc::new(RateLimiter::new(30)),
+            test_idp: None,
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(front))
+        .route("/login", get(login))
+        .route("/auth/callback", get(callback))
+        .route("/auth/backchannel-logout", post(backchannel_logout))
+        .route("/confirm", get(confirm_page).post(confirm))
+        .route("/logout", post(logout))
+        .route("/logged-out", get(logged_out))
+        .route("/session/continue", post(continue_session))
+        .route("/session/status", get(session_status))
+        .route("/lang", post(set_lang))
+        .route("/static/portal.css", get(css))
+        .route("/static/session.js", get(js))
+        .merge(test_idp::routes())
+}
+
+// --- security ------------------------------------------------------------------------------
+
+/// Security headers on every response; the same-origin check on every state-changing request.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let is_portal = !req.uri().path().starts_with("/fhir")
+        && !req.uri().path().starts_with("/oauth")
+        && !req.uri().path().starts_with("/operator");
+    if !safe && is_portal && !same_origin(req.headers(), &state.config.public_url) {
+        let lang = lang_of(req.headers());
+        let mut res = error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
+        security_headers(res.headers_mut(), &state);
+        return res;
+    }
+    let mut res = next.run(req).await;
+    security_headers(res.headers_mut(), &state);
+    res
+}
+
+fn security_headers(h: &mut HeaderMap, state: &AppState) {
+    let idp = state
+        .portal
+        .identification
+        .as_ref()
+        .map(|i| i.origin())
+        .unwrap_or_default();
+    // Forms post to ourselves; logout redirects to the identity provider, which form-action covers.
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+         form-action 'self' {idp}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(csp.trim()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if state.portal.cookies.secure {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+}
+
+/// A state-changing request must come from our own pages: `Sec-Fetch-Site` (when the browser sends
+/// it) says same-origin or none, and `Origin` (when sent) is ours. Server-to-server calls send
+/// neither.
+fn same_origin(h: &HeaderMap, public_url: &str) -> bool {
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site != "same-origin" && site != "none" {
+            return false;
+        }
+    }
+    match h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin == oidc::origin_of(public_url),
+        None => true,
+    }
+}
+
+/// The synchronizer token check (R-X CSRF): the form's token equals the session's (or, before
+/// login, the CSRF cookie's).
+pub fn csrf_ok(form_token: &str, expected: &str) -> bool {
+    same_secret(form_token, expected)
+}
+
+/// Requests per minute per client address, per instance, on the login and callback endpoints.
+pub struct RateLimiter {
+    per_minute: u32,
+    seen: Mutex<HashMap<IpAddr, (i64, u32)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allow(&self, ip: IpAddr, now: OffsetDateTime) -> bool {
+        let minute = now.unix_timestamp() / 60;
+        let Ok(mut seen) = self.seen.lock() else {
+            return true;
+        };
+        if seen.len() > 100_000 {
+            seen.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = seen.entry(ip).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.per_minute
+    }
+}
+
+fn peer(req_ext: &axum::http::Extensions) -> IpAddr {
+    req_ext
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+// --- language ------------------------------------------------------------------------------
+
+/// The language: the remembered choice, else the browser's preference, else Finnish.
+pub fn lang_of(h: &HeaderMap) -> Lang {
+    cookie(h, "kanta_lang")
+        .and_then(Lang::from_code)
+        .or_else(|| {
+            h.get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
+        .unwrap_or(Lang::Fi)
+}
+
+// --- what templates see --------------------------------------------------------------------
+
+/// The frame of every page: language, CSRF token, where we are, and who is signed in.
+pub struct Ui {
+    pub lang: Lang,
+    pub csrf: String,
+    pub path: String,
+    pub signed_in: Option<SignedIn>,
+}
+
+pub struct SignedIn {
+    pub name: String,
+    /// When the session ends if idle, as Finnish local time `HH.MM`.
+    pub ends_at: String,
+    /// Milliseconds since the epoch, for the warning script.
+    pub ends_at_ms: i64,
+    pub warn_at_ms: i64,
+}
+
+impl Ui {
+    pub fn t(&self, key: &str) -> String {
+        tr(self.lang, key, &[])
+    }
+    pub fn t1(&self, key: &str, name: &str, value: &str) -> String {
+        tr(self.lang, key, &[(name, value)])
+    }
+    pub fn code(&self) -> &'static str {
+        self.lang.code()
+    }
+    /// The other languages, for the switch: (code, name in itself).
+    pub fn other_langs(&self) -> Vec<(&'static str, &'static str)> {
+        Lang::ALL
+            .into_iter()
+            .filter(|l| *l != self.lang)
+            .map(|l| (l.code(), l.native_name()))
+            .collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "front_public.html")]
+struct FrontPublic<'a> {
+    ui: &'a Ui,
+    notice: Option<String>,
+    login_available: bool,
+}
+
+#[derive(Template)]
+#[template(path = "front.html")]
+struct Front<'a> {
+    ui: &'a Ui,
+    name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct Confirm<'a> {
+    ui: &'a Ui,
+    name: &'a str,
+    hetu: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct Message<'a> {
+    ui: &'a Ui,
+    title: String,
+    text: String,
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A translated error page.
+pub fn error_page(lang: Lang, status: StatusCode, key: &str) -> Response {
+    let ui = Ui {
+        lang,
+        csrf: String::new(),
+        path: "/".into(),
+        signed_in: None,
+    };
+    let mut res = render(&Message {
+        ui: &ui,
+        title: tr(lang, "error-title", &[]),
+        text: tr(lang, key, &[]),
+    });
+    *res.status_mut() = status;
+    res
+}
+
+/// Finnish local time `HH.MM` for a UTC instant (EU summer time: last Sunday of March 01:00 UTC to
+/// last Sunday of October 01:00 UTC, +3; otherwise +2).
+pub fn helsinki_hm(ms: i64) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return String::new();
+    };
+    let last_sunday = |month: time::Month| {
+        let mut d = time::Date::from_calendar_date(t.year(), month, 31).unwrap_or(time::Date::MIN);
+        while d.weekday() != time::Weekday::Sunday {
+            d = d.previous_day().unwrap_or(d);
+        }
+        d.with_hms(1, 0, 0).map(|p| p.assume_utc()).unwrap_or(t)
+    };
+    let summer = t >= last_sunday(time::Month::March) && t < last_sunday(time::Month::October);
+    let local = t + time::Duration::hours(if summer { 3 } else { 2 });
+    format!("{:02}.{:02}", local.hour(), local.minute())
+}
+
+// --- sessions ------------------------------------------------------------------------------
+
+/// The session behind the request's cookie, checked against the idle and absolute limits. An ended
+/// session is deleted (and its end audited) here. `touch` records activity: only the citizen's own
+/// requests do, never background ones.
+async fn load_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: OffsetDateTime,
+    touch: bool,
+) -> Result<SessionLookup, Response> {
+    let lang = lang_of(headers);
+    let Some(id) = cookie(headers, state.portal.cookies.session()) else {
+        return Ok(SessionLookup::None);
+    };
+    let id_hash = hash(id);
+    let row = state.store.session_get(&id_hash).await.map_err(|e| {
+        tracing::error!(error = %e, "session store unavailable");
+        error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
+    })?;
+    let Some(row) = row else {
+        return Ok(SessionLookup::Ended);
+    };
+    let now_ms = kanta_fhir::datetime::millis(now);
+    match state.portal.policy.standing(&row, now_ms) {
+        Standing::Live => {
+            if touch {
+                if let Err(e) = state.store.session_touch(&id_hash, now_ms).await {
+                    tracing::error!(error = %e, "session touch failed");
+                    return Err(error_page(
+                        lang,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "error-unavailable",
+                    ));
+                }
+            }
+            let mut row = row;
+            if touch {
+                row.last_active_at = now_ms;
+            }
+            Ok(SessionLookup::Live(row))
+        }
+        standing => {
+            if let Ok(Some(gone)) = state.store.session_delete(&id_hash).await {
+                let reason = if standing == Standing::Idle {
+                    "idle-timeout"
+                } else {
+                    "lifetime"
+                };
+                let _ = state
+                    .audit
+                    .commit(vec![session_record(
+                        &gone,
+                        Action::Logout,
+                        Outcome::Success,
+                        reason,
+                        now,
+                        None,
+                    )])
+                    .await;
+            }
+            Ok(SessionLookup::Ended)
+        }
+    }
+}
+
+enum SessionLookup {
+    None,
+    /// There was a cookie, but its session has ended (timed out, logged out elsewhere).
+    Ended,
+    Live(SessionRow),
+}
+
+fn session_record(
+    s: &SessionRow,
+    action: Action,
+    outcome: Outcome,
+    reason: &str,
+    now: OffsetDateTime,
+    request_id: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        recorded_at: kanta_fhir::datetime::millis(now),
+        patient: Some(s.patient_key),
+        actor: Actor::Citizen {
+            person: s.patient_key,
+        },
+        on_behalf_of: None,
+        action,
+        entities: vec![],
+        query: Some(format!("reason={reason}")),
+        outcome,
+        request_id,
+    }
+}
+
+fn ui_for(
+    state: &AppState,
+    lang: Lang,
+    path: &str,
+    session: Option<&SessionRow>,
+    anon_csrf: &str,
+) -> Ui {
+    Ui {
+        lang,
+        csrf: session.map_or_else(|| anon_csrf.to_string(), |s| s.csrf_token.clone()),
+        path: path.to_string(),
+        signed_in: session.map(|s| {
+            let ends = state.portal.policy.ends_at(s);
+            SignedIn {
+                name: s.display_name.clone(),
+                ends_at: helsinki_hm(ends),
+                ends_at_ms: ends,
+                warn_at_ms: ends - millis(state.portal.policy.warn_before),
+            }
+        }),
+    }
+}
+
+/// The pre-login CSRF cookie's value, made (and set on `res`) if the browser has none.
+fn anon_csrf(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+    match cookie(headers, state.portal.cookies.csrf()) {
+        Some(v) => (v.to_string(), None),
+        None => {
+            let v = random_token(16);
+            let set = state
+                .portal
+                .cookies
+                .set(state.portal.cookies.csrf(), &v, None);
+            (v, Some(set))
+        }
+    }
+}
+
+fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = String>) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Only our own paths are valid return targets (no open redirect).
+fn local_path(p: Option<&str>) -> String {
+    match p {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+// --- pages ---------------------------------------------------------------------------------
+
+async fn front(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    let lookup = match load_session(&state, &headers, now, true).await {
+        Ok(l) => l,
+        Err(res) => return res,
+    };
+    match lookup {
+        SessionLookup::Live(s) if !s.confirmed => see_other("/confirm"),
+        SessionLookup::Live(s) => {
+            let ui = ui_for(&state, lang, "/", Some(&s), "");
+            render(&Front {
+                ui: &ui,
+                name: &s.display_name,
+            })
+        }
+        other => {
+            let (csrf, set) = anon_csrf(&state, &headers);
+            let ui = ui_for(&state, lang, "/", None, &csrf);
+            let notice =
+                matches!(other, SessionLookup::Ended).then(|| tr(lang, "session-ended", &[]));
+            let res = render(&FrontPublic {
+                ui: &ui,
+                notice,
+                login_available: state.portal.identification.is_some(),
+            });
+            let mut cookies: Vec<String> = set.into_iter().collect();
+            if matches!(other, SessionLookup::Ended) {
+                cookies.push(state.portal.cookies.clear(state.portal.cookies.session()));
+            }
+            with_cookies(res, cookies)
+        }
+    }
+}
+
+async fn login(State(state): State<AppState>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let lang = lang_of(&headers);
+    let now = state.clock.now();
+    if !state.portal.limiter.allow(peer(req.extensions()), now) {
+        return error_page(lang, StatusCode::TOO_MANY_REQUESTS, "error-rate-limited");
+    }
+    let Some(ident) = state.portal.identification.clone() else {
+        return error_page(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "login-error-not-configured",
+        );
+    };
+    let login_state = random_token(32);
+    let nonce = random_token(32);
+    let verifier = random_token(32);
+    let url = match ident
+        .authorization_url(
+            &login_state,
+            &nonce,
+            &session::pkce_challenge(&verifier),
+            lang.code(),
+        )
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "identification service unavailable");
+            return error_page(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login-error-idp-unavailable",
+            );
+        }
+    };
+    let pending = PendingLogin {
+        state_hash: hash(&login_state),
+        nonce,
+        pkce_verifier: verifier,
+        lang: lang.code().to_string(),
+        created_at: kanta_fhir::datetime::millis(now),
+    };
+    if let Err(e) = state.store.login_begin(&pending).await {
+        tracing::error!(error = %e, "cannot record a login under way");
+        return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+    }
+    let max_age = state.portal.policy.login_window.as_secs() as i64;
+    // The state is also kept in a cookie: a callback must come back to the browser that left
+    // (no login CSRF).
+    with_cookies(
+        see_other(&url),
+        [state
+            .portal
+            .cookies
+            .set(state.portal.cookies.login(), &login_state, Some(max_age))],
+    )
+}
+
+#[derive(Deserialize)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Why a login failed: the message key, the status, the audit reason.
+struct Refusal {
+    key: &'static str,
+    status: StatusCode,
+    reason: &'static str,
+}
+
+const fn refusal(key: &'static str, status: StatusCode, reason: &'static str) -> Refusal {
+    Refusal {
+        key,
+        status,
+        reason,
+    }
+}
+
+fn refusal_for(e: &IdentError) -> Refusal {
+    match e {
+        IdentError::Unavailable(_) => refusal(
+            "login-error-idp-unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider-unavailable",
+        ),
+        IdentError::ProviderError(_) => refusal(
+            "login-error-provider",
+            StatusCode::BAD_REQUEST,
+            "provider-error",
+        ),
+        IdentError::BadToken(_) => {
+            refusal("login-error-token", StatusCode::BAD_REQUEST, "bad-token")
+        }
+        IdentError::Expired => refusal(
+            "login-error-token-expired",
+            StatusCode::BAD_REQUEST,
+            "token-expired",
+        ),
+        IdentError::NonceMismatch => refusal(
+            "login-error-token",
+            StatusCode::BAD_REQUEST,
+            "nonce-mismatch",
+        ),
+        IdentError::WeakAssurance => {
+            refusal("login-error-weak", StatusCode::FORBIDDEN, "weak-assurance")
+        }
+        IdentError::ForeignEid => refusal(
+            "login-error-foreign-eid",
+            StatusCode::FORBIDDEN,
+            "foreign-eid",
+        ),
+        IdentError::NoHetu => refusal("login-error-no-hetu", StatusCode::FORBIDDEN, "no-hetu"),
+    }
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    Query(params): Query<CallbackParams>,
+    request_id: crate::RequestId,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    if !state.portal.limiter.allow(peer(req.extensions()), now) {
+        return error_page(lang, StatusCode::TOO_MANY_REQUESTS, "error-rate-limited");
+    }
+    let clear_login = state.portal.cookies.clear(state.portal.cookies.login());
+    let result = identify(&state, &headers, &params, now).await;
+    match result {
+        Ok((row, id)) => {
+            let record = session_record(
+                &row,
+                Action::Login,
+                Outcome::Success,
+                "identified",
+                now,
+                request_id.0,
+            );
+            if let Err(e) = state.store.session_insert(&row).await {
+                tracing::error!(error = %e, "cannot store a session");
+                return with_cookies(
+                    error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+                    [clear_login],
+                );
+            }
+            // Fail closed: no session without its audit record.
+            if let Err(e) = state.audit.commit(vec![record]).await {
+                tracing::error!(error = %e, "audit log unavailable at login");
+                let _ = state.store.session_delete(&row.id_hash).await;
+                return with_cookies(
+                    error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+                    [clear_login],
+                );
+            }
+            tracing::info!(session = %&row.id_hash[..8], "login");
+            with_cookies(
+                see_other("/confirm"),
+                [
+                    clear_login,
+                    // A new id at every login, whatever the browser brought (no fixation).
+                    state
+                        .portal
+                        .cookies
+                        .set(state.portal.cookies.session(), &id, None),
+                ],
+            )
+        }
+        Err((refused, patient)) => {
+            let record = AuditRecord {
+                recorded_at: kanta_fhir::datetime::millis(now),
+                patient,
+                actor: match patient {
+                    Some(person) => Actor::Citizen { person },
+                    None => Actor::System {
+                        component: "identification".into(),
+                    },
+                },
+                on_behalf_of: None,
+                action: Action::FailedLogin,
+                entities: vec![],
+                query: Some(format!("reason={}", refused.reason)),
+                outcome: Outcome::Failure,
+                request_id: request_id.0,
+            };
+            if let Err(e) = state.audit.commit(vec![record]).await {
+                tracing::error!(error = %e, "audit log unavailable at a failed login");
+            }
+            tracing::info!(reason = refused.reason, "login refused");
+            with_cookies(error_page(lang, refused.status, refused.key), [clear_login])
+        }
+    }
+}
+
+/// The checks of a login, in order (R-AUTH-1, R-AUTH-2, R-AUTH-7). On success: the new session
+/// (not yet stored) and its id for the cookie.
+async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &CallbackParams,
+    now: OffsetDateTime,
+) -> Result<(SessionRow, String), (Refusal, Option<PatientKey>)> {
+    let bad_state = || {
+        (
+            refusal(
+                "login-error-state",
+                StatusCode::BAD_REQUEST,
+                "state-mismatch",
+            ),
+            None,
+        )
+    };
+    let returned = params.state.as_deref().unwrap_or("");
+    let kept = cookie(headers, state.portal.cookies.login()).unwrap_or("");
+    if !same_secret(returned, kept) {
+        return Err(bad_state());
+    }
+    let pending = match state.store.login_take(&hash(returned)).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(bad_state()),
+        Err(e) => {
+            tracing::error!(error = %e, "login store unavailable");
+            return Err((
+                refusal(
+                    "error-unavailable",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                ),
+                None,
+            ));
+        }
+    };
+    let now_ms = kanta_fhir::datetime::millis(now);
+    if now_ms - pending.created_at > millis(state.portal.policy.login_window) {
+        return Err((
+            refusal("login-error-too-slow", StatusCode::BAD_REQUEST, "too-slow"),
+            None,
+        ));
+    }
+    if let Some(error) = &params.error {
+        let r = if error == "access_denied" {
+            refusal("login-cancelled", StatusCode::OK, "cancelled")
+        } else {
+            refusal(
+                "login-error-provider",
+                StatusCode::BAD_REQUEST,
+                "provider-error",
+            )
+        };
+        return Err((r, None));
+    }
+    let Some(code) = params.code.as_deref() else {
+        return Err(bad_state());
+    };
+    let Some(ident) = state.portal.identification.as_ref() else {
+        return Err((
+            refusal(
+                "login-error-not-configured",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-configured",
+            ),
+            None,
+        ));
+    };
+    let identity = ident
+        .complete(code, &pending.pkce_verifier, &pending.nonce, now)
+        .await
+        .map_err(|e| {
+            tracing::info!(error = %e, "identification refused");
+            (refusal_for(&e), None)
+        })?;
+    // R-AUTH-7: the HETU is validated exactly where it enters.
+    let hetu = Hetu::parse(&identity.hetu).map_err(|_| {
+        (
+            refusal(
+                "login-error-invalid-hetu",
+                StatusCode::FORBIDDEN,
+                "invalid-hetu",
+            ),
+            None,
+        )
+    })?;
+    // R-AUTH-2: the register first, then the identification's own attributes.
+    let record = state.portal.register.person(&hetu).await.map_err(|e| {
+        tracing::error!(error = %e, "population register unavailable at login");
+        (
+            refusal(
+                "login-error-register-unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "register-unavailable",
+            ),
+            None,
+        )
+    })?;
+    let display_name = match &record {
+        Some(r) if r.person.deceased.is_some() => {
+            return Err((
+                refusal(
+                    "login-error-unknown-person",
+                    StatusCode::FORBIDDEN,
+                    "deceased",
+                ),
+                None,
+            ));
+        }
+        Some(r) => format!("{} {}", r.person.given_names, r.person.family_name),
+        None => match (&identity.given_name, &identity.family_name) {
+            (Some(g), Some(f)) => format!("{g} {f}"),
+            _ => {
+                return Err((
+                    refusal(
+                        "login-error-unknown-person",
+                        StatusCode::FORBIDDEN,
+                        "unknown-person",
+                    ),
+                    None,
+                ));
+            }
+        },
+    };
+    let key = state
+        .store
+        .claim_patient_key(&hetu, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot claim a patient key at login");
+            (
+                refusal(
+                    "error-unavailable",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                ),
+                None,
+            )
+        })?;
+    let id = session::new_session_id();
+    let row = SessionRow {
+        id_hash: hash(&id),
+        patient_key: key,
+        hetu,
+        display_name,
+        acting_for: None,
+        csrf_token: random_token(32),
+        created_at: now_ms,
+        last_active_at: now_ms,
+        absolute_expiry: now_ms + millis(state.portal.policy.absolute),
+        confirmed: false,
+        idp_issuer: identity.issuer,
+        idp_sub: identity.sub,
+        idp_sid: identity.sid,
+        id_token: Some(identity.id_token),
+    };
+    if row.id_hash.len() != 64 || id.is_empty() {
+        return Err((
+            refusal("error-unavailable", StatusCode::SERVICE_UNAVAILABLE, "rng"),
+            None,
+        ));
+    }
+    Ok((row, id))
+}
+
+async fn confirm_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    match load_session(&state, &headers, now, true).await {
+        Ok(SessionLookup::Live(s)) => {
+            let ui = ui_for(&state, lang, "/confirm", Some(&s), "");
+            render(&Confirm {
+                ui: &ui,
+                name: &s.display_name,
+                hetu: s.hetu.as_str(),
+            })
+        }
+        Ok(_) => see_other("/"),
+        Err(res) => res,
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default, rename = "return")]
+    return_to: Option<String>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    match load_session(&state, &headers, now, true).await {
+        Ok(SessionLookup::Live(s)) => {
+            if !csrf_ok(&form.csrf, &s.csrf_token) {
+                return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
+            }
+            if let Err(e) = state.store.session_confirm(&s.id_hash).await {
+                tracing::error!(error = %e, "confirm failed");
+                return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+            }
+            see_other("/")
+        }
+        Ok(_) => see_other("/"),
+        Err(res) => res,
+    }
+}
+
+/// Logout (R-AUTH-4): ends the session here, clears what the browser keeps of us, and sends the
+/// browser on to the identity provider so that its session (and so every service's) ends too.
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: crate::RequestId,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    let session = match load_session(&state, &headers, now, false).await {
+        Ok(SessionLookup::Live(s)) => s,
+        Ok(_) => return see_other("/logged-out"),
+        Err(res) => return res,
+    };
+    if !csrf_ok(&form.csrf, &session.csrf_token) {
+        return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
+    }
+    match state.store.session_delete(&session.id_hash).await {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "logout failed");
+            return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+        }
+    }
+    let record = session_record(
+        &session,
+        Action::Logout,
+        Outcome::Success,
+        "user",
+        now,
+        request_id.0,
+    );
+    if let Err(e) = state.audit.commit(vec![record]).await {
+        tracing::error!(error = %e, "audit log unavailable at logout");
+    }
+    let next = match &state.portal.identification {
+        Some(ident) => ident
+            .logout_url(session.id_token.as_deref(), lang.code())
+            .await
+            .unwrap_or_else(|| "/logged-out".to_string()),
+        None => "/logged-out".to_string(),
+    };
+    let mut res = with_cookies(
+        see_other(&next),
+        [state.portal.cookies.clear(state.portal.cookies.session())],
+    );
+    res.headers_mut().insert(
+        "clear-site-data",
+        HeaderValue::from_static("\"cache\", \"storage\""),
+    );
+    res
+}
+
+async fn logged_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers);
+    let (csrf, set) = anon_csrf(&state, &headers);
+    let ui = ui_for(&state, lang, "/logged-out", None, &csrf);
+    let res = render(&Message {
+        title: ui.t("logged-out-title"),
+        text: ui.t("logged-out-text"),
+        ui: &ui,
+    });
+    with_cookies(res, set)
+}
+
+/// "Continue the session" (R-AUTH-5): a request of the citizen's own, so it extends the session.
+async fn continue_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    match load_session(&state, &headers, now, false).await {
+        Ok(SessionLookup::Live(s)) => {
+            if !csrf_ok(&form.csrf, &s.csrf_token) {
+                return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
+            }
+            if let Err(e) = state
+                .store
+                .session_touch(&s.id_hash, kanta_fhir::datetime::millis(now))
+                .await
+            {
+                tracing::error!(error = %e, "session touch failed");
+                return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+            }
+            see_other(&local_path(form.return_to.as_deref()))
+        }
+        Ok(_) => see_other("/"),
+        Err(res) => res,
+    }
+}
+
+/// For the warning script: whether the session lives and when it ends. A background request: it
+/// never extends the session.
+async fn session_status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let now = state.clock.now();
+    let body = match load_session(&state, &headers, now, false).await {
+        Ok(SessionLookup::Live(s)) => {
+            let ends = state.portal.policy.ends_at(&s);
+            serde_json::json!({"active": true, "ends_at_ms": ends, "ends_in_seconds": (ends - kanta_fhir::datetime::millis(now)) / 1000})
+        }
+        Ok(_) => serde_json::json!({"active": false}),
+        Err(res) => return res,
+    };
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// Remember a language choice (a cookie for a year), then back to the page it was made on.
+async fn set_lang(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    let expected = match load_session(&state, &headers, now, true).await {
+        Ok(SessionLookup::Live(s)) => s.csrf_token,
+        Ok(_) => cookie(&headers, state.portal.cookies.csrf())
+            .unwrap_or("")
+            .to_string(),
+        Err(res) => return res,
+    };
+    if !csrf_ok(&form.csrf, &expected) {
+        return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
+    }
+    let Some(chosen) = form.lang.as_deref().and_then(Lang::from_code) else {
+        return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-language");
+    };
+    let mut c = format!(
+        "kanta_lang={}; Path=/; Max-Age=31536000; SameSite=Lax",
+        chosen.code()
+    );
+    if state.portal.cookies.secure {
+        c.push_str("; Secure");
+    }
+    with_cookies(see_other(&local_path(form.return_to.as_deref())), [c])
+}
+
+#[derive(Deserialize)]
+struct LogoutTokenForm {
+    logout_token: String,
+}
+
+/// OpenID Connect Back-Channel Logout (R-AUTH-4): the identity provider ends our sessions.
+async fn backchannel_logout(
+    State(state): State<AppState>,
+    Form(form): Form<LogoutTokenForm>,
+) -> Response {
+    let now = state.clock.now();
+    let bad = |e: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({"error": "invalid_request", "error_description": e})),
+        )
+            .into_response()
+    };
+    let Some(ident) = state.portal.identification.as_ref() else {
+        return bad("identification is not configured");
+    };
+    let order = match ident.logout_token(&form.logout_token, now).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::info!(error = %e, "back-channel logout refused");
+            return bad("the logout token was not accepted");
+        }
+    };
+    let ended = match state
+        .store
+        .sessions_end_for_idp(&order.issuer, order.sid.as_deref(), order.sub.as_deref())
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+            )
+                .into_response();
+        }
+    };
+    let records: Vec<AuditRecord> = ended
+        .iter()
+        .map(|s| {
+            session_record(
+                s,
+                Action::Logout,
+                Outcome::Success,
+                "provider-logout",
+                now,
+                None,
+            )
+        })
+        .collect();
+    if let Err(e) = state.audit.commit(records).await {
+        tracing::error!(error = %e, "audit log unavailable at back-channel logout");
+    }
+    tracing::info!(sessions = ended.len(), "back-channel logout");
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../static/portal.css"),
+    )
+        .into_response()
+}
+
+async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../static/session.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finnish_time_follows_eu_summer_time() {
+        // 2026-07-01 12:00 UTC = 15:00 in Helsinki; 2026-12-01 12:00 UTC = 14:00.
+        assert_eq!(helsinki_hm(1_782_907_200_000), "15.00");
+        assert_eq!(helsinki_hm(1_796_126_400_000), "14.00");
+        // Summer time begins 2026-03-29 01:00 UTC.
+        assert_eq!(helsinki_hm(1_774_745_940_000), "02.59");
+        assert_eq!(helsinki_hm(1_774_746_000_000), "04.00");
+    }
+
+    #[test]
+    fn return_targets_stay_on_this_site() {
+        assert_eq!(local_path(Some("/confirm")), "/confirm");
+        for bad in ["//evil.example", "https://evil.example", "/\\evil", ""] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn same_origin_check() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h, "http://127.0.0.1:8080"), "server-to-server");
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h, "http://127.0.0.1:8080"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, "http://127.0.0.1:8080"));
+        h.remove("sec-fetch-site");
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.2:8080"));
+        assert!(!same_origin(&h, "http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn rate_limit_per_address_per_minute() {
+        let l = RateLimiter::new(2);
+        let t = time::macros::datetime!(2026-11-26 12:00:10 UTC);
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        assert!(l.allow(a, t) && l.allow(a, t));
+        assert!(!l.allow(a, t));
+        assert!(l.allow(b, t));
+        assert!(l.allow(a, t + time::Duration::minutes(1)));
+    }
+}
