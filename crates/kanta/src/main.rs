@@ -280,7 +280,9 @@ fn portal_setup(
             if let Some(v) = &c.loa_accepted {
                 oc.loa_accepted = v.clone();
             }
-            oc.acr_values = c.acr_values.clone();
+            if let Some(v) = &c.acr_values {
+                oc.acr_values = Some(v.clone());
+            }
             portal.identification = Some(Arc::new(OidcClient::new(oc)));
         }
         (None, true) => {

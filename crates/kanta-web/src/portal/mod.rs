@@ -377,7 +377,7 @@ async fn load_session(
             if touch {
                 row.last_active_at = now_ms;
             }
-            Ok(SessionLookup::Live(row))
+            Ok(SessionLookup::Live(Box::new(row)))
         }
         standing => {
             if let Ok(Some(gone)) = state.store.session_delete(&id_hash).await {
@@ -407,7 +407,7 @@ enum SessionLookup {
     None,
     /// There was a cookie, but its session has ended (timed out, logged out elsewhere).
     Ended,
-    Live(SessionRow),
+    Live(Box<SessionRow>),
 }
 
 fn session_record(
@@ -472,7 +472,7 @@ fn anon_csrf(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) 
 }
 
 fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = String>) -> Response {
-    for c in cookies {
+    for c in cookies.into_iter().filter(|c| !c.is_empty()) {
         if let Ok(v) = HeaderValue::from_str(&c) {
             res.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -659,10 +659,36 @@ async fn callback(
     if !state.portal.limiter.allow(peer(req.extensions()), now) {
         return error_page(lang, StatusCode::TOO_MANY_REQUESTS, "error-rate-limited");
     }
-    let clear_login = state.portal.cookies.clear(state.portal.cookies.login());
+    // The login cookie is cleared only by the callback that matches it: a forged callback must
+    // not be able to cancel a login under way.
+    let matches = same_secret(
+        params.state.as_deref().unwrap_or(""),
+        cookie(&headers, state.portal.cookies.login()).unwrap_or(""),
+    );
+    let clear_login = if matches {
+        state.portal.cookies.clear(state.portal.cookies.login())
+    } else {
+        String::new()
+    };
     let result = identify(&state, &headers, &params, now).await;
     match result {
         Ok((row, id)) => {
+            // A session this browser already had ends: one browser, one identity at a time.
+            if let Some(old) = cookie(&headers, state.portal.cookies.session()) {
+                if let Ok(Some(gone)) = state.store.session_delete(&hash(old)).await {
+                    let r = session_record(
+                        &gone,
+                        Action::Logout,
+                        Outcome::Success,
+                        "new-login",
+                        now,
+                        None,
+                    );
+                    if let Err(e) = state.audit.commit(vec![r]).await {
+                        tracing::error!(error = %e, "audit log unavailable at re-login");
+                    }
+                }
+            }
             let record = session_record(
                 &row,
                 Action::Login,

@@ -35,7 +35,7 @@ pub struct OidcConfig {
     pub loa_accepted: Vec<String>,
     /// Claims that mark a foreign (eIDAS) identity when no HETU comes with them.
     pub foreign_id_claims: Vec<String>,
-    /// `acr_values` sent with the request, if any.
+    /// `acr_values` sent with the request (default: substantial and high).
     pub acr_values: Option<String>,
 }
 
@@ -72,7 +72,8 @@ impl OidcConfig {
             loa_claim: "acr".to_string(),
             loa_accepted: vec![LOA_SUBSTANTIAL.to_string(), LOA_HIGH.to_string()],
             foreign_id_claims: vec![EIDAS_PERSON_IDENTIFIER.to_string()],
-            acr_values: None,
+            // Ask for strong identification (and for the level to be stated in the token).
+            acr_values: Some(format!("{LOA_SUBSTANTIAL} {LOA_HIGH}")),
         }
     }
 }
@@ -355,7 +356,7 @@ pub fn check_id_token_claims(
         return Err(IdentError::NonceMismatch);
     }
     let loa = claim_str(claims, &config.loa_claim).unwrap_or_default();
-    if !config.loa_accepted.iter().any(|a| *a == loa) {
+    if !config.loa_accepted.contains(&loa) {
         return Err(IdentError::WeakAssurance);
     }
     if claim_str(claims, &config.hetu_claim).is_none() {
@@ -659,7 +660,14 @@ mod tests {
             let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
             format!("{}.{}.{}", parts[0], body, parts[2])
         };
-        let cases: Vec<(&str, String, &str, OffsetDateTime, fn(&IdentError) -> bool)> = vec![
+        type Case<'a> = (
+            &'a str,
+            String,
+            &'a str,
+            OffsetDateTime,
+            fn(&IdentError) -> bool,
+        );
+        let cases: Vec<Case> = vec![
             ("wrong nonce", good.clone(), "n2", NOW, |e| {
                 *e == IdentError::NonceMismatch
             }),

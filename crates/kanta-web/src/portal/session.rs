@@ -216,7 +216,7 @@ mod tests {
         // RFC 7636 appendix B.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFgEMTJguCQAoWN8ReWBnFh6cMRq_fPs"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("", ""));
     }

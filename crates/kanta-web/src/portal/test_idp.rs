@@ -134,18 +134,14 @@ pub fn routes() -> Router<AppState> {
         .route("/test-idp/logout", get(end_session))
 }
 
-fn enabled(state: &AppState) -> Result<&TestIdp, Response> {
-    state
-        .portal
-        .test_idp
-        .as_deref()
-        .ok_or_else(|| StatusCode::NOT_FOUND.into_response())
+/// The service, if it is on.
+fn enabled(state: &AppState) -> Option<&TestIdp> {
+    state.portal.test_idp.as_deref()
 }
 
 async fn discovery(State(state): State<AppState>) -> Response {
-    let idp = match enabled(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(idp) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let i = &idp.issuer;
     Json(json!({
@@ -166,9 +162,8 @@ async fn discovery(State(state): State<AppState>) -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let idp = match enabled(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(idp) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     Json(json!({"keys": [{
         "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": idp.kid,
@@ -221,9 +216,8 @@ async fn authorize_page(
     headers: HeaderMap,
     Query(p): Query<AuthorizeParams>,
 ) -> Response {
-    let idp = match enabled(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(idp) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let lang = lang_of(&headers);
     if let Err(e) = check_request(idp, &p) {
@@ -264,9 +258,8 @@ async fn authorize(
     headers: HeaderMap,
     Form(f): Form<AuthorizeForm>,
 ) -> Response {
-    let idp = match enabled(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(idp) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let lang = lang_of(&headers);
     if check_request(idp, &f.p).is_err() {
@@ -331,9 +324,8 @@ async fn token(
     headers: HeaderMap,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    let idp = match enabled(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(idp) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let authorised = headers
         .get(header::AUTHORIZATION)
@@ -421,9 +413,8 @@ async fn end_session(
     headers: HeaderMap,
     Query(q): Query<EndSession>,
 ) -> Response {
-    let idp = match enabled(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(idp) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     match q.post_logout_redirect_uri {
         Some(u) if u == idp.post_logout_redirect_uri => Redirect::to(&u).into_response(),

@@ -1,0 +1,916 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+//! Citizen identification and sessions (R-AUTH-1…7) against a real, independent OpenID provider:
+//! panva's `oidc-provider` from npm (OpenID Certified), started on loopback for each test
+//! (`tests/idp/idp.mjs`; install it with `npm ci --prefix crates/kanta-web/tests/idp`). The portal
+//! runs on port 0 with its own fresh database and an injected clock; a cookie-keeping HTTP client
+//! plays the browser.
+
+use async_trait::async_trait;
+use kanta_domain::audit::{Action, AuditRecord};
+use kanta_domain::hetu::Hetu;
+use kanta_domain::population::{Person, PersonRecord};
+use kanta_store::audit::{AuditConfig, AuditLog, Signer};
+use kanta_store::testing::TestDb;
+use kanta_store::{Backend, PendingLogin, Store};
+use kanta_web::portal::oidc::{OidcClient, OidcConfig};
+use kanta_web::portal::session::{hash, SessionPolicy};
+use kanta_web::portal::{PopulationRegister, Portal, RateLimiter};
+use kanta_web::{AppState, Clock, WebConfig};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use std::io::BufRead as _;
+use std::sync::Arc;
+use std::time::Duration;
+use time::macros::date;
+
+const HETU: &str = "010594Y9021";
+const DECEASED: &str = "010594Y9054";
+
+struct Opts {
+    id_token_ttl: u32,
+    register: Option<Arc<dyn PopulationRegister>>,
+    policy: SessionPolicy,
+    rate: u32,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            id_token_ttl: 3600,
+            register: None,
+            policy: SessionPolicy::default(),
+            rate: 1000,
+        }
+    }
+}
+
+struct App {
+    base: String,
+    idp: String,
+    http: reqwest::Client,
+    clock: Clock,
+    store: Arc<dyn Store>,
+    _node: Node,
+    db: Option<TestDb>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The provider's process, stopped however the test ends.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The test provider, started once the portal's address is known (its client registration names
+/// our callback).
+fn start_idp(rp_base: &str, ttl: u32) -> (Node, String) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp");
+    assert!(
+        std::path::Path::new(dir).join("node_modules/oidc-provider").exists(),
+        "oidc-provider is not installed: run `npm ci --prefix crates/kanta-web/tests/idp` (scripts/test does)"
+    );
+    let mut child = std::process::Command::new("node")
+        .arg("idp.mjs")
+        .current_dir(dir)
+        .env("RP_BASE", rp_base)
+        .env("ID_TOKEN_TTL", ttl.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node is needed for the identification tests");
+    let out = child.stdout.take().unwrap();
+    let child = Node(child);
+    let mut reader = std::io::BufReader::new(out);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    // Keep reading what it prints, or its writes would fail on a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let port = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .expect(&line)
+        .to_string();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+impl App {
+    async fn spawn(backend: Backend, opts: Opts) -> App {
+        let db = TestDb::new(backend).await;
+        // The injected clock starts at the real time: the provider's tokens carry real times.
+        let clock = Clock::fixed(Clock::System.now());
+        let person = |hetu: &str, given: &str, family: &str, deceased| PersonRecord {
+            person: Person {
+                hetu: Hetu::parse(hetu).unwrap(),
+                family_name: family.into(),
+                given_names: given.into(),
+                birth_date: date!(1994 - 05 - 01),
+                deceased,
+                non_disclosure: false,
+            },
+            relations: vec![],
+        };
+        db.store
+            .import_population(
+                &[
+                    person(HETU, "Testi", "Henkilö", None),
+                    person(DECEASED, "Kuollut", "Henkilö", Some(date!(2025 - 01 - 01))),
+                ],
+                clock.now(),
+            )
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (node, idp) = start_idp(&base, opts.id_token_ttl);
+        let key = Signer::generate_pkcs8().unwrap();
+        let audit = AuditLog::start(
+            db.store.clone(),
+            AuditConfig {
+                max_batch: 1000,
+                checkpoint_every: Duration::ZERO,
+                signer: Signer::from_pkcs8("kanta.test/audit", &key).unwrap(),
+                witness_file: None,
+            },
+        );
+        let config = WebConfig {
+            public_url: base.clone(),
+            max_body_bytes: 1 << 20,
+            demo: false,
+        };
+        let mut portal = Portal::new(db.store.clone(), &base);
+        portal.identification = Some(Arc::new(OidcClient::new(OidcConfig::new(
+            &idp,
+            "kanta-portal",
+            "test-secret",
+            &base,
+        ))));
+        portal.policy = opts.policy;
+        portal.limiter = Arc::new(RateLimiter::new(opts.rate));
+        if let Some(r) = opts.register {
+            portal.register = r;
+        }
+        let state = AppState::new(
+            db.store.clone(),
+            audit,
+            config,
+            clock.clone(),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .with_portal(portal);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(kanta_web::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        App {
+            http: browser(),
+            store: db.store.clone(),
+            base,
+            idp,
+            clock,
+            _node: node,
+            db: Some(db),
+            stop: Some(tx),
+        }
+    }
+
+    async fn finish(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        Page::of(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// A form post from one of our own pages (the browser sends our Origin).
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("origin", &self.base)
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        Page::of(r).await
+    }
+
+    async fn choose_account(&self, name: &str) {
+        let r = self
+            .http
+            .post(format!(
+                "{}/test-control/next-account?name={name}",
+                self.idp
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// /login → the provider (which logs in the chosen account) → the URL of our callback.
+    async fn identify_at_provider(&self, account: &str) -> String {
+        self.choose_account(account).await;
+        let first = self.get("/login").await;
+        assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+        self.follow_to_callback(&first.location()).await
+    }
+
+    async fn follow_to_callback(&self, start: &str) -> String {
+        let mut url = start.to_string();
+        for _ in 0..10 {
+            if url.starts_with(&format!("{}/auth/callback", self.base)) {
+                return url;
+            }
+            let r = self.http.get(&url).send().await.unwrap();
+            assert!(
+                r.status().is_redirection(),
+                "{url}: {} {}",
+                r.status(),
+                r.text().await.unwrap()
+            );
+            let next = r.headers()[LOCATION].to_str().unwrap().to_string();
+            url = reqwest::Url::parse(&url)
+                .unwrap()
+                .join(&next)
+                .unwrap()
+                .to_string();
+        }
+        panic!("the provider never sent us back");
+    }
+
+    /// A whole login as `account`: the callback's answer.
+    async fn login(&self, account: &str) -> Page {
+        let cb = self.identify_at_provider(account).await;
+        self.get(&cb).await
+    }
+
+    /// A new browser (no cookies here or at the provider).
+    fn new_browser(&mut self) {
+        self.http = browser();
+    }
+
+    /// Log in as the register's person and confirm.
+    async fn login_confirmed(&self) -> String {
+        let cb = self.login("ok").await;
+        assert_eq!(cb.status, StatusCode::SEE_OTHER, "{}", cb.body);
+        self.confirm().await
+    }
+
+    /// Confirm after identification (R-AUTH-3) and see the front page; the CSRF token.
+    async fn confirm(&self) -> String {
+        let confirm = self.get("/confirm").await;
+        assert!(
+            confirm.body.contains("Testi Henkilö") && confirm.body.contains(HETU),
+            "{}",
+            confirm.body
+        );
+        let r = self.post("/confirm", &[("csrf", &confirm.csrf())]).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::SEE_OTHER, "/".to_string())
+        );
+        let front = self.get("/").await;
+        assert!(front.body.contains("Hei, Testi Henkilö"), "{}", front.body);
+        front.csrf()
+    }
+
+    async fn audit_actions(&self) -> Vec<(Action, Option<String>)> {
+        let (size, _) = self.store.audit_head().await.unwrap();
+        self.store
+            .audit_range(0, size)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let rec: AuditRecord = serde_json::from_str(&r.body).unwrap();
+                (rec.action, rec.query)
+            })
+            .collect()
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    async fn of(r: reqwest::Response) -> Page {
+        Page {
+            status: r.status(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+    fn location(&self) -> String {
+        self.headers
+            .get(LOCATION)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let i = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf in {}", self.body));
+        let rest = &self.body[i + marker.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(|v| v[name.len() + 1..].split(';').next().unwrap().to_string())
+    }
+}
+
+/// R-AUTH-1, R-AUTH-3, R-AUTH-4: log in, confirm, see one's own front page, switch language, log
+/// out here and at the provider (RP-initiated logout); every step audited.
+async fn full_flow(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
+    let public = app.get("/").await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert!(public.body.contains("href=\"/login\""));
+    for h in [
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+    ] {
+        assert!(public.headers.contains_key(h), "{h}");
+    }
+    let csp = public.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+
+    let cb = app.login("ok").await;
+    assert_eq!(cb.status, StatusCode::SEE_OTHER, "{}", cb.body);
+    let sid = cb.set_cookie("kanta_session").expect("a session cookie");
+    let set = cb
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        set.iter().any(|c| c.starts_with("kanta_session=")
+            && c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")),
+        "{set:?}"
+    );
+    // Not confirmed yet: the front page sends to the confirm page (R-AUTH-3).
+    assert_eq!(app.get("/").await.location(), "/confirm");
+    let csrf = app.confirm().await;
+    assert!(
+        app.store.session_get(&hash(&sid)).await.unwrap().is_some(),
+        "stored hashed"
+    );
+    assert!(
+        app.store.session_get(&sid).await.unwrap().is_none(),
+        "never stored as is"
+    );
+
+    let r = app
+        .post("/lang", &[("csrf", &csrf), ("lang", "sv"), ("return", "/")])
+        .await;
+    assert_eq!(r.location(), "/");
+    let sv = app.get("/").await;
+    assert!(
+        sv.body.contains("<html lang=\"sv\">") && sv.body.contains("Hej, Testi Henkilö"),
+        "{}",
+        sv.body
+    );
+
+    let out = app.post("/logout", &[("csrf", &sv.csrf())]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let to = out.location();
+    assert!(
+        to.starts_with(&format!("{}/session/end", app.idp)) && to.contains("id_token_hint="),
+        "{to}"
+    );
+    assert!(out.headers.contains_key("clear-site-data"));
+    assert!(
+        app.store.session_get(&hash(&sid)).await.unwrap().is_none(),
+        "ended here"
+    );
+    let after = app.get("/").await;
+    assert!(after.body.contains("href=\"/login\""), "{}", after.body);
+    // The provider ends its own session and returns the browser to us.
+    let end = app.http.get(&to).send().await.unwrap();
+    let form = end.text().await.unwrap();
+    let xsrf = between(&form, "name=\"xsrf\" value=\"", "\"");
+    let confirm = app
+        .http
+        .post(format!("{}/session/end/confirm", app.idp))
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(confirm.status().is_redirection());
+    let back = confirm.headers()[LOCATION].to_str().unwrap().to_string();
+    assert_eq!(back, format!("{}/logged-out", app.base));
+
+    let actions = app.audit_actions().await;
+    assert!(
+        actions.contains(&(Action::Login, Some("reason=identified".into()))),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&(Action::Logout, Some("reason=user".into()))),
+        "{actions:?}"
+    );
+    app.finish().await;
+}
+
+fn between(s: &str, start: &str, end: &str) -> String {
+    let i = s.find(start).unwrap_or_else(|| panic!("no {start} in {s}")) + start.len();
+    s[i..i + s[i..].find(end).unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn full_flow_sqlite() {
+    full_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn full_flow_postgres() {
+    full_flow(Backend::Postgres).await;
+}
+
+/// R-AUTH-1, R-AUTH-2, R-AUTH-7: who is refused, with which message; each refusal audited and no
+/// session made. A person missing from the register but named by the identification's attributes
+/// gets in (the register first, then the attributes).
+#[tokio::test]
+async fn refusals() {
+    let mut app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let cases = [
+        (
+            "weak",
+            StatusCode::FORBIDDEN,
+            "vahva tunnistautuminen",
+            "weak-assurance",
+        ),
+        (
+            "foreign",
+            StatusCode::FORBIDDEN,
+            "vain suomalaisella henkilötunnuksella",
+            "foreign-eid",
+        ),
+        (
+            "nohetu",
+            StatusCode::FORBIDDEN,
+            "ei saatu henkilötunnusta",
+            "no-hetu",
+        ),
+        (
+            "invalid",
+            StatusCode::FORBIDDEN,
+            "ei ole kelvollinen",
+            "invalid-hetu",
+        ),
+        (
+            "unknown",
+            StatusCode::FORBIDDEN,
+            "ei löytynyt väestötiedoista",
+            "unknown-person",
+        ),
+        (
+            "deceased",
+            StatusCode::FORBIDDEN,
+            "ei löytynyt väestötiedoista",
+            "deceased",
+        ),
+    ];
+    for (account, status, text, reason) in cases {
+        // Each in a new browser: the provider would otherwise keep its session (single sign-on).
+        app.new_browser();
+        let r = app.login(account).await;
+        assert_eq!(r.status, status, "{account}: {}", r.body);
+        assert!(r.body.contains(text), "{account}: {}", r.body);
+        assert!(r.set_cookie("kanta_session").is_none(), "{account}");
+        let actions = app.audit_actions().await;
+        assert!(
+            actions.contains(&(Action::FailedLogin, Some(format!("reason={reason}")))),
+            "{account}: {actions:?}"
+        );
+    }
+    app.new_browser();
+    let r = app.login("attributes").await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/confirm".to_string()),
+        "{}",
+        r.body
+    );
+    assert!(app
+        .get("/confirm")
+        .await
+        .body
+        .contains("Attribuutti Henkilö"));
+    let claimed = app
+        .store
+        .patient_key_for_hetu(&Hetu::parse("150390A904F").unwrap())
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    assert!(
+        app.store
+            .person(&Hetu::parse("150390A904F").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "no register entry made"
+    );
+    app.finish().await;
+}
+
+/// `state` binds the callback to the browser that left, once; `nonce` binds the token to the request.
+#[tokio::test]
+async fn state_and_nonce() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let cb = app.identify_at_provider("ok").await;
+    // Another browser (no login cookie) cannot use the callback.
+    let other = Page::of(browser().get(&cb).send().await.unwrap()).await;
+    assert_eq!(other.status, StatusCode::BAD_REQUEST);
+    assert!(
+        other.body.contains("ei kuulu tähän selaimeen"),
+        "{}",
+        other.body
+    );
+    // A forged state is refused.
+    let forged = cb.replace("state=", "state=x");
+    assert_eq!(app.get(&forged).await.status, StatusCode::BAD_REQUEST);
+    // The real one works once…
+    let ok = app.get(&cb).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    // …and not twice.
+    assert_eq!(app.get(&cb).await.status, StatusCode::BAD_REQUEST);
+
+    // Wrong nonce: swap the nonce of the login under way before the provider answers.
+    app.choose_account("ok").await;
+    let first = app.get("/login").await;
+    let state = between(&first.location(), "state=", "&");
+    let pending = app.store.login_take(&hash(&state)).await.unwrap().unwrap();
+    app.store
+        .login_begin(&PendingLogin {
+            nonce: "not-the-nonce-sent".into(),
+            ..pending
+        })
+        .await
+        .unwrap();
+    let cb = app.follow_to_callback(&first.location()).await;
+    let r = app.get(&cb).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&(Action::FailedLogin, Some("reason=nonce-mismatch".into()))));
+    app.finish().await;
+}
+
+/// An ID token past its `exp` (by our clock) is refused.
+#[tokio::test]
+async fn expired_id_token() {
+    let app = App::spawn(
+        Backend::Sqlite,
+        Opts {
+            id_token_ttl: 60,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let cb = app.identify_at_provider("ok").await;
+    app.clock.advance(time::Duration::minutes(3));
+    let r = app.get(&cb).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("vanheni"), "{}", r.body);
+    app.finish().await;
+}
+
+/// A token whose signature does not verify with the provider's published keys is refused.
+#[tokio::test]
+async fn foreign_signed_token() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let r = app
+        .http
+        .post(format!("{}/test-control/rogue-keys", app.idp))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = app.login("ok").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("ei voitu varmistaa"), "{}", r.body);
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&(Action::FailedLogin, Some("reason=bad-token".into()))));
+    app.finish().await;
+}
+
+struct DownRegister;
+
+#[async_trait]
+impl PopulationRegister for DownRegister {
+    async fn person(&self, _: &Hetu) -> Result<Option<PersonRecord>, String> {
+        Err("connection refused".into())
+    }
+}
+
+/// R-AUTH-2: the register unavailable means no login, with a message naming the population data.
+#[tokio::test]
+async fn register_unavailable_fails_closed() {
+    let app = App::spawn(
+        Backend::Sqlite,
+        Opts {
+            register: Some(Arc::new(DownRegister)),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let r = app.login("ok").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("Väestötietojärjestelmän"), "{}", r.body);
+    assert!(r.set_cookie("kanta_session").is_none());
+    app.finish().await;
+}
+
+/// R-AUTH-5: idle 29:59 lives, 30:00 has ended; background requests (the status check) never
+/// extend; the citizen's own requests do.
+#[tokio::test]
+async fn idle_timeout() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    app.login_confirmed().await;
+    let almost = time::Duration::minutes(29) + time::Duration::seconds(59);
+    app.clock.advance(almost);
+    let s: serde_json::Value = app
+        .http
+        .get(app.url("/session/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (s["active"].as_bool(), s["ends_in_seconds"].as_i64()),
+        (Some(true), Some(1)),
+        "{s}"
+    );
+    app.clock.advance(time::Duration::seconds(1));
+    let s: serde_json::Value = app
+        .http
+        .get(app.url("/session/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        s["active"], false,
+        "the status check did not extend it: {s}"
+    );
+    let front = app.get("/").await;
+    assert!(
+        front.body.contains("Istuntosi on päättynyt"),
+        "{}",
+        front.body
+    );
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&(Action::Logout, Some("reason=idle-timeout".into()))));
+
+    // Own requests extend: a page view at 29:59, then 29:59 more, is still live.
+    let csrf = app.login_confirmed().await;
+    app.clock.advance(almost);
+    assert!(app.get("/").await.body.contains("Hei, Testi"));
+    app.clock.advance(almost);
+    // The warning and the way to continue are on every page, without JavaScript.
+    let page = app.get("/").await;
+    assert!(
+        page.body.contains("Istuntosi päättyy klo")
+            && page.body.contains("action=\"/session/continue\"")
+    );
+    app.clock.advance(almost);
+    let r = app
+        .post("/session/continue", &[("csrf", &csrf), ("return", "/")])
+        .await;
+    assert_eq!(r.location(), "/");
+    app.clock.advance(almost);
+    assert!(app.get("/").await.body.contains("Hei, Testi"));
+    app.clock.advance(time::Duration::minutes(30));
+    assert!(!app.get("/").await.body.contains("Hei, Testi"));
+    app.finish().await;
+}
+
+/// The absolute lifetime ends a session however active it is.
+#[tokio::test]
+async fn absolute_lifetime() {
+    let policy = SessionPolicy {
+        absolute: Duration::from_secs(3600),
+        ..SessionPolicy::default()
+    };
+    let app = App::spawn(
+        Backend::Sqlite,
+        Opts {
+            policy,
+            ..Opts::default()
+        },
+    )
+    .await;
+    app.login_confirmed().await;
+    for _ in 0..2 {
+        app.clock.advance(time::Duration::minutes(25));
+        assert!(app.get("/").await.body.contains("Hei, Testi"));
+    }
+    app.clock
+        .advance(time::Duration::minutes(9) + time::Duration::seconds(59));
+    assert!(app.get("/").await.body.contains("Hei, Testi"), "59:59");
+    app.clock.advance(time::Duration::seconds(1));
+    assert!(
+        app.get("/").await.body.contains("Istuntosi on päättynyt"),
+        "60:00"
+    );
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&(Action::Logout, Some("reason=lifetime".into()))));
+    app.finish().await;
+}
+
+/// R-AUTH-4: logging out at the provider ends our session (back-channel logout).
+#[tokio::test]
+async fn logout_at_the_provider_ends_ours() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    app.login_confirmed().await;
+    let end = app
+        .http
+        .get(format!("{}/session/end", app.idp))
+        .send()
+        .await
+        .unwrap();
+    let form = end.text().await.unwrap();
+    let xsrf = between(&form, "name=\"xsrf\" value=\"", "\"");
+    let r = app
+        .http
+        .post(format!("{}/session/end/confirm", app.idp))
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let mut ended = false;
+    for _ in 0..50 {
+        if !app.get("/").await.body.contains("Hei, Testi") {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the provider's logout did not reach us");
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&(Action::Logout, Some("reason=provider-logout".into()))));
+    app.finish().await;
+}
+
+/// No session fixation: a planted id is never adopted; each login issues a new id and ends the
+/// browser's previous session.
+#[tokio::test]
+async fn session_fixation() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let planted = "planted-by-an-attacker";
+    // The attacker's cookie is in the browser before login.
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(
+        &format!("kanta_session={planted}; Path=/"),
+        &app.base.parse().unwrap(),
+    );
+    let victim = reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let app = App {
+        http: victim,
+        ..app
+    };
+    let first = app.login("ok").await;
+    let id1 = first.set_cookie("kanta_session").unwrap();
+    assert_ne!(id1, planted);
+    assert!(app
+        .store
+        .session_get(&hash(planted))
+        .await
+        .unwrap()
+        .is_none());
+    let with_planted = Page::of(
+        browser()
+            .get(app.url("/"))
+            .header("cookie", format!("kanta_session={planted}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(with_planted.body.contains("href=\"/login\""));
+    let second = app.login("ok").await;
+    let id2 = second.set_cookie("kanta_session").unwrap();
+    assert_ne!(id1, id2);
+    assert!(
+        app.store.session_get(&hash(&id1)).await.unwrap().is_none(),
+        "the old session ended"
+    );
+    assert!(app.store.session_get(&hash(&id2)).await.unwrap().is_some());
+    app.finish().await;
+}
+
+/// CSRF: a state-changing request needs the session's token and a same-origin request; GET does
+/// not log out.
+#[tokio::test]
+async fn csrf_and_methods() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let csrf = app.login_confirmed().await;
+    let no_token = app.post("/logout", &[("csrf", "")]).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let wrong = app.post("/logout", &[("csrf", "guess")]).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    for (name, value) in [
+        ("origin", "http://127.0.0.2:9"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/logout"))
+            .header(name, value)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    }
+    let get = app.get("/logout").await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        app.get("/").await.body.contains("Hei, Testi"),
+        "still logged in"
+    );
+    let ok = app.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    app.finish().await;
+}
+
+/// Logins and callbacks are rate limited per client address.
+#[tokio::test]
+async fn login_rate_limit() {
+    let app = App::spawn(
+        Backend::Sqlite,
+        Opts {
+            rate: 3,
+            ..Opts::default()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/login").await.status, StatusCode::SEE_OTHER);
+    }
+    let r = app.get("/login").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("Liian monta yritystä"));
+    app.finish().await;
+}
