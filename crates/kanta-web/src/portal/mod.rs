@@ -95,6 +95,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lang", post(set_lang))
         .route("/static/portal.css", get(css))
         .route("/static/session.js", get(js))
+        .route("/static/favicon.svg", get(favicon))
         .merge(test_idp::routes())
 }
 
@@ -149,18 +150,18 @@ fn security_headers(h: &mut HeaderMap, state: &AppState) {
     }
 }
 
-/// A state-changing request must come from our own pages: `Sec-Fetch-Site` (when the browser sends
-/// it) says same-origin or none, and `Origin` (when sent) is ours. Server-to-server calls send
-/// neither.
+/// A state-changing request must come from our own pages. `Sec-Fetch-Site` (sent by current
+/// browsers) must say same-origin (or none: typed by the user); then `Origin` may be `null`, which
+/// browsers send on form posts under `Referrer-Policy: no-referrer`. Without `Sec-Fetch-Site`, an
+/// `Origin` that is sent must be ours. Server-to-server calls send neither.
 fn same_origin(h: &HeaderMap, public_url: &str) -> bool {
-    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return false;
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => {
+            (site == "same-origin" || site == "none")
+                && origin.is_none_or(|o| o == "null" || o == oidc::origin_of(public_url))
         }
-    }
-    match h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(origin) => origin == oidc::origin_of(public_url),
-        None => true,
+        None => origin.is_none_or(|o| o == oidc::origin_of(public_url)),
     }
 }
 
@@ -1184,6 +1185,14 @@ async fn css() -> Response {
         .into_response()
 }
 
+async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=86400")],
+        include_str!("../../static/favicon.svg"),
+    )
+        .into_response()
+}
+
 async fn js() -> Response {
     (
         [
@@ -1229,6 +1238,13 @@ mod tests {
         h.remove("sec-fetch-site");
         h.insert("origin", HeaderValue::from_static("http://127.0.0.2:8080"));
         assert!(!same_origin(&h, "http://127.0.0.1:8080"));
+        // Under no-referrer, browsers send `Origin: null` on a same-origin form post.
+        h.insert("origin", HeaderValue::from_static("null"));
+        assert!(!same_origin(&h, "http://127.0.0.1:8080"), "null without Sec-Fetch-Site");
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h, "http://127.0.0.1:8080"));
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.2:8080"));
+        assert!(!same_origin(&h, "http://127.0.0.1:8080"), "a foreign origin even if same-site");
     }
 
     #[test]

@@ -1,0 +1,138 @@
+// The portal in a real browser (issue 3; R-AUTH-3, R-AUTH-5; WCAG 2.1 AA): Debian's chromium driven
+// by playwright-core, every page checked by axe-core for WCAG 2.1 A/AA violations.
+//
+// Usage: node portal.mjs BASE_URL SCREENSHOT_DIR
+// BASE_URL is a `kanta serve --demo` whose session warning shows a few seconds after a page loads
+// (scripts/test starts one with idle_seconds = 40, warn_seconds = 34). In each language: the
+// public front page, log in through the built-in test identification service, confirm, the front
+// page (screenshot), the idle warning dialog and "continue", switch language, log out.
+// Prints one line per check and a closing `test result:` line like cargo's; exits 1 on failure.
+import { chromium } from 'playwright-core';
+import AxeBuilder from '@axe-core/playwright';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [base, shots = 'screenshots'] = process.argv.slice(2);
+if (!base) { console.error('usage: node portal.mjs BASE_URL [SCREENSHOT_DIR]'); process.exit(2); }
+fs.mkdirSync(shots, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    passed += 1;
+    console.log(`test browser::${name} ... ok`);
+  } catch (e) {
+    failed += 1;
+    console.log(`test browser::${name} ... FAILED\n    ${String(e && e.stack || e).split('\n').slice(0, 4).join('\n    ')}`);
+  }
+}
+function expect(cond, msg) { if (!cond) throw new Error(msg); }
+
+async function axe(page, what) {
+  const r = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  const v = r.violations.map((x) => `${x.id} (${x.impact}): ${x.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  expect(v.length === 0, `${what}: axe found ${v.length} WCAG violation(s):\n      ${v.join('\n      ')}`);
+}
+
+const WORDS = {
+  fi: { login: 'Kirjaudu sisään', hello: 'Hei,', confirm: 'Jatka', logout: 'Kirjaudu ulos', cont: 'Jatka istuntoa', out: 'Olet kirjautunut ulos' },
+  sv: { login: 'Logga in', hello: 'Hej,', confirm: 'Fortsätt', logout: 'Logga ut', cont: 'Fortsätt sessionen', out: 'Du har loggat ut' },
+  en: { login: 'Log in', hello: 'Hello,', confirm: 'Continue', logout: 'Log out', cont: 'Continue session', out: 'You have logged out' },
+};
+const NEXT = { fi: 'sv', sv: 'en', en: 'fi' };
+const NATIVE = { fi: 'Suomeksi', sv: 'På svenska', en: 'In English' };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-dev-shm-usage'],
+});
+try {
+  for (const lang of ['fi', 'sv', 'en']) {
+    const w = WORDS[lang];
+    const context = await browser.newContext({ locale: `${lang}-FI` });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('pageerror', (e) => errors.push(String(e)));
+
+    await check(`${lang}::public_front_page`, async () => {
+      await page.goto(base + '/');
+      expect(await page.getAttribute('html', 'lang') === lang, 'html lang');
+      await axe(page, 'public front page');
+      await page.screenshot({ path: path.join(shots, `public-${lang}.png`), fullPage: true });
+      // Keyboard: the first Tab reaches the skip link, and it shows.
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement.classList.contains('skip')), 'skip link first in tab order');
+    });
+
+    await check(`${lang}::login_through_test_identification`, async () => {
+      await page.getByRole('link', { name: w.login }).click();
+      await page.waitForURL(/\/test-idp\/authorize/);
+      await axe(page, 'test identification page');
+      // The first demo person (an adult), with online banking codes.
+      await page.locator('ul.people button').first().click();
+      await page.waitForURL(/\/confirm$/);
+      await axe(page, 'confirm page');
+      const facts = await page.locator('dl.facts').innerText();
+      expect(/\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]/.test(facts), `the HETU is shown: ${facts}`);
+      await page.getByRole('button', { name: w.confirm, exact: true }).click();
+      await page.waitForURL(base + '/');
+      const h1 = await page.locator('h1').innerText();
+      expect(h1.startsWith(w.hello), `front page greets: ${h1}`);
+      await axe(page, 'front page');
+      await page.screenshot({ path: path.join(shots, `front-${lang}.png`), fullPage: true });
+    });
+
+    await check(`${lang}::idle_warning_and_continue`, async () => {
+      // The warning opens before the idle timeout; "continue" keeps the session.
+      const dialog = page.locator('dialog#timeout-warning');
+      await dialog.waitFor({ state: 'visible', timeout: 20000 });
+      await axe(page, 'session warning');
+      await page.screenshot({ path: path.join(shots, `warning-${lang}.png`) });
+      await dialog.getByRole('button', { name: w.cont }).click();
+      await page.waitForURL(base + '/');
+      expect((await page.locator('h1').innerText()).startsWith(w.hello), 'still logged in after continue');
+    });
+
+    await check(`${lang}::switch_language_is_remembered`, async () => {
+      const next = NEXT[lang];
+      await page.getByRole('button', { name: NATIVE[next] }).click();
+      await page.waitForURL(base + '/');
+      expect(await page.getAttribute('html', 'lang') === next, 'switched');
+      await page.reload();
+      expect(await page.getAttribute('html', 'lang') === next, 'remembered');
+      await page.getByRole('button', { name: NATIVE[lang] }).click();
+      await page.waitForURL(base + '/');
+      expect(await page.getAttribute('html', 'lang') === lang, 'switched back');
+    });
+
+    await check(`${lang}::logout`, async () => {
+      await page.getByRole('button', { name: w.logout }).click();
+      await page.waitForURL(/\/logged-out$/);
+      expect((await page.locator('h1').innerText()).includes(w.out), 'logged-out page');
+      await axe(page, 'logged-out page');
+      await page.goto(base + '/');
+      expect(await page.getByRole('link', { name: w.login }).isVisible(), 'back to the public page');
+      expect(errors.length === 0, `no console errors: ${errors.join('; ')}`);
+    });
+    await context.close();
+  }
+
+  await check('refusal_page_is_accessible', async () => {
+    const context = await browser.newContext({ locale: 'fi-FI' });
+    const page = await context.newPage();
+    await page.goto(base + '/login');
+    await page.getByLabel(/testihenkilötunnus/i).fill('010594Y9022');
+    await page.getByRole('button', { name: 'Tunnistaudu' }).click();
+    await page.waitForURL(/\/auth\/callback/);
+    expect((await page.locator('main').innerText()).includes('ei ole kelvollinen'), 'invalid HETU refused');
+    await axe(page, 'refusal page');
+    await context.close();
+  });
+} finally {
+  await browser.close();
+}
+console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed; 0 ignored`);
+process.exit(failed ? 1 : 0);
