@@ -874,11 +874,11 @@ macro_rules! backend {
                 rows.iter().map(session_row).collect()
             }
 
-            async fn sessions_prune(&self, idle_before: i64, now: i64, login_before: i64) -> Result<u64> {
-                let gone = sqlx::query("DELETE FROM portal_session WHERE last_active_at < $1 OR absolute_expiry <= $2")
-                    .bind(idle_before).bind(now).execute(&self.write).await?;
+            async fn sessions_prune(&self, idle_before: i64, now: i64, login_before: i64) -> Result<Vec<SessionRow>> {
+                let gone = sqlx::query(&format!("DELETE FROM portal_session WHERE last_active_at <= $1 OR absolute_expiry <= $2 RETURNING {SESSION_COLUMNS}"))
+                    .bind(idle_before).bind(now).fetch_all(&self.write).await?;
                 sqlx::query("DELETE FROM portal_login WHERE created_at < $1").bind(login_before).execute(&self.write).await?;
-                Ok(gone.rows_affected())
+                gone.iter().map(session_row).collect()
             }
 
             async fn login_begin(&self, l: &PendingLogin) -> Result<()> {

@@ -725,10 +725,14 @@ async fn sessions(s: &dyn Store) {
 
     s.session_insert(&row("d", None, 50_000)).await.unwrap();
     // Idle before 3_000: a (2_000) goes, d (50_000) stays.
-    assert_eq!(s.sessions_prune(3_000, 10_000, 0).await.unwrap(), 1);
+    let gone = s.sessions_prune(3_000, 10_000, 0).await.unwrap();
+    assert_eq!(
+        gone.iter().map(|r| r.id_hash.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
     assert!(s.session_get("a").await.unwrap().is_none());
     // Past the absolute expiry: d goes too.
-    assert_eq!(s.sessions_prune(0, 100_000, 0).await.unwrap(), 1);
+    assert_eq!(s.sessions_prune(0, 100_000, 0).await.unwrap().len(), 1);
 
     let login = PendingLogin {
         state_hash: "st".into(),

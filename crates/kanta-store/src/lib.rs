@@ -309,9 +309,14 @@ pub trait Store: Send + Sync + 'static {
         sid: Option<&str>,
         sub: Option<&str>,
     ) -> Result<Vec<SessionRow>>;
-    /// Delete sessions idle since before `idle_before` or past their absolute expiry at `now`, and
-    /// logins begun before `login_before`. Returns how many sessions went.
-    async fn sessions_prune(&self, idle_before: i64, now: i64, login_before: i64) -> Result<u64>;
+    /// Delete sessions idle since `idle_before` or earlier, or past their absolute expiry at `now`, and
+    /// logins begun before `login_before`. Returns the sessions that went (for their audit records).
+    async fn sessions_prune(
+        &self,
+        idle_before: i64,
+        now: i64,
+        login_before: i64,
+    ) -> Result<Vec<SessionRow>>;
     async fn login_begin(&self, login: &PendingLogin) -> Result<()>;
     /// Take (and delete) a login under way; `None` if unknown or already taken.
     async fn login_take(&self, state_hash: &str) -> Result<Option<PendingLogin>>;

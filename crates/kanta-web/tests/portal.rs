@@ -50,6 +50,7 @@ struct App {
     idp: String,
     http: reqwest::Client,
     clock: Clock,
+    state: AppState,
     store: Arc<dyn Store>,
     _node: Node,
     db: Option<TestDb>,
@@ -163,10 +164,11 @@ impl App {
         )
         .with_portal(portal);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(kanta_web::serve(listener, state, async move {
+        tokio::spawn(kanta_web::serve(listener, state.clone(), async move {
             let _ = rx.await;
         }));
         App {
+            state,
             http: browser(),
             store: db.store.clone(),
             base,
@@ -912,5 +914,28 @@ async fn login_rate_limit() {
     let r = app.get("/login").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.contains("Liian monta yritystä"));
+    app.finish().await;
+}
+
+/// Sessions nobody returns to are ended by the periodic pruning, and each end is audited.
+#[tokio::test]
+async fn idle_sessions_are_pruned_and_audited() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    app.login_confirmed().await;
+    app.clock.advance(time::Duration::minutes(29));
+    assert_eq!(
+        kanta_web::portal::prune_sessions(&app.state).await.unwrap(),
+        0
+    );
+    app.clock.advance(time::Duration::minutes(1));
+    assert_eq!(
+        kanta_web::portal::prune_sessions(&app.state).await.unwrap(),
+        1
+    );
+    let actions = app.audit_actions().await;
+    assert!(
+        actions.contains(&(Action::Logout, Some("reason=idle-timeout".into()))),
+        "{actions:?}"
+    );
     app.finish().await;
 }

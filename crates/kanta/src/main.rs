@@ -386,6 +386,18 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
             tracing::info!(%addr, backend = ?store.backend(), demo, test_idp = portal.test_idp.is_some(), "kanta is listening");
             let state =
                 AppState::new(store, audit, config, clock, &token_secret).with_portal(portal);
+            let pruning = state.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    match kanta_web::portal::prune_sessions(&pruning).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "ended idle sessions"),
+                        Err(e) => tracing::error!(error = %e, "session pruning failed"),
+                    }
+                }
+            });
             kanta_web::serve(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

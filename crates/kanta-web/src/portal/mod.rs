@@ -404,6 +404,41 @@ async fn load_session(
     }
 }
 
+/// End sessions nobody came back to (and logins never finished), auditing each end. Run
+/// periodically by the server; ended sessions met by a request are handled at once in
+/// [`load_session`] instead.
+pub async fn prune_sessions(state: &AppState) -> Result<usize, String> {
+    let now = state.clock.now();
+    let now_ms = kanta_fhir::datetime::millis(now);
+    let policy = state.portal.policy;
+    let gone = state
+        .store
+        .sessions_prune(
+            now_ms - millis(policy.idle),
+            now_ms,
+            now_ms - millis(policy.login_window),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let records: Vec<AuditRecord> = gone
+        .iter()
+        .map(|s| {
+            let reason = if policy.standing(s, now_ms) == Standing::Expired {
+                "lifetime"
+            } else {
+                "idle-timeout"
+            };
+            session_record(s, Action::Logout, Outcome::Success, reason, now, None)
+        })
+        .collect();
+    state
+        .audit
+        .commit(records)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(gone.len())
+}
+
 enum SessionLookup {
     None,
     /// There was a cookie, but its session has ended (timed out, logged out elsewhere).
@@ -1187,7 +1222,10 @@ async fn css() -> Response {
 
 async fn favicon() -> Response {
     (
-        [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=86400")],
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
         include_str!("../../static/favicon.svg"),
     )
         .into_response()
@@ -1240,11 +1278,17 @@ mod tests {
         assert!(!same_origin(&h, "http://127.0.0.1:8080"));
         // Under no-referrer, browsers send `Origin: null` on a same-origin form post.
         h.insert("origin", HeaderValue::from_static("null"));
-        assert!(!same_origin(&h, "http://127.0.0.1:8080"), "null without Sec-Fetch-Site");
+        assert!(
+            !same_origin(&h, "http://127.0.0.1:8080"),
+            "null without Sec-Fetch-Site"
+        );
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert!(same_origin(&h, "http://127.0.0.1:8080"));
         h.insert("origin", HeaderValue::from_static("http://127.0.0.2:8080"));
-        assert!(!same_origin(&h, "http://127.0.0.1:8080"), "a foreign origin even if same-site");
+        assert!(
+            !same_origin(&h, "http://127.0.0.1:8080"),
+            "a foreign origin even if same-site"
+        );
     }
 
     #[test]
