@@ -5,7 +5,8 @@
 // BASE_URL is a `kanta serve --demo` whose session warning shows a few seconds after a page loads
 // (scripts/test starts one with idle_seconds = 40, warn_seconds = 34). In each language: the
 // public front page, log in through the built-in test identification service, confirm, the front
-// page (screenshot), the idle warning dialog and "continue", switch language, log out.
+// page (screenshot), the disclosure log, the idle warning dialog and "continue", switch language,
+// log out.
 // Prints one line per check and a closing `test result:` line like cargo's; exits 1 on failure.
 import { chromium } from 'playwright-core';
 import AxeBuilder from '@axe-core/playwright';
@@ -37,9 +38,9 @@ async function axe(page, what) {
 }
 
 const WORDS = {
-  fi: { login: 'Kirjaudu sisään', hello: 'Hei,', confirm: 'Jatka', logout: 'Kirjaudu ulos', cont: 'Jatka istuntoa', out: 'Olet kirjautunut ulos' },
-  sv: { login: 'Logga in', hello: 'Hej,', confirm: 'Fortsätt', logout: 'Logga ut', cont: 'Fortsätt sessionen', out: 'Du har loggat ut' },
-  en: { login: 'Log in', hello: 'Hello,', confirm: 'Continue', logout: 'Log out', cont: 'Continue session', out: 'You have logged out' },
+  fi: { disclosures: 'Tietojeni luovutukset ja käyttö', back: 'Etusivulle', login: 'Kirjaudu sisään', hello: 'Hei,', confirm: 'Jatka', logout: 'Kirjaudu ulos', cont: 'Jatka istuntoa', out: 'Olet kirjautunut ulos' },
+  sv: { disclosures: 'Utlämnande och användning av mina uppgifter', back: 'Till startsidan', login: 'Logga in', hello: 'Hej,', confirm: 'Fortsätt', logout: 'Logga ut', cont: 'Fortsätt sessionen', out: 'Du har loggat ut' },
+  en: { disclosures: 'Disclosure and use of my data', back: 'To the front page', login: 'Log in', hello: 'Hello,', confirm: 'Continue', logout: 'Log out', cont: 'Continue session', out: 'You have logged out' },
 };
 const NEXT = { fi: 'sv', sv: 'en', en: 'fi' };
 const NATIVE = { fi: 'Suomeksi', sv: 'På svenska', en: 'In English' };
@@ -83,6 +84,17 @@ try {
       expect(h1.startsWith(w.hello), `front page greets: ${h1}`);
       await axe(page, 'front page');
       await page.screenshot({ path: path.join(shots, `front-${lang}.png`), fullPage: true });
+    });
+
+    await check(`${lang}::disclosure_log`, async () => {
+      await page.getByRole('link', { name: w.disclosures }).click();
+      await page.waitForURL(/\/disclosures$/);
+      // The demo's providers stored this person's records: their use is listed.
+      expect(await page.locator('table.list tbody tr').count() > 0, 'organisations listed');
+      await axe(page, 'disclosure log');
+      await page.screenshot({ path: path.join(shots, `disclosures-${lang}.png`), fullPage: true });
+      await page.getByRole('link', { name: w.back }).click();
+      await page.waitForURL(base + '/');
     });
 
     await check(`${lang}::idle_warning_and_continue`, async () => {

@@ -939,3 +939,66 @@ async fn idle_sessions_are_pruned_and_audited() {
     );
     app.finish().await;
 }
+
+/// R-VIEW-5: the disclosure log shows which organisations processed the citizen's data (not the
+/// citizen's own logins); viewing it is itself audited.
+#[tokio::test]
+async fn disclosure_log() {
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    app.login_confirmed().await;
+    let key = app
+        .store
+        .patient_key_for_hetu(&Hetu::parse(HETU).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let empty = app.get("/disclosures").await;
+    assert!(
+        empty.body.contains("Tietojasi ei ole käsitelty"),
+        "{}",
+        empty.body
+    );
+    let now = kanta_fhir::datetime::millis(app.clock.now());
+    app.state
+        .audit
+        .commit(vec![AuditRecord {
+            recorded_at: now,
+            patient: Some(key),
+            actor: kanta_domain::audit::Actor::Organisation {
+                org: kanta_domain::ids::OrgId::new("org-hus"),
+                client_id: "hus-ehr".into(),
+                professional: None,
+                purpose: Some("care".into()),
+            },
+            on_behalf_of: None,
+            action: Action::Read,
+            entities: vec!["Observation/1".into(), "Observation/2".into()],
+            query: None,
+            outcome: kanta_domain::audit::Outcome::Success,
+            request_id: None,
+        }])
+        .await
+        .unwrap();
+    let page = app.get("/disclosures").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("org-hus") && page.body.contains("Luki tietoja"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("<tr><td>").count(),
+        1,
+        "only the organisation's use: {}",
+        page.body
+    );
+    let actions = app.audit_actions().await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|(a, _)| *a == Action::AuditRead)
+            .count(),
+        2
+    );
+    app.finish().await;
+}

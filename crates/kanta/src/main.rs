@@ -340,10 +340,6 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 .unwrap_or_else(|| "127.0.0.1:8080".to_string());
             let store = open(&r).await?;
             let clock = Clock::System;
-            if demo && !seed::is_seeded(&store).await? {
-                tracing::info!("seeding the demo population (first start)");
-                seed::seed(&store, clock.now()).await?;
-            }
             let token_secret = match (
                 file.token_secret
                     .clone()
@@ -382,6 +378,10 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     witness_file: file.audit_witness_file.clone(),
                 },
             );
+            if demo && !seed::is_seeded(&store).await? {
+                tracing::info!("seeding the demo population (first start)");
+                seed::seed(&store, &audit, clock.now()).await?;
+            }
             let portal = portal_setup(&store, &file, &config.public_url, demo)?;
             tracing::info!(%addr, backend = ?store.backend(), demo, test_idp = portal.test_idp.is_some(), "kanta is listening");
             let state =

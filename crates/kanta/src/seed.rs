@@ -26,7 +26,11 @@ pub async fn is_seeded(store: &Arc<dyn Store>) -> Result<bool, String> {
 }
 
 /// Seed everything. Idempotent in effect only if the database is fresh; callers check [`is_seeded`].
-pub async fn seed(store: &Arc<dyn Store>, now: OffsetDateTime) -> Result<(), String> {
+pub async fn seed(
+    store: &Arc<dyn Store>,
+    audit: &kanta_store::audit::AuditLog,
+    now: OffsetDateTime,
+) -> Result<(), String> {
     let today = now.date();
     // Organisations: shared reference data, written by the operator.
     let mut ops = vec![];
@@ -87,11 +91,30 @@ pub async fn seed(store: &Arc<dyn Store>, now: OffsetDateTime) -> Result<(), Str
         let (req, _) =
             kanta_web::bundle_write_request(OrgId::new(&client.organisation), sub.bundle)
                 .map_err(|e| format!("demo submission {i}: {e}"))?;
-        // Written, not released: nothing leaves the process, so nothing to audit.
-        let _stored = store
-            .write(req, now)
+        // Through the providers' own path: each submission is in the audit log as the provider's
+        // write, so the demo citizens' disclosure logs (R-VIEW-5) show who stored what.
+        let access = kanta_store::audit::Access {
+            actor: kanta_domain::audit::Actor::Organisation {
+                org: OrgId::new(&client.organisation),
+                client_id: client.client_id.clone(),
+                professional: None,
+                purpose: Some("care".into()),
+            },
+            on_behalf_of: None,
+            action: kanta_domain::audit::Action::Create,
+            query: None,
+            request_id: None,
+            now_ms: kanta_fhir::datetime::millis(now),
+            subject: None,
+        };
+        let committed = store
+            .write_audited(req, now, &access)
             .await
             .map_err(|e| format!("demo submission {i}: {e}"))?;
+        audit
+            .settle(committed, &access)
+            .await
+            .map_err(|e| format!("demo submission {i}: audit: {e}"))?;
     }
     Ok(())
 }

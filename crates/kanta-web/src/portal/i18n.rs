@@ -175,6 +175,8 @@ mod tests {
                 "\"language-",
                 "\"footer-",
                 "\"back-",
+                "\"disclosures-",
+                "\"action-",
             ] {
                 for (i, _) in text.match_indices(prefix) {
                     let rest = &text[i + 1..];

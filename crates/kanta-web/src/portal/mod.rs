@@ -93,6 +93,7 @@ pub fn routes() -> Router<AppState> {
         .route("/session/continue", post(continue_session))
         .route("/session/status", get(session_status))
         .route("/lang", post(set_lang))
+        .route("/disclosures", get(disclosures))
         .route("/static/portal.css", get(css))
         .route("/static/session.js", get(js))
         .route("/static/favicon.svg", get(favicon))
@@ -285,6 +286,23 @@ struct Confirm<'a> {
     hetu: &'a str,
 }
 
+/// One line of the disclosure log as the citizen sees it.
+pub struct Disclosure {
+    pub when: String,
+    pub organisation: String,
+    pub system: String,
+    pub action: String,
+    pub items: usize,
+}
+
+#[derive(Template)]
+#[template(path = "disclosures.html")]
+struct Disclosures<'a> {
+    ui: &'a Ui,
+    rows: Vec<Disclosure>,
+    acting_for_other: bool,
+}
+
 #[derive(Template)]
 #[template(path = "message.html")]
 struct Message<'a> {
@@ -320,12 +338,10 @@ pub fn error_page(lang: Lang, status: StatusCode, key: &str) -> Response {
     res
 }
 
-/// Finnish local time `HH.MM` for a UTC instant (EU summer time: last Sunday of March 01:00 UTC to
-/// last Sunday of October 01:00 UTC, +3; otherwise +2).
-pub fn helsinki_hm(ms: i64) -> String {
-    let Ok(t) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
-        return String::new();
-    };
+/// Finnish local time for a UTC instant (ms since the epoch). EU summer time: from the last Sunday
+/// of March 01:00 UTC to the last Sunday of October 01:00 UTC, UTC+3; otherwise UTC+2.
+pub fn helsinki(ms: i64) -> Option<time::PrimitiveDateTime> {
+    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
     let last_sunday = |month: time::Month| {
         let mut d = time::Date::from_calendar_date(t.year(), month, 31).unwrap_or(time::Date::MIN);
         while d.weekday() != time::Weekday::Sunday {
@@ -335,7 +351,30 @@ pub fn helsinki_hm(ms: i64) -> String {
     };
     let summer = t >= last_sunday(time::Month::March) && t < last_sunday(time::Month::October);
     let local = t + time::Duration::hours(if summer { 3 } else { 2 });
-    format!("{:02}.{:02}", local.hour(), local.minute())
+    Some(time::PrimitiveDateTime::new(local.date(), local.time()))
+}
+
+/// `HH.MM`, Finnish local time.
+pub fn helsinki_hm(ms: i64) -> String {
+    helsinki(ms)
+        .map(|l| format!("{:02}.{:02}", l.hour(), l.minute()))
+        .unwrap_or_default()
+}
+
+/// `d.m.yyyy HH.MM`, Finnish local time.
+pub fn helsinki_datetime(ms: i64) -> String {
+    helsinki(ms)
+        .map(|l| {
+            format!(
+                "{}.{}.{} {:02}.{:02}",
+                l.day(),
+                u8::from(l.month()),
+                l.year(),
+                l.hour(),
+                l.minute()
+            )
+        })
+        .unwrap_or_default()
 }
 
 // --- sessions ------------------------------------------------------------------------------
@@ -1209,6 +1248,104 @@ async fn backchannel_logout(
     (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
 }
 
+/// How many of the newest audit records the disclosure view scans, and shows.
+const DISCLOSURE_SCAN: usize = 2000;
+const DISCLOSURE_SHOW: usize = 200;
+
+/// The disclosure log (R-VIEW-5, R-CONSENT-3): which care units, pharmacies and other organisations
+/// have processed the citizen's data through the platform, read from the audit log. Not available
+/// when acting for another person. Reading it is itself audited, before the page is sent.
+async fn disclosures(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: crate::RequestId,
+) -> Response {
+    let now = state.clock.now();
+    let lang = lang_of(&headers);
+    let s = match load_session(&state, &headers, now, true).await {
+        Ok(SessionLookup::Live(s)) if s.confirmed => s,
+        Ok(SessionLookup::Live(_)) => return see_other("/confirm"),
+        Ok(_) => return see_other("/"),
+        Err(res) => return res,
+    };
+    let ui = ui_for(&state, lang, "/disclosures", Some(&s), "");
+    if s.acting_for.is_some() {
+        return render(&Disclosures {
+            ui: &ui,
+            rows: vec![],
+            acting_for_other: true,
+        });
+    }
+    let records = match state
+        .store
+        .audit_of_patient(s.patient_key, DISCLOSURE_SCAN)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "audit log unreadable");
+            return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+        }
+    };
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut rows = vec![];
+    for stored in &records {
+        let Ok(rec) = serde_json::from_str::<AuditRecord>(&stored.body) else {
+            continue;
+        };
+        let Actor::Organisation { org, client_id, .. } = &rec.actor else {
+            continue;
+        };
+        let key = match rec.action {
+            Action::Read => "action-read",
+            Action::Search => "action-search",
+            Action::Create => "action-create",
+            Action::Update => "action-update",
+            Action::Export => "action-export",
+            _ => "action-other",
+        };
+        if !names.contains_key(client_id) {
+            let name = match state.store.client(client_id).await {
+                Ok(Some(c)) => c.name,
+                _ => client_id.clone(),
+            };
+            names.insert(client_id.clone(), name);
+        }
+        rows.push(Disclosure {
+            when: helsinki_datetime(rec.recorded_at),
+            organisation: org.as_str().to_string(),
+            system: names.get(client_id).cloned().unwrap_or_default(),
+            action: tr(lang, key, &[]),
+            items: rec.entities.len(),
+        });
+        if rows.len() == DISCLOSURE_SHOW {
+            break;
+        }
+    }
+    let record = AuditRecord {
+        recorded_at: kanta_fhir::datetime::millis(now),
+        patient: Some(s.patient_key),
+        actor: Actor::Citizen {
+            person: s.patient_key,
+        },
+        on_behalf_of: None,
+        action: Action::AuditRead,
+        entities: vec![],
+        query: Some("view=disclosures".into()),
+        outcome: Outcome::Success,
+        request_id: request_id.0,
+    };
+    if let Err(e) = state.audit.commit(vec![record]).await {
+        tracing::error!(error = %e, "audit log unavailable for the disclosure view");
+        return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+    }
+    render(&Disclosures {
+        ui: &ui,
+        rows,
+        acting_for_other: false,
+    })
+}
+
 async fn css() -> Response {
     (
         [
@@ -1254,6 +1391,8 @@ mod tests {
         // Summer time begins 2026-03-29 01:00 UTC.
         assert_eq!(helsinki_hm(1_774_745_940_000), "02.59");
         assert_eq!(helsinki_hm(1_774_746_000_000), "04.00");
+        // 2026-12-31 23:30 UTC is already 2027 in Helsinki.
+        assert_eq!(helsinki_datetime(1_798_759_800_000), "1.1.2027 01.30");
     }
 
     #[test]
