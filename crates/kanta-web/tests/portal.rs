@@ -32,6 +32,7 @@ struct Opts {
     register: Option<Arc<dyn PopulationRegister>>,
     policy: SessionPolicy,
     rate: u32,
+    client_ip_header: Option<&'static str>,
 }
 
 impl Default for Opts {
@@ -41,6 +42,7 @@ impl Default for Opts {
             register: None,
             policy: SessionPolicy::default(),
             rate: 1000,
+            client_ip_header: None,
         }
     }
 }
@@ -152,6 +154,7 @@ impl App {
         ))));
         portal.policy = opts.policy;
         portal.limiter = Arc::new(RateLimiter::new(opts.rate));
+        portal.client_ip_header = opts.client_ip_header.map(str::to_string);
         if let Some(r) = opts.register {
             portal.register = r;
         }
@@ -914,6 +917,33 @@ async fn login_rate_limit() {
     let r = app.get("/login").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.contains("Liian monta yritystä"));
+    app.finish().await;
+
+    // Behind a load balancer the limit counts the addresses it reports (the last entry, which the
+    // balancer appended; what the client put before it does not count), not the balancer's own.
+    let app = App::spawn(
+        Backend::Sqlite,
+        Opts {
+            rate: 1,
+            client_ip_header: Some("x-forwarded-for"),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let login_from = |xff: &'static str| {
+        let r = app
+            .http
+            .get(app.url("/login"))
+            .header("x-forwarded-for", xff);
+        async move { r.send().await.unwrap().status() }
+    };
+    assert_eq!(login_from("10.0.0.1").await, StatusCode::SEE_OTHER);
+    assert_eq!(login_from("10.0.0.1").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login_from("10.0.0.2").await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        login_from("192.0.2.7, 10.0.0.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     app.finish().await;
 }
 

@@ -98,6 +98,9 @@ pub struct SessionConfig {
     pub warn_seconds: Option<u64>,
     /// Logins and callbacks per client address per minute, per instance (default 30).
     pub login_rate_per_minute: Option<u32>,
+    /// Behind a load balancer: the header carrying the client's address (e.g. `x-forwarded-for`),
+    /// so that rate limits count clients, not the balancer.
+    pub client_ip_header: Option<String>,
 }
 
 impl FileConfig {

@@ -257,6 +257,7 @@ fn portal_setup(
             "session: idle_seconds must be > 0 and absolute_seconds >= idle_seconds".into(),
         );
     }
+    portal.client_ip_header = s.client_ip_header.clone();
     if let Some(n) = s.login_rate_per_minute {
         portal.limiter = Arc::new(kanta_web::portal::RateLimiter::new(n));
     }

@@ -64,6 +64,9 @@ pub struct Portal {
     pub cookies: Cookies,
     pub limiter: Arc<RateLimiter>,
     pub test_idp: Option<Arc<test_idp::TestIdp>>,
+    /// Behind a load balancer: the header it puts the client's address in (e.g. `x-forwarded-for`;
+    /// its last entry is taken, the one the balancer appended). Without it the peer address is used.
+    pub client_ip_header: Option<String>,
 }
 
 impl Portal {
@@ -77,6 +80,7 @@ impl Portal {
             },
             limiter: Arc::new(RateLimiter::new(30)),
             test_idp: None,
+            client_ip_header: None,
         }
     }
 }
@@ -203,8 +207,24 @@ impl RateLimiter {
     }
 }
 
-fn peer(req_ext: &axum::http::Extensions) -> IpAddr {
-    req_ext
+/// The client's address for rate limiting: from the load balancer's header when one is configured,
+/// else the TCP peer.
+fn client_ip(portal: &Portal, req: &Request) -> IpAddr {
+    if let Some(name) = &portal.client_ip_header {
+        // Strictly the last entry: an earlier one is whatever the client sent.
+        let last = req
+            .headers()
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = last {
+            return ip;
+        }
+    }
+    req.extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
@@ -608,7 +628,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
     let lang = lang_of(&headers);
     let now = state.clock.now();
-    if !state.portal.limiter.allow(peer(req.extensions()), now) {
+    if !state
+        .portal
+        .limiter
+        .allow(client_ip(&state.portal, &req), now)
+    {
         return error_page(lang, StatusCode::TOO_MANY_REQUESTS, "error-rate-limited");
     }
     let Some(ident) = state.portal.identification.clone() else {
@@ -731,7 +755,11 @@ async fn callback(
     let headers = req.headers().clone();
     let now = state.clock.now();
     let lang = lang_of(&headers);
-    if !state.portal.limiter.allow(peer(req.extensions()), now) {
+    if !state
+        .portal
+        .limiter
+        .allow(client_ip(&state.portal, &req), now)
+    {
         return error_page(lang, StatusCode::TOO_MANY_REQUESTS, "error-rate-limited");
     }
     // The login cookie is cleared only by the callback that matches it: a forged callback must
