@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and never reads the clock. `now` is a parameter.
 
 pub mod audit;
+pub mod display;
 pub mod hetu;
 pub mod ids;
 pub mod merkle;
