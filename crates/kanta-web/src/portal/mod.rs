@@ -1049,6 +1049,26 @@ struct CsrfForm {
     lang: Option<String>,
 }
 
+/// For a state-changing request: the live session, if its CSRF token matches the form's. `Ok(None)`:
+/// no live session (the caller redirects); `Err`: the response to send (store down, bad token).
+async fn posting_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    form_csrf: &str,
+    now: OffsetDateTime,
+    touch: bool,
+) -> Result<Option<Box<SessionRow>>, Response> {
+    match load_session(state, headers, now, touch).await? {
+        SessionLookup::Live(s) if csrf_ok(form_csrf, &s.csrf_token) => Ok(Some(s)),
+        SessionLookup::Live(_) => Err(error_page(
+            lang_of(headers),
+            StatusCode::FORBIDDEN,
+            "error-cross-site",
+        )),
+        _ => Ok(None),
+    }
+}
+
 async fn confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1056,18 +1076,15 @@ async fn confirm(
 ) -> Response {
     let now = state.clock.now();
     let lang = lang_of(&headers);
-    match load_session(&state, &headers, now, true).await {
-        Ok(SessionLookup::Live(s)) => {
-            if !csrf_ok(&form.csrf, &s.csrf_token) {
-                return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
-            }
+    match posting_session(&state, &headers, &form.csrf, now, false).await {
+        Ok(Some(s)) => {
             if let Err(e) = state.store.session_confirm(&s.id_hash).await {
                 tracing::error!(error = %e, "confirm failed");
                 return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
             }
             see_other("/")
         }
-        Ok(_) => see_other("/"),
+        Ok(None) => see_other("/"),
         Err(res) => res,
     }
 }
@@ -1082,14 +1099,11 @@ async fn logout(
 ) -> Response {
     let now = state.clock.now();
     let lang = lang_of(&headers);
-    let session = match load_session(&state, &headers, now, false).await {
-        Ok(SessionLookup::Live(s)) => s,
-        Ok(_) => return see_other("/logged-out"),
+    let session = match posting_session(&state, &headers, &form.csrf, now, false).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return see_other("/logged-out"),
         Err(res) => return res,
     };
-    if !csrf_ok(&form.csrf, &session.csrf_token) {
-        return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
-    }
     match state.store.session_delete(&session.id_hash).await {
         Ok(_) => {}
         Err(e) => {
@@ -1146,11 +1160,8 @@ async fn continue_session(
 ) -> Response {
     let now = state.clock.now();
     let lang = lang_of(&headers);
-    match load_session(&state, &headers, now, false).await {
-        Ok(SessionLookup::Live(s)) => {
-            if !csrf_ok(&form.csrf, &s.csrf_token) {
-                return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
-            }
+    match posting_session(&state, &headers, &form.csrf, now, false).await {
+        Ok(Some(s)) => {
             if let Err(e) = state
                 .store
                 .session_touch(&s.id_hash, kanta_fhir::datetime::millis(now))
@@ -1161,7 +1172,7 @@ async fn continue_session(
             }
             see_other(&local_path(form.return_to.as_deref()))
         }
-        Ok(_) => see_other("/"),
+        Ok(None) => see_other("/"),
         Err(res) => res,
     }
 }
