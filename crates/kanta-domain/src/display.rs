@@ -169,7 +169,7 @@ impl ViewTable {
                     ))
                 }
             };
-            if !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') || code.is_empty() {
+            if !code.chars().all(|c| c.is_alphanumeric() || c == '.') || code.is_empty() {
                 return Err(format!("line {}: bad view code {code:?}", n + 1));
             }
             let name = parts.collect::<Vec<_>>().join(" ");
@@ -219,6 +219,8 @@ pub fn decide(doc: &DocumentFacts, views: &ViewTable, now: i64) -> Decision {
     }
     match &doc.view {
         MainView::Local => hidden.push(Hidden::LocalView),
+        // The service event itself carries no content view: the visit is shown by R-DOC-9.
+        MainView::Missing if doc.is_service_event => {}
         MainView::Missing => hidden.push(Hidden::NoView),
         MainView::National(code) if !views.displays(code) => {
             hidden.push(Hidden::ViewNotDisplayed { code: code.clone() })
@@ -242,6 +244,46 @@ pub fn decide(doc: &DocumentFacts, views: &ViewTable, now: i64) -> Decision {
         return Decision::VisitOnly;
     }
     Decision::Shown
+}
+
+/// An item that passed the display rules: the only thing the citizen's pages and citizen-facing
+/// output accept. It can be made only by [`Visible::check`], so rendering data that skipped the rules
+/// does not compile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Visible<T> {
+    item: T,
+    visit_only: bool,
+}
+
+impl<T> Visible<T> {
+    /// Apply the rules: the item back as `Visible`, or every reason it is hidden.
+    pub fn check(
+        item: T,
+        facts: &DocumentFacts,
+        views: &ViewTable,
+        now: i64,
+    ) -> Result<Visible<T>, Vec<Hidden>> {
+        match decide(facts, views, now) {
+            Decision::Shown => Ok(Visible {
+                item,
+                visit_only: false,
+            }),
+            Decision::VisitOnly => Ok(Visible {
+                item,
+                visit_only: true,
+            }),
+            Decision::Hidden(reasons) => Err(reasons),
+        }
+    }
+
+    pub fn get(&self) -> &T {
+        &self.item
+    }
+
+    /// R-DOC-9: only the visit or care period itself is to be shown.
+    pub fn visit_only(&self) -> bool {
+        self.visit_only
+    }
 }
 
 /// Why a prescription was cancelled (R-DOC-10).
@@ -516,6 +558,18 @@ mod tests {
         d.is_service_event = true;
         d.care_documents = 0;
         assert_eq!(decide(&d, &v, NOW), Decision::VisitOnly);
+        d.view = MainView::Missing;
+        assert_eq!(
+            decide(&d, &v, NOW),
+            Decision::VisitOnly,
+            "a service event needs no view"
+        );
+        d.view = MainView::Local;
+        assert_eq!(
+            decide(&d, &v, NOW),
+            Decision::Hidden(vec![Hidden::LocalView])
+        );
+        d.view = MainView::National("166".into());
         d.care_documents = 3;
         assert_eq!(decide(&d, &v, NOW), Decision::Shown);
         d.latest_cancelled = true;
@@ -574,10 +628,29 @@ mod tests {
     #[test]
     fn the_shipped_table_parses_and_covers_the_demo_views() {
         let t = ViewTable::parse(DEFAULT_VIEW_TABLE).unwrap();
-        for code in ["166", "HOISU", "LAB", "MIT", "RIS", "ROK", "RTG", "TOD"] {
+        for code in [
+            "166", "HOISU", "LAB", "MIT", "RIS", "ROK", "RTG", "TOD", "HOI", "KAR", "KIR", "LAS",
+            "NAI", "NEU", "SIL", "SIS", "SUU", "TTH", "YLE",
+        ] {
             assert!(t.displays(code), "{code}");
         }
         assert!(!t.displays("HAL"));
+    }
+
+    #[test]
+    fn only_what_passes_becomes_visible() {
+        let v = views();
+        let shown = Visible::check("text", &shown_doc(), &v, NOW).unwrap();
+        assert_eq!((*shown.get(), shown.visit_only()), ("text", false));
+        let mut d = shown_doc();
+        d.other_person = true;
+        assert_eq!(
+            Visible::check("text", &d, &v, NOW),
+            Err(vec![Hidden::OtherPerson])
+        );
+        let mut e = shown_doc();
+        e.is_service_event = true;
+        assert!(Visible::check((), &e, &v, NOW).unwrap().visit_only());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod capability;
 pub mod codes;
 pub mod datetime;
+pub mod display;
 pub mod outcome;
 pub mod population;
 pub mod resource;

@@ -474,7 +474,12 @@ fn resource(
             json!({
                 "resourceType": "Composition", "status": status_final,
                 "meta": meta(view, reg, marks, today),
-                "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}], "text": title},
+                // A discharge summary is shown even from ward care (R-DOC-7).
+                "type": {"coding": [if title.starts_with("Epikriisi") {
+                    json!({"system": "http://loinc.org", "code": "18842-5", "display": "Discharge summary"})
+                } else {
+                    json!({"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"})
+                }], "text": title},
                 "subject": subject, "encounter": encounter, "date": when,
                 "author": [{"reference": format!("Organization/{}", v.org)}],
                 "title": title,
@@ -964,5 +969,74 @@ mod tests {
             kanta_fhir::check(o).unwrap();
         }
         assert_eq!(business_id("0112038"), "0112038-9");
+    }
+
+    /// The demo exercises the display rules it was built for: run every submitted resource through
+    /// the facts reader and the rules, and find each rule at work (R-DOC-3…9), and plenty shown.
+    #[test]
+    fn the_demo_exercises_the_display_rules() {
+        use kanta_domain::display::{decide, Decision, Hidden, ViewTable, DEFAULT_VIEW_TABLE};
+        use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+        let views = ViewTable::parse(DEFAULT_VIEW_TABLE).unwrap();
+        let now = kanta_fhir::datetime::millis(TODAY.with_hms(12, 0, 0).unwrap().assume_utc());
+        let mut reasons = std::collections::BTreeSet::new();
+        let (mut shown, mut visit_only) = (0, 0);
+        for s in clinical_submissions(TODAY) {
+            let entries = s.bundle["entry"].as_array().unwrap();
+            let resource_of = |url: &str| {
+                entries
+                    .iter()
+                    .find(|e| e["fullUrl"] == url)
+                    .map(|e| &e["resource"])
+            };
+            for e in entries {
+                let r = &e["resource"];
+                if r["resourceType"] == "Patient" {
+                    continue;
+                }
+                let attached = encounter_reference(r).and_then(resource_of);
+                let care_documents = entries
+                    .iter()
+                    .filter(|o| encounter_reference(&o["resource"]) == e["fullUrl"].as_str())
+                    .count();
+                let ctx = Context {
+                    service_event: attached.map(care_setting),
+                    care_documents,
+                    latest_version: true,
+                    archived_at: now,
+                    provider_joined_at: None,
+                };
+                match decide(&document_facts(r, &ctx), &views, now) {
+                    Decision::Shown => shown += 1,
+                    Decision::VisitOnly => visit_only += 1,
+                    Decision::Hidden(why) => reasons.extend(why.iter().map(Hidden::code)),
+                }
+            }
+        }
+        for code in [
+            "cancelled",
+            "delayed",
+            "other-person",
+            "local-view",
+            "inpatient-content",
+            "form",
+        ] {
+            assert!(
+                reasons.contains(code),
+                "no demo record is hidden for {code}: {reasons:?}"
+            );
+        }
+        assert!(
+            !reasons.contains("view-not-displayed"),
+            "the view table covers the demo: {reasons:?}"
+        );
+        assert!(
+            !reasons.contains("not-attached") && !reasons.contains("no-view"),
+            "{reasons:?}"
+        );
+        assert!(
+            visit_only >= 1 && shown > 60,
+            "shown {shown}, visit only {visit_only}"
+        );
     }
 }

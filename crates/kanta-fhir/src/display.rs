@@ -1,0 +1,243 @@
+//! The facts the MyKanta display rules need, read off a stored resource (the markers in
+//! docs/fhir-conventions.md). The rules themselves are `kanta_domain::display::decide`.
+//!
+//! Where a marker is present but unreadable, the reading errs towards hiding: an unparseable
+//! release date counts as a delay without end.
+
+use crate::codes;
+use kanta_domain::display::{CareSetting, ContentKind, DocumentFacts, MainView};
+use serde_json::Value;
+
+/// What the caller knows beyond the resource itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The setting of the service event the resource is attached to (looked up by the caller from
+    /// [`encounter_reference`]); ignored for an Encounter, which is its own service event.
+    pub service_event: Option<CareSetting>,
+    /// For an Encounter: how many care documents point to it.
+    pub care_documents: usize,
+    /// Whether this is the current version.
+    pub latest_version: bool,
+    pub archived_at: i64,
+    pub provider_joined_at: Option<i64>,
+}
+
+/// LOINC document types that are summaries (shown from ward care, R-DOC-7).
+const SUMMARY_LOINC: [&str; 2] = ["18842-5", "34133-9"];
+
+/// The service event a care document is attached to: `encounter`, or `context.encounter[0]` on a
+/// DocumentReference.
+pub fn encounter_reference(resource: &Value) -> Option<&str> {
+    resource
+        .pointer("/encounter/reference")
+        .or_else(|| resource.pointer("/context/encounter/0/reference"))
+        .and_then(Value::as_str)
+}
+
+/// An Encounter's care setting: inpatient for `IMP`, `ACUTE`, `NONAC` (v3-ActCode), outpatient
+/// otherwise.
+pub fn care_setting(encounter: &Value) -> CareSetting {
+    match encounter.pointer("/class/code").and_then(Value::as_str) {
+        Some("IMP" | "ACUTE" | "NONAC") => CareSetting::Inpatient,
+        _ => CareSetting::Outpatient,
+    }
+}
+
+/// Whether the resource (this version) is cancelled: `status` or, on a Condition,
+/// `verificationStatus` is `entered-in-error`.
+pub fn cancelled(resource: &Value) -> bool {
+    resource.get("status").and_then(Value::as_str) == Some("entered-in-error")
+        || codings(resource.pointer("/verificationStatus"))
+            .any(|(_, code)| code == "entered-in-error")
+}
+
+fn codings(concept: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
+    concept
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c.get("system").and_then(Value::as_str).unwrap_or(""),
+                c.get("code").and_then(Value::as_str)?,
+            ))
+        })
+}
+
+fn meta_list<'a>(resource: &'a Value, field: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
+    resource
+        .pointer(&format!("/meta/{field}"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c.get("system").and_then(Value::as_str).unwrap_or(""),
+                c.get("code").and_then(Value::as_str)?,
+            ))
+        })
+}
+
+/// The document's main view: a local-view tag wins (R-DOC-6), then the national view.
+pub fn main_view(resource: &Value) -> MainView {
+    let tags: Vec<(&str, &str)> = meta_list(resource, "tag").collect();
+    if tags.iter().any(|(s, _)| *s == codes::LOCAL_VIEW_SYSTEM) {
+        return MainView::Local;
+    }
+    tags.iter()
+        .find(|(s, _)| *s == codes::NATIONAL_VIEW_SYSTEM)
+        .map_or(MainView::Missing, |(_, c)| {
+            MainView::National((*c).to_string())
+        })
+}
+
+/// The instant (ms) display is delayed until, if the resource carries the marker.
+pub fn delayed_until(resource: &Value) -> Option<i64> {
+    let ext = resource
+        .pointer("/meta/extension")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|e| {
+            e.get("url").and_then(Value::as_str) == Some(codes::RELEASE_FOR_PATIENT_VIEWING_URL)
+        })?;
+    let when = ext
+        .get("valueDateTime")
+        .and_then(Value::as_str)
+        .and_then(crate::datetime::parse_start)
+        .map(crate::datetime::millis);
+    Some(when.unwrap_or(i64::MAX))
+}
+
+fn content_kind(resource: &Value) -> ContentKind {
+    let t = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if t.starts_with("Medication") {
+        return ContentKind::Medication;
+    }
+    if matches!(t, "Composition" | "DocumentReference")
+        && codings(resource.get("type"))
+            .any(|(s, c)| s == "http://loinc.org" && SUMMARY_LOINC.contains(&c))
+    {
+        return ContentKind::Summary;
+    }
+    ContentKind::Other
+}
+
+/// Everything the display rules need about one stored resource.
+pub fn document_facts(resource: &Value, ctx: &Context) -> DocumentFacts {
+    let is_service_event =
+        resource.get("resourceType").and_then(Value::as_str) == Some("Encounter");
+    DocumentFacts {
+        is_service_event,
+        service_event: if is_service_event {
+            Some(care_setting(resource))
+        } else {
+            ctx.service_event
+        },
+        care_documents: ctx.care_documents,
+        latest_version: ctx.latest_version,
+        latest_cancelled: cancelled(resource),
+        delayed_until: delayed_until(resource),
+        other_person: meta_list(resource, "security")
+            .any(|(s, c)| s == codes::KANTA_SECURITY_SYSTEM && c == "other-person"),
+        view: main_view(resource),
+        form: meta_list(resource, "tag")
+            .any(|(s, c)| s == codes::DOCUMENT_FORM_SYSTEM && c == "form"),
+        content: content_kind(resource),
+        archived_at: ctx.archived_at,
+        provider_joined_at: ctx.provider_joined_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context {
+        Context {
+            service_event: Some(CareSetting::Outpatient),
+            care_documents: 0,
+            latest_version: true,
+            archived_at: 0,
+            provider_joined_at: None,
+        }
+    }
+
+    #[test]
+    fn markers_are_read() {
+        let r = json!({
+            "resourceType": "Composition", "status": "final",
+            "meta": {
+                "tag": [{"system": codes::NATIONAL_VIEW_SYSTEM, "code": "YLE"}, {"system": codes::DOCUMENT_FORM_SYSTEM, "code": "form"}],
+                "security": [{"system": codes::KANTA_SECURITY_SYSTEM, "code": "other-person"}],
+                "extension": [{"url": codes::RELEASE_FOR_PATIENT_VIEWING_URL, "valueDateTime": "2026-12-01T00:00:00+02:00"}]
+            },
+            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
+            "encounter": {"reference": "Encounter/e1"}
+        });
+        let f = document_facts(&r, &ctx());
+        assert_eq!(f.view, MainView::National("YLE".into()));
+        assert!(f.form && f.other_person && !f.latest_cancelled && !f.is_service_event);
+        assert_eq!(f.delayed_until, Some(1_796_076_000_000));
+        assert_eq!(f.content, ContentKind::Summary);
+        assert_eq!(encounter_reference(&r), Some("Encounter/e1"));
+    }
+
+    #[test]
+    fn absent_or_odd_markers() {
+        let plain = json!({"resourceType": "Observation", "status": "final"});
+        let f = document_facts(&plain, &ctx());
+        assert_eq!(f.view, MainView::Missing);
+        assert!(!f.form && !f.other_person && f.delayed_until.is_none());
+        assert_eq!(f.content, ContentKind::Other);
+        // A local view wins over a national one.
+        let both = json!({"resourceType": "Observation", "meta": {"tag": [
+            {"system": codes::NATIONAL_VIEW_SYSTEM, "code": "LAB"}, {"system": codes::LOCAL_VIEW_SYSTEM, "code": "X"}]}});
+        assert_eq!(main_view(&both), MainView::Local);
+        // An unreadable release date keeps the data hidden.
+        let odd = json!({"resourceType": "Observation", "meta": {"extension": [
+            {"url": codes::RELEASE_FOR_PATIENT_VIEWING_URL, "valueDateTime": "soon"}]}});
+        assert_eq!(delayed_until(&odd), Some(i64::MAX));
+        // Cancelled by status, or a Condition by verification status.
+        assert!(cancelled(&json!({"status": "entered-in-error"})));
+        assert!(cancelled(
+            &json!({"verificationStatus": {"coding": [{"code": "entered-in-error"}]}})
+        ));
+        assert!(!cancelled(
+            &json!({"verificationStatus": {"coding": [{"code": "confirmed"}]}})
+        ));
+        assert_eq!(
+            content_kind(&json!({"resourceType": "MedicationStatement"})),
+            ContentKind::Medication
+        );
+        assert_eq!(
+            encounter_reference(&json!({"context": {"encounter": [{"reference": "Encounter/x"}]}})),
+            Some("Encounter/x")
+        );
+    }
+
+    #[test]
+    fn an_encounter_is_its_own_service_event() {
+        for (class, setting) in [
+            ("AMB", CareSetting::Outpatient),
+            ("IMP", CareSetting::Inpatient),
+            ("ACUTE", CareSetting::Inpatient),
+        ] {
+            let e = json!({"resourceType": "Encounter", "class": {"code": class}});
+            let f = document_facts(
+                &e,
+                &Context {
+                    service_event: None,
+                    ..ctx()
+                },
+            );
+            assert!(f.is_service_event);
+            assert_eq!(f.service_event, Some(setting), "{class}");
+        }
+    }
+}
