@@ -38,9 +38,9 @@ async function axe(page, what) {
 }
 
 const WORDS = {
-  fi: { disclosures: 'Tietojeni luovutukset ja käyttö', back: 'Etusivulle', login: 'Kirjaudu sisään', hello: 'Hei,', confirm: 'Jatka', logout: 'Kirjaudu ulos', cont: 'Jatka istuntoa', out: 'Olet kirjautunut ulos' },
-  sv: { disclosures: 'Utlämnande och användning av mina uppgifter', back: 'Till startsidan', login: 'Logga in', hello: 'Hej,', confirm: 'Fortsätt', logout: 'Logga ut', cont: 'Fortsätt sessionen', out: 'Du har loggat ut' },
-  en: { disclosures: 'Disclosure and use of my data', back: 'To the front page', login: 'Log in', hello: 'Hello,', confirm: 'Continue', logout: 'Log out', cont: 'Continue session', out: 'You have logged out' },
+  fi: { visits: 'Käynnit ja hoitojaksot', disclosures: 'Tietojeni luovutukset ja käyttö', back: 'Etusivulle', login: 'Kirjaudu sisään', hello: 'Hei,', confirm: 'Jatka', logout: 'Kirjaudu ulos', cont: 'Jatka istuntoa', out: 'Olet kirjautunut ulos' },
+  sv: { visits: 'Besök och vårdperioder', disclosures: 'Utlämnande och användning av mina uppgifter', back: 'Till startsidan', login: 'Logga in', hello: 'Hej,', confirm: 'Fortsätt', logout: 'Logga ut', cont: 'Fortsätt sessionen', out: 'Du har loggat ut' },
+  en: { visits: 'Visits and care periods', disclosures: 'Disclosure and use of my data', back: 'To the front page', login: 'Log in', hello: 'Hello,', confirm: 'Continue', logout: 'Log out', cont: 'Continue session', out: 'You have logged out' },
 };
 const NEXT = { fi: 'sv', sv: 'en', en: 'fi' };
 const NATIVE = { fi: 'Suomeksi', sv: 'På svenska', en: 'In English' };
@@ -57,6 +57,8 @@ try {
     const errors = [];
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     page.on('pageerror', (e) => errors.push(String(e)));
+    // Script in record text must never run: any alert/confirm/prompt is a failure.
+    page.on('dialog', async (d) => { errors.push(`a ${d.type()} dialog opened: ${d.message()}`); await d.dismiss(); });
 
     await check(`${lang}::public_front_page`, async () => {
       await page.goto(base + '/');
@@ -84,6 +86,17 @@ try {
       expect(h1.startsWith(w.hello), `front page greets: ${h1}`);
       await axe(page, 'front page');
       await page.screenshot({ path: path.join(shots, `front-${lang}.png`), fullPage: true });
+    });
+
+    await check(`${lang}::visits`, async () => {
+      await page.getByRole('link', { name: w.visits }).click();
+      await page.waitForURL(/\/visits$/);
+      // The first demo person has visits with records; the display rules let some through.
+      expect(await page.locator('section.visit').count() > 0, 'visits listed');
+      await axe(page, 'visits page');
+      await page.screenshot({ path: path.join(shots, `visits-${lang}.png`), fullPage: true });
+      await page.getByRole('link', { name: w.back }).click();
+      await page.waitForURL(base + '/');
     });
 
     await check(`${lang}::disclosure_log`, async () => {

@@ -44,6 +44,11 @@ impl<T> Sealed<T> {
     pub(crate) fn into_inner(self) -> T {
         self.0
     }
+
+    /// Two sealed values as one, released (and audited) together.
+    pub fn zip<U>(self, other: Sealed<U>) -> Sealed<(T, U)> {
+        Sealed((self.0, other.0))
+    }
 }
 
 /// Proof that the audit records for a response were durably committed. Only the writer makes one.
@@ -134,6 +139,13 @@ impl<T: Touches> Touches for Vec<T> {
 impl Touches for Page {
     fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
         self.resources.touched()
+    }
+}
+impl<A: Touches, B: Touches> Touches for (A, B) {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        let mut t = self.0.touched();
+        t.extend(self.1.touched());
+        t
     }
 }
 impl Touches for Written {

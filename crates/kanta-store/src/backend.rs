@@ -627,6 +627,37 @@ macro_rules! backend {
             async fn search(&self, q: &SearchQuery) -> Result<Sealed<Page>> {
                 self.search_open(q).await.map(Sealed::new)
             }
+            async fn attached_to(&self, patient: PatientKey, encounters: &[String]) -> Result<Sealed<Vec<Found>>> {
+                if encounters.is_empty() {
+                    return Ok(Sealed::new(vec![]));
+                }
+                let list: Vec<String> = (0..encounters.len()).map(|i| format!("${}", i + 3)).collect();
+                let sql = format!(
+                    "SELECT r.resource_type, r.id, {} AS body_text FROM resource_token t JOIN resource r \
+                     ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id \
+                     WHERE t.patient_key = $1 AND t.system = $2 AND t.value IN ({}) ORDER BY r.effective_at DESC, r.id DESC",
+                    $body_text,
+                    list.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(patient.0).bind(crate::ENCOUNTER_INDEX);
+                for e in encounters {
+                    q = q.bind(e);
+                }
+                let rows = q.fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|r| {
+                        let text: String = r.try_get("body_text")?;
+                        Ok(Found {
+                            resource_type: r.try_get("resource_type")?,
+                            id: r.try_get("id")?,
+                            patient: Some(patient),
+                            json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Sealed::new)
+            }
+
             async fn patient_key_of(&self, id: &str) -> Result<Option<PatientKey>> {
                 self.locate("Patient", id).await
             }

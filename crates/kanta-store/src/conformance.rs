@@ -233,6 +233,34 @@ async fn transaction_all_or_nothing(s: &dyn Store) {
         format!("Encounter/{}", enc.id)
     );
     assert_eq!(obs.patient, pat.patient);
+    // The care document is found through its service event (the encounter index), and only for
+    // its own patient.
+    let key = pat.patient.unwrap();
+    let enc_ref = format!("Encounter/{}", enc.id);
+    let attached = s
+        .attached_to(key, &[enc_ref.clone(), "Encounter/nope".into()])
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        attached
+            .iter()
+            .map(|f| format!("{}/{}", f.resource_type, f.id))
+            .collect::<Vec<_>>(),
+        [format!("Observation/{}", obs.id)]
+    );
+    assert!(s
+        .attached_to(kanta_domain::ids::PatientKey(key.0 + 1), &[enc_ref])
+        .await
+        .unwrap()
+        .into_inner()
+        .is_empty());
+    assert!(s
+        .attached_to(key, &[])
+        .await
+        .unwrap()
+        .into_inner()
+        .is_empty());
     // A bad entry anywhere leaves nothing behind.
     let bad = vec![
         (Some("urn:uuid:p2"), create(patient(HETU_B))),

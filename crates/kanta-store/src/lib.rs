@@ -23,7 +23,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub use audit::Sealed;
-pub use write::{WriteOp, WriteRequest, Written};
+pub use write::{WriteOp, WriteRequest, Written, ENCOUNTER_INDEX};
 
 use kanta_domain::audit::AuditRecord;
 use kanta_domain::merkle::Hash;
@@ -264,6 +264,13 @@ pub trait Store: Send + Sync + 'static {
     /// All versions, newest first.
     async fn history(&self, resource_type: &str, id: &str) -> Result<Sealed<Vec<Stored>>>;
     async fn search(&self, query: &SearchQuery) -> Result<Sealed<Page>>;
+    /// A patient's resources attached to any of these service events (`Encounter/<id>`), current
+    /// versions, through the encounter index (R-DOC-1: care documents point to their service event).
+    async fn attached_to(
+        &self,
+        patient: PatientKey,
+        encounters: &[String],
+    ) -> Result<Sealed<Vec<Found>>>;
     /// A write whose audit records (one per patient written, for `access`) are committed with it
     /// where the backend can do so without a global lock (SQLite); otherwise the result comes back
     /// sealed for `AuditLog::settle` to release through the group-commit writer.

@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
+/// The token system under which a care document's service event (`Encounter/<id>`) is indexed.
+pub const ENCOUNTER_INDEX: &str = "urn:kanta:index:encounter";
+
 /// One write.
 #[derive(Clone, Debug)]
 pub enum WriteOp {
@@ -438,7 +441,16 @@ pub(crate) async fn apply(
             index: i,
             effective_at: resource.effective.map_or(now_ms, datetime::millis),
             status: resource.status.take(),
-            tokens: std::mem::take(&mut resource.identifiers),
+            tokens: {
+                let mut tokens = std::mem::take(&mut resource.identifiers);
+                // The service event a care document is attached to, as resolved above.
+                if let Some(e) = kanta_fhir::display::encounter_reference(&body) {
+                    if e.starts_with("Encounter/") {
+                        tokens.push((ENCOUNTER_INDEX.to_string(), e.to_string()));
+                    }
+                }
+                tokens
+            },
         });
         known.0.insert(format!("{t}/{id}"), patient_key);
         for r in kanta_fhir::bundle::references(&body) {

@@ -1032,3 +1032,82 @@ async fn disclosure_log() {
     );
     app.finish().await;
 }
+
+/// R-DOC-3…9 on the citizen's page: a provider's Bundle with one record per rule; the visits page
+/// shows exactly what the rules allow, clinician text as text, and the page view is audited.
+#[tokio::test]
+async fn visits_show_only_what_the_rules_allow() {
+    use serde_json::json;
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let view =
+        |code: &str| json!({"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": code}]});
+    let composition = |title: &str, text: &str, meta: serde_json::Value| {
+        json!({"resource": {
+        "resourceType": "Composition", "status": "final", "meta": meta,
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}], "text": title},
+        "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"},
+        "date": "2026-11-20T09:30:00+02:00", "author": [{"display": "Lääkäri"}], "title": title,
+        "section": [{"title": title, "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{text}</p></div>")}}]
+    }, "request": {"method": "POST", "url": "Composition"}})
+    };
+    let mut other_person = view("YLE");
+    other_person["security"] = json!([{"system": "urn:kanta:cs:security", "code": "other-person"}]);
+    let mut delayed = view("166");
+    delayed["extension"] = json!([{"url": "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/release-for-patient-viewing", "valueDateTime": "2099-01-01T00:00:00+02:00"}]);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{HETU}")}},
+        {"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+         "subject": {"reference": "urn:uuid:p"}, "period": {"start": "2026-11-20T09:00:00+02:00"}, "reasonCode": [{"text": "Flunssa"}]},
+         "request": {"method": "POST", "url": "Encounter"}},
+        {"fullUrl": "urn:uuid:e2", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+         "subject": {"reference": "urn:uuid:p"}, "period": {"start": "2026-10-01T09:00:00+02:00"}, "reasonCode": [{"text": "Peruttu"}]},
+         "request": {"method": "POST", "url": "Encounter"}},
+        composition("Vastaanotto", "Nuha &lt;script&gt;alert(1)&lt;/script&gt;", view("YLE")),
+        composition("Salainen", "Toisen henkilön tietoja", other_person),
+        {"resource": {"resourceType": "Observation", "status": "final", "meta": view("LAB"), "code": {"text": "P -CRP"},
+         "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}, "effectiveDateTime": "2026-11-20T09:10:00+02:00",
+         "valueQuantity": {"value": 142.0, "unit": "mg/L"}, "referenceRange": [{"low": {"value": 0.0}, "high": {"value": 10.0}}]},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "meta": {"tag": [{"system": "urn:kanta:cs:local-view", "code": "X"}]},
+         "code": {"text": "Paikallinen mittaus"}, "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": {"resourceType": "Condition", "meta": delayed, "code": {"text": "Viivästetty diagnoosi"},
+         "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}},
+         "request": {"method": "POST", "url": "Condition"}},
+    ]});
+    let (req, _) =
+        kanta_web::bundle_write_request(kanta_domain::ids::OrgId::new("org-hus"), bundle).unwrap();
+    let _written = app.store.write(req, app.clock.now()).await.unwrap();
+    app.login_confirmed().await;
+    let page = app.get("/visits").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let b = &page.body;
+    for shown in [
+        "Flunssa",
+        "Vastaanotto",
+        "Nuha",
+        "P -CRP",
+        "142 mg/L",
+        "viitealueen ulkopuolella",
+        "Peruttu",
+        "Käynnistä ei ole tallennettu",
+    ] {
+        assert!(b.contains(shown), "{shown} missing: {b}");
+    }
+    for hidden in ["Salainen", "Toisen henkilön", "Paikallinen", "Viivästetty"] {
+        assert!(!b.contains(hidden), "{hidden} shown: {b}");
+    }
+    assert!(!b.contains("<script>alert"), "clinician text is text");
+    assert!(b.contains("&#60;script&#62;"), "escaped: {b}");
+    let actions = app.audit_actions().await;
+    assert!(
+        actions.contains(&(Action::Search, Some("view=visits".into()))),
+        "{actions:?}"
+    );
+    assert_eq!(
+        app.get("/visits?after=junk").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    app.finish().await;
+}

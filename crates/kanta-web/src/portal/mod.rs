@@ -11,6 +11,7 @@
 
 pub mod i18n;
 pub mod oidc;
+pub mod records;
 pub mod session;
 pub mod test_idp;
 
@@ -98,6 +99,7 @@ pub fn routes() -> Router<AppState> {
         .route("/session/status", get(session_status))
         .route("/lang", post(set_lang))
         .route("/disclosures", get(disclosures))
+        .route("/visits", get(records::visits))
         .route("/static/portal.css", get(css))
         .route("/static/session.js", get(js))
         .route("/static/favicon.svg", get(favicon))
@@ -264,8 +266,8 @@ pub struct SignedIn {
 }
 
 impl Ui {
-    pub fn t(&self, key: &str) -> String {
-        tr(self.lang, key, &[])
+    pub fn t(&self, key: impl AsRef<str>) -> String {
+        tr(self.lang, key.as_ref(), &[])
     }
     pub fn t1(&self, key: &str, name: &str, value: &str) -> String {
         tr(self.lang, key, &[(name, value)])

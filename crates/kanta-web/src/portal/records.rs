@@ -1,0 +1,438 @@
+//! The citizen's own records (R-VIEW-2, R-DOC-1…9): visits and care periods, newest first, each with
+//! the care documents attached to it, after the display rules. Only [`Visible`] rows reach the
+//! template. Clinician-entered text is rendered as text.
+
+use super::{error_page, lang_of, load_session, render, see_other, ui_for, SessionLookup, Ui};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use kanta_domain::audit::{Action, Actor};
+use kanta_domain::display::{CareSetting, ViewTable, Visible, DEFAULT_VIEW_TABLE};
+use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+use kanta_store::audit::Access;
+use kanta_store::{Cursor, SearchQuery};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Visits per page.
+const PAGE: usize = 20;
+
+fn views() -> &'static ViewTable {
+    static V: OnceLock<ViewTable> = OnceLock::new();
+    // The shipped table is checked by the domain crate's tests; an empty table would hide all.
+    V.get_or_init(|| ViewTable::parse(DEFAULT_VIEW_TABLE).unwrap_or_default())
+}
+
+/// One care document as the page shows it.
+pub struct DocRow {
+    pub kind_key: &'static str,
+    pub title: String,
+    pub text: String,
+    /// Laboratory results: value with unit, the reference range, whether outside it.
+    pub value: Option<String>,
+    pub range: Option<String>,
+    pub abnormal: bool,
+}
+
+/// One visit or care period.
+pub struct VisitRow {
+    pub date: String,
+    pub provider: String,
+    pub reason: String,
+    pub inpatient: bool,
+    pub docs: Vec<Visible<DocRow>>,
+}
+
+#[derive(Template)]
+#[template(path = "visits.html")]
+struct VisitsPage<'a> {
+    ui: &'a Ui,
+    visits: Vec<Visible<VisitRow>>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct VisitsQuery {
+    after: Option<String>,
+}
+
+/// `<effective_at>_<id>` (FHIR ids have no underscore).
+fn parse_cursor(s: &str) -> Option<Cursor> {
+    let (at, id) = s.split_once('_')?;
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    Some(Cursor {
+        effective_at: at.parse().ok()?,
+        id: id.to_string(),
+    })
+    .filter(|_| ok)
+}
+
+fn text_of(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The readable text of a FHIR narrative `div`: tags dropped, the five XML entities decoded. The
+/// result is text (the template escapes it), never markup.
+pub fn narrative_text(div: &str) -> String {
+    let mut out = String::with_capacity(div.len());
+    let mut in_tag = false;
+    for c in div.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                if !out.ends_with(' ') && !out.is_empty() {
+                    out.push(' ');
+                }
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn concept_text(v: &Value, field: &str) -> String {
+    text_of(v, &format!("/{field}/text"))
+        .or_else(|| text_of(v, &format!("/{field}/coding/0/display")))
+        .unwrap_or_default()
+}
+
+fn number(v: &Value) -> Option<String> {
+    v.as_f64().map(|n| {
+        let s = format!("{n}");
+        s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+    })
+}
+
+/// What the page says about one care document.
+fn doc_row(r: &Value) -> DocRow {
+    let t = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
+    let mut row = DocRow {
+        kind_key: "record-kind-other",
+        title: String::new(),
+        text: String::new(),
+        value: None,
+        range: None,
+        abnormal: false,
+    };
+    match t {
+        "Composition" => {
+            row.kind_key = "record-kind-text";
+            row.title = text_of(r, "/title").unwrap_or_default();
+            row.text = r
+                .get("section")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.pointer("/text/div").and_then(Value::as_str))
+                .map(narrative_text)
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        "Condition" => {
+            row.kind_key = "record-kind-diagnosis";
+            let code = text_of(r, "/code/coding/0/code").unwrap_or_default();
+            row.title = format!("{} {}", code, concept_text(r, "code"))
+                .trim()
+                .to_string();
+        }
+        "Observation" => {
+            row.kind_key = "record-kind-measurement";
+            row.title = concept_text(r, "code");
+            if let Some(q) = r.get("valueQuantity") {
+                let value = q.get("value").and_then(number).unwrap_or_default();
+                let unit = q.get("unit").and_then(Value::as_str).unwrap_or("");
+                row.value = Some(format!("{value} {unit}").trim().to_string());
+                if let Some(rr) = r.pointer("/referenceRange/0") {
+                    let low = rr.pointer("/low/value").and_then(Value::as_f64);
+                    let high = rr.pointer("/high/value").and_then(Value::as_f64);
+                    let x = q.get("value").and_then(Value::as_f64);
+                    row.range = Some(format!(
+                        "{}–{}",
+                        rr.pointer("/low/value")
+                            .and_then(number)
+                            .unwrap_or_default(),
+                        rr.pointer("/high/value")
+                            .and_then(number)
+                            .unwrap_or_default()
+                    ));
+                    row.abnormal = match x {
+                        Some(x) => low.is_some_and(|l| x < l) || high.is_some_and(|h| x > h),
+                        None => false,
+                    };
+                    row.kind_key = "record-kind-lab";
+                }
+            } else if let Some(comps) = r.get("component").and_then(Value::as_array) {
+                let parts: Vec<String> = comps
+                    .iter()
+                    .filter_map(|c| {
+                        let v = c.pointer("/valueQuantity/value").and_then(number)?;
+                        Some(v)
+                    })
+                    .collect();
+                let unit = comps
+                    .first()
+                    .and_then(|c| c.pointer("/valueQuantity/unit"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                row.value = Some(format!("{} {unit}", parts.join("/")).trim().to_string());
+            }
+        }
+        "Immunization" => {
+            row.kind_key = "record-kind-vaccination";
+            row.title = concept_text(r, "vaccineCode");
+        }
+        "Procedure" => {
+            row.kind_key = "record-kind-procedure";
+            row.title = concept_text(r, "code");
+        }
+        "ServiceRequest" => {
+            row.kind_key = "record-kind-referral";
+            row.title = concept_text(r, "code");
+        }
+        "DiagnosticReport" => {
+            row.kind_key = "record-kind-imaging";
+            row.title = concept_text(r, "code");
+            row.text = text_of(r, "/conclusion").unwrap_or_default();
+        }
+        "CarePlan" => {
+            row.kind_key = "record-kind-care-plan";
+            row.title = text_of(r, "/title").unwrap_or_default();
+            row.text = text_of(r, "/description").unwrap_or_default();
+        }
+        "AllergyIntolerance" => {
+            row.kind_key = "record-kind-risk";
+            row.title = concept_text(r, "code");
+        }
+        "DocumentReference" => {
+            row.kind_key = "record-kind-certificate";
+            row.title = text_of(r, "/description").unwrap_or_else(|| concept_text(r, "type"));
+        }
+        _ => row.title = t.to_string(),
+    }
+    row
+}
+
+/// `GET /visits`: the citizen's visits and care periods, newest first, twenty a page.
+pub async fn visits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: crate::RequestId,
+    Query(q): Query<VisitsQuery>,
+) -> Response {
+    let now = state.clock.now();
+    let now_ms = kanta_fhir::datetime::millis(now);
+    let lang = lang_of(&headers);
+    let s = match load_session(&state, &headers, now, true).await {
+        Ok(SessionLookup::Live(s)) if s.confirmed => s,
+        Ok(SessionLookup::Live(_)) => return see_other("/confirm"),
+        Ok(_) => return see_other("/"),
+        Err(res) => return res,
+    };
+    let after = match q.after.as_deref().map(parse_cursor) {
+        Some(None) => return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page"),
+        Some(c) => c,
+        None => None,
+    };
+    let key = s.patient_key;
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "records unavailable");
+        error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
+    };
+    let query = SearchQuery {
+        resource_type: "Encounter".into(),
+        patient: Some(key),
+        identifier: None,
+        ascending: false,
+        count: PAGE,
+        after,
+    };
+    let page = match state.store.search(&query).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&e),
+    };
+    // The service events' ids are needed to fetch their documents before anything is opened: the
+    // ids come back with the page through the audit log below, so fetch by what the query returns.
+    let access = Access {
+        actor: Actor::Citizen { person: key },
+        on_behalf_of: None,
+        action: Action::Search,
+        query: Some("view=visits".into()),
+        request_id: request_id.0.clone(),
+        now_ms,
+        subject: Some(key),
+    };
+    let (_, page) = match state.audit.release(page, &access).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
+    };
+    let encounter_ids: Vec<String> = page
+        .resources
+        .iter()
+        .map(|f| format!("Encounter/{}", f.id))
+        .collect();
+    let attached = match state.store.attached_to(key, &encounter_ids).await {
+        Ok(a) => a,
+        Err(e) => return unavailable(&e),
+    };
+    let access = Access {
+        action: Action::Read,
+        query: Some("view=visits-documents".into()),
+        ..access
+    };
+    let (_, attached) = match state.audit.release(attached, &access).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
+    };
+
+    let docs: Vec<Value> = attached.iter().map(|f| f.to_value()).collect();
+    let mut by_encounter: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for d in &docs {
+        if let Some(e) = encounter_reference(d) {
+            by_encounter.entry(e).or_default().push(d);
+        }
+    }
+    let mut providers: HashMap<String, String> = HashMap::new();
+    let mut visits = Vec::new();
+    for (found, enc_ref) in page.resources.iter().zip(&encounter_ids) {
+        let enc = found.to_value();
+        let setting: CareSetting = care_setting(&enc);
+        let mine = by_encounter
+            .get(enc_ref.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let ctx = Context {
+            service_event: Some(setting),
+            care_documents: mine.len(),
+            latest_version: true,
+            archived_at: now_ms,
+            provider_joined_at: None,
+        };
+        let docs: Vec<Visible<DocRow>> = mine
+            .iter()
+            .filter_map(|d| {
+                Visible::check(doc_row(d), &document_facts(d, &ctx), views(), now_ms).ok()
+            })
+            .collect();
+        let provider_ref = text_of(&enc, "/serviceProvider/reference").unwrap_or_default();
+        if !providers.contains_key(&provider_ref) {
+            let name = organisation_name(&state, &provider_ref).await;
+            providers.insert(provider_ref.clone(), name);
+        }
+        let row = VisitRow {
+            date: text_of(&enc, "/period/start")
+                .and_then(|d| kanta_fhir::datetime::parse_start(&d))
+                .map(|t| super::helsinki_datetime(kanta_fhir::datetime::millis(t)))
+                .unwrap_or_default(),
+            provider: providers.get(&provider_ref).cloned().unwrap_or_default(),
+            reason: text_of(&enc, "/reasonCode/0/text").unwrap_or_default(),
+            inpatient: setting == CareSetting::Inpatient,
+            docs,
+        };
+        if let Ok(v) = Visible::check(row, &document_facts(&enc, &ctx), views(), now_ms) {
+            visits.push(v);
+        }
+    }
+    let ui = ui_for(&state, lang, "/visits", Some(&s), "");
+    render(&VisitsPage {
+        ui: &ui,
+        visits,
+        next: page.next.map(|c| format!("{}_{}", c.effective_at, c.id)),
+    })
+}
+
+/// The name of `Organization/<id>` (shared reference data: no patient's data, nothing to audit).
+async fn organisation_name(state: &AppState, reference: &str) -> String {
+    let Some(id) = reference.strip_prefix("Organization/") else {
+        return reference.to_string();
+    };
+    let access = Access {
+        actor: Actor::System {
+            component: "portal".into(),
+        },
+        on_behalf_of: None,
+        action: Action::Read,
+        query: None,
+        request_id: None,
+        now_ms: 0,
+        subject: None,
+    };
+    match state.store.read("Organization", id).await {
+        Ok(sealed) => match state.audit.release(sealed, &access).await {
+            Ok((_, Some(org))) => text_of(&org.body, "/name").unwrap_or_else(|| id.to_string()),
+            _ => id.to_string(),
+        },
+        Err(_) => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn narrative_becomes_text() {
+        assert_eq!(
+            narrative_text("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Hb &lt; 100 &amp; falling</p><p>Next</p></div>"),
+            "Hb < 100 & falling Next"
+        );
+        assert_eq!(
+            narrative_text("<div><script>alert(1)</script></div>"),
+            "alert(1)"
+        );
+    }
+
+    #[test]
+    fn lab_value_range_and_flag() {
+        let r = json!({"resourceType": "Observation", "code": {"text": "P -CRP"},
+            "valueQuantity": {"value": 142.0, "unit": "mg/L"},
+            "referenceRange": [{"low": {"value": 0.0}, "high": {"value": 10.0}}]});
+        let row = doc_row(&r);
+        assert_eq!(
+            (
+                row.title.as_str(),
+                row.value.as_deref(),
+                row.range.as_deref(),
+                row.abnormal
+            ),
+            ("P -CRP", Some("142 mg/L"), Some("0–10"), true)
+        );
+        let normal = json!({"resourceType": "Observation", "code": {"text": "S -TSH"},
+            "valueQuantity": {"value": 2.1, "unit": "mU/L"},
+            "referenceRange": [{"low": {"value": 0.3}, "high": {"value": 4.2}}]});
+        assert!(!doc_row(&normal).abnormal);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_junk() {
+        assert_eq!(
+            parse_cursor("1700_abc-1"),
+            Some(Cursor {
+                effective_at: 1700,
+                id: "abc-1".into()
+            })
+        );
+        for bad in ["", "1700", "x_abc", "1700_", "1700_a b", "1700_<script>"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+}
