@@ -6,6 +6,7 @@
 //! - Every error leaves through [`error::ApiError`] as an `OperationOutcome`; internals go to the log.
 //! - Logs name routes (`/fhir/{type}/{id}`), never raw paths or query strings (they can carry HETUs).
 
+mod archivist;
 pub mod auth;
 pub mod clock;
 pub mod error;
@@ -140,6 +141,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/operator/population/import", post(ops::population_import))
         .route("/operator/audit/export", post(ops::audit_export))
+        .route(
+            "/archivist/documents/{rtype}/{id}",
+            get(archivist::document),
+        )
         .merge(fhir_api::routes())
         .merge(portal::routes())
         .fallback(not_found)
@@ -154,7 +159,11 @@ pub fn router(state: AppState) -> Router {
 /// Unknown paths: an OperationOutcome under the API prefixes, a translated page elsewhere.
 async fn not_found(req: Request) -> Response {
     let path = req.uri().path();
-    if path.starts_with("/fhir") || path.starts_with("/oauth") || path.starts_with("/operator") {
+    if path.starts_with("/fhir")
+        || path.starts_with("/oauth")
+        || path.starts_with("/operator")
+        || path.starts_with("/archivist")
+    {
         fhir_api::not_found().await.into_response()
     } else {
         portal::error_page(

@@ -990,6 +990,119 @@ async fn log_data_request(b: Backend) {
     app.finish().await;
 }
 
+/// R-DOC-12: the archivist's view names the rule that hides a document (or says it is shown), for
+/// archivist clients only, without record content, and every look-up is audited.
+async fn archivist_view(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let clin = app.token("clinician").await;
+    let arch = app.token("archivist").await;
+    let view = json!({"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}]});
+    let mut other = view.clone();
+    other["security"] = json!([{"system": "urn:kanta:cs:security", "code": "other-person"}]);
+    let obs = |meta: &Value, text: &str| {
+        json!({"resource": {"resourceType": "Observation", "status": "final", "meta": meta,
+        "code": {"text": text}, "subject": {"reference": "urn:uuid:a1"}, "encounter": {"reference": "urn:uuid:a2"},
+        "effectiveDateTime": "2025-03-01T09:30:00+02:00", "valueQuantity": {"value": 131, "unit": "g/L"}},
+        "request": {"method": "POST", "url": "Observation"}})
+    };
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:a1", "resource": patient(HETU), "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:a2", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"},
+         "subject": {"reference": "urn:uuid:a1"}, "period": {"start": "2025-03-01T09:00:00+02:00"}}, "request": {"method": "POST", "url": "Encounter"}},
+        obs(&view, "Shown Hb"),
+        obs(&other, "Secret Hb"),
+    ]});
+    let (s, resp, _) = app
+        .send(Method::POST, "/fhir", Some(&clin), Some(bundle))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{resp}");
+    let id = |i: usize| {
+        resp["entry"][i]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (enc, shown, hidden) = (id(1), id(2), id(3));
+    let app_ref = &app;
+    let ask = move |path: String, token: String| async move {
+        app_ref.send(Method::GET, &path, Some(&token), None).await
+    };
+
+    let (s, v, h) = ask(
+        format!("/archivist/documents/Observation/{hidden}"),
+        arch.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(h["cache-control"], "no-store");
+    // Ward care (IMP): a lab result is not a medication or a summary, and this one holds another
+    // person's data: both rules, in rule order.
+    assert_eq!(
+        v["hidden_by"],
+        json!([{"code": "other-person", "rule": "R-DOC-5"}, {"code": "inpatient-content", "rule": "R-DOC-7"}]),
+        "{v}"
+    );
+    assert_eq!(
+        (v["stored"].as_bool(), v["shown_in_mykanta"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(v["service_event"], format!("Encounter/{enc}"));
+    assert_eq!(
+        (v["care_setting"].as_str(), v["versions"].as_u64()),
+        (Some("inpatient"), Some(1))
+    );
+    assert!(
+        !v.to_string().contains("Secret Hb"),
+        "no record content: {v}"
+    );
+
+    let (_, v, _) = ask(
+        format!("/archivist/documents/Encounter/{enc}"),
+        arch.clone(),
+    )
+    .await;
+    assert_eq!(
+        (v["shown_in_mykanta"].as_bool(), v["visit_only"].as_bool()),
+        (Some(true), Some(false)),
+        "{v}"
+    );
+    let (_, v, _) = ask(
+        format!("/archivist/documents/Observation/{shown}"),
+        arch.clone(),
+    )
+    .await;
+    assert_eq!(
+        v["hidden_by"],
+        json!([{"code": "inpatient-content", "rule": "R-DOC-7"}]),
+        "{v}"
+    );
+    let (s, v, _) = ask("/archivist/documents/Observation/nope".into(), arch.clone()).await;
+    assert_eq!((s, v["stored"].as_bool()), (StatusCode::OK, Some(false)));
+    let (s, v, _) = ask(
+        format!("/archivist/documents/Observation/{hidden}"),
+        clin.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["resourceType"], "OperationOutcome");
+
+    let store = app.db.as_ref().unwrap().store.clone();
+    let key = store
+        .patient_key_for_hetu(&kanta_domain::hetu::Hetu::parse(HETU).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let looked_up = store
+        .audit_of_patient(key, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.body.contains("view=archivist"))
+        .count();
+    assert!(looked_up >= 3, "each look-up audited: {looked_up}");
+    app.finish().await;
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name(kanta_store::Backend::Sqlite).await } )* }
@@ -1008,4 +1121,5 @@ both!(
     every_read_is_audited_before_it_leaves,
     audit_failure_fails_closed,
     log_data_request,
+    archivist_view,
 );

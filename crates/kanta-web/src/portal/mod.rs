@@ -111,9 +111,9 @@ pub fn routes() -> Router<AppState> {
 /// Security headers on every response; the same-origin check on every state-changing request.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let is_portal = !req.uri().path().starts_with("/fhir")
-        && !req.uri().path().starts_with("/oauth")
-        && !req.uri().path().starts_with("/operator");
+    let is_portal = !["/fhir", "/oauth", "/operator", "/archivist"]
+        .iter()
+        .any(|p| req.uri().path().starts_with(p));
     if !safe && is_portal && !same_origin(req.headers(), &state.config.public_url) {
         let lang = lang_of(req.headers());
         let mut res = error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");

@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 /// Visits per page.
 const PAGE: usize = 20;
 
-fn views() -> &'static ViewTable {
+/// The national views table MyKanta uses (shared with the archivist view).
+pub(crate) fn views() -> &'static ViewTable {
     static V: OnceLock<ViewTable> = OnceLock::new();
     // The shipped table is checked by the domain crate's tests; an empty table would hide all.
     V.get_or_init(|| ViewTable::parse(DEFAULT_VIEW_TABLE).unwrap_or_default())

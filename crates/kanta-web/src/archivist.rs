@@ -1,0 +1,137 @@
+//! The archivist's view (R-DOC-12): for provider staff (an organisation's token with the archivist
+//! role), per document: is it stored, which service event it is attached to, when it was archived,
+//! its versions, whether its display is delayed and until when — and whether MyKanta shows it, and if
+//! not, every rule that hides it (the same reasons `kanta_domain::display::decide` gives the portal).
+//! The answer carries no record content; every look-up is audited as a read of the patient's data.
+
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::{AppState, RequestId};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kanta_domain::audit::Action;
+use kanta_domain::display::{decide, CareSetting, Decision};
+use kanta_domain::ids::ClientRole;
+use kanta_fhir::datetime::{instant, millis};
+use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+use kanta_fhir::FhirError;
+use kanta_store::audit::Access;
+use serde_json::{json, Value};
+
+fn access(state: &AppState, caller: &Caller, rid: &RequestId) -> Access {
+    Access {
+        actor: caller.actor(),
+        on_behalf_of: None,
+        action: Action::Read,
+        query: Some("view=archivist".into()),
+        request_id: rid.0.clone(),
+        now_ms: millis(state.clock.now()),
+        subject: None,
+    }
+}
+
+/// `GET /archivist/documents/{type}/{id}`.
+pub async fn document(
+    State(state): State<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    Path((rtype, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.require(&[ClientRole::Archivist])?;
+    if kanta_fhir::resource::scope_of(&rtype).is_none() {
+        return Err(
+            FhirError::bad_request(format!("resource type '{rtype}' is not supported")).into(),
+        );
+    }
+    let now = state.clock.now();
+    let audit_down = |_| {
+        crate::error::ApiError(FhirError::new(
+            kanta_fhir::ErrorKind::Unavailable,
+            "the audit log is unavailable; try again shortly",
+        ))
+    };
+    let sealed = state.store.history(&rtype, &id).await?;
+    let (_, versions) = state
+        .audit
+        .release(sealed, &access(&state, &caller, &rid))
+        .await
+        .map_err(audit_down)?;
+    let (Some(current), Some(first)) = (versions.first(), versions.last()) else {
+        return Ok(no_store(
+            json!({"resource": format!("{rtype}/{id}"), "stored": false}),
+        ));
+    };
+    let patient = current.patient;
+    let event_ref = if rtype == "Encounter" {
+        Some(format!("Encounter/{id}"))
+    } else {
+        encounter_reference(&current.body).map(str::to_string)
+    };
+    // The service event's setting, and (for a service event) how many care documents it carries.
+    let mut setting: Option<CareSetting> = None;
+    let mut care_documents = 0;
+    if let (Some(r), Some(key)) = (&event_ref, patient) {
+        if let Some(enc_id) = r.strip_prefix("Encounter/") {
+            let sealed = state.store.read("Encounter", enc_id).await?;
+            let (_, enc) = state
+                .audit
+                .release(sealed, &access(&state, &caller, &rid))
+                .await
+                .map_err(audit_down)?;
+            setting = enc.as_ref().map(|e| care_setting(&e.body));
+            if rtype == "Encounter" {
+                let sealed = state
+                    .store
+                    .attached_to(key, std::slice::from_ref(r))
+                    .await?;
+                let (_, docs) = state
+                    .audit
+                    .release(sealed, &access(&state, &caller, &rid))
+                    .await
+                    .map_err(audit_down)?;
+                care_documents = docs.len();
+            }
+        }
+    }
+    let ctx = Context {
+        service_event: setting,
+        care_documents,
+        latest_version: true,
+        archived_at: millis(first.last_updated),
+        provider_joined_at: None,
+    };
+    let facts = document_facts(&current.body, &ctx);
+    let decision = decide(&facts, crate::portal::records::views(), millis(now));
+    let hidden_by: Vec<Value> = match &decision {
+        Decision::Hidden(reasons) => reasons
+            .iter()
+            .map(|h| json!({"code": h.code(), "rule": h.rule()}))
+            .collect(),
+        _ => vec![],
+    };
+    Ok(no_store(json!({
+        "resource": format!("{rtype}/{id}"),
+        "stored": true,
+        "versions": versions.len(),
+        "latest_version": current.version,
+        "archived_at": instant(first.last_updated),
+        "last_updated": instant(current.last_updated),
+        "service_event": event_ref.filter(|_| setting.is_some()),
+        "care_setting": setting.map(|s| if s == CareSetting::Inpatient { "inpatient" } else { "outpatient" }),
+        "delayed_until": facts.delayed_until.and_then(|ms| time::OffsetDateTime::from_unix_timestamp(ms / 1000).ok()).map(instant),
+        "shown_in_mykanta": decision.is_shown(),
+        "visit_only": decision == Decision::VisitOnly,
+        "hidden_by": hidden_by,
+    })))
+}
+
+fn no_store(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
