@@ -51,10 +51,10 @@ pub fn cancelled(resource: &Value) -> bool {
             .any(|(_, code)| code == "entered-in-error")
 }
 
-fn codings(concept: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
-    concept
-        .and_then(|c| c.get("coding"))
-        .and_then(Value::as_array)
+/// The `(system, code)` pairs of an array of Codings (a CodeableConcept's `coding`, `meta.tag`,
+/// `meta.security`).
+fn system_codes(list: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
+    list.and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|c| {
@@ -65,18 +65,12 @@ fn codings(concept: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
+fn codings(concept: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
+    system_codes(concept.and_then(|c| c.get("coding")))
+}
+
 fn meta_list<'a>(resource: &'a Value, field: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
-    resource
-        .pointer(&format!("/meta/{field}"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| {
-            Some((
-                c.get("system").and_then(Value::as_str).unwrap_or(""),
-                c.get("code").and_then(Value::as_str)?,
-            ))
-        })
+    system_codes(resource.get("meta").and_then(|m| m.get(field)))
 }
 
 /// The document's main view: a local-view tag wins (R-DOC-6), then the national view.

@@ -65,6 +65,9 @@ pub struct Portal {
     pub cookies: Cookies,
     pub limiter: Arc<RateLimiter>,
     pub test_idp: Option<Arc<test_idp::TestIdp>>,
+    /// The Content-Security-Policy header, made at the first response (it names the identity
+    /// provider's origin, which is fixed once the portal is set up).
+    csp: Arc<std::sync::OnceLock<HeaderValue>>,
     /// Behind a load balancer: the header it puts the client's address in (e.g. `x-forwarded-for`;
     /// its last entry is taken, the one the balancer appended). Without it the peer address is used.
     pub client_ip_header: Option<String>,
@@ -82,6 +85,7 @@ impl Portal {
             limiter: Arc::new(RateLimiter::new(30)),
             test_idp: None,
             client_ip_header: None,
+            csp: Arc::default(),
         }
     }
 }
@@ -126,20 +130,22 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 fn security_headers(h: &mut HeaderMap, state: &AppState) {
-    let idp = state
-        .portal
-        .identification
-        .as_ref()
-        .map(|i| i.origin())
-        .unwrap_or_default();
-    // Forms post to ourselves; logout redirects to the identity provider, which form-action covers.
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
-         form-action 'self' {idp}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    if let Ok(v) = HeaderValue::from_str(csp.trim()) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    let csp = state.portal.csp.get_or_init(|| {
+        let idp = state
+            .portal
+            .identification
+            .as_ref()
+            .map(|i| i.origin())
+            .unwrap_or_default();
+        // Forms post to ourselves; logout redirects to the identity provider: form-action covers it.
+        let csp = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+             form-action 'self' {idp}; frame-ancestors 'none'; base-uri 'none'"
+        );
+        HeaderValue::from_str(csp.trim())
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
+    });
+    h.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -1051,6 +1057,20 @@ struct CsrfForm {
     lang: Option<String>,
 }
 
+/// For a page of personal data: the live, confirmed session; otherwise the response to send (to the
+/// confirm page, to the front page, or the store's failure).
+async fn confirmed_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: OffsetDateTime,
+) -> Result<Box<SessionRow>, Response> {
+    match load_session(state, headers, now, true).await? {
+        SessionLookup::Live(s) if s.confirmed => Ok(s),
+        SessionLookup::Live(_) => Err(see_other("/confirm")),
+        _ => Err(see_other("/")),
+    }
+}
+
 /// For a state-changing request: the live session, if its CSRF token matches the form's. `Ok(None)`:
 /// no live session (the caller redirects); `Err`: the response to send (store down, bad token).
 async fn posting_session(
@@ -1303,10 +1323,8 @@ async fn disclosures(
 ) -> Response {
     let now = state.clock.now();
     let lang = lang_of(&headers);
-    let s = match load_session(&state, &headers, now, true).await {
-        Ok(SessionLookup::Live(s)) if s.confirmed => s,
-        Ok(SessionLookup::Live(_)) => return see_other("/confirm"),
-        Ok(_) => return see_other("/"),
+    let s = match confirmed_session(&state, &headers, now).await {
+        Ok(s) => s,
         Err(res) => return res,
     };
     let ui = ui_for(&state, lang, "/disclosures", Some(&s), "");

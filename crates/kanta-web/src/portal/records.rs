@@ -2,7 +2,7 @@
 //! the care documents attached to it, after the display rules. Only [`Visible`] rows reach the
 //! template. Clinician-entered text is rendered as text.
 
-use super::{error_page, lang_of, load_session, render, see_other, ui_for, SessionLookup, Ui};
+use super::{confirmed_session, error_page, lang_of, render, ui_for, Ui};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -242,10 +242,8 @@ pub async fn visits(
     let now = state.clock.now();
     let now_ms = kanta_fhir::datetime::millis(now);
     let lang = lang_of(&headers);
-    let s = match load_session(&state, &headers, now, true).await {
-        Ok(SessionLookup::Live(s)) if s.confirmed => s,
-        Ok(SessionLookup::Live(_)) => return see_other("/confirm"),
-        Ok(_) => return see_other("/"),
+    let s = match confirmed_session(&state, &headers, now).await {
+        Ok(s) => s,
         Err(res) => return res,
     };
     let after = match q.after.as_deref().map(parse_cursor) {

@@ -82,8 +82,7 @@ pub fn new_session_id() -> String {
 
 /// SHA-256 (hex) of a secret token: what the database keeps.
 pub fn hash(token: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::auth::sha256_hex(token.as_bytes())
 }
 
 /// PKCE S256: `BASE64URL(SHA256(verifier))`.
