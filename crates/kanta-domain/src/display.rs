@@ -328,6 +328,68 @@ pub fn decide_dispensation(cancelled: bool) -> Result<(), PrescriptionHidden> {
     }
 }
 
+/// The sections of MyKanta's health records (R-VIEW-1, R-VIEW-2) a stored resource is listed under.
+/// Which section a resource belongs to is decided once, when it is written (the `section` column),
+/// so that a section's list is one indexed, single-patient query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    Visits,
+    Diagnoses,
+    Lab,
+    Imaging,
+    Referrals,
+    Measurements,
+    Risks,
+    Vaccinations,
+    OralHealth,
+    CarePlans,
+    Certificates,
+    Procedures,
+    Prescriptions,
+}
+
+impl Section {
+    /// Every section, in the order the portal lists them.
+    pub const ALL: [Section; 13] = [
+        Section::Visits,
+        Section::Diagnoses,
+        Section::Lab,
+        Section::Imaging,
+        Section::Referrals,
+        Section::Measurements,
+        Section::Risks,
+        Section::Vaccinations,
+        Section::OralHealth,
+        Section::CarePlans,
+        Section::Certificates,
+        Section::Procedures,
+        Section::Prescriptions,
+    ];
+
+    /// The stable code stored in the database and used in URLs.
+    pub fn code(self) -> &'static str {
+        match self {
+            Section::Visits => "visits",
+            Section::Diagnoses => "diagnoses",
+            Section::Lab => "lab",
+            Section::Imaging => "imaging",
+            Section::Referrals => "referrals",
+            Section::Measurements => "measurements",
+            Section::Risks => "risks",
+            Section::Vaccinations => "vaccinations",
+            Section::OralHealth => "oral-health",
+            Section::CarePlans => "care-plans",
+            Section::Certificates => "certificates",
+            Section::Procedures => "procedures",
+            Section::Prescriptions => "prescriptions",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Section> {
+        Section::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
@@ -659,5 +721,18 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), 11, "{codes:?}");
+    }
+
+    #[test]
+    fn section_codes_round_trip_and_are_distinct() {
+        let mut codes: Vec<&str> = Section::ALL.iter().map(|s| s.code()).collect();
+        for s in Section::ALL {
+            assert_eq!(Section::from_code(s.code()), Some(s));
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Section::ALL.len());
+        assert_eq!(Section::from_code("Lab"), None);
+        assert_eq!(Section::from_code(""), None);
     }
 }

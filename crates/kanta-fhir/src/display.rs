@@ -5,7 +5,7 @@
 //! release date counts as a delay without end.
 
 use crate::codes;
-use kanta_domain::display::{CareSetting, ContentKind, DocumentFacts, MainView};
+use kanta_domain::display::{CareSetting, ContentKind, DocumentFacts, MainView, Section};
 use serde_json::Value;
 
 /// What the caller knows beyond the resource itself.
@@ -146,6 +146,65 @@ pub fn document_facts(resource: &Value, ctx: &Context) -> DocumentFacts {
     }
 }
 
+/// The MyKanta section a stored resource is listed under (R-VIEW-1, R-VIEW-2), or none (record text
+/// of a specialty view, shown with its visit; the patient's own resource; shared data). Decided by
+/// the resource type and, where one type serves several sections, by its category or main view.
+pub fn section(resource: &Value) -> Option<Section> {
+    let t = resource.get("resourceType").and_then(Value::as_str)?;
+    let view = match main_view(resource) {
+        MainView::National(v) => Some(v),
+        _ => None,
+    };
+    let category = |code: &str| {
+        resource
+            .get("category")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| codings(Some(c)).any(|(_, c)| c == code))
+    };
+    Some(match t {
+        "Encounter" => Section::Visits,
+        "Condition" => Section::Diagnoses,
+        "Observation" if category("laboratory") || view.as_deref() == Some("LAB") => Section::Lab,
+        "Observation" => Section::Measurements,
+        "DiagnosticReport" | "ImagingStudy"
+            if t == "ImagingStudy"
+                || category("RAD")
+                || category("imaging")
+                || view.as_deref() == Some("RTG") =>
+        {
+            Section::Imaging
+        }
+        "DiagnosticReport" => Section::Lab,
+        "ServiceRequest" => Section::Referrals,
+        "AllergyIntolerance" | "Flag" => Section::Risks,
+        "Immunization" => Section::Vaccinations,
+        "Procedure" if view.as_deref() == Some("SUU") => Section::OralHealth,
+        "Procedure" => Section::Procedures,
+        "CarePlan" => Section::CarePlans,
+        "DocumentReference" => Section::Certificates,
+        "MedicationRequest" | "MedicationDispense" => Section::Prescriptions,
+        // Record text goes to a section when its main view is that section's; otherwise it is read
+        // with its visit.
+        "Composition" => match view.as_deref() {
+            Some("SUU") => Section::OralHealth,
+            Some("TOD") => Section::Certificates,
+            Some("HOISU") => Section::CarePlans,
+            Some("RTG") => Section::Imaging,
+            Some("LAB") => Section::Lab,
+            Some("LÄH") => Section::Referrals,
+            Some("TMP") => Section::Procedures,
+            Some("RIS") => Section::Risks,
+            Some("ROK") => Section::Vaccinations,
+            Some("MIT") => Section::Measurements,
+            Some("166") => Section::Diagnoses,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -232,6 +291,95 @@ mod tests {
             );
             assert!(f.is_service_event);
             assert_eq!(f.service_event, Some(setting), "{class}");
+        }
+    }
+
+    #[test]
+    fn resources_fall_into_their_sections() {
+        let view =
+            |code: &str| json!({"tag": [{"system": codes::NATIONAL_VIEW_SYSTEM, "code": code}]});
+        let cat = |code: &str| json!([{"coding": [{"system": "x", "code": code}]}]);
+        let cases = [
+            (json!({"resourceType": "Encounter"}), Some(Section::Visits)),
+            (
+                json!({"resourceType": "Condition"}),
+                Some(Section::Diagnoses),
+            ),
+            (
+                json!({"resourceType": "Observation", "category": cat("laboratory")}),
+                Some(Section::Lab),
+            ),
+            (
+                json!({"resourceType": "Observation", "meta": view("LAB")}),
+                Some(Section::Lab),
+            ),
+            (
+                json!({"resourceType": "Observation", "category": cat("vital-signs")}),
+                Some(Section::Measurements),
+            ),
+            (
+                json!({"resourceType": "DiagnosticReport", "category": cat("RAD")}),
+                Some(Section::Imaging),
+            ),
+            (
+                json!({"resourceType": "DiagnosticReport", "category": cat("LAB")}),
+                Some(Section::Lab),
+            ),
+            (
+                json!({"resourceType": "ImagingStudy"}),
+                Some(Section::Imaging),
+            ),
+            (
+                json!({"resourceType": "ServiceRequest"}),
+                Some(Section::Referrals),
+            ),
+            (
+                json!({"resourceType": "AllergyIntolerance"}),
+                Some(Section::Risks),
+            ),
+            (
+                json!({"resourceType": "Immunization"}),
+                Some(Section::Vaccinations),
+            ),
+            (
+                json!({"resourceType": "Procedure", "meta": view("SUU")}),
+                Some(Section::OralHealth),
+            ),
+            (
+                json!({"resourceType": "Procedure", "meta": view("TMP")}),
+                Some(Section::Procedures),
+            ),
+            (
+                json!({"resourceType": "CarePlan"}),
+                Some(Section::CarePlans),
+            ),
+            (
+                json!({"resourceType": "DocumentReference"}),
+                Some(Section::Certificates),
+            ),
+            (
+                json!({"resourceType": "MedicationRequest"}),
+                Some(Section::Prescriptions),
+            ),
+            (
+                json!({"resourceType": "Composition", "meta": view("SUU")}),
+                Some(Section::OralHealth),
+            ),
+            (
+                json!({"resourceType": "Composition", "meta": view("TOD")}),
+                Some(Section::Certificates),
+            ),
+            (
+                json!({"resourceType": "Composition", "meta": view("YLE")}),
+                None,
+            ),
+            (json!({"resourceType": "Composition"}), None),
+            (json!({"resourceType": "Patient"}), None),
+            (json!({"resourceType": "Organization"}), None),
+            (json!({}), None),
+        ];
+        for (r, want) in cases {
+            assert_eq!(section(&r), want, "{r}");
         }
     }
 }

@@ -148,6 +148,26 @@ impl<A: Touches, B: Touches> Touches for (A, B) {
         t
     }
 }
+impl Touches for crate::SectionRow {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        let mut t = self.found.touched();
+        t.extend(self.encounter.touched());
+        t
+    }
+}
+impl Touches for crate::SectionPage {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        self.rows.touched()
+    }
+}
+impl Touches for crate::SectionProviders {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        vec![(
+            Some(self.patient),
+            format!("section/{}/providers", self.section),
+        )]
+    }
+}
 impl Touches for Written {
     fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
         self.stored.touched()

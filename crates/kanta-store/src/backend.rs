@@ -7,8 +7,8 @@ use crate::audit::{records_for, Access, Committed, Receipt, Sealed, Touches};
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
     AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page,
-    PendingLogin, Result, SearchQuery, SessionRow, Store, StoreError, Stored, StoredAudit,
-    WriteRequest, Written,
+    PendingLogin, Result, SearchQuery, SectionCursor, SectionPage, SectionProviders, SectionQuery,
+    SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit, WriteRequest, Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
@@ -308,16 +308,16 @@ macro_rules! backend {
                 let current: Vec<&Row<'_>> = last.into_values().collect();
                 for chunk in current.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
-                        "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, body) VALUES {} \
+                        "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, section, body) VALUES {} \
                          ON CONFLICT (patient_key, resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
                          last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
-                         org_id = excluded.org_id, body = excluded.body",
-                        values(chunk.len(), 9)
+                         org_id = excluded.org_id, section = excluded.section, body = excluded.body",
+                        values(chunk.len(), 10)
                     );
                     let mut query = sqlx::query(&sql);
                     for r in chunk {
                         query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(Json(r.body));
+                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(r.section).bind(Json(r.body));
                     }
                     query.execute(&mut *self.tx).await?;
                 }
@@ -627,6 +627,111 @@ macro_rules! backend {
             async fn search(&self, q: &SearchQuery) -> Result<Sealed<Page>> {
                 self.search_open(q).await.map(Sealed::new)
             }
+            async fn section(&self, q: &SectionQuery) -> Result<Sealed<SectionPage>> {
+                let limit = i64::try_from(q.count).unwrap_or(1000) + 1;
+                let mut sql = String::new();
+                let mut n = 2;
+                let mut next = || { n += 1; format!("${n}") };
+                // The service event rides along through the encounter index; both joins stay on the
+                // patient's shard (patient_key in every join condition).
+                sql.push_str(&format!(
+                    "SELECT r.resource_type, r.id, r.effective_at, r.last_updated, r.org_id, r.section, {} AS body_text, \
+                     e.id AS enc_id, {} AS enc_text FROM resource r \
+                     LEFT JOIN resource_token t ON t.patient_key = r.patient_key AND t.resource_type = r.resource_type AND t.id = r.id AND t.system = $1 \
+                     LEFT JOIN resource e ON e.patient_key = r.patient_key AND e.resource_type = 'Encounter' AND e.id = substr(t.value, 11) \
+                     WHERE r.patient_key = $2 ",
+                    $body_text,
+                    $body_text.replace("r.", "e.")
+                ));
+                match &q.section {
+                    Some(_) => sql.push_str(&format!("AND r.section = {} ", next())),
+                    None => sql.push_str("AND r.section IS NOT NULL "),
+                }
+                if q.since.is_some() {
+                    sql.push_str(&format!("AND r.effective_at >= {} ", next()));
+                }
+                if q.until.is_some() {
+                    sql.push_str(&format!("AND r.effective_at < {} ", next()));
+                }
+                if q.org.is_some() {
+                    sql.push_str(&format!("AND r.org_id = {} ", next()));
+                }
+                if q.only.is_some() {
+                    sql.push_str(&format!("AND r.resource_type = {} AND r.id = {} ", next(), next()));
+                }
+                if q.after.is_some() {
+                    let (a, b, c) = (next(), next(), next());
+                    sql.push_str(&format!(
+                        "AND (r.effective_at < {a} OR (r.effective_at = {a} AND (r.id < {b} OR (r.id = {b} AND r.resource_type < {c})))) "
+                    ));
+                }
+                sql.push_str(&format!("ORDER BY r.effective_at DESC, r.id DESC, r.resource_type DESC LIMIT {}", next()));
+                let mut query = sqlx::query(&sql).bind(crate::ENCOUNTER_INDEX).bind(q.patient.0);
+                if let Some(s) = &q.section {
+                    query = query.bind(s);
+                }
+                if let Some(t) = q.since {
+                    query = query.bind(t);
+                }
+                if let Some(t) = q.until {
+                    query = query.bind(t);
+                }
+                if let Some(o) = &q.org {
+                    query = query.bind(o);
+                }
+                if let Some((t, id)) = &q.only {
+                    query = query.bind(t).bind(id);
+                }
+                if let Some(c) = &q.after {
+                    query = query.bind(c.effective_at).bind(&c.id).bind(&c.resource_type);
+                }
+                let rows = query.bind(limit).fetch_all(&self.read).await?;
+                let raw = |text: String| serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")));
+                let mut out = Vec::with_capacity(rows.len().min(q.count));
+                for r in rows.iter().take(q.count) {
+                    let enc_id: Option<String> = r.try_get("enc_id")?;
+                    let enc_text: Option<String> = r.try_get("enc_text")?;
+                    let encounter = match (enc_id, enc_text) {
+                        (Some(id), Some(text)) => Some(Found { resource_type: "Encounter".into(), id, patient: Some(q.patient), json: raw(text)? }),
+                        _ => None,
+                    };
+                    out.push(SectionRow {
+                        found: Found {
+                            resource_type: r.try_get("resource_type")?,
+                            id: r.try_get("id")?,
+                            patient: Some(q.patient),
+                            json: raw(r.try_get("body_text")?)?,
+                        },
+                        org: r.try_get("org_id")?,
+                        section: r.try_get("section")?,
+                        effective_at: r.try_get("effective_at")?,
+                        last_updated: r.try_get("last_updated")?,
+                        encounter,
+                    });
+                }
+                let next = if rows.len() > q.count {
+                    out.last().map(|r| SectionCursor {
+                        effective_at: r.effective_at,
+                        id: r.found.id.clone(),
+                        resource_type: r.found.resource_type.clone(),
+                    })
+                } else {
+                    None
+                };
+                Ok(Sealed::new(SectionPage { rows: out, next }))
+            }
+
+            async fn section_providers(&self, patient: PatientKey, section: &str) -> Result<Sealed<SectionProviders>> {
+                let orgs: Vec<Option<String>> = sqlx::query_scalar(
+                    "SELECT DISTINCT org_id FROM resource WHERE patient_key = $1 AND section = $2 ORDER BY org_id",
+                )
+                .bind(patient.0)
+                .bind(section)
+                .fetch_all(&self.read)
+                .await?;
+                Ok(Sealed::new(SectionProviders { patient, section: section.to_string(), orgs: orgs.into_iter().flatten().collect() }))
+            }
+
             async fn attached_to(&self, patient: PatientKey, encounters: &[String]) -> Result<Sealed<Vec<Found>>> {
                 if encounters.is_empty() {
                     return Ok(Sealed::new(vec![]));

@@ -56,6 +56,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
             Box::pin(twice_in_one_transaction(s))
         }),
         ("portal_sessions_and_logins", |s| Box::pin(sessions(s))),
+        ("sections_filtered_paged_with_service_event", |s| {
+            Box::pin(sections(s))
+        }),
     ]
 }
 
@@ -779,4 +782,225 @@ async fn sessions(s: &dyn Store) {
         None,
         "old logins are pruned"
     );
+}
+
+fn lab(subject: &str, enc: Option<&str>, when: &str, text: &str) -> Value {
+    let mut v = json!({"resourceType": "Observation", "status": "final", "code": {"text": text},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "subject": {"reference": subject}, "effectiveDateTime": when});
+    if let Some(e) = enc {
+        v["encounter"] = json!({"reference": e});
+    }
+    v
+}
+
+/// R-VIEW-2: a section's page is the patient's own rows of that section, newest first, filtered by
+/// time and recording organisation, paged without gaps or repeats (ties included), each row with
+/// its service event.
+async fn sections(s: &dyn Store) {
+    use crate::{SectionCursor, SectionQuery};
+    let ops = vec![
+        (Some("urn:uuid:p"), create(patient(HETU_A))),
+        (
+            Some("urn:uuid:e"),
+            create(
+                json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"}, "subject": {"reference": "urn:uuid:p"},
+                       "period": {"start": "2026-03-01T10:00:00+02:00"}}),
+            ),
+        ),
+        (
+            None,
+            create(lab(
+                "urn:uuid:p",
+                Some("urn:uuid:e"),
+                "2026-03-01T08:00:00+02:00",
+                "Hb",
+            )),
+        ),
+        (
+            None,
+            create(lab("urn:uuid:p", None, "2026-02-01T08:00:00+02:00", "CRP")),
+        ),
+        // Three at the same instant: the tie is broken by id, then type.
+        (
+            None,
+            create(lab("urn:uuid:p", None, "2026-01-01T08:00:00+02:00", "K")),
+        ),
+        (
+            None,
+            create(lab("urn:uuid:p", None, "2026-01-01T08:00:00+02:00", "Na")),
+        ),
+        (
+            None,
+            create(lab("urn:uuid:p", None, "2026-01-01T08:00:00+02:00", "Krea")),
+        ),
+        (
+            None,
+            create(observation(
+                "urn:uuid:p",
+                "2026-03-02T08:00:00+02:00",
+                "Paino",
+            )),
+        ),
+        (
+            None,
+            create(
+                json!({"resourceType": "Condition", "code": {"text": "J06.9"}, "subject": {"reference": "urn:uuid:p"}, "recordedDate": "2026-03-03"}),
+            ),
+        ),
+    ];
+    let w = s.write(req_urls(ops), NOW).await.unwrap().into_inner();
+    let key = w[0].stored.patient.unwrap();
+    let enc_id = w[1].stored.id.clone();
+    // Another organisation records a lab result too; another patient has one.
+    let mut other_org = req(vec![create(lab(
+        &format!("Patient/{}", w[0].stored.id),
+        None,
+        "2025-12-01T08:00:00+02:00",
+        "TSH",
+    ))]);
+    other_org.org = OrgId::new("org-other");
+    s.write(other_org, NOW).await.unwrap().into_inner();
+    let b = new_patient(s, HETU_B).await;
+    s.write(
+        req(vec![create(lab(
+            &format!("Patient/{b}"),
+            None,
+            "2026-03-01T08:00:00+02:00",
+            "Hb",
+        ))]),
+        NOW,
+    )
+    .await
+    .unwrap()
+    .into_inner();
+
+    let q = |section: Option<&str>| SectionQuery {
+        patient: key,
+        section: section.map(str::to_string),
+        since: None,
+        until: None,
+        org: None,
+        only: None,
+        count: 100,
+        after: None,
+    };
+    let texts = |p: &crate::SectionPage| -> Vec<String> {
+        p.rows
+            .iter()
+            .map(|r| {
+                r.found.to_value()["code"]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let all_lab = s.section(&q(Some("lab"))).await.unwrap().into_inner();
+    assert_eq!(all_lab.rows.len(), 6, "{:?}", texts(&all_lab));
+    assert_eq!(&texts(&all_lab)[..2], ["Hb", "CRP"]);
+    assert_eq!(texts(&all_lab)[5], "TSH");
+    assert!(all_lab.next.is_none());
+    // The service event comes with the row that points to it, and only with that one.
+    let hb = &all_lab.rows[0];
+    assert_eq!(
+        hb.encounter.as_ref().map(|e| e.id.as_str()),
+        Some(enc_id.as_str())
+    );
+    assert_eq!(
+        hb.encounter.as_ref().unwrap().to_value()["class"]["code"],
+        "IMP"
+    );
+    assert!(all_lab.rows[1].encounter.is_none());
+    assert_eq!(hb.org.as_deref(), Some("org-test"));
+    assert_eq!(hb.section.as_deref(), Some("lab"));
+    // Other sections; every section at once.
+    assert_eq!(
+        texts(
+            &s.section(&q(Some("measurements")))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        ["Paino"]
+    );
+    assert_eq!(
+        s.section(&q(Some("diagnoses")))
+            .await
+            .unwrap()
+            .into_inner()
+            .rows
+            .len(),
+        1
+    );
+    let any = s.section(&q(None)).await.unwrap().into_inner();
+    assert_eq!(any.rows.len(), 9, "lab 6, measurement, diagnosis, visit");
+    assert_eq!(any.rows[0].found.resource_type, "Condition");
+    // Time range: [since, until).
+    let mar = |d: &str| kanta_fhir::datetime::millis(kanta_fhir::datetime::parse_start(d).unwrap());
+    let in_jan_feb = SectionQuery {
+        since: Some(mar("2026-01-01T08:00:00+02:00")),
+        until: Some(mar("2026-03-01T08:00:00+02:00")),
+        ..q(Some("lab"))
+    };
+    assert_eq!(
+        texts(&s.section(&in_jan_feb).await.unwrap().into_inner()).len(),
+        4
+    );
+    // Organisation.
+    let other = SectionQuery {
+        org: Some("org-other".into()),
+        ..q(Some("lab"))
+    };
+    assert_eq!(
+        texts(&s.section(&other).await.unwrap().into_inner()),
+        ["TSH"]
+    );
+    // One resource (the detail view), only from its own patient.
+    let only = SectionQuery {
+        only: Some(("Observation".into(), hb.found.id.clone())),
+        ..q(Some("lab"))
+    };
+    assert_eq!(texts(&s.section(&only).await.unwrap().into_inner()), ["Hb"]);
+    let not_mine = SectionQuery {
+        patient: kanta_domain::ids::PatientKey(key.0 + 1),
+        ..only.clone()
+    };
+    assert!(s
+        .section(&not_mine)
+        .await
+        .unwrap()
+        .into_inner()
+        .rows
+        .is_empty());
+    // Paging two at a time visits every row once, in order, across the tie.
+    let mut seen = vec![];
+    let mut after: Option<SectionCursor> = None;
+    loop {
+        let page = s
+            .section(&SectionQuery {
+                count: 2,
+                after: after.clone(),
+                ..q(Some("lab"))
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(texts(&page));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, texts(&all_lab));
+    // The provider filter's choices.
+    let providers = s.section_providers(key, "lab").await.unwrap().into_inner();
+    assert_eq!(providers.orgs, ["org-other", "org-test"]);
+    assert!(s
+        .section_providers(key, "vaccinations")
+        .await
+        .unwrap()
+        .into_inner()
+        .orgs
+        .is_empty());
 }

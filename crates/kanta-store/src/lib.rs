@@ -118,6 +118,60 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// Where a section's list continues from: the sort key of the last row of the previous page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionCursor {
+    pub effective_at: i64,
+    pub id: String,
+    pub resource_type: String,
+}
+
+/// One page of a patient's records in a MyKanta section (R-VIEW-2), newest first: one query on the
+/// patient's shard through the `resource_by_section` index.
+#[derive(Clone, Debug)]
+pub struct SectionQuery {
+    pub patient: PatientKey,
+    /// A `Section::code()`, or every section.
+    pub section: Option<String>,
+    /// Effective at or after (epoch ms).
+    pub since: Option<i64>,
+    /// Effective before (epoch ms).
+    pub until: Option<i64>,
+    /// Recorded by this organisation.
+    pub org: Option<String>,
+    /// Just this resource (type, id): the detail view.
+    pub only: Option<(String, String)>,
+    pub count: usize,
+    pub after: Option<SectionCursor>,
+}
+
+/// One resource of a section page, with what the page needs beside it: who recorded it, and the
+/// service event it is attached to (for the display rules' context), read in the same query.
+#[derive(Debug)]
+pub struct SectionRow {
+    pub found: Found,
+    pub org: Option<String>,
+    pub section: Option<String>,
+    pub effective_at: i64,
+    pub last_updated: i64,
+    pub encounter: Option<Found>,
+}
+
+#[derive(Debug)]
+pub struct SectionPage {
+    pub rows: Vec<SectionRow>,
+    pub next: Option<SectionCursor>,
+}
+
+/// The organisations that have recorded something in one of a patient's sections (the provider
+/// filter's choices): personal data, released through the audit log like the records.
+#[derive(Debug)]
+pub struct SectionProviders {
+    pub patient: PatientKey,
+    pub section: String,
+    pub orgs: Vec<String>,
+}
+
 /// A system that calls the API, and the organisation it acts for.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientRecord {
@@ -271,6 +325,14 @@ pub trait Store: Send + Sync + 'static {
         patient: PatientKey,
         encounters: &[String],
     ) -> Result<Sealed<Vec<Found>>>;
+    /// A page of a patient's section (R-VIEW-2), each row with its service event.
+    async fn section(&self, query: &SectionQuery) -> Result<Sealed<SectionPage>>;
+    /// The organisations that have recorded in a patient's section.
+    async fn section_providers(
+        &self,
+        patient: PatientKey,
+        section: &str,
+    ) -> Result<Sealed<SectionProviders>>;
     /// A write whose audit records (one per patient written, for `access`) are committed with it
     /// where the backend can do so without a global lock (SQLite); otherwise the result comes back
     /// sealed for `AuditLog::settle` to release through the group-commit writer.

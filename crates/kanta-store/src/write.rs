@@ -62,6 +62,7 @@ struct Pending {
     index: usize,
     effective_at: i64,
     status: Option<String>,
+    section: Option<&'static str>,
     tokens: Vec<(String, String)>,
 }
 
@@ -75,6 +76,8 @@ pub(crate) struct Row<'a> {
     pub effective_at: i64,
     pub status: Option<&'a str>,
     pub org_id: &'a str,
+    /// The MyKanta section (`Section::code`) of a patient-scoped resource.
+    pub section: Option<&'static str>,
     pub body: &'a Value,
     pub tokens: &'a [(String, String)],
 }
@@ -441,6 +444,7 @@ pub(crate) async fn apply(
             index: i,
             effective_at: resource.effective.map_or(now_ms, datetime::millis),
             status: resource.status.take(),
+            section: kanta_fhir::display::section(&body).map(|s| s.code()),
             tokens: {
                 let mut tokens = std::mem::take(&mut resource.identifiers);
                 // The service event a care document is attached to, as resolved above.
@@ -483,6 +487,7 @@ pub(crate) async fn apply(
                 effective_at: p.effective_at,
                 status: p.status.as_deref(),
                 org_id: req.org.as_str(),
+                section: p.section,
                 body: &w.stored.body,
                 tokens: &p.tokens,
             })
