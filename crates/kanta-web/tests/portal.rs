@@ -1111,3 +1111,198 @@ async fn visits_show_only_what_the_rules_allow() {
     );
     app.finish().await;
 }
+
+/// R-VIEW-2, R-ACT-12: each section lists the citizen's own records that the rules show, newest
+/// first, twenty a page; the time and provider filters narrow it; the detail view names the unit
+/// and its data protection officer; hidden and other people's records are "not found"; every page
+/// is audited.
+#[tokio::test]
+async fn sections_filter_page_and_detail() {
+    use serde_json::json;
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let view = |code: &str| json!([{"system": "urn:oid:1.2.246.537.6.12.2002", "code": code}]);
+    let lab = |i: usize, name: &str, mut meta: serde_json::Value| {
+        meta["tag"] = view("LAB");
+        json!({"resource": {"resourceType": "Observation", "status": "final", "meta": meta,
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"text": name}, "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"},
+            "effectiveDateTime": format!("2026-01-{i:02}T08:00:00+02:00"),
+            "valueQuantity": {"value": 120.0 + i as f64, "unit": "g/L"}}, "request": {"method": "POST", "url": "Observation"}})
+    };
+    let patient = |hetu: &str| {
+        json!({"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": hetu}]},
+               "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{hetu}")}})
+    };
+    let encounter = json!({"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+        "subject": {"reference": "urn:uuid:p"}, "period": {"start": "2026-01-01T07:00:00+02:00"}, "reasonCode": [{"text": "Kontrolli"}]},
+        "request": {"method": "POST", "url": "Encounter"}});
+    let mut entries = vec![
+        json!({"resource": {"resourceType": "Organization", "id": "org-hus", "name": "HUS",
+            "contact": [{"purpose": {"coding": [{"system": "urn:kanta:cs:contact-purpose", "code": "dpo"}]},
+                         "name": {"text": "HUS tietosuojavastaava"},
+                         "telecom": [{"system": "email", "value": "tietosuoja@hus.example.fi"}, {"system": "phone", "value": "+358 9 4711"}]}]},
+               "request": {"method": "PUT", "url": "Organization/org-hus"}}),
+        patient(HETU),
+        encounter.clone(),
+    ];
+    for i in 1..=23 {
+        entries.push(lab(i, &format!("Hb{i}"), json!({})));
+    }
+    let delayed = json!({"extension": [{"url": "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/release-for-patient-viewing",
+        "valueDateTime": "2099-01-01T00:00:00+02:00"}]});
+    let mut hidden = lab(24, "Viivästetty", delayed);
+    hidden["resource"]["id"] = json!("lab-delayed");
+    hidden["request"] = json!({"method": "PUT", "url": "Observation/lab-delayed"});
+    entries.push(hidden);
+    entries.push(json!({"resource": {"resourceType": "Immunization", "status": "completed", "meta": {"tag": view("ROK")},
+        "vaccineCode": {"text": "Rokote <script>alert(1)</script>"}, "patient": {"reference": "urn:uuid:p"},
+        "encounter": {"reference": "urn:uuid:e"}, "occurrenceDateTime": "2026-01-02T10:00:00+02:00"},
+        "request": {"method": "POST", "url": "Immunization"}}));
+    let write = |org: &str, entries: Vec<serde_json::Value>| {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        kanta_web::bundle_write_request(kanta_domain::ids::OrgId::new(org), bundle)
+            .unwrap()
+            .0
+    };
+    let _ = app
+        .store
+        .write(write("org-hus", entries), app.clock.now())
+        .await
+        .unwrap();
+    // Another unit, and another person.
+    let other_unit = vec![
+        json!({"resource": {"resourceType": "Organization", "id": "org-tt", "name": "Terveystalo"},
+               "request": {"method": "PUT", "url": "Organization/org-tt"}}),
+        patient(HETU),
+        encounter.clone(),
+        lab(25, "TSH", json!({})),
+    ];
+    let _ = app
+        .store
+        .write(write("org-tt", other_unit), app.clock.now())
+        .await
+        .unwrap();
+    let mut strangers = lab(26, "Vieras", json!({}));
+    strangers["resource"]["id"] = json!("lab-stranger");
+    strangers["request"] = json!({"method": "PUT", "url": "Observation/lab-stranger"});
+    let _ = app
+        .store
+        .write(
+            write("org-hus", vec![patient(DECEASED), encounter, strangers]),
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+
+    app.login_confirmed().await;
+    let hrefs = |body: &str| -> Vec<String> {
+        body.match_indices("href=\"/records/lab/Observation/")
+            .map(|(i, _)| between(&body[i..], "href=\"", "\""))
+            .collect()
+    };
+    let first = app.get("/records/lab").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    // Twenty rows a page, of which the delayed one is hidden by the rules.
+    assert_eq!(hrefs(&first.body).len(), 19, "{}", first.body);
+    assert!(
+        first.body.contains("TSH") && first.body.contains("Hb23"),
+        "newest first"
+    );
+    assert!(!first.body.contains("Viivästetty") && !first.body.contains("Vieras"));
+    assert!(
+        first
+            .body
+            .contains("<option value=\"org-tt\">Terveystalo</option>"),
+        "{}",
+        first.body
+    );
+    let next = between(&first.body, "<p><a href=\"/records/lab?after=", "\"");
+    let second = app.get(&format!("/records/lab?after={next}")).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(hrefs(&second.body).len(), 5, "{}", second.body);
+    assert!(second.body.contains("Hb1<") && !second.body.contains("Hb23"));
+    // Filters: provider; a time range with both days included.
+    let tt = app.get("/records/lab?provider=org-tt").await;
+    assert_eq!(hrefs(&tt.body).len(), 1);
+    assert!(tt.body.contains("TSH"));
+    let range = app
+        .get("/records/lab?from=2026-01-10&to=2026-01-12&provider=")
+        .await;
+    let shown: Vec<&str> = ["Hb9<", "Hb10<", "Hb11<", "Hb12<", "Hb13<"]
+        .into_iter()
+        .filter(|h| range.body.contains(h))
+        .collect();
+    assert_eq!(shown, ["Hb10<", "Hb11<", "Hb12<"], "{}", range.body);
+    let bad = app.get("/records/lab?from=10.1.2026").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("Päivämäärää ei voitu lukea"));
+    let backwards = app.get("/records/lab?from=2026-02-01&to=2026-01-01").await;
+    assert_eq!(backwards.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/records/lab?after=junk").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(app.get("/records/nope").await.status, StatusCode::NOT_FOUND);
+    // Other sections; text is text.
+    let vacc = app.get("/records/vaccinations").await;
+    assert!(
+        vacc.body.contains("Rokote &#60;script&#62;"),
+        "{}",
+        vacc.body
+    );
+    assert!(app
+        .get("/records/prescriptions")
+        .await
+        .body
+        .contains("Reseptikeskus"));
+    // The detail view, with the data protection officer (R-ACT-12).
+    let detail = app.get(&hrefs(&first.body)[1]).await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+    for want in [
+        "Hb23",
+        "HUS tietosuojavastaava",
+        "mailto:tietosuoja@hus.example.fi",
+        "+358 9 4711",
+        "Kontrolli",
+    ] {
+        assert!(detail.body.contains(want), "{want}: {}", detail.body);
+    }
+    let tt_detail = app.get(&hrefs(&tt.body)[0]).await;
+    assert!(
+        tt_detail
+            .body
+            .contains("ei ole ilmoittanut tietosuojavastaavansa"),
+        "{}",
+        tt_detail.body
+    );
+    // Hidden, someone else's, or in another section: not found, alike.
+    for path in [
+        "/records/lab/Observation/lab-delayed",
+        "/records/lab/Observation/lab-stranger",
+        "/records/lab/Observation/nope",
+        "/records/lab/Observation/a%20b",
+    ] {
+        assert_eq!(app.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        app.get(&hrefs(&first.body)[1].replace("/lab/", "/diagnoses/"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let actions = app.audit_actions().await;
+    for want in [
+        (Action::Search, Some("view=section:lab".to_string())),
+        (Action::Read, Some("view=record:lab".to_string())),
+    ] {
+        assert!(actions.contains(&want), "{want:?}: {actions:?}");
+    }
+    // What is new: the newest shown records of every section.
+    let front = app.get("/").await;
+    assert!(
+        front.body.contains("Uutta") && front.body.contains("TSH"),
+        "{}",
+        front.body
+    );
+    app.finish().await;
+}

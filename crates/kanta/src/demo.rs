@@ -189,7 +189,8 @@ pub fn organisations() -> Vec<Value> {
                 "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": kind}]}],
                 "name": name,
                 "contact": [{
-                    "purpose": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/contactentity-type", "code": "ADMIN"}],
+                    "purpose": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/contactentity-type", "code": "ADMIN"},
+                                           {"system": "urn:kanta:cs:contact-purpose", "code": "dpo", "display": "Tietosuojavastaava"}],
                                 "text": "Tietosuojavastaava / Dataskyddsombud / Data protection officer"},
                     "name": {"text": dpo},
                     "telecom": [{"system": "email", "value": email}]

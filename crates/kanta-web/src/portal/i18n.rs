@@ -177,6 +177,9 @@ mod tests {
                 "\"back-",
                 "\"disclosures-",
                 "\"action-",
+                "\"section-",
+                "\"filter-",
+                "\"record-",
             ] {
                 for (i, _) in text.match_indices(prefix) {
                     let rest = &text[i + 1..];

@@ -12,6 +12,7 @@
 pub mod i18n;
 pub mod oidc;
 pub mod records;
+pub mod sections;
 pub mod session;
 pub mod test_idp;
 
@@ -104,6 +105,8 @@ pub fn routes() -> Router<AppState> {
         .route("/lang", post(set_lang))
         .route("/disclosures", get(disclosures))
         .route("/visits", get(records::visits))
+        .route("/records/{section}", get(sections::list))
+        .route("/records/{section}/{type}/{id}", get(sections::detail))
         .route("/static/portal.css", get(css))
         .route("/static/session.js", get(js))
         .route("/static/favicon.svg", get(favicon))
@@ -304,6 +307,9 @@ struct FrontPublic<'a> {
 struct Front<'a> {
     ui: &'a Ui,
     name: &'a str,
+    nav: Vec<sections::NavItem>,
+    /// `None`: the records could not be read just now (the rest of the page still works).
+    news: Option<Vec<kanta_domain::display::Visible<sections::Item>>>,
 }
 
 #[derive(Template)]
@@ -597,7 +603,11 @@ fn local_path(p: Option<&str>) -> String {
 
 // --- pages ---------------------------------------------------------------------------------
 
-async fn front(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn front(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    rid: crate::RequestId,
+) -> Response {
     let now = state.clock.now();
     let lang = lang_of(&headers);
     let lookup = match load_session(&state, &headers, now, true).await {
@@ -608,9 +618,18 @@ async fn front(State(state): State<AppState>, headers: HeaderMap) -> Response {
         SessionLookup::Live(s) if !s.confirmed => see_other("/confirm"),
         SessionLookup::Live(s) => {
             let ui = ui_for(&state, lang, "/", Some(&s), "");
+            let news = match sections::whats_new(&state, &s, &rid).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::error!(error = %e, "what is new unavailable");
+                    None
+                }
+            };
             render(&Front {
                 ui: &ui,
                 name: &s.display_name,
+                nav: sections::nav(None),
+                news,
             })
         }
         other => {

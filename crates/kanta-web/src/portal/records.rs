@@ -124,7 +124,7 @@ fn number(v: &Value) -> Option<String> {
 }
 
 /// What the page says about one care document.
-fn doc_row(r: &Value) -> DocRow {
+pub(crate) fn doc_row(r: &Value) -> DocRow {
     let t = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
     let mut row = DocRow {
         kind_key: "record-kind-other",
@@ -226,6 +226,10 @@ fn doc_row(r: &Value) -> DocRow {
         "DocumentReference" => {
             row.kind_key = "record-kind-certificate";
             row.title = text_of(r, "/description").unwrap_or_else(|| concept_text(r, "type"));
+        }
+        "Encounter" => {
+            row.kind_key = "record-kind-visit";
+            row.title = text_of(r, "/reasonCode/0/text").unwrap_or_default();
         }
         _ => row.title = t.to_string(),
     }
