@@ -99,6 +99,46 @@ try {
       await page.waitForURL(base + '/');
     });
 
+    if (lang !== 'en') {
+      await check(`${lang}::every_record_section`, async () => {
+        // Every section the records navigation lists (R-VIEW-2), each checked by axe.
+        const hrefs = await page.locator('nav ul.sections a[href^="/records/"]').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+        expect(hrefs.length === 12, `twelve record sections linked from the front page: ${hrefs}`);
+        let listed = 0;
+        for (const href of hrefs) {
+          await page.goto(base + href);
+          expect(await page.locator('nav.records-nav a[aria-current="page"]').count() === 1, `${href}: current section marked`);
+          listed += await page.locator('ul.records li').count();
+          await axe(page, `section ${href}`);
+          await page.screenshot({ path: path.join(shots, `section-${href.split('/').pop()}-${lang}.png`), fullPage: true });
+        }
+        expect(listed > 5, `the demo person has records in the sections (${listed})`);
+      });
+
+      await check(`${lang}::section_filter_and_detail`, async () => {
+        await page.goto(base + '/records/lab');
+        const before = await page.locator('ul.records li').count();
+        expect(before > 0, 'lab results listed');
+        // A range in the future: nothing; the form keeps what was typed; "clear" brings all back.
+        await page.locator('#filter-from').fill('2099-01-01');
+        await page.locator('form.filters button[type=submit]').click();
+        await page.waitForURL(/from=2099-01-01/);
+        expect(await page.locator('ul.records li').count() === 0, 'the filter narrows');
+        expect(await page.locator('#filter-from').inputValue() === '2099-01-01', 'the filter is kept');
+        await axe(page, 'filtered section');
+        await page.locator('form.filters a').click();
+        await page.waitForURL(/\/records\/lab$/);
+        expect(await page.locator('ul.records li').count() === before, 'clearing restores');
+        // The detail view names the recording unit's data protection officer (R-ACT-12).
+        await page.locator('ul.records li a').first().click();
+        await page.waitForURL(/\/records\/lab\/Observation\//);
+        expect(await page.locator('section.dpo a[href^="mailto:"]').count() === 1, 'DPO contact shown');
+        await axe(page, 'record detail');
+        await page.screenshot({ path: path.join(shots, `record-lab-${lang}.png`), fullPage: true });
+        await page.goto(base + '/');
+      });
+    }
+
     await check(`${lang}::disclosure_log`, async () => {
       await page.getByRole('link', { name: w.disclosures }).click();
       await page.waitForURL(/\/disclosures$/);
