@@ -155,6 +155,13 @@ impl Touches for crate::SectionRow {
         t
     }
 }
+impl Touches for crate::VisitsPage {
+    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+        let mut t = self.visits.touched();
+        t.extend(self.documents.touched());
+        t
+    }
+}
 impl Touches for crate::SectionPage {
     fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
         self.rows.touched()

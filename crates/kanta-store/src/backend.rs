@@ -8,7 +8,8 @@ use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
     AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page,
     PendingLogin, Result, SearchQuery, SectionCursor, SectionPage, SectionProviders, SectionQuery,
-    SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit, WriteRequest, Written,
+    SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit, VisitsPage, WriteRequest,
+    Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
@@ -30,7 +31,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-const STORED_COLUMNS: &str = "resource_type, id, version_id, last_updated, body";
+const STORED_COLUMNS: &str = "resource_type, id, version_id, last_updated, org_id, body";
 
 pub struct SqliteStore {
     read: SqlitePool,
@@ -229,6 +230,7 @@ macro_rules! backend {
                 version: row.try_get("version_id")?,
                 last_updated: ts(row.try_get("last_updated")?),
                 patient: key,
+                org: row.try_get("org_id")?,
                 body,
             })
         }
@@ -488,6 +490,36 @@ macro_rules! backend {
                 Ok(rows)
             }
 
+            async fn attached_open(&self, patient: PatientKey, encounters: &[String]) -> Result<Vec<Found>> {
+                if encounters.is_empty() {
+                    return Ok(vec![]);
+                }
+                let list: Vec<String> = (0..encounters.len()).map(|i| format!("${}", i + 3)).collect();
+                let sql = format!(
+                    "SELECT r.resource_type, r.id, {} AS body_text FROM resource_token t JOIN resource r \
+                     ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id \
+                     WHERE t.patient_key = $1 AND t.system = $2 AND t.value IN ({}) ORDER BY r.effective_at DESC, r.id DESC",
+                    $body_text,
+                    list.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(patient.0).bind(crate::ENCOUNTER_INDEX);
+                for e in encounters {
+                    q = q.bind(e);
+                }
+                let rows = q.fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|r| {
+                        let text: String = r.try_get("body_text")?;
+                        Ok(Found {
+                            resource_type: r.try_get("resource_type")?,
+                            id: r.try_get("id")?,
+                            patient: Some(patient),
+                            json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn search_open(&self, q: &SearchQuery) -> Result<Page> {
                 let scope = scope_of(&q.resource_type)
                     .ok_or_else(|| FhirError::bad_request(format!("resource type '{}' is not supported", q.resource_type)))?;
@@ -733,34 +765,21 @@ macro_rules! backend {
             }
 
             async fn attached_to(&self, patient: PatientKey, encounters: &[String]) -> Result<Sealed<Vec<Found>>> {
-                if encounters.is_empty() {
-                    return Ok(Sealed::new(vec![]));
-                }
-                let list: Vec<String> = (0..encounters.len()).map(|i| format!("${}", i + 3)).collect();
-                let sql = format!(
-                    "SELECT r.resource_type, r.id, {} AS body_text FROM resource_token t JOIN resource r \
-                     ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id \
-                     WHERE t.patient_key = $1 AND t.system = $2 AND t.value IN ({}) ORDER BY r.effective_at DESC, r.id DESC",
-                    $body_text,
-                    list.join(", ")
-                );
-                let mut q = sqlx::query(&sql).bind(patient.0).bind(crate::ENCOUNTER_INDEX);
-                for e in encounters {
-                    q = q.bind(e);
-                }
-                let rows = q.fetch_all(&self.read).await?;
-                rows.iter()
-                    .map(|r| {
-                        let text: String = r.try_get("body_text")?;
-                        Ok(Found {
-                            resource_type: r.try_get("resource_type")?,
-                            id: r.try_get("id")?,
-                            patient: Some(patient),
-                            json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-                    .map(Sealed::new)
+                self.attached_open(patient, encounters).await.map(Sealed::new)
+            }
+
+            async fn visits(&self, patient: PatientKey, count: usize, after: Option<Cursor>) -> Result<Sealed<VisitsPage>> {
+                let visits = self.search_open(&SearchQuery {
+                    resource_type: "Encounter".into(),
+                    patient: Some(patient),
+                    identifier: None,
+                    ascending: false,
+                    count,
+                    after,
+                }).await?;
+                let refs: Vec<String> = visits.resources.iter().map(|f| format!("Encounter/{}", f.id)).collect();
+                let documents = self.attached_open(patient, &refs).await?;
+                Ok(Sealed::new(VisitsPage { visits, documents }))
             }
 
             async fn patient_key_of(&self, id: &str) -> Result<Option<PatientKey>> {

@@ -75,6 +75,8 @@ pub struct Stored {
     pub version: i32,
     pub last_updated: OffsetDateTime,
     pub patient: Option<PatientKey>,
+    /// The organisation whose system wrote this version (the recording unit).
+    pub org: Option<String>,
     pub body: Value,
 }
 
@@ -161,6 +163,13 @@ pub struct SectionRow {
 pub struct SectionPage {
     pub rows: Vec<SectionRow>,
     pub next: Option<SectionCursor>,
+}
+
+/// A page of a patient's visits and care periods with the care documents attached to them.
+#[derive(Debug)]
+pub struct VisitsPage {
+    pub visits: Page,
+    pub documents: Vec<Found>,
 }
 
 /// The organisations that have recorded something in one of a patient's sections (the provider
@@ -325,6 +334,14 @@ pub trait Store: Send + Sync + 'static {
         patient: PatientKey,
         encounters: &[String],
     ) -> Result<Sealed<Vec<Found>>>;
+    /// A page of a patient's visits and care periods, newest first, with their care documents, read
+    /// together so that one audit release covers the page.
+    async fn visits(
+        &self,
+        patient: PatientKey,
+        count: usize,
+        after: Option<Cursor>,
+    ) -> Result<Sealed<VisitsPage>>;
     /// A page of a patient's section (R-VIEW-2), each row with its service event.
     async fn section(&self, query: &SectionQuery) -> Result<Sealed<SectionPage>>;
     /// The organisations that have recorded in a patient's section.

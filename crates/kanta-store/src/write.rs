@@ -467,6 +467,7 @@ pub(crate) async fn apply(
                 version,
                 last_updated: now,
                 patient: patient_key,
+                org: Some(req.org.as_str().to_string()),
                 body,
             },
             created: current.is_none(),

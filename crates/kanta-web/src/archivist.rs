@@ -3,6 +3,7 @@
 //! its versions, whether its display is delayed and until when — and whether MyKanta shows it, and if
 //! not, every rule that hides it (the same reasons `kanta_domain::display::decide` gives the portal).
 //! The answer carries no record content; every look-up is audited as a read of the patient's data.
+//! An archivist sees only documents their own organisation recorded (others: 403, still audited).
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
@@ -63,6 +64,14 @@ pub async fn document(
             json!({"resource": format!("{rtype}/{id}"), "stored": false}),
         ));
     };
+    // An archivist answers for their own organisation's register: documents its systems recorded.
+    if current.org.as_deref() != Some(caller.org.as_str()) {
+        return Err(FhirError::new(
+            kanta_fhir::ErrorKind::Forbidden,
+            "this document was recorded by another organisation; its archivist can look it up",
+        )
+        .into());
+    }
     let patient = current.patient;
     let event_ref = if rtype == "Encounter" {
         Some(format!("Encounter/{id}"))

@@ -43,6 +43,7 @@ impl TestApp {
         for (id, org, roles) in [
             ("clinician", "org-hus", "clinician"),
             ("archivist", "org-hus", "archivist"),
+            ("archivist-tt", "org-terveystalo", "archivist"),
             ("operator", "org-kanta-operator", "operator"),
         ] {
             db.store
@@ -1085,6 +1086,18 @@ async fn archivist_view(b: Backend) {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["resourceType"], "OperationOutcome");
+    // Another organisation's archivist answers for their own register only.
+    let other_arch = app.token("archivist-tt").await;
+    let (s, v, _) = ask(
+        format!("/archivist/documents/Observation/{hidden}"),
+        other_arch,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        !v.to_string().contains("other-person"),
+        "nothing of the decision: {v}"
+    );
 
     let store = app.db.as_ref().unwrap().store.clone();
     let key = store

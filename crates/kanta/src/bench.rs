@@ -47,6 +47,8 @@ pub struct BenchArgs {
 }
 
 const SECRET: &str = "bench-secret";
+/// Records (visits and their care documents) of the patients whose visits page is measured.
+const PAGE_PATIENTS: [usize; 3] = [20, 500, 5_000];
 const CLIENT: &str = "bench-clinician";
 
 pub async fn run(args: BenchArgs, _database: String, data_dir: PathBuf) -> Result<(), String> {
@@ -412,6 +414,16 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             seq += 1;
         }
     }
+    // The visits-page patients: one visit and four care documents per bundle (five records).
+    let page_hetus: Vec<String> = (0..PAGE_PATIENTS.len())
+        .map(|k| hetu_for(args.patients + k).map(|h| h.as_str().to_string()))
+        .collect::<Result<_, _>>()?;
+    for (h, records) in page_hetus.iter().zip(PAGE_PATIENTS) {
+        total_records += records;
+        for seq in 0..records / 5 {
+            jobs.push(visit_bundle(h, seq as i64, 4, seq));
+        }
+    }
     let jobs = Arc::new(std::sync::Mutex::new(jobs));
     let mut loaders = vec![];
     for _ in 0..4 {
@@ -563,8 +575,6 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         })
         .await
     };
-    let _ = stop_tx.send(());
-    let _ = server.await;
 
     // The floor: the raw database doing the same work on the same rows.
     let floor = Arc::new(Floor::connect(url).await?);
@@ -621,6 +631,109 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                "ratio": round(if naive_audited > 0.0 { reads.per_sec() / naive_audited } else { 0.0 }), "p99_ms": round(reads.pct(0.99))})
     );
     report("read_latest_20", backend, args, reads, floor_reads);
+
+    // W2b: "open my visits page" (issue 4): a signed-in citizen's /visits — session check, the
+    // display rules, two audited releases, HTML — for patients with 20, 500 and 5,000 records,
+    // against the floor of the latest 20 rows plus one audit insert for the same patient.
+    let mut p99s = vec![];
+    for (h, records) in page_hetus.iter().zip(PAGE_PATIENTS) {
+        let hetu = Hetu::parse(h).map_err(|e| e.to_string())?;
+        let key = store
+            .patient_key_for_hetu(&hetu)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("a page patient was not loaded")?;
+        let session_id = format!("bench-session-{records}");
+        let now_ms = kanta_fhir::datetime::millis(Clock::System.now());
+        store
+            .session_insert(&kanta_store::SessionRow {
+                id_hash: kanta_web::portal::session::hash(&session_id),
+                patient_key: key,
+                hetu,
+                display_name: "Bench Test".into(),
+                acting_for: None,
+                csrf_token: "bench".into(),
+                created_at: now_ms,
+                last_active_at: now_ms,
+                absolute_expiry: now_ms + 3_600_000,
+                confirmed: true,
+                idp_issuer: "bench".into(),
+                idp_sub: session_id.clone(),
+                idp_sid: None,
+                id_token: None,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let cookie = format!("kanta_session={session_id}");
+        // One look first, so a broken set-up fails loudly rather than as a run of errors.
+        let probe = http
+            .get(format!("{base}/visits"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = probe.status();
+        let text = probe.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() || !text.contains("class=\"visit\"") {
+            return Err(format!(
+                "the visits page answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            ));
+        }
+        let mut page = {
+            let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
+            drive(args.clients, args.seconds, move |_, _| {
+                let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
+                async move {
+                    match http
+                        .get(format!("{base}/visits"))
+                        .header("cookie", cookie)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => {
+                            r.text().await.is_ok_and(|t| t.contains("class=\"visit\""))
+                        }
+                        _ => false,
+                    }
+                }
+            })
+            .await
+        };
+        let floor_page = {
+            let floor = floor.clone();
+            drive(args.clients, args.seconds, move |_, _| {
+                let floor = floor.clone();
+                async move { floor.latest20_audited(key.0).await }
+            })
+            .await
+        };
+        let mut floor_page = floor_page;
+        let ratio = if floor_page.per_sec() > 0.0 {
+            page.per_sec() / floor_page.per_sec()
+        } else {
+            0.0
+        };
+        let p99 = page.pct(0.99);
+        p99s.push(p99);
+        emit!(
+            "{}",
+            json!({"workload": "visits_page", "backend": backend, "records": records, "clients": args.clients,
+                   "ops": page.ops, "errors": page.errors, "ops_per_s": round(page.per_sec()),
+                   "p50_ms": round(page.pct(0.5)), "p99_ms": round(p99),
+                   "floor_ops_per_s": round(floor_page.per_sec()), "floor_p99_ms": round(floor_page.pct(0.99)),
+                   "ratio": round(ratio)})
+        );
+    }
+    if let (Some(first), Some(last)) = (p99s.first(), p99s.last()) {
+        emit!(
+            "{}",
+            json!({"workload": "visits_page_p99_5000_vs_20", "backend": backend,
+                   "ratio": round(if *first > 0.0 { last / first } else { 0.0 })})
+        );
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
 
     // W3: audit records through group commit: many requests, one record each.
     let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;

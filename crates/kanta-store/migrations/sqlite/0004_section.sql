@@ -3,6 +3,11 @@
 -- patient's shard, newest first, whatever the patient's history holds.
 ALTER TABLE resource ADD COLUMN section TEXT;
 CREATE INDEX resource_by_section ON resource (patient_key, section, effective_at DESC, id DESC, resource_type DESC);
+-- "What is new": every section at once, newest first.
+CREATE INDEX resource_listed_by_date ON resource (patient_key, effective_at DESC, id DESC, resource_type DESC) WHERE section IS NOT NULL;
+-- A page of visits finds its care documents through the encounter index without reading the
+-- patient's other tokens (attached_to is then independent of the size of the history).
+CREATE INDEX resource_token_by_system ON resource_token (patient_key, system, value);
 
 -- Rows written before this migration: classified by type, and by category or main view where the
 -- type serves several sections (the text match stands in for the write path's reading of the JSON).

@@ -437,6 +437,10 @@ async fn load_session(
     let now_ms = kanta_fhir::datetime::millis(now);
     match state.portal.policy.standing(&row, now_ms) {
         Standing::Live => {
+            // Activity is written at most once per `touch_every` (a page view is otherwise a
+            // read plus a write); the stored time, not `now`, is what the page then states.
+            let touch =
+                touch && now_ms - row.last_active_at >= state.portal.policy.touch_every_ms();
             if touch {
                 if let Err(e) = state.store.session_touch(&id_hash, now_ms).await {
                     tracing::error!(error = %e, "session touch failed");

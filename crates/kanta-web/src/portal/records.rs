@@ -12,7 +12,7 @@ use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{CareSetting, ViewTable, Visible, DEFAULT_VIEW_TABLE};
 use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
 use kanta_store::audit::Access;
-use kanta_store::{Cursor, SearchQuery};
+use kanta_store::Cursor;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -260,20 +260,12 @@ pub async fn visits(
         tracing::error!(error = %e, "records unavailable");
         error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
     };
-    let query = SearchQuery {
-        resource_type: "Encounter".into(),
-        patient: Some(key),
-        identifier: None,
-        ascending: false,
-        count: PAGE,
-        after,
-    };
-    let page = match state.store.search(&query).await {
+    // The page of visits and their care documents, read together and released through the audit
+    // log in one record before anything is opened.
+    let sealed = match state.store.visits(key, PAGE, after).await {
         Ok(p) => p,
         Err(e) => return unavailable(&e),
     };
-    // The service events' ids are needed to fetch their documents before anything is opened: the
-    // ids come back with the page through the audit log below, so fetch by what the query returns.
     let access = Access {
         actor: Actor::Citizen { person: key },
         on_behalf_of: None,
@@ -283,7 +275,13 @@ pub async fn visits(
         now_ms,
         subject: Some(key),
     };
-    let (_, page) = match state.audit.release(page, &access).await {
+    let (
+        _,
+        kanta_store::VisitsPage {
+            visits: page,
+            documents: attached,
+        },
+    ) = match state.audit.release(sealed, &access).await {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
@@ -292,20 +290,6 @@ pub async fn visits(
         .iter()
         .map(|f| format!("Encounter/{}", f.id))
         .collect();
-    let attached = match state.store.attached_to(key, &encounter_ids).await {
-        Ok(a) => a,
-        Err(e) => return unavailable(&e),
-    };
-    let access = Access {
-        action: Action::Read,
-        query: Some("view=visits-documents".into()),
-        ..access
-    };
-    let (_, attached) = match state.audit.release(attached, &access).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(&e),
-    };
-
     let docs: Vec<Value> = attached.iter().map(|f| f.to_value()).collect();
     let mut by_encounter: HashMap<&str, Vec<&Value>> = HashMap::new();
     for d in &docs {

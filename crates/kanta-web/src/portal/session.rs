@@ -43,6 +43,12 @@ pub enum Standing {
 }
 
 impl SessionPolicy {
+    /// How stale the stored last activity may be before a request writes it again: 1/120 of the
+    /// idle timeout (15 s of 30 min), so the session may end at most that much early.
+    pub fn touch_every_ms(&self) -> i64 {
+        i64::try_from(self.idle.as_millis() / 120).unwrap_or(i64::MAX)
+    }
+
     /// R-AUTH-5: at 29:59 of idleness the session lives; at 30:00 it has ended.
     pub fn standing(&self, s: &SessionRow, now_ms: i64) -> Standing {
         if now_ms >= s.absolute_expiry {
