@@ -56,9 +56,10 @@ pub struct DocumentFacts {
     /// Archived on a form rather than as journal text (R-DOC-8).
     pub form: bool,
     pub content: ContentKind,
-    /// When the document was archived, and when its provider joined the platform (R-VIEW-8: older
-    /// records archived as such are not shown). ms since the epoch.
-    pub archived_at: i64,
+    /// When the document was recorded (its own date), and when its provider joined the platform
+    /// (R-VIEW-8: records from before joining, archived later as such, are not shown). ms since the
+    /// epoch.
+    pub recorded_at: i64,
     pub provider_joined_at: Option<i64>,
 }
 
@@ -198,7 +199,7 @@ pub fn decide(doc: &DocumentFacts, views: &ViewTable, now: i64) -> Decision {
     }
     if doc
         .provider_joined_at
-        .is_some_and(|joined| doc.archived_at < joined)
+        .is_some_and(|joined| doc.recorded_at < joined)
     {
         hidden.push(Hidden::BeforeProviderJoined);
     }
@@ -420,7 +421,7 @@ mod tests {
             view: MainView::National("166".into()),
             form: false,
             content: ContentKind::Other,
-            archived_at: NOW - 1000,
+            recorded_at: NOW - 1000,
             provider_joined_at: Some(NOW - 10_000),
         }
     }
@@ -570,9 +571,9 @@ mod tests {
     fn provider_joining_boundary() {
         let v = views();
         let mut d = shown_doc();
-        d.provider_joined_at = Some(d.archived_at);
+        d.provider_joined_at = Some(d.recorded_at);
         assert_eq!(decide(&d, &v, NOW), Decision::Shown);
-        d.provider_joined_at = Some(d.archived_at + 1);
+        d.provider_joined_at = Some(d.recorded_at + 1);
         assert_eq!(
             decide(&d, &v, NOW),
             Decision::Hidden(vec![Hidden::BeforeProviderJoined])

@@ -18,12 +18,33 @@ pub struct Context {
     pub care_documents: usize,
     /// Whether this is the current version.
     pub latest_version: bool,
-    pub archived_at: i64,
+    /// The record's own date (ms), compared with `provider_joined_at` (R-VIEW-8).
+    pub recorded_at: i64,
     pub provider_joined_at: Option<i64>,
 }
 
 /// LOINC document types that are summaries (shown from ward care, R-DOC-7).
 const SUMMARY_LOINC: [&str; 2] = ["18842-5", "34133-9"];
+
+/// The Kanta convention for the date an organisation joined the platform (docs/fhir-conventions.md).
+pub const JOINED_EXTENSION_URL: &str = "urn:kanta:ext:joined-kanta";
+
+/// When an Organization joined the platform (R-VIEW-8): 00:00 UTC of its `valueDate`, or the
+/// instant of a `valueDateTime`. An unreadable value counts as never joined (nothing shown).
+pub fn provider_joined_at(organisation: &Value) -> Option<i64> {
+    let ext = organisation
+        .get("extension")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some(JOINED_EXTENSION_URL))?;
+    let when = ext
+        .get("valueDate")
+        .or_else(|| ext.get("valueDateTime"))
+        .and_then(Value::as_str)
+        .and_then(crate::datetime::parse_start)
+        .map(crate::datetime::millis);
+    Some(when.unwrap_or(i64::MAX))
+}
 
 /// The service event a care document is attached to: `encounter`, or `context.encounter[0]` on a
 /// DocumentReference.
@@ -141,7 +162,7 @@ pub fn document_facts(resource: &Value, ctx: &Context) -> DocumentFacts {
         form: meta_list(resource, "tag")
             .any(|(s, c)| s == codes::DOCUMENT_FORM_SYSTEM && c == "form"),
         content: content_kind(resource),
-        archived_at: ctx.archived_at,
+        recorded_at: ctx.recorded_at,
         provider_joined_at: ctx.provider_joined_at,
     }
 }
@@ -216,7 +237,7 @@ mod tests {
             service_event: Some(CareSetting::Outpatient),
             care_documents: 0,
             latest_version: true,
-            archived_at: 0,
+            recorded_at: 0,
             provider_joined_at: None,
         }
     }
@@ -381,5 +402,30 @@ mod tests {
         for (r, want) in cases {
             assert_eq!(section(&r), want, "{r}");
         }
+    }
+
+    #[test]
+    fn joining_date() {
+        let org = |ext: Value| json!({"resourceType": "Organization", "extension": [ext]});
+        assert_eq!(
+            provider_joined_at(&org(
+                json!({"url": JOINED_EXTENSION_URL, "valueDate": "2026-01-20"})
+            )),
+            Some(1_768_867_200_000)
+        );
+        assert_eq!(
+            provider_joined_at(&org(
+                json!({"url": JOINED_EXTENSION_URL, "valueDate": "soon"})
+            )),
+            Some(i64::MAX)
+        );
+        assert_eq!(
+            provider_joined_at(&org(json!({"url": "other", "valueDate": "2026-01-20"}))),
+            None
+        );
+        assert_eq!(
+            provider_joined_at(&json!({"resourceType": "Organization"})),
+            None
+        );
     }
 }

@@ -104,12 +104,25 @@ pub async fn document(
             }
         }
     }
+    // R-VIEW-8: the record's own date against the recording organisation's joining date.
+    let recorded_at = kanta_fhir::check(current.body.clone())
+        .ok()
+        .and_then(|c| c.effective)
+        .map_or(millis(first.last_updated), millis);
+    let joined = match current.org.as_deref() {
+        Some(org) => {
+            crate::portal::sections::recorder(&state, org)
+                .await
+                .joined_at
+        }
+        None => None,
+    };
     let ctx = Context {
         service_event: setting,
         care_documents,
         latest_version: true,
-        archived_at: millis(first.last_updated),
-        provider_joined_at: None,
+        recorded_at,
+        provider_joined_at: joined,
     };
     let facts = document_facts(&current.body, &ctx);
     let decision = decide(&facts, crate::portal::records::views(), millis(now));

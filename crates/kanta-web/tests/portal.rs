@@ -1171,11 +1171,15 @@ async fn sections_filter_page_and_detail() {
         .unwrap();
     // Another unit, and another person.
     let other_unit = vec![
-        json!({"resource": {"resourceType": "Organization", "id": "org-tt", "name": "Terveystalo"},
+        // Joined the platform on 20 January (R-VIEW-8): its older records, archived later, stay
+        // hidden.
+        json!({"resource": {"resourceType": "Organization", "id": "org-tt", "name": "Terveystalo",
+                            "extension": [{"url": "urn:kanta:ext:joined-kanta", "valueDate": "2026-01-20"}]},
                "request": {"method": "PUT", "url": "Organization/org-tt"}}),
         patient(HETU),
         encounter.clone(),
         lab(25, "TSH", json!({})),
+        lab(5, "Vanha", json!({})),
     ];
     let _ = app
         .store
@@ -1209,6 +1213,7 @@ async fn sections_filter_page_and_detail() {
         "newest first"
     );
     assert!(!first.body.contains("Viivästetty") && !first.body.contains("Vieras"));
+    assert!(!first.body.contains("Vanha"), "before the unit joined");
     assert!(
         first
             .body

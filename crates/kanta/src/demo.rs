@@ -1004,7 +1004,7 @@ mod tests {
                     service_event: attached.map(care_setting),
                     care_documents,
                     latest_version: true,
-                    archived_at: now,
+                    recorded_at: now,
                     provider_joined_at: None,
                 };
                 match decide(&document_facts(r, &ctx), &views, now) {

@@ -297,7 +297,7 @@ pub async fn visits(
             by_encounter.entry(e).or_default().push(d);
         }
     }
-    let mut providers: HashMap<String, String> = HashMap::new();
+    let mut providers: HashMap<String, (String, Option<i64>)> = HashMap::new();
     let mut visits = Vec::new();
     for (found, enc_ref) in page.resources.iter().zip(&encounter_ids) {
         let enc = found.to_value();
@@ -306,12 +306,25 @@ pub async fn visits(
             .get(enc_ref.as_str())
             .cloned()
             .unwrap_or_default();
+        let provider_ref = text_of(&enc, "/serviceProvider/reference").unwrap_or_default();
+        if !providers.contains_key(&provider_ref) {
+            let r = match provider_ref.strip_prefix("Organization/") {
+                Some(id) => super::sections::recorder(&state, id).await,
+                None => super::sections::Recorder::unknown(&provider_ref),
+            };
+            providers.insert(provider_ref.clone(), (r.name, r.joined_at));
+        }
+        let (provider, joined) = providers.get(&provider_ref).cloned().unwrap_or_default();
+        let start = text_of(&enc, "/period/start")
+            .and_then(|d| kanta_fhir::datetime::parse_start(&d))
+            .map(kanta_fhir::datetime::millis);
         let ctx = Context {
             service_event: Some(setting),
             care_documents: mine.len(),
             latest_version: true,
-            archived_at: now_ms,
-            provider_joined_at: None,
+            // R-VIEW-8: the visit's date stands for its records'.
+            recorded_at: start.unwrap_or(now_ms),
+            provider_joined_at: joined,
         };
         let docs: Vec<Visible<DocRow>> = mine
             .iter()
@@ -319,17 +332,9 @@ pub async fn visits(
                 Visible::check(doc_row(d), &document_facts(d, &ctx), views(), now_ms).ok()
             })
             .collect();
-        let provider_ref = text_of(&enc, "/serviceProvider/reference").unwrap_or_default();
-        if !providers.contains_key(&provider_ref) {
-            let name = organisation_name(&state, &provider_ref).await;
-            providers.insert(provider_ref.clone(), name);
-        }
         let row = VisitRow {
-            date: text_of(&enc, "/period/start")
-                .and_then(|d| kanta_fhir::datetime::parse_start(&d))
-                .map(|t| super::helsinki_datetime(kanta_fhir::datetime::millis(t)))
-                .unwrap_or_default(),
-            provider: providers.get(&provider_ref).cloned().unwrap_or_default(),
+            date: start.map(super::helsinki_datetime).unwrap_or_default(),
+            provider,
             reason: text_of(&enc, "/reasonCode/0/text").unwrap_or_default(),
             inpatient: setting == CareSetting::Inpatient,
             docs,
@@ -344,31 +349,6 @@ pub async fn visits(
         visits,
         next: page.next.map(|c| format!("{}_{}", c.effective_at, c.id)),
     })
-}
-
-/// The name of `Organization/<id>` (shared reference data: no patient's data, nothing to audit).
-async fn organisation_name(state: &AppState, reference: &str) -> String {
-    let Some(id) = reference.strip_prefix("Organization/") else {
-        return reference.to_string();
-    };
-    let access = Access {
-        actor: Actor::System {
-            component: "portal".into(),
-        },
-        on_behalf_of: None,
-        action: Action::Read,
-        query: None,
-        request_id: None,
-        now_ms: 0,
-        subject: None,
-    };
-    match state.store.read("Organization", id).await {
-        Ok(sealed) => match state.audit.release(sealed, &access).await {
-            Ok((_, Some(org))) => text_of(&org.body, "/name").unwrap_or_else(|| id.to_string()),
-            _ => id.to_string(),
-        },
-        Err(_) => id.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub struct Item {
 /// The unit that recorded a record and how to reach its data protection officer (R-ACT-12).
 pub struct Recorder {
     pub name: String,
+    /// When the organisation joined the platform (R-VIEW-8).
+    pub joined_at: Option<i64>,
     pub dpo_name: String,
     pub dpo_email: String,
     pub dpo_phone: String,
@@ -210,7 +212,7 @@ fn filters(q: &ListQuery) -> Result<Filters, &'static str> {
 fn check(
     row: &SectionRow,
     section: Section,
-    provider: String,
+    (provider, joined): (String, Option<i64>),
     now_ms: i64,
 ) -> Option<Visible<Item>> {
     let body = row.found.to_value();
@@ -218,8 +220,8 @@ fn check(
         service_event: row.encounter.as_ref().map(|e| care_setting(&e.to_value())),
         care_documents: 0,
         latest_version: true,
-        archived_at: row.last_updated,
-        provider_joined_at: None,
+        recorded_at: row.effective_at,
+        provider_joined_at: joined,
     };
     let item = Item {
         doc: doc_row(&body),
@@ -240,8 +242,7 @@ fn check(
     Visible::check(item, &document_facts(&body, &ctx), views(), now_ms).ok()
 }
 
-/// Organisation names and data-protection contacts, read once per request (shared reference data:
-/// no patient's data, nothing to audit).
+/// Organisations as the pages name them, read once per request.
 #[derive(Default)]
 struct Orgs(HashMap<String, Recorder>);
 
@@ -254,11 +255,14 @@ impl Orgs {
         &self.0[id]
     }
 
-    /// The name of the organisation that recorded `row`.
-    async fn name(&mut self, state: &AppState, row: &SectionRow) -> String {
+    /// The name and joining date of the organisation that recorded `row`.
+    async fn of(&mut self, state: &AppState, row: &SectionRow) -> (String, Option<i64>) {
         match row.org.as_deref() {
-            Some(id) => self.get(state, id).await.name.clone(),
-            None => String::new(),
+            Some(id) => {
+                let r = self.get(state, id).await;
+                (r.name.clone(), r.joined_at)
+            }
+            None => (String::new(), None),
         }
     }
 }
@@ -266,13 +270,23 @@ impl Orgs {
 /// The Kanta convention for an Organization's data protection officer (docs/fhir-conventions.md).
 const DPO_PURPOSE: (&str, &str) = ("urn:kanta:cs:contact-purpose", "dpo");
 
-async fn recorder(state: &AppState, id: &str) -> Recorder {
-    let mut r = Recorder {
-        name: id.to_string(),
-        dpo_name: String::new(),
-        dpo_email: String::new(),
-        dpo_phone: String::new(),
-    };
+impl Recorder {
+    /// An organisation we hold nothing about, named by its reference.
+    pub fn unknown(name: &str) -> Recorder {
+        Recorder {
+            name: name.to_string(),
+            joined_at: None,
+            dpo_name: String::new(),
+            dpo_email: String::new(),
+            dpo_phone: String::new(),
+        }
+    }
+}
+
+/// The organisation's name, joining date and data protection officer (shared reference data: no
+/// patient's data, nothing to audit).
+pub(crate) async fn recorder(state: &AppState, id: &str) -> Recorder {
+    let mut r = Recorder::unknown(id);
     let access = Access {
         actor: Actor::System {
             component: "portal".into(),
@@ -294,6 +308,7 @@ async fn recorder(state: &AppState, id: &str) -> Recorder {
     if let Some(name) = org.get("name").and_then(Value::as_str) {
         r.name = name.to_string();
     }
+    r.joined_at = kanta_fhir::display::provider_joined_at(&org);
     let dpo = org
         .get("contact")
         .and_then(Value::as_array)
@@ -446,8 +461,8 @@ pub async fn list(
     }
     page.providers.sort_by(|a, b| a.1.cmp(&b.1));
     for row in &rows.rows {
-        let name = orgs.name(&state, row).await;
-        page.items.extend(check(row, section, name, now_ms));
+        let org = orgs.of(&state, row).await;
+        page.items.extend(check(row, section, org, now_ms));
     }
     page.next = rows.next.as_ref().map(|c| {
         let mut link = format!("{base}?after={}", cursor_text(c));
@@ -537,7 +552,12 @@ pub async fn detail(
         return not_found();
     };
     let recorder = recorder(&state, row.org.as_deref().unwrap_or_default()).await;
-    let Some(item) = check(row, section, recorder.name.clone(), now_ms) else {
+    let Some(item) = check(
+        row,
+        section,
+        (recorder.name.clone(), recorder.joined_at),
+        now_ms,
+    ) else {
         return not_found();
     };
     let event = row.encounter.as_ref().map(|e| {
@@ -604,8 +624,8 @@ pub(crate) async fn whats_new(
         let Some(section) = row.section.as_deref().and_then(Section::from_code) else {
             continue;
         };
-        let name = orgs.name(state, row).await;
-        out.extend(check(row, section, name, now_ms));
+        let org = orgs.of(state, row).await;
+        out.extend(check(row, section, org, now_ms));
         if out.len() == NEW {
             break;
         }

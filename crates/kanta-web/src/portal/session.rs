@@ -172,6 +172,16 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn activity_is_written_every_fifteen_seconds_of_thirty_minutes() {
+        assert_eq!(SessionPolicy::default().touch_every_ms(), 15_000);
+        let short = SessionPolicy {
+            idle: Duration::from_secs(40),
+            ..SessionPolicy::default()
+        };
+        assert_eq!(short.touch_every_ms(), 333);
+    }
     use kanta_domain::hetu::Hetu;
     use kanta_domain::ids::PatientKey;
 
