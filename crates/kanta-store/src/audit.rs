@@ -306,6 +306,10 @@ pub struct AuditConfig {
     pub signer: Signer,
     /// Where to publish each new checkpoint for an outside witness (overwritten atomically).
     pub witness_file: Option<PathBuf>,
+    /// Each new checkpoint note is also handed here (e.g. to a task that sends it to a witness
+    /// over HTTP). Never blocks the writer: when the receiver lags, a note is dropped — the next
+    /// one covers it, since a later checkpoint commits to everything before it.
+    pub witness_channel: Option<mpsc::Sender<String>>,
 }
 
 struct Job {
@@ -502,7 +506,7 @@ impl Writer {
             }
         };
         if due {
-            if let Err(e) = checkpoint_now(
+            let cp = match checkpoint_now(
                 self.store.as_ref(),
                 &self.config.signer,
                 self.config.witness_file.as_deref(),
@@ -511,8 +515,16 @@ impl Writer {
             )
             .await
             {
-                tracing::error!(error = %e, "audit checkpoint failed");
-                return;
+                Ok(cp) => cp,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit checkpoint failed");
+                    return;
+                }
+            };
+            if let Some(tx) = &self.config.witness_channel {
+                if tx.try_send(cp.note).is_err() {
+                    metrics::counter!("kanta_audit_witness_dropped_total").increment(1);
+                }
             }
             self.last_checkpoint = Some((Instant::now(), size));
         }

@@ -923,9 +923,10 @@ macro_rules! backend {
                 rows.iter().map(|r| audit_row(r)).collect()
             }
 
-            async fn audit_of_patient(&self, patient: PatientKey, limit: usize) -> Result<Vec<StoredAudit>> {
-                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body FROM audit_record WHERE patient_key = $1 ORDER BY recorded_at DESC, seq DESC LIMIT $2")
-                    .bind(patient.0).bind(limit as i64).fetch_all(&self.read).await?;
+            async fn audit_of_patient(&self, patient: PatientKey, before_seq: Option<u64>, limit: usize) -> Result<Vec<StoredAudit>> {
+                let before = before_seq.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body FROM audit_record WHERE patient_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
+                    .bind(patient.0).bind(before).bind(limit as i64).fetch_all(&self.read).await?;
                 rows.iter().map(|r| audit_row(r)).collect()
             }
 

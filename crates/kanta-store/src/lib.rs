@@ -417,9 +417,14 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
     /// Records with `from <= seq < to`, in order.
     async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>>;
-    /// A patient's records, newest first.
-    async fn audit_of_patient(&self, patient: PatientKey, limit: usize)
-        -> Result<Vec<StoredAudit>>;
+    /// A patient's records, newest (highest sequence number) first, from below `before_seq` if
+    /// given: page through a whole history with the last `seq` of the previous page.
+    async fn audit_of_patient(
+        &self,
+        patient: PatientKey,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredAudit>>;
 
     /// Write a consistent copy of the whole database to `path` while serving (SQLite: `VACUUM
     /// INTO`). PostgreSQL answers with how to back it up instead (base backup with WAL archiving).

@@ -44,6 +44,7 @@ async fn filled(backend: Backend, n: i64) -> (TestDb, Vec<u8>, Vec<u8>) {
             checkpoint_every: Duration::ZERO,
             signer: signer(&key),
             witness_file: None,
+            witness_channel: None,
         },
     );
     let mut tasks = vec![];
@@ -320,6 +321,7 @@ async fn sqlite_backup_restores_to_a_verifiable_prefix() {
             checkpoint_every: Duration::ZERO,
             signer: signer(&key),
             witness_file: None,
+            witness_channel: None,
         },
     );
     for i in 40..70 {

@@ -140,3 +140,4 @@ record-back = Back to { $section }
 home-new-heading = What is new
 home-new-none = Nothing new that can be shown.
 home-new-unavailable = Your newest records cannot be shown just now. Try again shortly.
+disclosures-older = Older

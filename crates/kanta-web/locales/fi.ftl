@@ -140,3 +140,4 @@ record-back = Takaisin: { $section }
 home-new-heading = Uutta
 home-new-none = Ei uutta näytettävää.
 home-new-unavailable = Uusimpia tietojasi ei juuri nyt voida näyttää. Yritä hetken kuluttua uudelleen.
+disclosures-older = Vanhemmat

@@ -140,3 +140,4 @@ record-back = Tillbaka: { $section }
 home-new-heading = Nytt
 home-new-none = Inget nytt som kan visas.
 home-new-unavailable = Dina nyaste uppgifter kan inte visas just nu. Försök igen om en stund.
+disclosures-older = Äldre

@@ -173,14 +173,20 @@ pub async fn audit_export(
             "the audit log is unavailable; nothing was released",
         ))
     })?;
-    let rows = state.store.audit_of_patient(key, 10_000).await?;
-    let events: Vec<serde_json::Value> = rows
-        .iter()
-        .filter_map(|r| {
+    // The whole history (R-OPS-5), a page at a time.
+    let mut events: Vec<serde_json::Value> = vec![];
+    let mut before = None;
+    loop {
+        let rows = state.store.audit_of_patient(key, before, 5_000).await?;
+        events.extend(rows.iter().filter_map(|r| {
             let rec: AuditRecord = serde_json::from_str(&r.body).ok()?;
             Some(kanta_fhir::audit_event::audit_event(&rec, r.seq, None))
-        })
-        .collect();
+        }));
+        match rows.last() {
+            Some(last) if rows.len() == 5_000 => before = Some(last.seq),
+            _ => break,
+        }
+    }
     let base = state.config.fhir_base();
     let total = events.len();
     let bundle = kanta_fhir::bundle::bundle_of(

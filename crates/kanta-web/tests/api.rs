@@ -78,6 +78,7 @@ impl TestApp {
                 checkpoint_every: std::time::Duration::ZERO,
                 signer,
                 witness_file: None,
+                witness_channel: None,
             },
         );
         let state = AppState::new(
@@ -812,7 +813,7 @@ async fn every_read_is_audited_before_it_leaves(b: Backend) {
             "{path}: one record"
         );
     }
-    let records = store.audit_of_patient(key, 100).await.unwrap();
+    let records = store.audit_of_patient(key, None, 100).await.unwrap();
     assert_eq!(records.len(), 6);
     let newest: Value = serde_json::from_str(&records[0].body).unwrap();
     assert_eq!(newest["action"], "search");
@@ -1106,7 +1107,7 @@ async fn archivist_view(b: Backend) {
         .unwrap()
         .unwrap();
     let looked_up = store
-        .audit_of_patient(key, 100)
+        .audit_of_patient(key, None, 100)
         .await
         .unwrap()
         .iter()

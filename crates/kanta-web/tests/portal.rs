@@ -138,6 +138,7 @@ impl App {
                 checkpoint_every: Duration::ZERO,
                 signer: Signer::from_pkcs8("kanta.test/audit", &key).unwrap(),
                 witness_file: None,
+                witness_channel: None,
             },
         );
         let config = WebConfig {
@@ -1029,6 +1030,52 @@ async fn disclosure_log() {
             .filter(|(a, _)| *a == Action::AuditRead)
             .count(),
         2
+    );
+    // A long history pages back through the whole log: 60 more uses by the organisation, among
+    // the citizen's own reads, which are not listed.
+    let use_by = |org: &str, i: u64| AuditRecord {
+        recorded_at: now + i as i64,
+        patient: Some(key),
+        actor: kanta_domain::audit::Actor::Organisation {
+            org: kanta_domain::ids::OrgId::new(org),
+            client_id: "hus-ehr".into(),
+            professional: None,
+            purpose: Some("care".into()),
+        },
+        on_behalf_of: None,
+        action: Action::Search,
+        entities: vec![],
+        query: None,
+        outcome: kanta_domain::audit::Outcome::Success,
+        request_id: None,
+    };
+    for i in 0..60 {
+        let mut batch = vec![use_by("org-hus", i)];
+        let mut own = use_by("org-hus", i);
+        own.actor = kanta_domain::audit::Actor::Citizen { person: key };
+        batch.push(own);
+        app.state.audit.commit(batch).await.unwrap();
+    }
+    let first = app.get("/disclosures").await;
+    assert_eq!(first.body.matches("<tr><td>").count(), 50, "{}", first.body);
+    let older = between(&first.body, "<a href=\"/disclosures?before=", "\"");
+    let second = app.get(&format!("/disclosures?before={older}")).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(
+        second.body.matches("<tr><td>").count(),
+        11,
+        "the rest, the first use included: {}",
+        second.body
+    );
+    assert!(second.body.contains("Luki tietoja"));
+    assert!(
+        !second.body.contains("<a href=\"/disclosures?before="),
+        "no older page: {}",
+        second.body
+    );
+    assert_eq!(
+        app.get("/disclosures?before=x").await.status,
+        StatusCode::BAD_REQUEST
     );
     app.finish().await;
 }

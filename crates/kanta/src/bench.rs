@@ -482,6 +482,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             checkpoint_every: Duration::from_secs(1),
             signer,
             witness_file: None,
+            witness_channel: None,
         },
     );
     let state = AppState::new(
@@ -757,6 +758,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             checkpoint_every: Duration::from_secs(1),
             signer,
             witness_file: None,
+            witness_channel: None,
         },
     );
     let (size_before, _) = store.audit_head().await.map_err(|e| e.to_string())?;

@@ -57,6 +57,8 @@ pub struct FileConfig {
     pub audit_name: Option<String>,
     /// A file (e.g. on another machine's mount) where each new checkpoint is published for a witness.
     pub audit_witness_file: Option<PathBuf>,
+    /// A URL each new checkpoint is POSTed to (text/plain, the signed note) for an outside witness.
+    pub audit_witness_url: Option<String>,
     /// Seconds between signed checkpoints while the log grows (default 1).
     pub audit_checkpoint_seconds: Option<u64>,
     /// The citizens' identity provider (OpenID Connect). Without it, `--demo` uses the built-in

@@ -17,6 +17,7 @@ mod bench;
 mod config;
 mod demo;
 mod seed;
+mod witness;
 
 use clap::{Parser, Subcommand};
 use config::{FileConfig, LogFormat, Secret};
@@ -377,6 +378,10 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     ),
                     signer,
                     witness_file: file.audit_witness_file.clone(),
+                    witness_channel: match &file.audit_witness_url {
+                        Some(url) => Some(witness::start(url.clone())?),
+                        None => None,
+                    },
                 },
             );
             if demo && !seed::is_seeded(&store).await? {

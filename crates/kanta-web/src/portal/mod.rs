@@ -335,6 +335,8 @@ struct Disclosures<'a> {
     ui: &'a Ui,
     rows: Vec<Disclosure>,
     acting_for_other: bool,
+    /// The next page, further back in the log.
+    older: Option<String>,
 }
 
 #[derive(Template)]
@@ -1332,17 +1334,27 @@ async fn backchannel_logout(
     (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
 }
 
-/// How many of the newest audit records the disclosure view scans, and shows.
-const DISCLOSURE_SCAN: usize = 2000;
-const DISCLOSURE_SHOW: usize = 200;
+/// The disclosure view reads the log a batch at a time, shows up to `DISCLOSURE_SHOW` uses by
+/// organisations a page, and reads at most `DISCLOSURE_SCAN` records per page view (the citizen's
+/// own reads are in the same log); "older" continues below the last record read.
+const DISCLOSURE_BATCH: usize = 1000;
+const DISCLOSURE_SCAN: usize = 20_000;
+const DISCLOSURE_SHOW: usize = 50;
+
+#[derive(Deserialize)]
+struct DisclosureQuery {
+    before: Option<u64>,
+}
 
 /// The disclosure log (R-VIEW-5, R-CONSENT-3): which care units, pharmacies and other organisations
-/// have processed the citizen's data through the platform, read from the audit log. Not available
-/// when acting for another person. Reading it is itself audited, before the page is sent.
+/// have processed the citizen's data through the platform, read from the audit log, newest first,
+/// page by page through the whole history. Not available when acting for another person. Reading
+/// it is itself audited, before the page is sent.
 async fn disclosures(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: crate::RequestId,
+    query: Result<Query<DisclosureQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let now = state.clock.now();
     let lang = lang_of(&headers);
@@ -1350,57 +1362,83 @@ async fn disclosures(
         Ok(s) => s,
         Err(res) => return res,
     };
-    let ui = ui_for(&state, lang, "/disclosures", Some(&s), "");
+    let Ok(Query(q)) = query else {
+        return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page");
+    };
+    let path = match q.before {
+        Some(b) => format!("/disclosures?before={b}"),
+        None => "/disclosures".to_string(),
+    };
+    let ui = ui_for(&state, lang, &path, Some(&s), "");
     if s.acting_for.is_some() {
         return render(&Disclosures {
             ui: &ui,
             rows: vec![],
             acting_for_other: true,
+            older: None,
         });
     }
-    let records = match state
-        .store
-        .audit_of_patient(s.patient_key, DISCLOSURE_SCAN)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "audit log unreadable");
-            return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
-        }
-    };
     let mut names: HashMap<String, String> = HashMap::new();
+    let mut orgs: HashMap<String, String> = HashMap::new();
     let mut rows = vec![];
-    for stored in &records {
-        let Ok(rec) = serde_json::from_str::<AuditRecord>(&stored.body) else {
-            continue;
+    let mut before = q.before;
+    let mut scanned = 0;
+    let mut more = true;
+    'scan: while rows.len() < DISCLOSURE_SHOW && scanned < DISCLOSURE_SCAN {
+        let records = match state
+            .store
+            .audit_of_patient(s.patient_key, before, DISCLOSURE_BATCH)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "audit log unreadable");
+                return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+            }
         };
-        let Actor::Organisation { org, client_id, .. } = &rec.actor else {
-            continue;
-        };
-        let key = match rec.action {
-            Action::Read => "action-read",
-            Action::Search => "action-search",
-            Action::Create => "action-create",
-            Action::Update => "action-update",
-            Action::Export => "action-export",
-            _ => "action-other",
-        };
-        if !names.contains_key(client_id) {
-            let name = match state.store.client(client_id).await {
-                Ok(Some(c)) => c.name,
-                _ => client_id.clone(),
+        more = records.len() == DISCLOSURE_BATCH;
+        for stored in &records {
+            scanned += 1;
+            before = Some(stored.seq);
+            let Ok(rec) = serde_json::from_str::<AuditRecord>(&stored.body) else {
+                continue;
             };
-            names.insert(client_id.clone(), name);
+            let Actor::Organisation { org, client_id, .. } = &rec.actor else {
+                continue;
+            };
+            let key = match rec.action {
+                Action::Read => "action-read",
+                Action::Search => "action-search",
+                Action::Create => "action-create",
+                Action::Update => "action-update",
+                Action::Export => "action-export",
+                _ => "action-other",
+            };
+            if !names.contains_key(client_id) {
+                let name = match state.store.client(client_id).await {
+                    Ok(Some(c)) => c.name,
+                    _ => client_id.clone(),
+                };
+                names.insert(client_id.clone(), name);
+            }
+            if !orgs.contains_key(org.as_str()) {
+                let name = sections::recorder(&state, org.as_str()).await.name;
+                orgs.insert(org.as_str().to_string(), name);
+            }
+            rows.push(Disclosure {
+                when: helsinki_datetime(rec.recorded_at),
+                organisation: orgs.get(org.as_str()).cloned().unwrap_or_default(),
+                system: names.get(client_id).cloned().unwrap_or_default(),
+                action: tr(lang, key, &[]),
+                items: rec.entities.len(),
+            });
+            if rows.len() == DISCLOSURE_SHOW {
+                // More may follow the last one shown.
+                more = true;
+                break 'scan;
+            }
         }
-        rows.push(Disclosure {
-            when: helsinki_datetime(rec.recorded_at),
-            organisation: org.as_str().to_string(),
-            system: names.get(client_id).cloned().unwrap_or_default(),
-            action: tr(lang, key, &[]),
-            items: rec.entities.len(),
-        });
-        if rows.len() == DISCLOSURE_SHOW {
+        if !more {
             break;
         }
     }
@@ -1425,6 +1463,9 @@ async fn disclosures(
         ui: &ui,
         rows,
         acting_for_other: false,
+        older: before
+            .filter(|_| more)
+            .map(|b| format!("/disclosures?before={b}")),
     })
 }
 

@@ -1,0 +1,94 @@
+//! Publishing signed audit checkpoints to an outside witness over HTTP (R-OPS-4): each new
+//! checkpoint note is POSTed (`text/plain`, the C2SP signed-note text) to the configured URL, so that
+//! a truncation of the log's tail is detectable against what the witness holds
+//! (`kanta audit verify --witness <its latest checkpoint>`).
+//!
+//! The audit writer never waits for the witness: notes arrive through a bounded channel and a
+//! failed or lagging witness only costs notes, which the next checkpoint supersedes (a later
+//! checkpoint commits to everything before it). Failures are logged and counted.
+
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Start the publisher; returns the sender to put in `AuditConfig::witness_channel`.
+pub fn start(url: String) -> Result<mpsc::Sender<String>, String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        while let Some(mut note) = rx.recv().await {
+            // Only the newest waiting note matters.
+            while let Ok(newer) = rx.try_recv() {
+                note = newer;
+            }
+            match http
+                .post(&url)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(note)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => {
+                    metrics::counter!("kanta_audit_witness_published_total").increment(1);
+                }
+                Ok(r) => {
+                    metrics::counter!("kanta_audit_witness_failures_total").increment(1);
+                    tracing::warn!(status = %r.status(), "the audit witness refused a checkpoint");
+                }
+                Err(e) => {
+                    metrics::counter!("kanta_audit_witness_failures_total").increment(1);
+                    tracing::warn!(error = %e, "the audit witness could not be reached");
+                }
+            }
+        }
+    });
+    Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn checkpoints_reach_the_witness_and_a_dead_one_blocks_nothing() {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let keep = seen.clone();
+        let app = axum::Router::new().route(
+            "/witness",
+            post(move |body: String| {
+                let keep = keep.clone();
+                async move {
+                    keep.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let tx = start(format!("http://{addr}/witness")).unwrap();
+        tx.send("kanta.example/audit\n1\nroot\n\n— sig\n".into())
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if !seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            ["kanta.example/audit\n1\nroot\n\n— sig\n"]
+        );
+        // Nobody listening: sending still never blocks beyond the channel.
+        let dead = start("http://127.0.0.1:9/witness".into()).unwrap();
+        for i in 0..50 {
+            let _ = dead.try_send(format!("note {i}"));
+        }
+    }
+}
