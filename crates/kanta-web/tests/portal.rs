@@ -1112,6 +1112,11 @@ async fn visits_show_only_what_the_rules_allow() {
          "request": {"method": "POST", "url": "Encounter"}},
         composition("Vastaanotto", "Nuha &lt;script&gt;alert(1)&lt;/script&gt;", view("YLE")),
         composition("Salainen", "Toisen henkilön tietoja", other_person),
+        composition(
+            "Muotoiltu",
+            "<b>Tärkeä</b><script>alert(2)</script><img src=\"x\" onerror=\"alert(3)\"/>",
+            view("YLE"),
+        ),
         {"resource": {"resourceType": "Observation", "status": "final", "meta": view("LAB"), "code": {"text": "P -CRP"},
          "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}, "effectiveDateTime": "2026-11-20T09:10:00+02:00",
          "valueQuantity": {"value": 142.0, "unit": "mg/L"}, "referenceRange": [{"low": {"value": 0.0}, "high": {"value": 10.0}}]},
@@ -1146,7 +1151,12 @@ async fn visits_show_only_what_the_rules_allow() {
         assert!(!b.contains(hidden), "{hidden} shown: {b}");
     }
     assert!(!b.contains("<script>alert"), "clinician text is text");
-    assert!(b.contains("&#60;script&#62;"), "escaped: {b}");
+    assert!(b.contains("&lt;script&gt;"), "escaped: {b}");
+    // Narrative markup is sanitized to the FHIR narrative subset: structure kept, nothing active.
+    assert!(b.contains("<b>Tärkeä</b>"), "{b}");
+    for gone in ["alert(2)", "onerror", "<img"] {
+        assert!(!b.contains(gone), "{gone}: {b}");
+    }
     let actions = app.audit_actions().await;
     assert!(
         actions.contains(&(Action::Search, Some("view=visits".into()))),

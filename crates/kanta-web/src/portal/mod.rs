@@ -10,6 +10,7 @@
 //! - The session id, the HETU and tokens never reach the logs.
 
 pub mod i18n;
+pub mod narrative;
 pub mod oidc;
 pub mod records;
 pub mod sections;

@@ -33,6 +33,9 @@ pub struct DocRow {
     pub kind_key: &'static str,
     pub title: String,
     pub text: String,
+    /// Record text from a FHIR narrative, sanitized to the narrative subset (shown instead of
+    /// `text` when present).
+    pub html: Option<super::narrative::SafeHtml>,
     /// Laboratory results: value with unit, the reference range, whether outside it.
     pub value: Option<String>,
     pub range: Option<String>,
@@ -83,7 +86,7 @@ fn text_of(v: &Value, pointer: &str) -> Option<String> {
 }
 
 /// The readable text of a FHIR narrative `div`: tags dropped, the five XML entities decoded. The
-/// result is text (the template escapes it), never markup.
+/// result is text (the template escapes it), never markup; used where a line of text is wanted.
 pub fn narrative_text(div: &str) -> String {
     let mut out = String::with_capacity(div.len());
     let mut in_tag = false;
@@ -130,6 +133,7 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
         kind_key: "record-kind-other",
         title: String::new(),
         text: String::new(),
+        html: None,
         value: None,
         range: None,
         abnormal: false,
@@ -138,15 +142,20 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
         "Composition" => {
             row.kind_key = "record-kind-text";
             row.title = text_of(r, "/title").unwrap_or_default();
-            row.text = r
+            let divs: Vec<&str> = r
                 .get("section")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
                 .filter_map(|s| s.pointer("/text/div").and_then(Value::as_str))
-                .map(narrative_text)
+                .collect();
+            row.text = divs
+                .iter()
+                .map(|d| narrative_text(d))
                 .collect::<Vec<_>>()
                 .join(" ");
+            let html = super::narrative::sanitize(&divs.concat());
+            row.html = (!html.is_empty()).then_some(html);
         }
         "Condition" => {
             row.kind_key = "record-kind-diagnosis";
