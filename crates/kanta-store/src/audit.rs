@@ -556,10 +556,38 @@ pub async fn checkpoint_now(
     Ok(cp)
 }
 
+/// The shortest retention of an audit record: three years (1096 days) for the citizen's view
+/// (R-OPS-5). The database refuses to empty a younger record; [`verify`] reports one.
+pub const MIN_RETENTION_MS: i64 = 1096 * 86_400_000;
+
+/// Retention (R-OPS-5): empty every record older than `retention_days` (at least 1096), a batch at a
+/// time; returns how many were emptied.
+pub async fn prune(store: &dyn Store, retention_days: u32, now_ms: i64) -> Result<u64, String> {
+    let keep = i64::from(retention_days) * 86_400_000;
+    if keep < MIN_RETENTION_MS {
+        return Err(format!(
+            "audit records are kept at least 1096 days (three years); {retention_days} days is too short"
+        ));
+    }
+    let mut total = 0;
+    loop {
+        let n = store
+            .audit_prune(now_ms - keep, now_ms, 10_000)
+            .await
+            .map_err(|e| e.to_string())?;
+        total += n;
+        if n < 10_000 {
+            return Ok(total);
+        }
+    }
+}
+
 /// What [`verify`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyReport {
     pub records: u64,
+    /// Records whose content the retention job has removed (their leaf hashes still verify).
+    pub pruned: u64,
     pub checkpoints_verified: u64,
     pub head_size: u64,
     pub problems: Vec<String>,
@@ -625,11 +653,27 @@ pub async fn verify(
                 ));
                 return Ok(report);
             }
-            if merkle::leaf_hash(rec.body.as_bytes()) != rec.leaf_hash {
-                report.problems.push(format!(
-                    "record {} was changed after it was written",
-                    rec.seq
-                ));
+            match rec.pruned_at {
+                // Emptied by the retention job: its leaf hash still holds its place in the tree
+                // (checked against the checkpoints below), its content is gone by design — but
+                // never before three years.
+                Some(at) => {
+                    report.pruned += 1;
+                    if !rec.body.is_empty() || at - rec.recorded_at < MIN_RETENTION_MS {
+                        report.problems.push(format!(
+                            "record {} was emptied before its retention ended",
+                            rec.seq
+                        ));
+                    }
+                }
+                None => {
+                    if merkle::leaf_hash(rec.body.as_bytes()) != rec.leaf_hash {
+                        report.problems.push(format!(
+                            "record {} was changed after it was written",
+                            rec.seq
+                        ));
+                    }
+                }
             }
             frontier.push(rec.leaf_hash);
             report.records += 1;

@@ -453,6 +453,7 @@ macro_rules! backend {
                 batch: r.try_get::<i64, _>(3)? as u64,
                 leaf_hash: hash_of(&r.try_get::<Vec<u8>, _>(4)?)?,
                 body: r.try_get(5)?,
+                pruned_at: r.try_get(6)?,
             })
         }
 
@@ -918,16 +919,29 @@ macro_rules! backend {
             }
 
             async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>> {
-                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body FROM audit_record WHERE seq >= $1 AND seq < $2 ORDER BY seq")
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body, pruned_at FROM audit_record WHERE seq >= $1 AND seq < $2 ORDER BY seq")
                     .bind(from as i64).bind(to as i64).fetch_all(&self.read).await?;
                 rows.iter().map(|r| audit_row(r)).collect()
             }
 
             async fn audit_of_patient(&self, patient: PatientKey, before_seq: Option<u64>, limit: usize) -> Result<Vec<StoredAudit>> {
                 let before = before_seq.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body FROM audit_record WHERE patient_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body, pruned_at FROM audit_record WHERE patient_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
                     .bind(patient.0).bind(before).bind(limit as i64).fetch_all(&self.read).await?;
                 rows.iter().map(|r| audit_row(r)).collect()
+            }
+
+            async fn audit_prune(&self, recorded_before: i64, now: i64, limit: usize) -> Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE audit_record SET body = '', pruned_at = $1 WHERE (patient_key, seq) IN \
+                     (SELECT patient_key, seq FROM audit_record WHERE recorded_at < $2 AND pruned_at IS NULL ORDER BY seq LIMIT $3)",
+                )
+                .bind(now)
+                .bind(recorded_before)
+                .bind(limit as i64)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn backup_to(&self, path: &str) -> Result<()> {

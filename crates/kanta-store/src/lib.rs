@@ -217,7 +217,10 @@ pub struct StoredAudit {
     pub recorded_at: i64,
     pub batch: u64,
     pub leaf_hash: Hash,
+    /// Empty once the record's retention has passed and the retention job has emptied it.
     pub body: String,
+    /// When the retention job emptied it (ms), if it has.
+    pub pruned_at: Option<i64>,
 }
 
 /// Where an appended batch landed.
@@ -425,6 +428,11 @@ pub trait Store: Send + Sync + 'static {
         before_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredAudit>>;
+
+    /// Retention (R-OPS-5): empty up to `limit` records recorded before `recorded_before` (oldest
+    /// first), keeping their place in the tree; returns how many. The database refuses to empty a
+    /// record younger than three years.
+    async fn audit_prune(&self, recorded_before: i64, now: i64, limit: usize) -> Result<u64>;
 
     /// Write a consistent copy of the whole database to `path` while serving (SQLite: `VACUUM
     /// INTO`). PostgreSQL answers with how to back it up instead (base backup with WAL archiving).

@@ -302,7 +302,136 @@ macro_rules! both {
     };
 }
 
-both!(group_commit_and_verify, append_only_and_tamper_evident);
+/// Retention (R-OPS-5): records past three years are emptied by the job and keep their place in the
+/// tree (the log still verifies); younger ones cannot be emptied, nothing can be deleted, and an
+/// early emptying slipped past the database shows in `verify`.
+async fn retention_keeps_the_tree(backend: Backend) {
+    // Twenty records from November 2023 (over three years old), then three from now.
+    let (db, key, public) = filled(backend, 20).await;
+    // "Now" as the database's triggers see it.
+    let now_ms: i64 = match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let t = sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000)::bigint")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            t
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let t = sqlx::query_scalar("SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            t
+        }
+    };
+    let log = AuditLog::start(
+        db.store.clone(),
+        AuditConfig {
+            max_batch: 1000,
+            checkpoint_every: Duration::ZERO,
+            signer: signer(&key),
+            witness_file: None,
+            witness_channel: None,
+        },
+    );
+    for i in 20..23 {
+        let mut r = record(i);
+        r.recorded_at = now_ms;
+        log.commit(vec![r]).await.unwrap();
+    }
+    for _ in 0..100 {
+        let last = db
+            .store
+            .checkpoints()
+            .await
+            .unwrap()
+            .last()
+            .map(|c| c.tree_size);
+        if last == Some(23) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        audit::prune(db.store.as_ref(), 365, now_ms).await.is_err(),
+        "less than three years is refused"
+    );
+    assert_eq!(
+        audit::prune(db.store.as_ref(), 1096, now_ms).await.unwrap(),
+        20
+    );
+    assert_eq!(
+        audit::prune(db.store.as_ref(), 1096, now_ms).await.unwrap(),
+        0,
+        "once"
+    );
+    let report = audit::verify(db.store.as_ref(), NAME, &public, None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.records, report.pruned), (23, 20));
+    let range = db.store.audit_range(0, 23).await.unwrap();
+    assert!(range[..20]
+        .iter()
+        .all(|r| r.body.is_empty() && r.pruned_at == Some(now_ms)));
+    assert!(range[20..]
+        .iter()
+        .all(|r| !r.body.is_empty() && r.pruned_at.is_none()));
+
+    // The database refuses: emptying a young record, changing an emptied one, deleting any.
+    let attempts = [
+        "UPDATE audit_record SET body = '', pruned_at = 1 WHERE seq = 21",
+        "UPDATE audit_record SET batch = batch + 1 WHERE seq = 1",
+        "UPDATE audit_record SET pruned_at = NULL WHERE seq = 1",
+        "DELETE FROM audit_record WHERE seq = 0",
+    ];
+    for sql in attempts {
+        let refused = match backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                let r = sqlx::query(sql).execute(&pool).await.is_err();
+                pool.close().await;
+                r
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                let r = sqlx::query(sql).execute(&pool).await.is_err();
+                pool.close().await;
+                r
+            }
+        };
+        assert!(refused, "{backend:?}: {sql} was allowed");
+    }
+    // Past the database (triggers dropped): an early emptying is reported.
+    tamper(
+        &db,
+        backend,
+        &["UPDATE audit_record SET body = '', pruned_at = recorded_at + 1 WHERE seq = 21"],
+    )
+    .await;
+    let after = audit::verify(db.store.as_ref(), NAME, &public, None)
+        .await
+        .unwrap();
+    assert!(
+        after
+            .problems
+            .iter()
+            .any(|p| p.contains("before its retention ended")),
+        "{after:?}"
+    );
+    db.cleanup().await;
+}
+
+both!(
+    group_commit_and_verify,
+    append_only_and_tamper_evident,
+    retention_keeps_the_tree
+);
 
 /// A backup taken while the log grows restores to a log that verifies and is a prefix of the live
 /// one (R-OPS-4): same leaves, and a consistency proof from the backup's root to the live root.

@@ -59,6 +59,9 @@ pub struct FileConfig {
     pub audit_witness_file: Option<PathBuf>,
     /// A URL each new checkpoint is POSTed to (text/plain, the signed note) for an outside witness.
     pub audit_witness_url: Option<String>,
+    /// Audit retention in days (at least 1096, three years, R-OPS-5): an hourly job empties older
+    /// records, keeping their place in the tree. Unset: nothing is emptied.
+    pub audit_retention_days: Option<u32>,
     /// Seconds between signed checkpoints while the log grows (default 1).
     pub audit_checkpoint_seconds: Option<u64>,
     /// The citizens' identity provider (OpenID Connect). Without it, `--demo` uses the built-in

@@ -108,6 +108,13 @@ enum AuditWhat {
     },
     /// Print an inclusion proof for the record at SEQ against the latest checkpoint.
     Prove { seq: u64 },
+    /// Retention (R-OPS-5): empty the records older than DAYS (at least 1096, three years), keeping
+    /// their place in the tree so the log still verifies. On PostgreSQL run it as a role with
+    /// UPDATE on audit_record (the owner), not the server's role.
+    Prune {
+        #[arg(long)]
+        retention_days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -404,6 +411,30 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     }
                 }
             });
+            if let Some(days) = file.audit_retention_days {
+                if i64::from(days) * 86_400_000 < kanta_store::audit::MIN_RETENTION_MS {
+                    return Err(format!(
+                        "audit_retention_days = {days}: audit records are kept at least 1096 days (three years)"
+                    ));
+                }
+                let store = state.store.clone();
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(3600));
+                    loop {
+                        every.tick().await;
+                        let now = kanta_fhir::datetime::millis(Clock::System.now());
+                        match kanta_store::audit::prune(store.as_ref(), days, now).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::info!(records = n, "audit retention: records emptied")
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "audit retention failed (on PostgreSQL the server's role may not update audit rows: run `kanta audit prune` as the owner)")
+                            }
+                        }
+                    }
+                });
+            }
             kanta_web::serve(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
@@ -516,6 +547,12 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     } else {
                         Err("the audit log does not verify".into())
                     }
+                }
+                AuditWhat::Prune { retention_days } => {
+                    let now = kanta_fhir::datetime::millis(Clock::System.now());
+                    let n = kanta_store::audit::prune(store.as_ref(), retention_days, now).await?;
+                    emit!("{n} audit records past {retention_days} days emptied; the log still verifies");
+                    Ok(())
                 }
                 AuditWhat::Prove { seq } => match kanta_store::audit::prove(store.as_ref(), seq)
                     .await
