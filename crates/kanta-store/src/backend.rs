@@ -491,6 +491,23 @@ macro_rules! backend {
                 Ok(rows)
             }
 
+            /// After a failed write transaction on SQLite, close the writer connection so the next
+            /// write starts on a fresh one. A COMMIT or statement that fails for lack of disk space
+            /// can leave the connection's transaction state out of step with the driver's (later
+            /// "commits" then never reach the file — found by the disk-full test); a new
+            /// connection cannot inherit that.
+            async fn settle<T>(&self, r: Result<T>) -> Result<T> {
+                if let Err(StoreError::Database(e)) = &r {
+                    if $backend == Backend::Sqlite {
+                        tracing::warn!(error = %e, "write failed; reopening the writer connection");
+                        if let Ok(conn) = self.write.acquire().await {
+                            let _ = conn.close().await;
+                        }
+                    }
+                }
+                r
+            }
+
             async fn attached_open(&self, patient: PatientKey, encounters: &[String]) -> Result<Vec<Found>> {
                 if encounters.is_empty() {
                     return Ok(vec![]);
@@ -639,10 +656,14 @@ macro_rules! backend {
             }
 
             async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Sealed<Vec<Written>>> {
-                let mut tx = $tx { tx: self.write.begin().await? };
-                let written = apply(&mut tx, request, now).await?;
-                tx.tx.commit().await?;
-                Ok(Sealed::new(written))
+                let r = async {
+                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let written = apply(&mut tx, request, now).await?;
+                    tx.tx.commit().await?;
+                    Ok(written)
+                }
+                .await;
+                self.settle(r).await.map(Sealed::new)
             }
 
             async fn read(&self, t: &str, id: &str) -> Result<Sealed<Option<Stored>>> {
@@ -872,10 +893,14 @@ macro_rules! backend {
             }
 
             async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend> {
-                let mut tx = self.write.begin().await?;
-                let app = append_in(&mut *tx, records).await?;
-                tx.commit().await?;
-                Ok(app)
+                let r = async {
+                    let mut tx = self.write.begin().await?;
+                    let app = append_in(&mut *tx, records).await?;
+                    tx.commit().await?;
+                    Ok(app)
+                }
+                .await;
+                self.settle(r).await
             }
 
             async fn write_audited(&self, request: WriteRequest, now: OffsetDateTime, access: &Access) -> Result<Committed<Vec<Written>>> {
@@ -884,12 +909,16 @@ macro_rules! backend {
                 }
                 // One writer connection serialises SQLite's writes anyway: the write's audit records
                 // join its transaction, so data and record commit together with one sync.
-                let mut tx = $tx { tx: self.write.begin().await? };
-                let written = apply(&mut tx, request, now).await?;
-                let records = records_for(written.touched(), access);
-                let app = append_in(&mut *tx.tx, &records).await?;
-                tx.tx.commit().await?;
-                Ok(Committed::Released(Receipt::new(app.first_seq, records.len() as u64, app.batch), written))
+                let r = async {
+                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let written = apply(&mut tx, request, now).await?;
+                    let records = records_for(written.touched(), access);
+                    let app = append_in(&mut *tx.tx, &records).await?;
+                    tx.tx.commit().await?;
+                    Ok(Committed::Released(Receipt::new(app.first_seq, records.len() as u64, app.batch), written))
+                }
+                .await;
+                self.settle(r).await
             }
 
             async fn audit_head(&self) -> Result<(u64, Hash)> {

@@ -60,7 +60,22 @@ impl StoreError {
                 kanta_fhir::ErrorKind::Unavailable,
                 "the record store is busy; try again shortly",
             ),
+            e if e.is_storage_full() => FhirError::new(
+                kanta_fhir::ErrorKind::Unavailable,
+                "the record store has no room to write; nothing was stored; try again later",
+            ),
             _ => FhirError::internal(),
+        }
+    }
+
+    /// The database ran out of disk space (SQLite `SQLITE_FULL`, PostgreSQL `53100 disk_full`): an
+    /// operator's problem, not a client's; the write was rolled back whole.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("13") | Some("53100"))
+            }
+            _ => false,
         }
     }
 }

@@ -66,6 +66,23 @@ impl TestDb {
         }
     }
 
+    /// A fresh SQLite database in `dir` (e.g. on a small file system, to run out of space).
+    pub async fn sqlite_in(dir: &std::path::Path) -> TestDb {
+        let url = format!("sqlite://{}", dir.join("kanta.db").display());
+        let store = connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect SQLite in {}: {e}", dir.display()));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate: {e}"));
+        TestDb {
+            store,
+            url,
+            cleanup: Cleanup::File(dir.to_path_buf()),
+        }
+    }
+
     /// Drop the database (call at the end of a passing test; the test command removes leftovers).
     pub async fn cleanup(self) {
         drop(self.store);

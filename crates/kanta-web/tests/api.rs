@@ -37,7 +37,10 @@ impl TestApp {
     }
 
     async fn spawn_with(backend: Backend, max_body_bytes: usize) -> TestApp {
-        let db = TestDb::new(backend).await;
+        Self::spawn_db(TestDb::new(backend).await, max_body_bytes).await
+    }
+
+    async fn spawn_db(db: TestDb, max_body_bytes: usize) -> TestApp {
         let clock = Clock::fixed(datetime!(2026-11-24 12:00 UTC));
         let now = clock.now();
         for (id, org, roles) in [
@@ -1137,3 +1140,140 @@ both!(
     log_data_request,
     archivist_view,
 );
+
+/// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = std::env::temp_dir().join(format!("kanta-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "mounting a tmpfs failed: the disk-full test needs root (as scripts/test runs on CI)"
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: the server's last connections may still be closing.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// R-OPS-3 with a full disk (SQLite on a 16 MB tmpfs): while there is no room, a write is refused
+/// whole with a 503 OperationOutcome and every read either fails closed (503, no data) or comes
+/// with its audit record committed; when room returns, the service recovers without a restart and
+/// the log verifies.
+#[tokio::test]
+async fn disk_full_fails_closed_and_recovers() {
+    let disk = Tmpfs::mount("16m");
+    let app = TestApp::spawn_db(TestDb::sqlite_in(&disk.0).await, 8 << 20).await;
+    let t = app.token("clinician").await;
+    let (s, resp, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(visit(HETU, None)))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{resp}");
+    let pid = resp["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let search = format!("/fhir/Observation?patient=Patient/{pid}&_count=20");
+    let count = |v: &Value| v["entry"].as_array().map_or(0, Vec::len);
+
+    // Fill the file system.
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(disk.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let big = |n: usize| {
+        let entries: Vec<Value> = (0..n)
+            .map(|i| json!({"resource": {"resourceType": "Observation", "status": "final",
+                "code": {"text": format!("{i} {}", "x".repeat(2000))}, "subject": {"reference": format!("Patient/{pid}")},
+                "effectiveDateTime": "2026-01-01T00:00:00Z"}, "request": {"method": "POST", "url": "Observation"}}))
+            .collect();
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    };
+    let (s, v, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(big(400)))
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["resourceType"], "OperationOutcome");
+    let mut served = vec![];
+    let mut refused = 0;
+    for _ in 0..200 {
+        let (s, v, h) = app.send(Method::GET, &search, Some(&t), None).await;
+        match s {
+            StatusCode::OK => served.push(h["x-request-id"].to_str().unwrap().to_string()),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert_eq!(v["resourceType"], "OperationOutcome");
+                assert!(!v.to_string().contains("B -Hb"), "no data: {v}");
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+
+    // Room returns: the service recovers, nothing half-written, every served read was audited.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let (s, v, _) = app.send(Method::GET, &search, Some(&t), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(count(&v), 1, "the refused Bundle left nothing behind");
+    let (s, _, _) = app
+        .send(Method::POST, "/fhir", Some(&t), Some(big(5)))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let store = app.db.as_ref().unwrap().store.clone();
+    let (size, _) = store.audit_head().await.unwrap();
+    let bodies: Vec<String> = store
+        .audit_range(0, size)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    // What another connection reads from the file is what was committed.
+    let fresh = sqlx::SqlitePool::connect(&app.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    let on_disk: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_record")
+        .fetch_one(&fresh)
+        .await
+        .unwrap();
+    fresh.close().await;
+    assert_eq!(
+        on_disk as u64, size,
+        "the head counts only committed records"
+    );
+    eprintln!(
+        "disk full: {} reads served with their records, {refused} refused; {size} records",
+        served.len()
+    );
+    for id in &served {
+        assert!(
+            bodies.iter().any(|b| b.contains(id.as_str())),
+            "a read was served without its audit record ({id}); {refused} refused"
+        );
+    }
+    let report =
+        kanta_store::audit::verify(store.as_ref(), AUDIT_NAME, &app.audit_public_key, None)
+            .await
+            .unwrap();
+    assert!(report.ok(), "{report:?}");
+    app.finish().await;
+    drop(disk);
+}
