@@ -814,6 +814,7 @@ macro_rules! backend {
 
             async fn import_population(&self, records: &[PersonRecord], now: OffsetDateTime) -> Result<ImportSummary> {
                 let now_ms = datetime::millis(now);
+                let r = async {
                 let mut tx = $tx { tx: self.write.begin().await? };
                 let mut summary = ImportSummary::default();
                 let in_batch: std::collections::HashSet<&str> = records.iter().map(|r| r.person.hetu.as_str()).collect();
@@ -865,6 +866,9 @@ macro_rules! backend {
                 }
                 tx.tx.commit().await?;
                 Ok(summary)
+                }
+                .await;
+                self.settle(r).await
             }
 
             async fn person(&self, h: &Hetu) -> Result<Option<PersonRecord>> {
@@ -1018,10 +1022,14 @@ macro_rules! backend {
                 if let Some((k, _)) = self.key_of(h.as_str()).await? {
                     return Ok(k);
                 }
-                let mut tx = $tx { tx: self.write.begin().await? };
-                let (key, _) = tx.claim(h.as_str(), new_patient_key(), datetime::millis(now)).await?;
-                tx.tx.commit().await?;
-                Ok(key)
+                let r = async {
+                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let (key, _) = tx.claim(h.as_str(), new_patient_key(), datetime::millis(now)).await?;
+                    tx.tx.commit().await?;
+                    Ok(key)
+                }
+                .await;
+                self.settle(r).await
             }
 
             async fn session_insert(&self, s: &SessionRow) -> Result<()> {
@@ -1100,13 +1108,17 @@ macro_rules! backend {
             }
 
             async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<bool> {
-                let mut tx = self.write.begin().await?;
-                sqlx::query("DELETE FROM client_assertion_jti WHERE client_id = $1 AND expires_at < $2")
-                    .bind(client_id).bind(datetime::millis(now)).execute(&mut *tx).await?;
-                let done = sqlx::query("INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING")
-                    .bind(client_id).bind(jti).bind(datetime::millis(expires_at)).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                let r = async {
+                    let mut tx = self.write.begin().await?;
+                    sqlx::query("DELETE FROM client_assertion_jti WHERE client_id = $1 AND expires_at < $2")
+                        .bind(client_id).bind(datetime::millis(now)).execute(&mut *tx).await?;
+                    let done = sqlx::query("INSERT INTO client_assertion_jti (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING")
+                        .bind(client_id).bind(jti).bind(datetime::millis(expires_at)).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                }
+                .await;
+                self.settle(r).await
             }
         }
     };
