@@ -8,8 +8,9 @@
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::{AppState, RequestId};
+use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kanta_domain::audit::Action;
@@ -33,15 +34,118 @@ fn access(state: &AppState, caller: &Caller, rid: &RequestId) -> Access {
     }
 }
 
-/// `GET /archivist/documents/{type}/{id}`.
+/// The same answer as a page, for an archivist's browser-based tool (`Accept: text/html`), in the
+/// language the browser asks for.
+#[derive(Template)]
+#[template(path = "archivist.html")]
+struct ArchivistPage<'a> {
+    ui: &'a crate::portal::Ui,
+    facts: Vec<(String, String)>,
+    shown: bool,
+    visit_only: bool,
+    hidden_by: Vec<(String, String)>,
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .starts_with("text/html")
+        })
+}
+
+fn page(headers: &HeaderMap, answer: &Value) -> Response {
+    let lang = crate::portal::lang_of(headers);
+    let ui = crate::portal::Ui {
+        lang,
+        csrf: String::new(),
+        path: "/".into(),
+        signed_in: None,
+    };
+    let t = |k: &str| crate::portal::i18n::tr(lang, k, &[]);
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => t("archivist-yes"),
+        Value::Bool(false) => t("archivist-no"),
+        Value::Null => "–".into(),
+        other => other.to_string(),
+    };
+    let facts = [
+        "resource",
+        "stored",
+        "versions",
+        "latest_version",
+        "archived_at",
+        "last_updated",
+        "service_event",
+        "care_setting",
+        "delayed_until",
+    ]
+    .iter()
+    .filter(|k| answer.get(**k).is_some())
+    .map(|k| {
+        (
+            t(&format!("archivist-{}", k.replace('_', "-"))),
+            text(&answer[*k]),
+        )
+    })
+    .collect();
+    let hidden_by = answer["hidden_by"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let code = h["code"].as_str().unwrap_or("");
+            (
+                t(&format!("archivist-hidden-{code}")),
+                h["rule"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut res = crate::portal::render(&ArchivistPage {
+        ui: &ui,
+        facts,
+        shown: answer["shown_in_mykanta"].as_bool().unwrap_or(false),
+        visit_only: answer["visit_only"].as_bool().unwrap_or(false),
+        hidden_by,
+    });
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+/// `GET /archivist/documents/{type}/{id}`: JSON, or a page when the client asks for HTML.
 pub async fn document(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
+    headers: HeaderMap,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    let answer = answer(&state, &caller, &rid, &rtype, &id).await?;
+    Ok(if wants_html(&headers) {
+        page(&headers, &answer)
+    } else {
+        no_store(answer)
+    })
+}
+
+async fn answer(
+    state: &AppState,
+    caller: &Caller,
+    rid: &RequestId,
+    rtype: &str,
+    id: &str,
+) -> ApiResult<Value> {
     caller.require(&[ClientRole::Archivist])?;
-    if kanta_fhir::resource::scope_of(&rtype).is_none() {
+    if kanta_fhir::resource::scope_of(rtype).is_none() {
         return Err(
             FhirError::bad_request(format!("resource type '{rtype}' is not supported")).into(),
         );
@@ -53,16 +157,14 @@ pub async fn document(
             "the audit log is unavailable; try again shortly",
         ))
     };
-    let sealed = state.store.history(&rtype, &id).await?;
+    let sealed = state.store.history(rtype, id).await?;
     let (_, versions) = state
         .audit
-        .release(sealed, &access(&state, &caller, &rid))
+        .release(sealed, &access(state, caller, rid))
         .await
         .map_err(audit_down)?;
     let (Some(current), Some(first)) = (versions.first(), versions.last()) else {
-        return Ok(no_store(
-            json!({"resource": format!("{rtype}/{id}"), "stored": false}),
-        ));
+        return Ok(json!({"resource": format!("{rtype}/{id}"), "stored": false}));
     };
     // An archivist answers for their own organisation's register: documents its systems recorded.
     if current.org.as_deref() != Some(caller.org.as_str()) {
@@ -86,7 +188,7 @@ pub async fn document(
             let sealed = state.store.read("Encounter", enc_id).await?;
             let (_, enc) = state
                 .audit
-                .release(sealed, &access(&state, &caller, &rid))
+                .release(sealed, &access(state, caller, rid))
                 .await
                 .map_err(audit_down)?;
             setting = enc.as_ref().map(|e| care_setting(&e.body));
@@ -97,7 +199,7 @@ pub async fn document(
                     .await?;
                 let (_, docs) = state
                     .audit
-                    .release(sealed, &access(&state, &caller, &rid))
+                    .release(sealed, &access(state, caller, rid))
                     .await
                     .map_err(audit_down)?;
                 care_documents = docs.len();
@@ -111,7 +213,7 @@ pub async fn document(
         .map_or(millis(first.last_updated), millis);
     let joined = match current.org.as_deref() {
         Some(org) => {
-            crate::portal::sections::recorder(&state, org)
+            crate::portal::sections::recorder(state, org)
                 .await
                 .joined_at
         }
@@ -133,7 +235,7 @@ pub async fn document(
             .collect(),
         _ => vec![],
     };
-    Ok(no_store(json!({
+    Ok(json!({
         "resource": format!("{rtype}/{id}"),
         "stored": true,
         "versions": versions.len(),
@@ -146,7 +248,7 @@ pub async fn document(
         "shown_in_mykanta": decision.is_shown(),
         "visit_only": decision == Decision::VisitOnly,
         "hidden_by": hidden_by,
-    })))
+    }))
 }
 
 fn no_store(body: Value) -> Response {
@@ -156,4 +258,47 @@ fn no_store(body: Value) -> Response {
         Json(body),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::portal::i18n::{tr, Lang};
+
+    #[test]
+    fn every_reason_and_fact_is_translated() {
+        let keys = [
+            "not-attached",
+            "before-provider-joined",
+            "not-latest-version",
+            "cancelled",
+            "delayed",
+            "other-person",
+            "local-view",
+            "no-view",
+            "view-not-displayed",
+            "inpatient-content",
+            "form",
+        ]
+        .map(|c| format!("archivist-hidden-{c}"))
+        .into_iter()
+        .chain(
+            [
+                "resource",
+                "stored",
+                "versions",
+                "latest-version",
+                "archived-at",
+                "last-updated",
+                "service-event",
+                "care-setting",
+                "delayed-until",
+            ]
+            .map(|f| format!("archivist-{f}")),
+        );
+        for key in keys {
+            for lang in [Lang::Fi, Lang::Sv, Lang::En] {
+                assert_ne!(tr(lang, &key, &[]), key, "{} {key}", lang.code());
+            }
+        }
+    }
 }

@@ -1081,6 +1081,34 @@ async fn archivist_view(b: Backend) {
         json!([{"code": "inpatient-content", "rule": "R-DOC-7"}]),
         "{v}"
     );
+    // The same answer as a page, in the browser's language, without record content.
+    let page = app
+        .http
+        .get(format!(
+            "{}/archivist/documents/Observation/{hidden}",
+            app.base
+        ))
+        .bearer_auth(&arch)
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("accept-language", "sv-FI")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    for want in [
+        "lang=\"sv\"",
+        "Visas inte i MinaKanta",
+        "innehåller uppgifter om en annan person (R-DOC-5)",
+        "(R-DOC-7)",
+    ] {
+        assert!(html.contains(want), "{want}: {html}");
+    }
+    assert!(!html.contains("Secret Hb"));
     let (s, v, _) = ask("/archivist/documents/Observation/nope".into(), arch.clone()).await;
     assert_eq!((s, v["stored"].as_bool()), (StatusCode::OK, Some(false)));
     let (s, v, _) = ask(
