@@ -178,10 +178,14 @@ fn business_id(seven: &str) -> String {
     format!("{seven}-{check}")
 }
 
-pub fn organisations() -> Vec<Value> {
+/// Days ago the occupational health provider joined the platform (R-VIEW-8): its older records,
+/// archived later, are not shown (Mikko's pre-employment check of 700 days ago).
+const MEHILAINEN_JOINED_DAYS_AGO: i64 = 500;
+
+pub fn organisations(today: Date) -> Vec<Value> {
     ORGS.iter()
         .map(|(id, name, y, _, kind, dpo, email)| {
-            json!({
+            let mut org = json!({
                 "resourceType": "Organization",
                 "id": id,
                 "active": true,
@@ -195,7 +199,14 @@ pub fn organisations() -> Vec<Value> {
                     "name": {"text": dpo},
                     "telecom": [{"system": "email", "value": email}]
                 }]
-            })
+            });
+            if *id == "org-mehilainen-tyoterveys" {
+                org["extension"] = json!([{
+                    "url": kanta_fhir::display::JOINED_EXTENSION_URL,
+                    "valueDate": kanta_fhir::datetime::format_date(today - Duration::days(MEHILAINEN_JOINED_DAYS_AGO)),
+                }]);
+            }
+            org
         })
         .collect()
 }
@@ -938,7 +949,7 @@ mod tests {
     #[test]
     fn submissions_are_well_formed_transactions() {
         let clients = clients();
-        let orgs: Vec<String> = organisations()
+        let orgs: Vec<String> = organisations(TODAY)
             .iter()
             .map(|o| o["id"].as_str().unwrap().to_string())
             .collect();
@@ -966,7 +977,7 @@ mod tests {
             }
         }
         assert!(kanta_fhir::population::parse_import(&population_bundle(TODAY)).is_ok());
-        for o in organisations() {
+        for o in organisations(TODAY) {
             kanta_fhir::check(o).unwrap();
         }
         assert_eq!(business_id("0112038"), "0112038-9");
@@ -982,6 +993,13 @@ mod tests {
         let now = kanta_fhir::datetime::millis(TODAY.with_hms(12, 0, 0).unwrap().assume_utc());
         let mut reasons = std::collections::BTreeSet::new();
         let (mut shown, mut visit_only) = (0, 0);
+        let orgs = organisations(TODAY);
+        let clients = clients();
+        let joined = |client: &str| {
+            let org = &clients.iter().find(|c| c.client_id == client)?.organisation;
+            let o = orgs.iter().find(|o| o["id"] == org.as_str())?;
+            kanta_fhir::display::provider_joined_at(o)
+        };
         for s in clinical_submissions(TODAY) {
             let entries = s.bundle["entry"].as_array().unwrap();
             let resource_of = |url: &str| {
@@ -1004,8 +1022,11 @@ mod tests {
                     service_event: attached.map(care_setting),
                     care_documents,
                     latest_version: true,
-                    recorded_at: now,
-                    provider_joined_at: None,
+                    recorded_at: kanta_fhir::check(r.clone())
+                        .ok()
+                        .and_then(|c| c.effective)
+                        .map_or(now, kanta_fhir::datetime::millis),
+                    provider_joined_at: joined(&s.client_id),
                 };
                 match decide(&document_facts(r, &ctx), &views, now) {
                     Decision::Shown => shown += 1,
@@ -1021,6 +1042,7 @@ mod tests {
             "local-view",
             "inpatient-content",
             "form",
+            "before-provider-joined",
         ] {
             assert!(
                 reasons.contains(code),

@@ -34,7 +34,7 @@ pub async fn seed(
     let today = now.date();
     // Organisations: shared reference data, written by the operator.
     let mut ops = vec![];
-    for org in demo::organisations() {
+    for org in demo::organisations(today) {
         let id = org
             .get("id")
             .and_then(|v| v.as_str())

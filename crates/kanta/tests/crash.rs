@@ -185,6 +185,6 @@ async fn kill_9_during_load_sqlite() {
 async fn kill_9_during_load_postgres() {
     let db = kanta_store::testing::TestDb::new(kanta_store::Backend::Postgres).await;
     let url = db.url.clone();
-    crash_many_times(Some(url), 20).await;
+    crash_many_times(Some(url), 50).await;
     db.cleanup().await;
 }
