@@ -512,30 +512,38 @@ macro_rules! backend {
                 if encounters.is_empty() {
                     return Ok(vec![]);
                 }
-                let list: Vec<String> = (0..encounters.len()).map(|i| format!("${}", i + 3)).collect();
+                // The wanted values drive the join, one index probe each on (patient_key, system,
+                // value). Written as `t.value IN (…)`, PostgreSQL's generic plan scanned all of the
+                // patient's index entries and filtered them (measured: 8-14 ms for a patient with
+                // 5,000 records, against well under 1 ms this way). The few rows are sorted here.
+                let values: Vec<String> = (0..encounters.len()).map(|i| format!("SELECT ${} AS value", i + 3)).collect();
                 let sql = format!(
-                    "SELECT r.resource_type, r.id, {} AS body_text FROM resource_token t JOIN resource r \
-                     ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id \
-                     WHERE t.patient_key = $1 AND t.system = $2 AND t.value IN ({}) ORDER BY r.effective_at DESC, r.id DESC",
+                    "SELECT r.resource_type, r.id, r.effective_at, {} AS body_text FROM ({}) v \
+                     JOIN resource_token t ON t.patient_key = $1 AND t.system = $2 AND t.value = v.value \
+                     JOIN resource r ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id",
                     $body_text,
-                    list.join(", ")
+                    values.join(" UNION ALL ")
                 );
                 let mut q = sqlx::query(&sql).bind(patient.0).bind(crate::ENCOUNTER_INDEX);
                 for e in encounters {
                     q = q.bind(e);
                 }
                 let rows = q.fetch_all(&self.read).await?;
-                rows.iter()
+                let mut found = rows.iter()
                     .map(|r| {
                         let text: String = r.try_get("body_text")?;
-                        Ok(Found {
+                        let at: i64 = r.try_get("effective_at")?;
+                        Ok((at, Found {
                             resource_type: r.try_get("resource_type")?,
                             id: r.try_get("id")?,
                             patient: Some(patient),
                             json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
-                        })
+                        }))
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>>>()?;
+                // Newest first, as the index order would have given.
+                found.sort_by(|(a, fa), (b, fb)| b.cmp(a).then_with(|| fb.id.cmp(&fa.id)));
+                Ok(found.into_iter().map(|(_, f)| f).collect())
             }
 
             async fn search_open(&self, q: &SearchQuery) -> Result<Page> {
