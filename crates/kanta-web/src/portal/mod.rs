@@ -1083,6 +1083,17 @@ struct CsrfForm {
     lang: Option<String>,
 }
 
+/// The start of every page of personal data: the time, the language, and the live, confirmed
+/// session — or the response that sends the browser elsewhere.
+async fn personal_page(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(OffsetDateTime, Lang, Box<SessionRow>), Response> {
+    let now = state.clock.now();
+    let s = confirmed_session(state, headers, now).await?;
+    Ok((now, lang_of(headers), s))
+}
+
 /// For a page of personal data: the live, confirmed session; otherwise the response to send (to the
 /// confirm page, to the front page, or the store's failure).
 async fn confirmed_session(
@@ -1357,10 +1368,8 @@ async fn disclosures(
     request_id: crate::RequestId,
     query: Result<Query<DisclosureQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let now = state.clock.now();
-    let lang = lang_of(&headers);
-    let s = match confirmed_session(&state, &headers, now).await {
-        Ok(s) => s,
+    let (now, lang, s) = match personal_page(&state, &headers).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
     let Ok(Query(q)) = query else {

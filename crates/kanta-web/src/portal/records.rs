@@ -2,7 +2,7 @@
 //! the care documents attached to it, after the display rules. Only [`Visible`] rows reach the
 //! template. Clinician-entered text is rendered as text.
 
-use super::{confirmed_session, error_page, lang_of, render, ui_for, Ui};
+use super::{error_page, personal_page, render, ui_for, Ui};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -67,11 +67,7 @@ pub struct VisitsQuery {
 /// `<effective_at>_<id>` (FHIR ids have no underscore).
 fn parse_cursor(s: &str) -> Option<Cursor> {
     let (at, id) = s.split_once('_')?;
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let ok = kanta_fhir::resource::valid_id(id);
     Some(Cursor {
         effective_at: at.parse().ok()?,
         id: id.to_string(),
@@ -252,13 +248,11 @@ pub async fn visits(
     request_id: crate::RequestId,
     Query(q): Query<VisitsQuery>,
 ) -> Response {
-    let now = state.clock.now();
-    let now_ms = kanta_fhir::datetime::millis(now);
-    let lang = lang_of(&headers);
-    let s = match confirmed_session(&state, &headers, now).await {
-        Ok(s) => s,
+    let (now, lang, s) = match personal_page(&state, &headers).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
+    let now_ms = kanta_fhir::datetime::millis(now);
     let after = match q.after.as_deref().map(parse_cursor) {
         Some(None) => return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page"),
         Some(c) => c,

@@ -11,7 +11,7 @@
 
 use super::i18n::Lang;
 use super::records::{doc_row, views, DocRow};
-use super::{confirmed_session, error_page, helsinki, helsinki_datetime, lang_of, render, ui_for};
+use super::{error_page, helsinki, helsinki_datetime, personal_page, render, ui_for};
 use super::{see_other, Ui};
 use crate::{AppState, RequestId};
 use askama::Template;
@@ -22,6 +22,7 @@ use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{Section, Visible};
 use kanta_fhir::display::{care_setting, document_facts, Context};
+use kanta_fhir::resource::valid_id;
 use kanta_store::audit::Access;
 use kanta_store::{SectionCursor, SectionQuery, SectionRow, SessionRow};
 use serde::Deserialize;
@@ -132,11 +133,7 @@ fn parse_cursor(s: &str) -> Option<SectionCursor> {
     let at = parts.next()?.parse().ok()?;
     let t = parts.next()?;
     let id = parts.next()?;
-    let id_ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let id_ok = valid_id(id);
     let t_ok = !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphabetic());
     (id_ok && t_ok).then(|| SectionCursor {
         effective_at: at,
@@ -192,12 +189,7 @@ fn filters(q: &ListQuery) -> Result<Filters, &'static str> {
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    if org.is_some_and(|o| {
-        o.len() > 64
-            || !o
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    }) {
+    if org.is_some_and(|o| !valid_id(o)) {
         return Err("filter-bad-provider");
     }
     Ok(Filters {
@@ -375,13 +367,11 @@ pub async fn list(
     RawQuery(raw): RawQuery,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let now = state.clock.now();
-    let now_ms = kanta_fhir::datetime::millis(now);
-    let lang = lang_of(&headers);
-    let s = match confirmed_session(&state, &headers, now).await {
-        Ok(s) => s,
+    let (now, lang, s) = match personal_page(&state, &headers).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
+    let now_ms = kanta_fhir::datetime::millis(now);
     let section = match Section::from_code(&code) {
         Some(Section::Visits) => return see_other("/visits"),
         Some(sec) => sec,
@@ -500,24 +490,16 @@ pub async fn detail(
     rid: RequestId,
     Path((code, rtype, id)): Path<(String, String, String)>,
 ) -> Response {
-    let now = state.clock.now();
-    let now_ms = kanta_fhir::datetime::millis(now);
-    let lang = lang_of(&headers);
-    let s = match confirmed_session(&state, &headers, now).await {
-        Ok(s) => s,
+    let (now, lang, s) = match personal_page(&state, &headers).await {
+        Ok(p) => p,
         Err(res) => return res,
     };
+    let now_ms = kanta_fhir::datetime::millis(now);
     let not_found = || error_page(lang, StatusCode::NOT_FOUND, "error-not-found");
     let Some(section) = Section::from_code(&code).filter(|s| *s != Section::Visits) else {
         return not_found();
     };
-    let plausible = |x: &str| {
-        !x.is_empty()
-            && x.len() <= 64
-            && x.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    };
-    if !plausible(&rtype) || !plausible(&id) {
+    if kanta_fhir::resource::scope_of(&rtype).is_none() || !valid_id(&id) {
         return not_found();
     }
     let sealed = match state
