@@ -5,6 +5,7 @@
 //! A record's canonical bytes are its JSON serialisation (fields in declaration order); they are
 //! what the Merkle tree hashes, so a stored record that changes no longer matches its leaf.
 
+use crate::access::Basis;
 use crate::ids::{OrgId, PatientKey};
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +54,21 @@ pub enum Outcome {
     Failure,
 }
 
+/// The schema version new records are written with. Version 1 (records written before the access
+/// decision, 2026-11) had no `schema` and no `basis`; they read as version 1 with no basis. A new
+/// field is added with a default and a new version, so that what an old leaf says never changes.
+pub const AUDIT_SCHEMA: u32 = 2;
+
+fn schema_v1() -> u32 {
+    1
+}
+
 /// One audit record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// The record's schema version ([`AUDIT_SCHEMA`] for new records; 1 when absent).
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
     /// Milliseconds since the epoch.
     pub recorded_at: i64,
     /// The patient whose data was touched; `None` for records about no patient (e.g. a failed login
@@ -71,6 +84,10 @@ pub struct AuditRecord {
     pub query: Option<String>,
     pub outcome: Outcome,
     pub request_id: Option<String>,
+    /// Why the access was permitted (the access decision's basis: ground, role, purpose of use).
+    /// Version 2 on; `None` for what needed no decision (a login, a failed login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
 }
 
 impl AuditRecord {
@@ -88,6 +105,7 @@ mod tests {
     #[test]
     fn canonical_bytes_round_trip_and_change_with_any_field() {
         let r = AuditRecord {
+            schema: AUDIT_SCHEMA,
             recorded_at: 1,
             patient: Some(PatientKey(7)),
             actor: Actor::Organisation {
@@ -102,6 +120,11 @@ mod tests {
             query: None,
             outcome: Outcome::Success,
             request_id: Some("r".into()),
+            basis: Some(Basis {
+                ground: crate::access::Ground::OwnRegister,
+                role: Some(crate::ids::ClientRole::Clinician),
+                purpose: None,
+            }),
         };
         let b = r.canonical_bytes();
         let back: AuditRecord = serde_json::from_slice(&b).unwrap();
@@ -109,5 +132,22 @@ mod tests {
         let mut other = r.clone();
         other.entities[0] = "Observation/2".into();
         assert_ne!(other.canonical_bytes(), b);
+    }
+
+    #[test]
+    fn a_version_1_record_reads_as_version_1_without_basis_and_keeps_its_bytes() {
+        let v1 = r#"{"recorded_at":1,"patient":7,"actor":{"kind":"citizen","person":7},"on_behalf_of":null,"action":"read","entities":[],"query":null,"outcome":"success","request_id":null}"#;
+        let r: AuditRecord = serde_json::from_str(v1).unwrap();
+        assert_eq!((r.schema, r.basis.clone()), (1, None));
+        // Its leaf covers the stored bytes, never a re-serialisation: nothing to re-encode.
+        let v2 = String::from_utf8(
+            AuditRecord {
+                schema: AUDIT_SCHEMA,
+                ..r
+            }
+            .canonical_bytes(),
+        )
+        .unwrap();
+        assert!(v2.starts_with(r#"{"schema":2,"#), "{v2}");
     }
 }

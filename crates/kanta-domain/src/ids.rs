@@ -36,7 +36,7 @@ impl fmt::Display for OrgId {
 }
 
 /// What an authenticated system (a provider's, pharmacy's or the operator's client) may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientRole {
     /// Writes and reads patient records for its organisation.
@@ -50,6 +50,13 @@ pub enum ClientRole {
 }
 
 impl ClientRole {
+    pub const ALL: [ClientRole; 4] = [
+        ClientRole::Clinician,
+        ClientRole::Archivist,
+        ClientRole::Pharmacy,
+        ClientRole::Operator,
+    ];
+
     pub fn parse(s: &str) -> Option<ClientRole> {
         match s {
             "clinician" => Some(ClientRole::Clinician),

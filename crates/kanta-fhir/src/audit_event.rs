@@ -82,6 +82,7 @@ mod tests {
     #[test]
     fn a_provider_read_becomes_an_audit_event() {
         let r = AuditRecord {
+            schema: kanta_domain::audit::AUDIT_SCHEMA,
             recorded_at: 1_700_000_000_000,
             patient: Some(PatientKey(5)),
             actor: Actor::Organisation {
@@ -96,6 +97,7 @@ mod tests {
             query: None,
             outcome: Outcome::Success,
             request_id: Some("r1".into()),
+            basis: None,
         };
         let ev = audit_event(&r, 7, Some("Patient/p1"));
         assert_eq!(ev["action"], "R");

@@ -14,7 +14,8 @@
 use crate::{Checkpoint, Found, Page, Store, StoreError, Stored, Written};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome};
+use kanta_domain::access::{Basis, Decision, Target};
+use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome, AUDIT_SCHEMA};
 use kanta_domain::ids::PatientKey;
 use kanta_domain::merkle::{self, Frontier, Hash};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
@@ -43,6 +44,25 @@ impl<T> Sealed<T> {
     /// For this crate's own tests (the conformance suite checks stored values directly).
     pub(crate) fn into_inner(self) -> T {
         self.0
+    }
+
+    /// The organisations whose registers hold these records (and their service events), so that
+    /// the facts about them can be loaded before the access decision judges the records. Nothing
+    /// of the records themselves leaves.
+    pub fn holders(&self) -> std::collections::BTreeSet<String>
+    where
+        T: Gated,
+    {
+        self.0
+            .subjects()
+            .iter()
+            .flat_map(|s| {
+                s.holder
+                    .into_iter()
+                    .chain(s.service_event.and_then(|e| e.org.as_deref()))
+            })
+            .map(str::to_string)
+            .collect()
     }
 
     /// Two sealed values as one, released (and audited) together.
@@ -111,93 +131,279 @@ pub struct Access {
     pub subject: Option<PatientKey>,
 }
 
-/// Values whose release the log must record: which patients' data, which resources.
-pub trait Touches {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)>;
+/// One released record as its audit record names it: whose, which, and on what basis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Touch {
+    pub patient: Option<PatientKey>,
+    pub entity: String,
+    pub basis: Option<Basis>,
 }
 
-impl Touches for Stored {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        vec![(self.patient, format!("{}/{}", self.resource_type, self.id))]
-    }
+/// Values a write released: which patients' data, which resources, on what basis. (Writes are
+/// decided inside their transaction, so they carry their permits' bases already.)
+pub trait Touches {
+    fn touched(&self) -> Vec<Touch>;
 }
-impl Touches for Found {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        vec![(self.patient, format!("{}/{}", self.resource_type, self.id))]
-    }
-}
-impl<T: Touches> Touches for Option<T> {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        self.iter().flat_map(Touches::touched).collect()
+
+impl Touches for Written {
+    fn touched(&self) -> Vec<Touch> {
+        vec![Touch {
+            patient: self.stored.patient,
+            entity: format!("{}/{}", self.stored.resource_type, self.stored.id),
+            basis: Some(self.basis.clone()),
+        }]
     }
 }
 impl<T: Touches> Touches for Vec<T> {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
+    fn touched(&self) -> Vec<Touch> {
         self.iter().flat_map(Touches::touched).collect()
     }
 }
-impl Touches for Page {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        self.resources.touched()
-    }
+
+/// A record's JSON as the store holds it.
+#[derive(Clone, Copy, Debug)]
+pub enum Json<'a> {
+    Raw(&'a serde_json::value::RawValue),
+    Value(&'a serde_json::Value),
+    /// Not a resource (a summary such as the list of units that recorded in a section).
+    None,
 }
-impl<A: Touches, B: Touches> Touches for (A, B) {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        let mut t = self.0.touched();
-        t.extend(self.1.touched());
-        t
-    }
-}
-impl Touches for crate::SectionRow {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        let mut t = self.found.touched();
-        t.extend(self.encounter.touched());
-        t
-    }
-}
-impl Touches for crate::VisitsPage {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        let mut t = self.visits.touched();
-        t.extend(self.documents.touched());
-        t
-    }
-}
-impl Touches for crate::SectionPage {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        self.rows.touched()
-    }
-}
-impl Touches for crate::SectionProviders {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        vec![(
-            Some(self.patient),
-            format!("section/{}/providers", self.section),
-        )]
-    }
-}
-impl Touches for Written {
-    fn touched(&self) -> Vec<(Option<PatientKey>, String)> {
-        self.stored.touched()
+
+impl Json<'_> {
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Json::Raw(r) => serde_json::from_str(r.get()).unwrap_or(serde_json::Value::Null),
+            Json::Value(v) => (*v).clone(),
+            Json::None => serde_json::Value::Null,
+        }
     }
 }
 
-/// One audit record per patient touched (none for shared reference data alone).
-pub fn records_for(
-    touched: Vec<(Option<PatientKey>, String)>,
-    access: &Access,
-) -> Vec<AuditRecord> {
-    let mut by_patient: BTreeMap<PatientKey, Vec<String>> = BTreeMap::new();
-    if let Some(s) = access.subject {
-        by_patient.entry(s).or_default();
+/// One record inside sealed data, as the access decision sees it before release.
+#[derive(Clone, Debug)]
+pub struct Subject<'a> {
+    pub patient: Option<PatientKey>,
+    /// The organisation whose register holds it.
+    pub holder: Option<&'a str>,
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub json: Json<'a>,
+    /// A section row's service event (context for the display rules), released with the row.
+    pub service_event: Option<&'a Found>,
+    /// A summary about the patient rather than one record.
+    pub summary: bool,
+    /// Its clinically relevant date (epoch ms), when the store read it.
+    pub effective_at: Option<i64>,
+}
+
+impl<'a> Subject<'a> {
+    fn of_found(f: &'a Found) -> Subject<'a> {
+        Subject {
+            patient: f.patient,
+            holder: f.org.as_deref(),
+            resource_type: &f.resource_type,
+            id: &f.id,
+            json: Json::Raw(&f.json),
+            service_event: None,
+            summary: false,
+            effective_at: Some(f.effective_at),
+        }
     }
-    for (p, entity) in touched {
-        if let Some(p) = p {
-            by_patient.entry(p).or_default().push(entity);
+
+    fn of_stored(s: &'a Stored) -> Subject<'a> {
+        Subject {
+            patient: s.patient,
+            holder: s.org.as_deref(),
+            resource_type: &s.resource_type,
+            id: &s.id,
+            json: Json::Value(&s.body),
+            service_event: None,
+            summary: false,
+            effective_at: None,
+        }
+    }
+
+    /// What the access decision is asked about.
+    pub fn target(&self) -> Target<'a> {
+        match (self.patient, self.summary) {
+            (Some(p), true) => Target::Summary { patient: p },
+            (Some(p), false) => Target::Patient {
+                patient: Some(p),
+                holder: self.holder,
+            },
+            (None, _) => Target::Shared,
+        }
+    }
+
+    /// The entities its audit record names.
+    fn entities(&self) -> Vec<String> {
+        let mut e = vec![format!("{}/{}", self.resource_type, self.id)];
+        if let Some(enc) = self.service_event {
+            e.push(format!("{}/{}", enc.resource_type, enc.id));
+        }
+        e
+    }
+}
+
+/// Sealed values made of records that the access decision judges one by one before release.
+pub trait Gated: Sized {
+    /// Every record, in a fixed order.
+    fn subjects(&self) -> Vec<Subject<'_>>;
+    /// Keep the records whose place in [`Gated::subjects`] is `true` in `keep`.
+    fn keep(self, keep: &[bool]) -> Self;
+}
+
+fn mask<T>(items: Vec<T>, keep: &[bool]) -> Vec<T> {
+    items
+        .into_iter()
+        .zip(keep.iter().chain(std::iter::repeat(&false)))
+        .filter_map(|(item, k)| k.then_some(item))
+        .collect()
+}
+
+impl Gated for Option<Stored> {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        self.iter().map(Subject::of_stored).collect()
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        self.filter(|_| keep.first() == Some(&true))
+    }
+}
+impl Gated for Vec<Stored> {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        self.iter().map(Subject::of_stored).collect()
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        mask(self, keep)
+    }
+}
+impl Gated for Vec<Found> {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        self.iter().map(Subject::of_found).collect()
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        mask(self, keep)
+    }
+}
+impl Gated for Page {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        self.resources.subjects()
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        Page {
+            resources: mask(self.resources, keep),
+            next: self.next,
+        }
+    }
+}
+impl Gated for crate::VisitsPage {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        let mut s = self.visits.subjects();
+        s.extend(self.documents.subjects());
+        s
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        let n = self.visits.resources.len().min(keep.len());
+        crate::VisitsPage {
+            visits: self.visits.keep(&keep[..n]),
+            documents: mask(self.documents, &keep[n..]),
+        }
+    }
+}
+impl Gated for crate::SectionPage {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        self.rows
+            .iter()
+            .map(|r| Subject {
+                holder: r.org.as_deref(),
+                service_event: r.encounter.as_ref(),
+                ..Subject::of_found(&r.found)
+            })
+            .collect()
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        crate::SectionPage {
+            rows: mask(self.rows, keep),
+            next: self.next,
+        }
+    }
+}
+impl Gated for crate::SectionProviders {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        vec![Subject {
+            patient: Some(self.patient),
+            holder: None,
+            resource_type: "section",
+            id: &self.section,
+            json: Json::None,
+            service_event: None,
+            summary: true,
+            effective_at: None,
+        }]
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        if keep.first() == Some(&true) {
+            self
+        } else {
+            crate::SectionProviders {
+                orgs: vec![],
+                ..self
+            }
+        }
+    }
+}
+impl<A: Gated, B: Gated> Gated for (A, B) {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        let mut s = self.0.subjects();
+        s.extend(self.1.subjects());
+        s
+    }
+    fn keep(self, keep: &[bool]) -> Self {
+        let n = self.0.subjects().len().min(keep.len());
+        (self.0.keep(&keep[..n]), self.1.keep(&keep[n..]))
+    }
+}
+
+/// The records a release hands over, and the touches its audit records name: each subject's
+/// decision applied, in order. A missing decision counts as a denial (fail closed).
+fn judged(subjects: &[Subject<'_>], decisions: &[Decision]) -> (Vec<bool>, Vec<Touch>) {
+    let mut keep = Vec::with_capacity(subjects.len());
+    let mut touches = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        match decisions.get(i) {
+            Some(Decision::Permit(p)) => {
+                keep.push(true);
+                for entity in s.entities() {
+                    touches.push(Touch {
+                        patient: s.patient,
+                        entity,
+                        basis: Some(p.basis().clone()),
+                    });
+                }
+            }
+            Some(Decision::Denied(_)) | None => keep.push(false),
+        }
+    }
+    (keep, touches)
+}
+
+/// One audit record per patient and basis touched (none for shared reference data alone).
+pub fn records_for(touched: Vec<Touch>, access: &Access) -> Vec<AuditRecord> {
+    let mut by_patient: BTreeMap<(PatientKey, Option<Basis>), Vec<String>> = BTreeMap::new();
+    for t in touched {
+        if let Some(p) = t.patient {
+            by_patient.entry((p, t.basis)).or_default().push(t.entity);
+        }
+    }
+    if let Some(s) = access.subject {
+        if !by_patient.keys().any(|(p, _)| *p == s) {
+            by_patient.entry((s, None)).or_default();
         }
     }
     by_patient
         .into_iter()
-        .map(|(patient, entities)| AuditRecord {
+        .map(|((patient, basis), entities)| AuditRecord {
+            schema: AUDIT_SCHEMA,
             recorded_at: access.now_ms,
             patient: Some(patient),
             actor: access.actor.clone(),
@@ -207,6 +413,7 @@ pub fn records_for(
             query: access.query.clone(),
             outcome: Outcome::Success,
             request_id: access.request_id.clone(),
+            basis,
         })
         .collect()
 }
@@ -386,7 +593,7 @@ impl AuditLog {
     }
 
     /// Release a write: if the store already committed its audit records, as is; otherwise through
-    /// the writer like any read.
+    /// the writer. A write's records were decided inside its transaction and carry their bases.
     pub async fn settle<T: Touches>(
         &self,
         committed: Committed<T>,
@@ -394,19 +601,32 @@ impl AuditLog {
     ) -> Result<(Receipt, T), AuditError> {
         match committed {
             Committed::Released(receipt, value) => Ok((receipt, value)),
-            Committed::Sealed(sealed) => self.release(sealed, access).await,
+            Committed::Sealed(sealed) => {
+                let records = records_for(sealed.0.touched(), access);
+                let receipt = self.commit(records).await?;
+                Ok((receipt, sealed.0))
+            }
         }
     }
 
-    /// Record who received which patients' data, then hand the data over.
-    pub async fn release<T: Touches>(
+    /// Judge every record of sealed data with the access decision, record who received the
+    /// permitted ones (and on what basis), then hand over exactly those. `judge` answers one
+    /// [`Decision`] per subject, in order; only `kanta_domain::access::decide` makes a permit, so
+    /// nothing is released without one.
+    pub async fn release<T: Gated>(
         &self,
         sealed: Sealed<T>,
         access: &Access,
+        judge: impl FnOnce(&[Subject<'_>]) -> Vec<Decision>,
     ) -> Result<(Receipt, T), AuditError> {
-        let records = records_for(sealed.0.touched(), access);
+        let (keep, touches) = {
+            let subjects = sealed.0.subjects();
+            let decisions = judge(&subjects);
+            judged(&subjects, &decisions)
+        };
+        let records = records_for(touches, access);
         let receipt = self.commit(records).await?;
-        Ok((receipt, sealed.0))
+        Ok((receipt, sealed.0.keep(&keep)))
     }
 }
 

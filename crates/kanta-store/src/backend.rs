@@ -246,14 +246,14 @@ macro_rules! backend {
                 Ok(key.map(PatientKey))
             }
 
-            async fn current_version(&mut self, key: Option<PatientKey>, t: &str, id: &str) -> Result<Option<i32>> {
-                let v: Option<i32> = match key {
-                    Some(k) => sqlx::query_scalar(concat!("SELECT version_id FROM resource WHERE patient_key = $1 AND resource_type = $2 AND id = $3", $for_update))
+            async fn current_version(&mut self, key: Option<PatientKey>, t: &str, id: &str) -> Result<Option<(i32, Option<String>)>> {
+                let row = match key {
+                    Some(k) => sqlx::query(concat!("SELECT version_id, org_id FROM resource WHERE patient_key = $1 AND resource_type = $2 AND id = $3", $for_update))
                         .bind(k.0).bind(t).bind(id).fetch_optional(&mut *self.tx).await?,
-                    None => sqlx::query_scalar(concat!("SELECT version_id FROM shared_resource WHERE resource_type = $1 AND id = $2", $for_update))
+                    None => sqlx::query(concat!("SELECT version_id, org_id FROM shared_resource WHERE resource_type = $1 AND id = $2", $for_update))
                         .bind(t).bind(id).fetch_optional(&mut *self.tx).await?,
                 };
-                Ok(v)
+                row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
             }
 
             async fn get(&mut self, key: Option<PatientKey>, t: &str, id: &str) -> Result<Option<Stored>> {
@@ -520,7 +520,7 @@ macro_rules! backend {
                 let sql = if $backend == Backend::Postgres {
                     let values: Vec<String> = (0..encounters.len()).map(|i| format!("SELECT ${} AS value", i + 3)).collect();
                     format!(
-                        "SELECT r.resource_type, r.id, r.effective_at, {} AS body_text FROM ({}) v \
+                        "SELECT r.resource_type, r.id, r.effective_at, r.org_id, {} AS body_text FROM ({}) v \
                          JOIN resource_token t ON t.patient_key = $1 AND t.system = $2 AND t.value = v.value \
                          JOIN resource r ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id",
                         $body_text,
@@ -529,7 +529,7 @@ macro_rules! backend {
                 } else {
                     let list: Vec<String> = (0..encounters.len()).map(|i| format!("${}", i + 3)).collect();
                     format!(
-                        "SELECT r.resource_type, r.id, r.effective_at, {} AS body_text FROM resource_token t JOIN resource r \
+                        "SELECT r.resource_type, r.id, r.effective_at, r.org_id, {} AS body_text FROM resource_token t JOIN resource r \
                          ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id \
                          WHERE t.patient_key = $1 AND t.system = $2 AND t.value IN ({})",
                         $body_text,
@@ -549,6 +549,8 @@ macro_rules! backend {
                             resource_type: r.try_get("resource_type")?,
                             id: r.try_get("id")?,
                             patient: Some(patient),
+                            org: r.try_get("org_id")?,
+                            effective_at: at,
                             json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
                         }))
                     })
@@ -568,7 +570,7 @@ macro_rules! backend {
                 let mut next = || { n += 1; format!("${n}") };
                 let table = if scope == Scope::Patient { "resource" } else { "shared_resource" };
                 let key_col = if scope == Scope::Patient { "r.patient_key" } else { "NULL" };
-                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, {} AS body_text FROM {table} r ", $body_text));
+                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, r.org_id, {} AS body_text FROM {table} r ", $body_text));
                 if q.identifier.is_some() {
                     let tokens = if scope == Scope::Patient { "resource_token" } else { "shared_token" };
                     let join_key = if scope == Scope::Patient { "t.patient_key = r.patient_key AND " } else { "" };
@@ -604,6 +606,8 @@ macro_rules! backend {
                         resource_type: r.try_get("resource_type")?,
                         id: r.try_get("id")?,
                         patient: key.map(PatientKey),
+                        org: r.try_get("org_id")?,
+                        effective_at: r.try_get("effective_at")?,
                         json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
                     });
                     last = Some(Cursor { effective_at: r.try_get("effective_at")?, id: r.try_get("id")? });
@@ -710,7 +714,7 @@ macro_rules! backend {
                 // patient's shard (patient_key in every join condition).
                 sql.push_str(&format!(
                     "SELECT r.resource_type, r.id, r.effective_at, r.last_updated, r.org_id, r.section, {} AS body_text, \
-                     e.id AS enc_id, {} AS enc_text FROM resource r \
+                     e.id AS enc_id, e.org_id AS enc_org, e.effective_at AS enc_at, {} AS enc_text FROM resource r \
                      LEFT JOIN resource_token t ON t.patient_key = r.patient_key AND t.resource_type = r.resource_type AND t.id = r.id AND t.system = $1 \
                      LEFT JOIN resource e ON e.patient_key = r.patient_key AND e.resource_type = 'Encounter' AND e.id = substr(t.value, 11) \
                      WHERE r.patient_key = $2 ",
@@ -765,8 +769,10 @@ macro_rules! backend {
                 for r in rows.iter().take(q.count) {
                     let enc_id: Option<String> = r.try_get("enc_id")?;
                     let enc_text: Option<String> = r.try_get("enc_text")?;
+                    let enc_org: Option<String> = r.try_get("enc_org")?;
+                    let enc_at: Option<i64> = r.try_get("enc_at")?;
                     let encounter = match (enc_id, enc_text) {
-                        (Some(id), Some(text)) => Some(Found { resource_type: "Encounter".into(), id, patient: Some(q.patient), json: raw(text)? }),
+                        (Some(id), Some(text)) => Some(Found { resource_type: "Encounter".into(), id, patient: Some(q.patient), org: enc_org, effective_at: enc_at.unwrap_or_default(), json: raw(text)? }),
                         _ => None,
                     };
                     out.push(SectionRow {
@@ -774,6 +780,8 @@ macro_rules! backend {
                             resource_type: r.try_get("resource_type")?,
                             id: r.try_get("id")?,
                             patient: Some(q.patient),
+                            org: r.try_get("org_id")?,
+                            effective_at: r.try_get("effective_at")?,
                             json: raw(r.try_get("body_text")?)?,
                         },
                         org: r.try_get("org_id")?,
@@ -822,6 +830,13 @@ macro_rules! backend {
                 let refs: Vec<String> = visits.resources.iter().map(|f| format!("Encounter/{}", f.id)).collect();
                 let documents = self.attached_open(patient, &refs).await?;
                 Ok(Sealed::new(VisitsPage { visits, documents }))
+            }
+
+            async fn registry(&self, t: &str, id: &str) -> Result<Option<Stored>> {
+                if scope_of(t) != Some(Scope::Shared) {
+                    return Err(StoreError::Refused(format!("{t} is not shared registry data")));
+                }
+                self.read_open(t, id).await
             }
 
             async fn patient_key_of(&self, id: &str) -> Result<Option<PatientKey>> {
@@ -1011,18 +1026,18 @@ macro_rules! backend {
 
             async fn upsert_client(&self, c: &ClientRecord, now: OffsetDateTime) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO api_client (client_id, org_id, name, roles, secret_sha256, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                    "INSERT INTO api_client (client_id, org_id, name, roles, secret_sha256, jwks, created_at, enabled, scopes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (client_id) DO UPDATE SET org_id = excluded.org_id, name = excluded.name, roles = excluded.roles, \
-                     secret_sha256 = excluded.secret_sha256, jwks = excluded.jwks",
+                     secret_sha256 = excluded.secret_sha256, jwks = excluded.jwks, enabled = excluded.enabled, scopes = excluded.scopes",
                 )
                 .bind(&c.client_id).bind(c.org.as_str()).bind(&c.name).bind(c.roles.join(" "))
-                .bind(&c.secret_sha256).bind(&c.jwks).bind(datetime::millis(now))
+                .bind(&c.secret_sha256).bind(&c.jwks).bind(datetime::millis(now)).bind(c.enabled).bind(&c.scopes)
                 .execute(&self.write).await?;
                 Ok(())
             }
 
             async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-                let row = sqlx::query("SELECT client_id, org_id, name, roles, secret_sha256, jwks FROM api_client WHERE client_id = $1")
+                let row = sqlx::query("SELECT client_id, org_id, name, roles, secret_sha256, jwks, enabled, scopes FROM api_client WHERE client_id = $1")
                     .bind(client_id).fetch_optional(&self.read).await?;
                 row.map(|r| {
                     let roles: String = r.try_get(3)?;
@@ -1033,6 +1048,8 @@ macro_rules! backend {
                         roles: roles.split_whitespace().map(str::to_string).collect(),
                         secret_sha256: r.try_get(4)?,
                         jwks: r.try_get(5)?,
+                        enabled: r.try_get(6)?,
+                        scopes: r.try_get(7)?,
                     })
                 })
                 .transpose()

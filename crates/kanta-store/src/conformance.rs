@@ -87,8 +87,19 @@ fn create(v: Value) -> WriteOp {
     }
 }
 
+/// The conformance suite tests storage, not access: its writer may write patient and shared data.
+fn writer() -> kanta_domain::access::Principal {
+    use kanta_domain::ids::ClientRole;
+    kanta_domain::access::Principal::system(
+        "conformance",
+        &org(),
+        &[ClientRole::Clinician, ClientRole::Operator],
+    )
+}
+
 fn req(ops: Vec<WriteOp>) -> WriteRequest {
     WriteRequest {
+        principal: writer(),
         org: org(),
         ops: ops
             .into_iter()
@@ -100,6 +111,7 @@ fn req(ops: Vec<WriteOp>) -> WriteRequest {
 
 fn req_urls(ops: Vec<(Option<&str>, WriteOp)>) -> WriteRequest {
     WriteRequest {
+        principal: writer(),
         org: org(),
         ops: ops
             .into_iter()
@@ -615,10 +627,19 @@ async fn clients(s: &dyn Store) {
         roles: vec!["clinician".into()],
         secret_sha256: Some("ab".into()),
         jwks: None,
+        enabled: true,
+        scopes: "system/Observation.rs".into(),
     };
     s.upsert_client(&c, NOW).await.unwrap();
-    assert_eq!(s.client("c1").await.unwrap(), Some(c));
+    assert_eq!(s.client("c1").await.unwrap(), Some(c.clone()));
     assert_eq!(s.client("c2").await.unwrap(), None);
+    // Disabling a client is an update of its row.
+    let disabled = ClientRecord {
+        enabled: false,
+        ..c
+    };
+    s.upsert_client(&disabled, NOW).await.unwrap();
+    assert_eq!(s.client("c1").await.unwrap(), Some(disabled));
     let exp = NOW + time::Duration::minutes(5);
     assert!(s.remember_assertion("c1", "j1", exp, NOW).await.unwrap());
     assert!(

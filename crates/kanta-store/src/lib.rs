@@ -101,6 +101,10 @@ pub struct Found {
     pub resource_type: String,
     pub id: String,
     pub patient: Option<PatientKey>,
+    /// The organisation whose register holds it (whose system wrote the current version).
+    pub org: Option<String>,
+    /// Its clinically relevant date (epoch ms), as indexed.
+    pub effective_at: i64,
     pub json: Box<serde_json::value::RawValue>,
 }
 
@@ -207,6 +211,10 @@ pub struct ClientRecord {
     pub secret_sha256: Option<String>,
     /// The client's public keys (a JWK Set, JSON) for private_key_jwt.
     pub jwks: Option<String>,
+    /// Whether the client may be used; a disabled client's tokens are refused on their next use.
+    pub enabled: bool,
+    /// The SMART scopes the client is registered for (space-separated `system/…`).
+    pub scopes: String,
 }
 
 impl std::fmt::Debug for ClientRecord {
@@ -220,6 +228,8 @@ impl std::fmt::Debug for ClientRecord {
                 &self.secret_sha256.as_ref().map(|_| "<redacted>"),
             )
             .field("jwks", &self.jwks.is_some())
+            .field("enabled", &self.enabled)
+            .field("scopes", &self.scopes)
             .finish()
     }
 }
@@ -377,6 +387,9 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         access: &audit::Access,
     ) -> Result<audit::Committed<Vec<Written>>>;
+    /// Shared registry data (Organization, Practitioner, …): no patient's data, so not sealed and
+    /// not audited. Refuses patient-scoped types.
+    async fn registry(&self, resource_type: &str, id: &str) -> Result<Option<Stored>>;
     /// The patient key behind `Patient/<id>`.
     async fn patient_key_of(&self, patient_resource_id: &str) -> Result<Option<PatientKey>>;
     /// The patient key for a HETU, if the platform has seen the person.

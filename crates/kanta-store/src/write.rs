@@ -4,6 +4,7 @@
 
 use crate::{Result, StoreError, Stored};
 use async_trait::async_trait;
+use kanta_domain::access::{self, Action, Basis, Facts, Interaction, Principal, Target};
 use kanta_domain::ids::{OrgId, PatientKey};
 use kanta_fhir::bundle::for_each_reference_mut;
 use kanta_fhir::resource::{scope_of, valid_id};
@@ -41,9 +42,13 @@ impl WriteOp {
     }
 }
 
-/// A set of writes applied all-or-nothing, on behalf of one organisation.
+/// A set of writes applied all-or-nothing, on behalf of one organisation. Every entry is decided
+/// by the access decision inside the transaction, where the register holding what it replaces is
+/// known: an entry that is refused refuses the whole request.
 #[derive(Clone, Debug)]
 pub struct WriteRequest {
+    /// Who writes (its organisation's register receives the data).
+    pub principal: Principal,
     pub org: OrgId,
     /// (FHIRPath prefix for error messages, e.g. `Bundle.entry[2]`; fullUrl; the write)
     pub ops: Vec<(String, Option<String>, WriteOp)>,
@@ -55,6 +60,42 @@ pub struct Written {
     pub stored: Stored,
     /// A new resource (201) rather than a new version or an existing match (200).
     pub created: bool,
+    /// The basis of the access decision that permitted it (for its audit record).
+    pub basis: Basis,
+}
+
+/// The access decision for one entry, or the entry's refusal. A conditional create that matched an
+/// existing resource is a read of it.
+fn permit(
+    principal: &Principal,
+    interaction: Interaction,
+    resource_type: &str,
+    target: Target<'_>,
+    at: &str,
+    now_ms: i64,
+) -> Result<Basis> {
+    let action = Action::fhir(interaction, resource_type);
+    access::decide(principal, &action, target, &Facts::default(), now_ms)
+        .permit()
+        .map(|p| p.basis().clone())
+        .map_err(|reasons| {
+            let msg: Vec<&str> = reasons.iter().map(|r| r.message()).collect();
+            fail(
+                ErrorKind::Forbidden,
+                at,
+                format!("{at}: {}", msg.join("; ")),
+            )
+        })
+}
+
+fn target_of(patient: Option<PatientKey>, holder: Option<&str>) -> Target<'_> {
+    match patient {
+        Some(p) => Target::Patient {
+            patient: Some(p),
+            holder,
+        },
+        None => Target::Shared,
+    }
 }
 
 /// What is written for entry `index` besides its `Written` result.
@@ -87,13 +128,14 @@ pub(crate) struct Row<'a> {
 pub(crate) trait Tx: Send {
     /// The patient key of a patient-scoped resource.
     async fn locate(&mut self, resource_type: &str, id: &str) -> Result<Option<PatientKey>>;
-    /// The current version (locking the row where the backend can) of a resource.
+    /// The current version (locking the row where the backend can) of a resource, and the
+    /// organisation whose register holds it.
     async fn current_version(
         &mut self,
         key: Option<PatientKey>,
         resource_type: &str,
         id: &str,
-    ) -> Result<Option<i32>>;
+    ) -> Result<Option<(i32, Option<String>)>>;
     async fn get(
         &mut self,
         key: Option<PatientKey>,
@@ -295,9 +337,18 @@ pub(crate) async fn apply(
                 .get(key, &t, &id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("{t}/{id} matched but missing")))?;
+            let basis = permit(
+                &req.principal,
+                Interaction::Read,
+                &t,
+                target_of(stored.patient, stored.org.as_deref()),
+                &at,
+                now_ms,
+            )?;
             out[i] = Some(Written {
                 stored,
                 created: false,
+                basis,
             });
             continue;
         }
@@ -351,7 +402,8 @@ pub(crate) async fn apply(
                         return Err(fail(
                             ErrorKind::Conflict,
                             &at,
-                            format!("{at}: a Patient with this HETU already exists as Patient/{existing}; use a conditional create (ifNoneExist identifier={}|<HETU>) or update that resource", codes::HETU_SYSTEM),
+                            // Neither the id nor the HETU: the caller learns only what its own request said.
+                            format!("{at}: a Patient with this HETU already exists; use a conditional create (ifNoneExist identifier={}|<HETU>), which returns it", codes::HETU_SYSTEM),
                         ))
                     }
                     Some(_) => {}
@@ -413,11 +465,29 @@ pub(crate) async fn apply(
                 ));
             }
         }
-        let current = match assigned.get(&format!("{t}/{id}")) {
-            Some(v) => Some(*v),
-            None if is_update => tx.current_version(patient_key, &t, &id).await?,
-            None => None,
+        // What it replaces, and whose register holds that: this request's own earlier entry, or
+        // the stored current version.
+        let (current, holder) = match assigned.get(&format!("{t}/{id}")) {
+            Some(v) => (Some(*v), Some(req.org.as_str().to_string())),
+            None if is_update => match tx.current_version(patient_key, &t, &id).await? {
+                Some((v, org)) => (Some(v), org),
+                None => (None, None),
+            },
+            None => (None, None),
         };
+        let interaction = if current.is_some() {
+            Interaction::Update
+        } else {
+            Interaction::Create
+        };
+        let basis = permit(
+            &req.principal,
+            interaction,
+            &t,
+            target_of(patient_key, holder.as_deref()),
+            &at,
+            now_ms,
+        )?;
         match (if_match, current) {
             (Some(want), Some(have)) if want != have => {
                 return Err(fail(
@@ -471,6 +541,7 @@ pub(crate) async fn apply(
                 body,
             },
             created: current.is_none(),
+            basis,
         });
     }
 

@@ -14,6 +14,7 @@ const NAME: &str = "kanta.test/audit";
 
 fn record(i: i64) -> AuditRecord {
     AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
         recorded_at: 1_700_000_000_000 + i,
         patient: Some(PatientKey(1 + i % 7)),
         actor: Actor::System {
@@ -25,6 +26,7 @@ fn record(i: i64) -> AuditRecord {
         query: None,
         outcome: Outcome::Success,
         request_id: Some(format!("req-{i}")),
+        basis: None,
     }
 }
 

@@ -3,7 +3,9 @@
 //! its versions, whether its display is delayed and until when — and whether MyKanta shows it, and if
 //! not, every rule that hides it (the same reasons `kanta_domain::display::decide` gives the portal).
 //! The answer carries no record content; every look-up is audited as a read of the patient's data.
-//! An archivist sees only documents their own organisation recorded (others: 403, still audited).
+//! An archivist sees only documents their own organisation recorded: the access decision judges
+//! each version before release, and another organisation's document answers exactly as a document
+//! that is not stored (the look-up tells nothing of what the caller may not see).
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
@@ -13,13 +15,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kanta_domain::access::{self, Facts, Target};
 use kanta_domain::audit::Action;
 use kanta_domain::display::{decide, CareSetting, Decision};
-use kanta_domain::ids::ClientRole;
 use kanta_fhir::datetime::{instant, millis};
 use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
 use kanta_fhir::FhirError;
-use kanta_store::audit::Access;
+use kanta_store::audit::{Access, Subject};
 use serde_json::{json, Value};
 
 fn access(state: &AppState, caller: &Caller, rid: &RequestId) -> Access {
@@ -144,36 +146,58 @@ async fn answer(
     rtype: &str,
     id: &str,
 ) -> ApiResult<Value> {
-    caller.require(&[ClientRole::Archivist])?;
+    let now = state.clock.now();
+    let now_ms = millis(now);
+    let action = access::Action::ArchivistLookup;
+    caller.decide(&action, Target::Request, now_ms)?;
     if kanta_fhir::resource::scope_of(rtype).is_none() {
         return Err(
             FhirError::bad_request(format!("resource type '{rtype}' is not supported")).into(),
         );
     }
-    let now = state.clock.now();
     let audit_down = |_| {
         crate::error::ApiError(FhirError::new(
             kanta_fhir::ErrorKind::Unavailable,
             "the audit log is unavailable; try again shortly",
         ))
     };
+    // The document: every version judged as the archivist's look-up (its own register only).
+    let principal = &caller.principal;
+    let action = &action;
+    let judge = |holder: Option<String>| {
+        move |subjects: &[Subject<'_>]| -> Vec<access::Decision> {
+            subjects
+                .iter()
+                .map(|s| {
+                    // Context read for a document (its service event, the documents on it) is
+                    // judged as part of that document's look-up: it is held where the document is.
+                    let target = match (holder.as_deref(), s.target()) {
+                        (Some(h), Target::Patient { patient, .. }) => Target::Patient {
+                            patient,
+                            holder: Some(h),
+                        },
+                        (_, t) => t,
+                    };
+                    access::decide(principal, action, target, &Facts::default(), now_ms)
+                })
+                .collect()
+        }
+    };
     let sealed = state.store.history(rtype, id).await?;
     let (_, versions) = state
         .audit
-        .release(sealed, &access(state, caller, rid))
+        .release(sealed, &access(state, caller, rid), judge(None))
         .await
         .map_err(audit_down)?;
+    // The current version decides whose document it is; an earlier version of another
+    // organisation's (before the one-register rule) does not make it the archivist's.
     let (Some(current), Some(first)) = (versions.first(), versions.last()) else {
         return Ok(json!({"resource": format!("{rtype}/{id}"), "stored": false}));
     };
-    // An archivist answers for their own organisation's register: documents its systems recorded.
-    if current.org.as_deref() != Some(caller.org.as_str()) {
-        return Err(FhirError::new(
-            kanta_fhir::ErrorKind::Forbidden,
-            "this document was recorded by another organisation; its archivist can look it up",
-        )
-        .into());
+    if current.org.as_deref() != Some(caller.org().as_str()) {
+        return Ok(json!({"resource": format!("{rtype}/{id}"), "stored": false}));
     }
+    let holder = current.org.clone();
     let patient = current.patient;
     let event_ref = if rtype == "Encounter" {
         Some(format!("Encounter/{id}"))
@@ -188,7 +212,7 @@ async fn answer(
             let sealed = state.store.read("Encounter", enc_id).await?;
             let (_, enc) = state
                 .audit
-                .release(sealed, &access(state, caller, rid))
+                .release(sealed, &access(state, caller, rid), judge(holder.clone()))
                 .await
                 .map_err(audit_down)?;
             setting = enc.as_ref().map(|e| care_setting(&e.body));
@@ -199,7 +223,7 @@ async fn answer(
                     .await?;
                 let (_, docs) = state
                     .audit
-                    .release(sealed, &access(state, caller, rid))
+                    .release(sealed, &access(state, caller, rid), judge(holder.clone()))
                     .await
                     .map_err(audit_down)?;
                 care_documents = docs.len();
@@ -227,7 +251,7 @@ async fn answer(
         provider_joined_at: joined,
     };
     let facts = document_facts(&current.body, &ctx);
-    let decision = decide(&facts, crate::portal::records::views(), millis(now));
+    let decision = decide(&facts, crate::portal::records::views(), now_ms);
     let hidden_by: Vec<Value> = match &decision {
         Decision::Hidden(reasons) => reasons
             .iter()

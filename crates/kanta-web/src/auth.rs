@@ -13,12 +13,14 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kanta_domain::access::{self, Action, Facts, Principal, Scopes, Target};
 use kanta_domain::ids::{ClientRole, OrgId};
 use kanta_fhir::{ErrorKind, FhirError};
 use kanta_store::ClientRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Access tokens live five minutes (SMART Backend Services recommends no more).
 pub const TOKEN_LIFETIME_SECONDS: i64 = 300;
@@ -52,54 +54,124 @@ struct AccessClaims {
     jti: String,
 }
 
-/// An authenticated system calling the API.
+/// How long a client's register entry is trusted before it is read again: disabling a client, or
+/// changing its roles or scopes, takes effect on every instance within this time.
+pub const CLIENT_CACHE_SECONDS: i64 = 5;
+
+/// The client register as requests read it: each entry cached for [`CLIENT_CACHE_SECONDS`].
+#[derive(Clone, Default)]
+pub struct ClientCache(Arc<Mutex<HashMap<String, CachedClient>>>);
+
+/// When (unix seconds) a client's entry was read, and what it said (`None`: no such client).
+type CachedClient = (i64, Option<ClientRecord>);
+
+impl ClientCache {
+    /// The client's current entry (`None`: unknown), from the cache or the store.
+    async fn get(
+        &self,
+        state: &AppState,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Option<ClientRecord>, kanta_store::StoreError> {
+        if let Some((at, c)) = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(client_id)
+        {
+            if now - at < CLIENT_CACHE_SECONDS && now >= *at {
+                return Ok(c.clone());
+            }
+        }
+        let c = state.store.client(client_id).await?;
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(client_id.to_string(), (now, c.clone()));
+        Ok(c)
+    }
+}
+
+/// The scopes a client is registered for (an unreadable registration grants nothing).
+fn registered_scopes(client: &ClientRecord) -> Scopes {
+    Scopes::parse(&client.scopes).unwrap_or_else(|e| {
+        tracing::error!(client_id = %client.client_id, error = %e, "a client's registered scopes do not parse; it is granted none");
+        Scopes::default()
+    })
+}
+
+/// An authenticated system calling the API: its token checked, its register entry read now (it
+/// must still exist, be enabled and act for the organisation the token names), its roles as the
+/// register has them, its scopes the token's grant within what the register allows.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub client_id: String,
-    pub org: OrgId,
-    pub roles: Vec<ClientRole>,
-    pub scope: String,
+    pub client: access::Client,
+    pub principal: Principal,
 }
 
 impl Caller {
-    pub fn has(&self, role: ClientRole) -> bool {
-        self.roles.contains(&role)
+    pub fn org(&self) -> &OrgId {
+        &self.client.org
     }
 
     /// This caller as the audit log names it.
     pub fn actor(&self) -> kanta_domain::audit::Actor {
-        if self.has(ClientRole::Operator) {
+        if self.client.roles.contains(&ClientRole::Operator) {
             kanta_domain::audit::Actor::Operator {
-                client_id: self.client_id.clone(),
+                client_id: self.client.client_id.clone(),
             }
         } else {
             kanta_domain::audit::Actor::Organisation {
-                org: self.org.clone(),
-                client_id: self.client_id.clone(),
-                professional: None,
-                purpose: None,
+                org: self.client.org.clone(),
+                client_id: self.client.client_id.clone(),
+                professional: self.client.professional.clone(),
+                purpose: self.client.purpose.clone(),
             }
         }
     }
 
-    pub fn require(&self, any_of: &[ClientRole]) -> Result<(), ApiError> {
-        if any_of.iter().any(|r| self.has(*r)) {
-            Ok(())
-        } else {
-            let names: Vec<&str> = any_of.iter().map(|r| r.as_str()).collect();
-            Err(ApiError(FhirError::new(
-                ErrorKind::Forbidden,
-                format!(
-                    "this client's organisation lacks the role this needs ({})",
-                    names.join(" or ")
-                ),
-            )))
-        }
+    /// The access decision for this caller; a refusal as a 403 OperationOutcome naming why.
+    pub fn decide(
+        &self,
+        action: &Action,
+        target: Target<'_>,
+        now_ms: i64,
+    ) -> Result<access::Permit, ApiError> {
+        access::decide(&self.principal, action, target, &Facts::default(), now_ms)
+            .permit()
+            .map_err(|reasons| forbidden(&reasons))
     }
+}
+
+/// A refusal: every reason's message (none of them names data the caller may not see).
+pub fn forbidden(reasons: &[access::Denial]) -> ApiError {
+    let msg: Vec<&str> = reasons.iter().map(|r| r.message()).collect();
+    ApiError(FhirError::new(ErrorKind::Forbidden, msg.join("; ")))
 }
 
 fn unauthorized(msg: &str) -> ApiError {
     ApiError(FhirError::new(ErrorKind::Unauthorized, msg))
+}
+
+/// A request header naming who acts or why (`X-Kanta-Professional`, `X-Kanta-Purpose-Of-Use`):
+/// at most 64 characters of `[A-Za-z0-9._:|-]`, as it goes into the audit log.
+fn context_header(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(v) = parts.headers.get(name) else {
+        return Ok(None);
+    };
+    let ok = v.to_str().ok().filter(|s| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:|-".contains(&b))
+    });
+    match ok {
+        Some(s) => Ok(Some(s.to_string())),
+        None => Err(ApiError(FhirError::bad_request(format!(
+            "{name} must be 1 to 64 characters of A-Z a-z 0-9 . _ : | -"
+        )))),
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -130,16 +202,32 @@ impl FromRequestParts<AppState> for Caller {
                 "the access token has expired; get a new one from /oauth/token",
             ));
         }
-        Ok(Caller {
-            client_id: data.claims.sub,
-            org: OrgId::new(data.claims.org),
-            roles: data
-                .claims
+        // The register decides, not the token: a deleted or disabled client's tokens stop working.
+        let record = state
+            .clients
+            .get(state, &data.claims.sub, now)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|c| c.enabled && c.org.as_str() == data.claims.org)
+            .ok_or_else(|| unauthorized("the access token is not valid"))?;
+        let granted = Scopes::parse(&data.claims.scope)
+            .map_err(|_| unauthorized("the access token is not valid"))?
+            .intersect(&registered_scopes(&record));
+        let client = access::Client {
+            client_id: record.client_id.clone(),
+            org: record.org.clone(),
+            roles: record
                 .roles
-                .split_whitespace()
-                .filter_map(ClientRole::parse)
+                .iter()
+                .filter_map(|r| ClientRole::parse(r))
                 .collect(),
-            scope: data.claims.scope,
+            scopes: granted,
+            professional: context_header(parts, "x-kanta-professional")?,
+            purpose: context_header(parts, "x-kanta-purpose-of-use")?,
+        };
+        Ok(Caller {
+            principal: Principal::Client(client.clone()),
+            client,
         })
     }
 }
@@ -231,17 +319,26 @@ async fn issue(
         }
         client
     };
-    let scope = form
-        .get("scope")
-        .cloned()
-        .unwrap_or_else(|| "system/*.read system/*.write".to_string());
-    if scope.split_whitespace().any(|s| !s.starts_with("system/")) {
+    if !client.enabled {
+        return Err(invalid_client("client authentication failed"));
+    }
+    // RFC 6749 §3.3: the grant is what was asked for within what the client is registered for;
+    // without a scope parameter, everything it is registered for.
+    let registered = registered_scopes(&client);
+    let requested = match form.get("scope") {
+        Some(s) => Scopes::parse(s)
+            .map_err(|e| OAuthError(StatusCode::BAD_REQUEST, "invalid_scope", e.to_string()))?,
+        None => registered.clone(),
+    };
+    let granted = requested.intersect(&registered);
+    if granted.is_empty() {
         return Err(OAuthError(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
-            "backend services request system/ scopes only".into(),
+            "none of the requested scopes is registered for this client".into(),
         ));
     }
+    let scope = granted.to_string();
     let iat = now.unix_timestamp();
     let claims = AccessClaims {
         iss: state.config.public_url.clone(),
@@ -284,7 +381,8 @@ async fn issue(
 async fn lookup(state: &AppState, client_id: &str) -> Result<ClientRecord, OAuthError> {
     match state.store.client(client_id).await {
         Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(invalid_client("unknown client")),
+        // The same answer as a wrong secret: the endpoint does not tell which client ids exist.
+        Ok(None) => Err(invalid_client("client authentication failed")),
         Err(e) => {
             tracing::error!(error = %e, "client lookup failed");
             Err(OAuthError(
@@ -424,7 +522,7 @@ pub async fn smart_configuration(State(state): State<AppState>) -> Json<serde_js
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["system/*.read", "system/*.write"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1"],
+        "scopes_supported": ["system/*.read", "system/*.write", "system/*.cruds", "system/*.rs"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
     }))
 }

@@ -13,13 +13,13 @@ use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use kanta_domain::access::{self, Facts, Interaction, Principal, Target};
 use kanta_domain::audit::Action;
 use kanta_domain::ids::PatientKey;
-use kanta_domain::ids::{ClientRole, OrgId};
 use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
 use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
-use kanta_store::audit::{Access, Receipt, Sealed, Touches};
+use kanta_store::audit::{Access, Gated, Receipt, Sealed};
 use kanta_store::{Cursor, Found, SearchQuery, Stored, WriteOp, WriteRequest, Written};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,13 +34,6 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/{rtype}/{id}/_history/{vid}", get(vread))
 }
 
-const READERS: &[ClientRole] = &[
-    ClientRole::Clinician,
-    ClientRole::Pharmacy,
-    ClientRole::Archivist,
-    ClientRole::Operator,
-];
-
 fn fhir_response(status: StatusCode, body: &Value) -> Response {
     let mut res = (status, body.to_string()).into_response();
     res.headers_mut()
@@ -48,21 +41,38 @@ fn fhir_response(status: StatusCode, body: &Value) -> Response {
     res
 }
 
-/// Open sealed record data: the audit records for it are committed first, or nothing is released
-/// and the request fails with 503 (R-OPS-3).
-async fn release<T: Touches>(
+/// Open sealed record data: every record judged by the access decision for `fhir` (what is
+/// refused is dropped, as if absent), the audit records for what remains committed first — or
+/// nothing is released and the request fails with 503 (R-OPS-3).
+#[allow(clippy::too_many_arguments)]
+async fn release<T: Gated>(
     state: &AppState,
     caller: &Caller,
     request_id: &RequestId,
     action: Action,
+    fhir: &access::Action,
     subject: Option<PatientKey>,
     query: Option<String>,
     sealed: Sealed<T>,
 ) -> ApiResult<(Receipt, T)> {
     let access = access(state, caller, request_id, action, subject, query);
+    let now_ms = access.now_ms;
     state
         .audit
-        .release(sealed, &access)
+        .release(sealed, &access, |subjects| {
+            subjects
+                .iter()
+                .map(|s| {
+                    access::decide(
+                        &caller.principal,
+                        fhir,
+                        s.target(),
+                        &Facts::default(),
+                        now_ms,
+                    )
+                })
+                .collect()
+        })
         .await
         .map_err(|_| audit_unavailable())
 }
@@ -84,6 +94,22 @@ fn access(
         now_ms: datetime::millis(state.clock.now()),
         subject,
     }
+}
+
+/// Whether this caller may make this kind of request at all (before anything is read).
+fn may(
+    state: &AppState,
+    caller: &Caller,
+    interaction: Interaction,
+    rtype: &str,
+) -> ApiResult<access::Action> {
+    let action = access::Action::fhir(interaction, rtype);
+    caller.decide(
+        &action,
+        Target::Request,
+        datetime::millis(state.clock.now()),
+    )?;
+    Ok(action)
 }
 
 fn audit_unavailable() -> ApiError {
@@ -199,14 +225,6 @@ fn supported_type(rtype: &str) -> Result<Scope, ApiError> {
     })
 }
 
-/// Writers: clinicians write patient data; the operator maintains shared reference data.
-fn may_write(caller: &Caller, scope: Scope) -> Result<(), ApiError> {
-    match scope {
-        Scope::Patient => caller.require(&[ClientRole::Clinician, ClientRole::Pharmacy]),
-        Scope::Shared => caller.require(&[ClientRole::Clinician, ClientRole::Operator]),
-    }
-}
-
 async fn metadata(State(state): State<AppState>) -> Response {
     fhir_response(
         StatusCode::OK,
@@ -229,11 +247,20 @@ async fn read(
     rid: RequestId,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.require(READERS)?;
     supported_type(&rtype)?;
+    let fhir = may(&state, &caller, Interaction::Read, &rtype)?;
     let sealed = state.store.read(&rtype, &id).await?;
-    let (receipt, stored) =
-        release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let (receipt, stored) = release(
+        &state,
+        &caller,
+        &rid,
+        Action::Read,
+        &fhir,
+        None,
+        None,
+        sealed,
+    )
+    .await?;
     let stored =
         stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} is not known")))?;
     Ok(resource_response(
@@ -250,14 +277,23 @@ async fn vread(
     rid: RequestId,
     Path((rtype, id, vid)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    caller.require(READERS)?;
     supported_type(&rtype)?;
+    let fhir = may(&state, &caller, Interaction::Vread, &rtype)?;
     let v: i32 = vid
         .parse()
         .map_err(|_| FhirError::bad_request(format!("version id '{vid}' is not a number")))?;
     let sealed = state.store.vread(&rtype, &id, v).await?;
-    let (receipt, stored) =
-        release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let (receipt, stored) = release(
+        &state,
+        &caller,
+        &rid,
+        Action::Read,
+        &fhir,
+        None,
+        None,
+        sealed,
+    )
+    .await?;
     let stored =
         stored.ok_or_else(|| FhirError::not_found(format!("{rtype}/{id} has no version {v}")))?;
     Ok(resource_response(
@@ -274,11 +310,20 @@ async fn history(
     rid: RequestId,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    caller.require(READERS)?;
     supported_type(&rtype)?;
+    let fhir = may(&state, &caller, Interaction::History, &rtype)?;
     let sealed = state.store.history(&rtype, &id).await?;
-    let (_receipt, versions) =
-        release(&state, &caller, &rid, Action::Read, None, None, sealed).await?;
+    let (_receipt, versions) = release(
+        &state,
+        &caller,
+        &rid,
+        Action::Read,
+        &fhir,
+        None,
+        None,
+        sealed,
+    )
+    .await?;
     if versions.is_empty() {
         return Err(FhirError::not_found(format!("{rtype}/{id} is not known")).into());
     }
@@ -336,8 +381,8 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let scope = supported_type(&rtype)?;
-    may_write(&caller, scope)?;
+    supported_type(&rtype)?;
+    may(&state, &caller, Interaction::Create, &rtype)?;
     let value = body_json(&headers, body)?;
     expect_type(&value, &rtype)?;
     let resource = check(value)?;
@@ -368,8 +413,8 @@ async fn update(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let scope = supported_type(&rtype)?;
-    may_write(&caller, scope)?;
+    supported_type(&rtype)?;
+    may(&state, &caller, Interaction::Update, &rtype)?;
     if !valid_id(&id) {
         return Err(FhirError::bad_request(format!("'{id}' is not a valid FHIR id")).into());
     }
@@ -409,7 +454,8 @@ async fn write_one(
         Action::Create
     };
     let req = WriteRequest {
-        org: caller.org.clone(),
+        principal: caller.principal.clone(),
+        org: caller.org().clone(),
         ops: vec![(rtype, None, op)],
     };
     let (receipt, mut written) = write_released(state, caller, rid, action, req).await?;
@@ -419,12 +465,19 @@ async fn write_one(
     Ok((receipt, one))
 }
 
-/// Turn a transaction Bundle into one all-or-nothing write for `org`, checking every entry's
-/// resource. Also returns where each entry's data lives, for the caller's permission check.
+/// Turn a transaction Bundle into one all-or-nothing write by `principal` (into its
+/// organisation's register), checking every entry's resource. Also returns each entry's type and
+/// interaction, for the request-level access decision.
 pub fn bundle_write_request(
-    org: OrgId,
+    principal: Principal,
     value: Value,
-) -> Result<(WriteRequest, Vec<Scope>), FhirError> {
+) -> Result<(WriteRequest, Vec<(String, Interaction)>), FhirError> {
+    let org = principal.org().cloned().ok_or_else(|| {
+        FhirError::new(
+            ErrorKind::Forbidden,
+            "only organisations' systems write records",
+        )
+    })?;
     let entries = bundle::parse_transaction(value)?;
     let mut ops = Vec::with_capacity(entries.len());
     let mut scopes = Vec::with_capacity(entries.len());
@@ -434,7 +487,7 @@ pub fn bundle_write_request(
             Some((t, id)) => (t.to_string(), Some(id.to_string())),
             None => (e.url.split('?').next().unwrap_or("").to_string(), None),
         };
-        let scope = scope_of(&rtype).ok_or_else(|| {
+        scope_of(&rtype).ok_or_else(|| {
             FhirError::invalid(
                 format!("{at}.request.url"),
                 format!("{at}.request.url: type '{rtype}' is not supported"),
@@ -450,6 +503,10 @@ pub fn bundle_write_request(
             ));
         }
         let resource = check(e.resource).map_err(|err| err.within(&format!("{at}.resource")))?;
+        let interaction = match e.method {
+            Method::Post => Interaction::Create,
+            Method::Put => Interaction::Update,
+        };
         let op = match (e.method, id) {
             (Method::Post, None) => WriteOp::Create {
                 resource,
@@ -477,10 +534,17 @@ pub fn bundle_write_request(
                 ))
             }
         };
-        scopes.push(scope);
+        scopes.push((rtype, interaction));
         ops.push((at, e.full_url, op));
     }
-    Ok((WriteRequest { org, ops }, scopes))
+    Ok((
+        WriteRequest {
+            principal,
+            org,
+            ops,
+        },
+        scopes,
+    ))
 }
 
 /// `POST /fhir` with a transaction Bundle: all entries or none.
@@ -492,9 +556,12 @@ async fn transaction(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let value = body_json(&headers, body)?;
-    let (request, scopes) = bundle_write_request(caller.org.clone(), value)?;
-    for scope in scopes {
-        may_write(&caller, scope)?;
+    let (request, entries) = bundle_write_request(caller.principal.clone(), value)?;
+    let mut checked = std::collections::BTreeSet::new();
+    for (rtype, interaction) in entries {
+        if checked.insert((rtype.clone(), interaction)) {
+            may(&state, &caller, interaction, &rtype)?;
+        }
     }
     let n = request.ops.len();
     let (_receipt, written) =
@@ -513,7 +580,7 @@ async fn transaction(
             resource: w.stored.body,
         })
         .collect();
-    tracing::info!(entries = n, org = %caller.org, "transaction committed");
+    tracing::info!(entries = n, org = %caller.org(), "transaction committed");
     Ok(fhir_response(
         StatusCode::OK,
         &bundle::transaction_response(entries),
@@ -528,8 +595,8 @@ async fn search(
     Path(rtype): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    caller.require(READERS)?;
     let scope = supported_type(&rtype)?;
+    let fhir = may(&state, &caller, Interaction::Search, &rtype)?;
     let mut q = SearchQuery {
         resource_type: rtype.clone(),
         patient: None,
@@ -631,6 +698,7 @@ async fn search(
         &caller,
         &rid,
         Action::Search,
+        &fhir,
         q.patient,
         Some(audit_query),
         sealed,

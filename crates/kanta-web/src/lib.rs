@@ -55,6 +55,8 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     pub clock: Clock,
     pub token_keys: auth::TokenKeys,
+    /// The client register as requests read it (each entry cached a few seconds).
+    pub clients: auth::ClientCache,
     pub metrics: PrometheusHandle,
     /// The citizen portal: identification, sessions, the test identification service.
     pub portal: Arc<portal::Portal>,
@@ -76,6 +78,7 @@ impl AppState {
             config: Arc::new(config),
             clock,
             token_keys: auth::TokenKeys::from_secret(token_secret),
+            clients: auth::ClientCache::default(),
             metrics: metrics_handle(),
         }
     }

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kanta_domain::access::{self, Target};
 use kanta_domain::audit::{Action, AuditRecord, Outcome};
-use kanta_domain::ids::ClientRole;
 use kanta_fhir::{outcome, population};
 use kanta_fhir::{ErrorKind, FhirError};
 use serde_json::json;
@@ -70,17 +70,26 @@ pub async fn population_import(
     rid: RequestId,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(&[ClientRole::Operator])?;
+    let now = state.clock.now();
+    let now_ms = kanta_fhir::datetime::millis(now);
+    caller.decide(&access::Action::PopulationImport, Target::Request, now_ms)?;
     let value: serde_json::Value = crate::fhir_api::parse_json(&body)?;
     let records = population::parse_import(&value)?;
-    let now = state.clock.now();
     let summary = state.store.import_population(&records, now).await?;
     // Every person written is recorded; if that fails the operator is told, so the import is re-run.
     let audit: Vec<AuditRecord> = summary
         .keys
         .iter()
         .map(|k| {
-            operator_record(
+            let permit = caller.decide(
+                &access::Action::PopulationImport,
+                Target::Patient {
+                    patient: Some(*k),
+                    holder: None,
+                },
+                now_ms,
+            )?;
+            Ok(operator_record(
                 &caller,
                 &rid,
                 now,
@@ -88,9 +97,10 @@ pub async fn population_import(
                 Action::Import,
                 "population-register",
                 None,
-            )
+                permit,
+            ))
         })
-        .collect();
+        .collect::<ApiResult<_>>()?;
     state.audit.commit(audit).await.map_err(|_| {
         ApiError(FhirError::new(
             ErrorKind::Unavailable,
@@ -118,7 +128,9 @@ pub async fn audit_export(
     rid: RequestId,
     body: Bytes,
 ) -> ApiResult<Response> {
-    caller.require(&[ClientRole::Operator])?;
+    let now = state.clock.now();
+    let now_ms = kanta_fhir::datetime::millis(now);
+    caller.decide(&access::Action::AuditExport, Target::Request, now_ms)?;
     let params = crate::fhir_api::parse_json(&body)?;
     if params.get("resourceType").and_then(|v| v.as_str()) != Some("Parameters") {
         return Err(FhirError::bad_request(
@@ -153,10 +165,17 @@ pub async fn audit_export(
             format!("invalid HETU: {e}"),
         )
     })?;
-    let now = state.clock.now();
     let Some(key) = state.store.patient_key_for_hetu(&hetu).await? else {
         return Err(FhirError::not_found("the platform has no data about this person").into());
     };
+    let permit = caller.decide(
+        &access::Action::AuditExport,
+        Target::Patient {
+            patient: Some(key),
+            holder: None,
+        },
+        now_ms,
+    )?;
     // The operator's read of the log is itself a use of personal data: recorded before release.
     let record = operator_record(
         &caller,
@@ -166,6 +185,7 @@ pub async fn audit_export(
         Action::AuditRead,
         "AuditEvent",
         Some("log data request"),
+        permit,
     );
     state.audit.commit(vec![record]).await.map_err(|_| {
         ApiError(FhirError::new(
@@ -201,6 +221,7 @@ pub async fn audit_export(
 }
 
 /// An audit record of an operator's act on one person's data.
+#[allow(clippy::too_many_arguments)]
 fn operator_record(
     caller: &Caller,
     rid: &RequestId,
@@ -209,8 +230,10 @@ fn operator_record(
     action: Action,
     entity: &str,
     query: Option<&str>,
+    permit: access::Permit,
 ) -> AuditRecord {
     AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
         recorded_at: kanta_fhir::datetime::millis(now),
         patient: Some(patient),
         actor: caller.actor(),
@@ -220,5 +243,6 @@ fn operator_record(
         query: query.map(str::to_string),
         outcome: Outcome::Success,
         request_id: rid.0.clone(),
+        basis: Some(permit.basis().clone()),
     }
 }

@@ -993,6 +993,7 @@ async fn disclosure_log() {
     app.state
         .audit
         .commit(vec![AuditRecord {
+            schema: kanta_domain::audit::AUDIT_SCHEMA,
             recorded_at: now,
             patient: Some(key),
             actor: kanta_domain::audit::Actor::Organisation {
@@ -1007,6 +1008,7 @@ async fn disclosure_log() {
             query: None,
             outcome: kanta_domain::audit::Outcome::Success,
             request_id: None,
+            basis: None,
         }])
         .await
         .unwrap();
@@ -1034,6 +1036,7 @@ async fn disclosure_log() {
     // A long history pages back through the whole log: 60 more uses by the organisation, among
     // the citizen's own reads, which are not listed.
     let use_by = |org: &str, i: u64| AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
         recorded_at: now + i as i64,
         patient: Some(key),
         actor: kanta_domain::audit::Actor::Organisation {
@@ -1048,6 +1051,7 @@ async fn disclosure_log() {
         query: None,
         outcome: kanta_domain::audit::Outcome::Success,
         request_id: None,
+        basis: None,
     };
     for i in 0..60 {
         let mut batch = vec![use_by("org-hus", i)];
@@ -1128,8 +1132,7 @@ async fn visits_show_only_what_the_rules_allow() {
          "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}},
          "request": {"method": "POST", "url": "Condition"}},
     ]});
-    let (req, _) =
-        kanta_web::bundle_write_request(kanta_domain::ids::OrgId::new("org-hus"), bundle).unwrap();
+    let (req, _) = kanta_web::bundle_write_request(clinician("org-hus"), bundle).unwrap();
     let _written = app.store.write(req, app.clock.now()).await.unwrap();
     app.login_confirmed().await;
     let page = app.get("/visits").await;
@@ -1217,7 +1220,7 @@ async fn sections_filter_page_and_detail() {
         "request": {"method": "POST", "url": "Immunization"}}));
     let write = |org: &str, entries: Vec<serde_json::Value>| {
         let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        kanta_web::bundle_write_request(kanta_domain::ids::OrgId::new(org), bundle)
+        kanta_web::bundle_write_request(clinician(org), bundle)
             .unwrap()
             .0
     };
@@ -1367,4 +1370,15 @@ async fn sections_filter_page_and_detail() {
         front.body
     );
     app.finish().await;
+}
+
+/// A test's writer storing data directly: a provider system writing its own records, with the
+/// operator's role for the registry entries (organisations) those records refer to.
+fn clinician(org: &str) -> kanta_domain::access::Principal {
+    use kanta_domain::ids::ClientRole;
+    kanta_domain::access::Principal::system(
+        &format!("test-{org}"),
+        &kanta_domain::ids::OrgId::new(org),
+        &[ClientRole::Clinician, ClientRole::Operator],
+    )
 }

@@ -356,6 +356,15 @@ impl Floor {
     }
 }
 
+/// The benchmark's provider system, as the access decision sees it.
+fn bench_writer() -> kanta_domain::access::Principal {
+    kanta_domain::access::Principal::system(
+        CLIENT,
+        &OrgId::new("org-bench"),
+        &[kanta_domain::ids::ClientRole::Clinician],
+    )
+}
+
 async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(), String> {
     let store: Arc<dyn Store> = kanta_store::connect(url).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
@@ -366,6 +375,11 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     let _stored = store
         .write(
             WriteRequest {
+                principal: kanta_domain::access::Principal::system(
+                    "bench",
+                    &OrgId::new(OPERATOR_ORG),
+                    &[kanta_domain::ids::ClientRole::Operator],
+                ),
                 org: OrgId::new(OPERATOR_ORG),
                 ops: vec![(
                     "Organization".into(),
@@ -390,6 +404,8 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                 roles: vec!["clinician".into()],
                 secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())),
                 jwks: None,
+                enabled: true,
+                scopes: "system/*.cruds".into(),
             },
             now,
         )
@@ -434,7 +450,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                 let Some(b) = job else {
                     return Ok::<(), String>(());
                 };
-                let (req, _) = kanta_web::bundle_write_request(OrgId::new("org-bench"), b)
+                let (req, _) = kanta_web::bundle_write_request(bench_writer(), b)
                     .map_err(|e| e.to_string())?;
                 // Written, not released: nothing leaves the process, so nothing to audit.
                 let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
@@ -769,6 +785,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             let log = log.clone();
             async move {
                 let record = kanta_domain::audit::AuditRecord {
+                    schema: kanta_domain::audit::AUDIT_SCHEMA,
                     recorded_at: 0,
                     patient: Some(kanta_domain::ids::PatientKey(
                         1 + (c as i64) * 1000 + (i as i64 % 1000),
@@ -782,6 +799,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                     query: None,
                     outcome: kanta_domain::audit::Outcome::Success,
                     request_id: None,
+                    basis: None,
                 };
                 log.commit(vec![record]).await.is_ok()
             }
@@ -865,11 +883,9 @@ mod tests {
         }
         assert_eq!(records_for(0), 3000);
         assert_eq!(records_for(9_999), 5);
-        let (req, _) = kanta_web::bundle_write_request(
-            OrgId::new("org-bench"),
-            visit_bundle("010594Y9032", 3, 8, 1),
-        )
-        .unwrap();
+        let (req, _) =
+            kanta_web::bundle_write_request(bench_writer(), visit_bundle("010594Y9032", 3, 8, 1))
+                .unwrap();
         assert_eq!(req.ops.len(), 10);
         assert_eq!(
             kanta_store::testing::with_database(

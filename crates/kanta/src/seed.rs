@@ -3,6 +3,8 @@
 //! transaction-Bundle write).
 
 use crate::demo;
+use kanta_domain::access::Principal;
+use kanta_domain::ids::ClientRole;
 use kanta_domain::ids::OrgId;
 use kanta_fhir::check;
 use kanta_store::{ClientRecord, Store, WriteOp, WriteRequest};
@@ -55,6 +57,11 @@ pub async fn seed(
     let _stored = store
         .write(
             WriteRequest {
+                principal: Principal::system(
+                    "seed",
+                    &OrgId::new(OPERATOR_ORG),
+                    &[ClientRole::Operator],
+                ),
                 org: OrgId::new(OPERATOR_ORG),
                 ops,
             },
@@ -70,6 +77,8 @@ pub async fn seed(
             roles: c.roles.clone(),
             secret_sha256: Some(sha256_hex(c.client_secret.as_bytes())),
             jwks: None,
+            enabled: true,
+            scopes: "system/*.cruds".into(),
         };
         store
             .upsert_client(&record, now)
@@ -88,9 +97,8 @@ pub async fn seed(
             .iter()
             .find(|c| c.client_id == sub.client_id)
             .ok_or_else(|| format!("demo submission {i} names unknown client {}", sub.client_id))?;
-        let (req, _) =
-            kanta_web::bundle_write_request(OrgId::new(&client.organisation), sub.bundle)
-                .map_err(|e| format!("demo submission {i}: {e}"))?;
+        let (req, _) = kanta_web::bundle_write_request(demo_principal(client), sub.bundle)
+            .map_err(|e| format!("demo submission {i}: {e}"))?;
         // Through the providers' own path: each submission is in the audit log as the provider's
         // write, so the demo citizens' disclosure logs (R-VIEW-5) show who stored what.
         let access = kanta_store::audit::Access {
@@ -117,4 +125,14 @@ pub async fn seed(
             .map_err(|e| format!("demo submission {i}: audit: {e}"))?;
     }
     Ok(())
+}
+
+/// A demo client as the access decision sees it when the seed writes its submissions.
+fn demo_principal(c: &demo::DemoClient) -> Principal {
+    let roles: Vec<ClientRole> = c
+        .roles
+        .iter()
+        .filter_map(|r| ClientRole::parse(r))
+        .collect();
+    Principal::system(&c.client_id, &OrgId::new(&c.organisation), &roles)
 }

@@ -9,6 +9,7 @@
 //!   take the record, the login fails (fail closed).
 //! - The session id, the HETU and tokens never reach the logs.
 
+pub mod facts;
 pub mod i18n;
 pub mod narrative;
 pub mod oidc;
@@ -535,6 +536,7 @@ fn session_record(
     request_id: Option<String>,
 ) -> AuditRecord {
     AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
         recorded_at: kanta_fhir::datetime::millis(now),
         patient: Some(s.patient_key),
         actor: Actor::Citizen {
@@ -546,6 +548,7 @@ fn session_record(
         query: Some(format!("reason={reason}")),
         outcome,
         request_id,
+        basis: None,
     }
 }
 
@@ -865,6 +868,7 @@ async fn callback(
         }
         Err((refused, patient)) => {
             let record = AuditRecord {
+                schema: kanta_domain::audit::AUDIT_SCHEMA,
                 recorded_at: kanta_fhir::datetime::millis(now),
                 patient,
                 actor: match patient {
@@ -879,6 +883,7 @@ async fn callback(
                 query: Some(format!("reason={}", refused.reason)),
                 outcome: Outcome::Failure,
                 request_id: request_id.0,
+                basis: None,
             };
             if let Err(e) = state.audit.commit(vec![record]).await {
                 tracing::error!(error = %e, "audit log unavailable at a failed login");
@@ -1081,6 +1086,14 @@ struct CsrfForm {
     return_to: Option<String>,
     #[serde(default)]
     lang: Option<String>,
+}
+
+/// The session's citizen as the access decision sees them.
+pub(crate) fn citizen_principal(s: &SessionRow) -> kanta_domain::access::Principal {
+    kanta_domain::access::Principal::Citizen {
+        person: s.patient_key,
+        acting_for: s.acting_for,
+    }
 }
 
 /// The start of every page of personal data: the time, the language, and the live, confirmed
@@ -1380,14 +1393,26 @@ async fn disclosures(
         None => "/disclosures".to_string(),
     };
     let ui = ui_for(&state, lang, &path, Some(&s), "");
-    if s.acting_for.is_some() {
-        return render(&Disclosures {
-            ui: &ui,
-            rows: vec![],
-            acting_for_other: true,
-            older: None,
-        });
-    }
+    // R-VIEW-5: not while acting for another person — the one decision says so.
+    let permit = match kanta_domain::access::decide(
+        &citizen_principal(&s),
+        &kanta_domain::access::Action::View(kanta_domain::access::View::DisclosureLog),
+        kanta_domain::access::Target::Summary {
+            patient: s.patient_key,
+        },
+        &kanta_domain::access::Facts::default(),
+        kanta_fhir::datetime::millis(now),
+    ) {
+        kanta_domain::access::Decision::Permit(p) => p,
+        kanta_domain::access::Decision::Denied(_) => {
+            return render(&Disclosures {
+                ui: &ui,
+                rows: vec![],
+                acting_for_other: true,
+                older: None,
+            })
+        }
+    };
     let mut names: HashMap<String, String> = HashMap::new();
     let mut orgs: HashMap<String, String> = HashMap::new();
     let mut rows = vec![];
@@ -1453,6 +1478,7 @@ async fn disclosures(
         }
     }
     let record = AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
         recorded_at: kanta_fhir::datetime::millis(now),
         patient: Some(s.patient_key),
         actor: Actor::Citizen {
@@ -1464,6 +1490,7 @@ async fn disclosures(
         query: Some("view=disclosures".into()),
         outcome: Outcome::Success,
         request_id: request_id.0,
+        basis: Some(permit.basis().clone()),
     };
     if let Err(e) = state.audit.commit(vec![record]).await {
         tracing::error!(error = %e, "audit log unavailable for the disclosure view");

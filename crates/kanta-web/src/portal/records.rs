@@ -2,6 +2,7 @@
 //! the care documents attached to it, after the display rules. Only [`Visible`] rows reach the
 //! template. Clinician-entered text is rendered as text.
 
+use super::facts::{citizen_judge, visible, Joined};
 use super::{error_page, personal_page, render, ui_for, Ui};
 use crate::AppState;
 use askama::Template;
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{CareSetting, ViewTable, Visible, DEFAULT_VIEW_TABLE};
-use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+use kanta_fhir::display::{care_setting, encounter_reference};
 use kanta_store::audit::Access;
 use kanta_store::Cursor;
 use serde::Deserialize;
@@ -278,35 +279,37 @@ pub async fn visits(
         now_ms,
         subject: Some(key),
     };
+    // Every visit and document judged by the one decision (display rules as its facts) before
+    // release: what the audit log records is what the page shows.
+    let joined = Joined::of_holders(&state, &sealed).await;
+    let principal = super::citizen_principal(&s);
+    let mut facts = HashMap::new();
+    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
     let (
         _,
         kanta_store::VisitsPage {
             visits: page,
             documents: attached,
         },
-    ) = match state.audit.release(sealed, &access).await {
+    ) = match state.audit.release(sealed, &access, judge).await {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
-    let encounter_ids: Vec<String> = page
-        .resources
-        .iter()
-        .map(|f| format!("Encounter/{}", f.id))
-        .collect();
-    let docs: Vec<Value> = attached.iter().map(|f| f.to_value()).collect();
-    let mut by_encounter: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let docs: Vec<(&kanta_store::Found, Value)> =
+        attached.iter().map(|f| (f, f.to_value())).collect();
+    let mut by_encounter: HashMap<String, Vec<&(&kanta_store::Found, Value)>> = HashMap::new();
     for d in &docs {
-        if let Some(e) = encounter_reference(d) {
-            by_encounter.entry(e).or_default().push(d);
+        if let Some(e) = encounter_reference(&d.1) {
+            by_encounter.entry(e.to_string()).or_default().push(d);
         }
     }
-    let mut providers: HashMap<String, (String, Option<i64>)> = HashMap::new();
+    let mut providers: HashMap<String, String> = HashMap::new();
     let mut visits = Vec::new();
-    for (found, enc_ref) in page.resources.iter().zip(&encounter_ids) {
+    for found in &page.resources {
         let enc = found.to_value();
         let setting: CareSetting = care_setting(&enc);
         let mine = by_encounter
-            .get(enc_ref.as_str())
+            .get(&format!("Encounter/{}", found.id))
             .cloned()
             .unwrap_or_default();
         let provider_ref = text_of(&enc, "/serviceProvider/reference").unwrap_or_default();
@@ -315,25 +318,15 @@ pub async fn visits(
                 Some(id) => super::sections::recorder(&state, id).await,
                 None => super::sections::Recorder::unknown(&provider_ref),
             };
-            providers.insert(provider_ref.clone(), (r.name, r.joined_at));
+            providers.insert(provider_ref.clone(), r.name);
         }
-        let (provider, joined) = providers.get(&provider_ref).cloned().unwrap_or_default();
+        let provider = providers.get(&provider_ref).cloned().unwrap_or_default();
         let start = text_of(&enc, "/period/start")
             .and_then(|d| kanta_fhir::datetime::parse_start(&d))
             .map(kanta_fhir::datetime::millis);
-        let ctx = Context {
-            service_event: Some(setting),
-            care_documents: mine.len(),
-            latest_version: true,
-            // R-VIEW-8: the visit's date stands for its records'.
-            recorded_at: start.unwrap_or(now_ms),
-            provider_joined_at: joined,
-        };
         let docs: Vec<Visible<DocRow>> = mine
             .iter()
-            .filter_map(|d| {
-                Visible::check(doc_row(d), &document_facts(d, &ctx), views(), now_ms).ok()
-            })
+            .filter_map(|(f, d)| visible(doc_row(d), &facts, &f.resource_type, &f.id, now_ms))
             .collect();
         let row = VisitRow {
             date: start.map(super::helsinki_datetime).unwrap_or_default(),
@@ -342,7 +335,7 @@ pub async fn visits(
             inpatient: setting == CareSetting::Inpatient,
             docs,
         };
-        if let Ok(v) = Visible::check(row, &document_facts(&enc, &ctx), views(), now_ms) {
+        if let Some(v) = visible(row, &facts, "Encounter", &found.id, now_ms) {
             visits.push(v);
         }
     }

@@ -9,8 +9,9 @@
 //! through the audit log before anything renders; every row passes the display rules
 //! (`Visible::check`) and the templates take nothing else.
 
+use super::facts::{citizen_judge, visible, Joined};
 use super::i18n::Lang;
-use super::records::{doc_row, views, DocRow};
+use super::records::{doc_row, DocRow};
 use super::{error_page, helsinki, helsinki_datetime, personal_page, render, ui_for};
 use super::{see_other, Ui};
 use crate::{AppState, RequestId};
@@ -20,8 +21,8 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
-use kanta_domain::display::{Section, Visible};
-use kanta_fhir::display::{care_setting, document_facts, Context};
+use kanta_domain::display::{DocumentFacts, Section, Visible};
+use kanta_fhir::display::care_setting;
 use kanta_fhir::resource::valid_id;
 use kanta_store::audit::Access;
 use kanta_store::{SectionCursor, SectionQuery, SectionRow, SessionRow};
@@ -200,21 +201,15 @@ fn filters(q: &ListQuery) -> Result<Filters, &'static str> {
     })
 }
 
-/// What the page may show of one row: the display rules with the row's service event as context.
+/// What the page may show of one released row: the display rules over the facts the judge used.
 fn check(
     row: &SectionRow,
     section: Section,
-    (provider, joined): (String, Option<i64>),
+    provider: String,
+    facts: &HashMap<String, DocumentFacts>,
     now_ms: i64,
 ) -> Option<Visible<Item>> {
     let body = row.found.to_value();
-    let ctx = Context {
-        service_event: row.encounter.as_ref().map(|e| care_setting(&e.to_value())),
-        care_documents: 0,
-        latest_version: true,
-        recorded_at: row.effective_at,
-        provider_joined_at: joined,
-    };
     let item = Item {
         doc: doc_row(&body),
         date: helsinki_datetime(row.effective_at),
@@ -231,7 +226,7 @@ fn check(
         },
         section_key: format!("section-{}", section.code()),
     };
-    Visible::check(item, &document_facts(&body, &ctx), views(), now_ms).ok()
+    visible(item, facts, &row.found.resource_type, &row.found.id, now_ms)
 }
 
 /// Organisations as the pages name them, read once per request.
@@ -247,14 +242,11 @@ impl Orgs {
         &self.0[id]
     }
 
-    /// The name and joining date of the organisation that recorded `row`.
-    async fn of(&mut self, state: &AppState, row: &SectionRow) -> (String, Option<i64>) {
+    /// The name of the organisation that recorded `row`.
+    async fn of(&mut self, state: &AppState, row: &SectionRow) -> String {
         match row.org.as_deref() {
-            Some(id) => {
-                let r = self.get(state, id).await;
-                (r.name.clone(), r.joined_at)
-            }
-            None => (String::new(), None),
+            Some(id) => self.get(state, id).await.name.clone(),
+            None => String::new(),
         }
     }
 }
@@ -279,23 +271,9 @@ impl Recorder {
 /// patient's data, nothing to audit).
 pub(crate) async fn recorder(state: &AppState, id: &str) -> Recorder {
     let mut r = Recorder::unknown(id);
-    let access = Access {
-        actor: Actor::System {
-            component: "portal".into(),
-        },
-        on_behalf_of: None,
-        action: Action::Read,
-        query: None,
-        request_id: None,
-        now_ms: 0,
-        subject: None,
-    };
-    let org = match state.store.read("Organization", id).await {
-        Ok(sealed) => match state.audit.release(sealed, &access).await {
-            Ok((_, Some(org))) => org.body,
-            _ => return r,
-        },
-        Err(_) => return r,
+    let org = match state.store.registry("Organization", id).await {
+        Ok(Some(org)) => org.body,
+        _ => return r,
     };
     if let Some(name) = org.get("name").and_then(Value::as_str) {
         r.name = name.to_string();
@@ -440,7 +418,11 @@ pub async fn list(
         Action::Search,
         format!("view=section:{}", section.code()),
     );
-    let (_, (rows, providers)) = match state.audit.release(sealed, &audit).await {
+    let joined = Joined::of_holders(&state, &sealed).await;
+    let principal = super::citizen_principal(&s);
+    let mut facts = HashMap::new();
+    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
+    let (_, (rows, providers)) = match state.audit.release(sealed, &audit, judge).await {
         Ok(r) => r,
         Err(e) => return unavailable(lang, &e),
     };
@@ -452,7 +434,7 @@ pub async fn list(
     page.providers.sort_by(|a, b| a.1.cmp(&b.1));
     for row in &rows.rows {
         let org = orgs.of(&state, row).await;
-        page.items.extend(check(row, section, org, now_ms));
+        page.items.extend(check(row, section, org, &facts, now_ms));
     }
     page.next = rows.next.as_ref().map(|c| {
         let mut link = format!("{base}?after={}", cursor_text(c));
@@ -526,7 +508,11 @@ pub async fn detail(
         Action::Read,
         format!("view=record:{}", section.code()),
     );
-    let (_, page) = match state.audit.release(sealed, &audit).await {
+    let joined = Joined::of_holders(&state, &sealed).await;
+    let principal = super::citizen_principal(&s);
+    let mut facts = HashMap::new();
+    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
+    let (_, page) = match state.audit.release(sealed, &audit, judge).await {
         Ok(r) => r,
         Err(e) => return unavailable(lang, &e),
     };
@@ -534,12 +520,7 @@ pub async fn detail(
         return not_found();
     };
     let recorder = recorder(&state, row.org.as_deref().unwrap_or_default()).await;
-    let Some(item) = check(
-        row,
-        section,
-        (recorder.name.clone(), recorder.joined_at),
-        now_ms,
-    ) else {
+    let Some(item) = check(row, section, recorder.name.clone(), &facts, now_ms) else {
         return not_found();
     };
     let event = row.encounter.as_ref().map(|e| {
@@ -595,9 +576,13 @@ pub(crate) async fn whats_new(
         .await
         .map_err(|e| e.to_string())?;
     let audit = access(s, rid, now_ms, Action::Search, "view=whats-new".into());
+    let joined = Joined::of_holders(state, &sealed).await;
+    let principal = super::citizen_principal(s);
+    let mut facts = HashMap::new();
+    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
     let (_, page) = state
         .audit
-        .release(sealed, &audit)
+        .release(sealed, &audit, judge)
         .await
         .map_err(|e| e.to_string())?;
     let mut orgs = Orgs::default();
@@ -607,7 +592,7 @@ pub(crate) async fn whats_new(
             continue;
         };
         let org = orgs.of(state, row).await;
-        out.extend(check(row, section, org, now_ms));
+        out.extend(check(row, section, org, &facts, now_ms));
         if out.len() == NEW {
             break;
         }

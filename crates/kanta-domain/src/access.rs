@@ -1,0 +1,1008 @@
+//! Who may do what: one pure decision for every request and every record.
+//!
+//! [`decide`] answers every access question of the platform — a provider system's FHIR
+//! interaction, the archivist's look-up, the operator's functions, a citizen's page — as a function
+//! of (principal, action, target, facts, now). Handlers hold no rules: they ask once for the
+//! request as a whole ([`Target::Request`]) and then, inside the audited release, once for every
+//! record, so that what the audit log records as released is exactly what the principal receives.
+//!
+//! A [`Permit`] can be made only here; the store's release and write paths require one for every
+//! record. Its [`Basis`] (role, purpose of use, the ground) goes into the audit record.
+//!
+//! The rules (each a row of the table in `tests/access-table.txt`):
+//! - **Clinician** (a care provider's system): reads patient data of every register (until the
+//!   consent rules of R-CONSENT-1 arrive through [`Facts`], the ground says which register it was),
+//!   writes patient data into its own register only: a new version of another organisation's
+//!   document is refused (an amendment is a new resource of its own, pointing at the original).
+//!   Reads the shared registry; never writes it. Records no dispensations.
+//! - **Pharmacy**: reads the patient, prescriptions, dispensations and the registry; writes
+//!   dispensations only (its own register). No diagnoses, no other clinical data.
+//! - **Archivist**: the archivist view only, for documents its own organisation recorded.
+//! - **Operator**: the population register, the shared registry (reads and writes), the audit
+//!   export. No clinical reads through `/fhir`.
+//! - **Citizen**: their own records after the display rules, their own disclosure log; nothing
+//!   while acting for another person (acting for others arrives with its own rules).
+//! - Every FHIR interaction also needs a granted SMART scope for the resource type
+//!   ([`Scopes::allows`]).
+//!
+//! Architecture invariant: no I/O, no clock; every `match` over the enums here names every variant.
+
+use crate::display;
+use crate::ids::{ClientRole, OrgId, PatientKey};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+// ------------------------------------------------------------------------------------------------
+// Resource types and what kind of data each is.
+
+/// What kind of data a resource type holds, as far as access is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The `Patient` resource.
+    Patient,
+    /// Care documents and other clinical data of the Patient Data Repository.
+    Clinical,
+    /// Prescriptions (`MedicationRequest`).
+    Prescription,
+    /// Dispensations (`MedicationDispense`).
+    Dispensation,
+    /// Consents and prohibitions (`Consent`).
+    Consent,
+    /// `Provenance` of patient data.
+    Provenance,
+    /// Shared reference data: organisations, practitioners, locations, services, medicines.
+    Registry,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Patient,
+        Kind::Clinical,
+        Kind::Prescription,
+        Kind::Dispensation,
+        Kind::Consent,
+        Kind::Provenance,
+        Kind::Registry,
+    ];
+
+    /// The kind of a resource type this platform stores; `None` for any other type.
+    pub fn of(resource_type: &str) -> Option<Kind> {
+        Some(match resource_type {
+            "Patient" => Kind::Patient,
+            "AllergyIntolerance"
+            | "CarePlan"
+            | "Composition"
+            | "Condition"
+            | "DiagnosticReport"
+            | "DocumentReference"
+            | "Encounter"
+            | "EpisodeOfCare"
+            | "Flag"
+            | "ImagingStudy"
+            | "Immunization"
+            | "MedicationStatement"
+            | "Observation"
+            | "Procedure"
+            | "QuestionnaireResponse"
+            | "ServiceRequest" => Kind::Clinical,
+            "MedicationRequest" => Kind::Prescription,
+            "MedicationDispense" => Kind::Dispensation,
+            "Consent" => Kind::Consent,
+            "Provenance" => Kind::Provenance,
+            "HealthcareService" | "Location" | "Medication" | "Organization" | "Practitioner"
+            | "PractitionerRole" => Kind::Registry,
+            _ => return None,
+        })
+    }
+
+    /// Whether this kind is personal data of one patient (everything but the registry).
+    pub fn is_patient_data(self) -> bool {
+        match self {
+            Kind::Patient
+            | Kind::Clinical
+            | Kind::Prescription
+            | Kind::Dispensation
+            | Kind::Consent
+            | Kind::Provenance => true,
+            Kind::Registry => false,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Patient => "patient",
+            Kind::Clinical => "clinical",
+            Kind::Prescription => "prescription",
+            Kind::Dispensation => "dispensation",
+            Kind::Consent => "consent",
+            Kind::Provenance => "provenance",
+            Kind::Registry => "registry",
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// SMART Backend Services scopes.
+
+/// The permissions of a SMART v2 scope: create, read, update, delete, search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Perms(u8);
+
+impl Perms {
+    pub const C: Perms = Perms(1);
+    pub const R: Perms = Perms(2);
+    pub const U: Perms = Perms(4);
+    pub const D: Perms = Perms(8);
+    pub const S: Perms = Perms(16);
+    pub const NONE: Perms = Perms(0);
+    pub const ALL: Perms = Perms(31);
+    /// SMART v1 `read`: read and search.
+    pub const V1_READ: Perms = Perms(2 | 16);
+    /// SMART v1 `write`: create, update, delete.
+    pub const V1_WRITE: Perms = Perms(1 | 4 | 8);
+
+    pub fn contains(self, other: Perms) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn and(self, other: Perms) -> Perms {
+        Perms(self.0 & other.0)
+    }
+    pub fn or(self, other: Perms) -> Perms {
+        Perms(self.0 | other.0)
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The v2 suffix, letters in the order SMART requires (`cruds`).
+    pub fn letters(self) -> String {
+        [(1, 'c'), (2, 'r'), (4, 'u'), (8, 'd'), (16, 's')]
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    fn parse(s: &str) -> Option<(Perms, bool)> {
+        match s {
+            "read" => return Some((Perms::V1_READ, true)),
+            "write" => return Some((Perms::V1_WRITE, true)),
+            "*" => return Some((Perms::ALL, true)),
+            _ => {}
+        }
+        // v2: a non-empty subsequence of "cruds", in that order.
+        let mut bits = 0u8;
+        let mut last = 0u8;
+        for c in s.chars() {
+            let bit = match c {
+                'c' => 1,
+                'r' => 2,
+                'u' => 4,
+                'd' => 8,
+                's' => 16,
+                _ => return None,
+            };
+            if bit <= last {
+                return None;
+            }
+            last = bit;
+            bits |= bit;
+        }
+        (bits != 0).then_some((Perms(bits), false))
+    }
+}
+
+/// One `system/<Type|*>.<permissions>` scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SmartScope {
+    /// `None` for `*` (every type).
+    pub resource: Option<String>,
+    pub perms: Perms,
+    /// Written in SMART v1 form (`read`, `write`, `*`): echoed the same way where it can be.
+    v1: bool,
+}
+
+impl SmartScope {
+    fn covers(&self, resource_type: &str) -> bool {
+        self.resource.as_deref().is_none_or(|r| r == resource_type)
+    }
+}
+
+impl fmt::Display for SmartScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.resource.as_deref().unwrap_or("*");
+        let p = if self.v1 && self.perms == Perms::ALL {
+            "*".to_string()
+        } else if self.v1 && self.perms == Perms::V1_READ {
+            "read".to_string()
+        } else if self.v1 && self.perms == Perms::V1_WRITE {
+            "write".to_string()
+        } else {
+            self.perms.letters()
+        };
+        write!(f, "system/{t}.{p}")
+    }
+}
+
+/// A set of granted SMART scopes (RFC 6749 §3.3: space-separated).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Scopes(Vec<SmartScope>);
+
+/// Why a scope string was refused (`invalid_scope`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeError(pub String);
+
+impl fmt::Display for ScopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The most scopes one request may name.
+pub const MAX_SCOPES: usize = 64;
+
+impl Scopes {
+    /// Parse `system/…` scopes (SMART v1 `read|write|*`, v2 `cruds`); a type must be one this
+    /// platform stores, or `*`. Fine-grained (`?param=`) scopes and other scope kinds are refused.
+    pub fn parse(text: &str) -> Result<Scopes, ScopeError> {
+        let mut out: Vec<SmartScope> = Vec::new();
+        for (n, s) in text.split_whitespace().enumerate() {
+            if n >= MAX_SCOPES {
+                return Err(ScopeError(format!("at most {MAX_SCOPES} scopes")));
+            }
+            let rest = s.strip_prefix("system/").ok_or_else(|| {
+                ScopeError(format!(
+                    "'{}' is not a system/ scope; backend services request system/<Type>.<permissions>",
+                    shorten(s)
+                ))
+            })?;
+            if rest.contains('?') {
+                return Err(ScopeError(format!(
+                    "'{}': fine-grained scopes (with ?) are not supported",
+                    shorten(s)
+                )));
+            }
+            let (t, p) = rest
+                .rsplit_once('.')
+                .ok_or_else(|| ScopeError(format!("'{}' has no .permissions", shorten(s))))?;
+            let resource = match t {
+                "*" => None,
+                t if Kind::of(t).is_some() => Some(t.to_string()),
+                _ => {
+                    return Err(ScopeError(format!(
+                        "'{}': unknown resource type",
+                        shorten(s)
+                    )))
+                }
+            };
+            let (perms, v1) = Perms::parse(p).ok_or_else(|| {
+                ScopeError(format!(
+                    "'{}': permissions must be read, write, * or letters of cruds in that order",
+                    shorten(s)
+                ))
+            })?;
+            let scope = SmartScope {
+                resource,
+                perms,
+                v1,
+            };
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+        Ok(Scopes(out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|s| s.perms.is_empty())
+    }
+
+    /// Every interaction on every type (`system/*.cruds`): the platform's own jobs (the demo seed,
+    /// the benchmark), whose roles still bound what they may do.
+    pub fn all() -> Scopes {
+        Scopes(vec![SmartScope {
+            resource: None,
+            perms: Perms::ALL,
+            v1: false,
+        }])
+    }
+
+    /// What of `self` (the request) `registered` allows: per requested scope, the permissions that
+    /// a registered scope covering the same types also has. The result names the requested types.
+    pub fn intersect(&self, registered: &Scopes) -> Scopes {
+        let mut out: Vec<SmartScope> = Vec::new();
+        for want in &self.0 {
+            for have in &registered.0 {
+                // The narrower of the two type patterns.
+                let resource = match (&want.resource, &have.resource) {
+                    (Some(a), Some(b)) if a == b => Some(a.clone()),
+                    (Some(_), Some(_)) => continue,
+                    (Some(a), None) => Some(a.clone()),
+                    (None, Some(b)) => Some(b.clone()),
+                    (None, None) => None,
+                };
+                let perms = want.perms.and(have.perms);
+                if perms.is_empty() {
+                    continue;
+                }
+                let scope = SmartScope {
+                    resource,
+                    perms,
+                    v1: want.v1,
+                };
+                if !out.contains(&scope) {
+                    out.push(scope);
+                }
+            }
+        }
+        Scopes(out)
+    }
+
+    /// Whether these scopes grant `need` on `resource_type`.
+    pub fn allows(&self, resource_type: &str, need: Perms) -> bool {
+        let have = self
+            .0
+            .iter()
+            .filter(|s| s.covers(resource_type))
+            .fold(Perms::NONE, |acc, s| acc.or(s.perms));
+        have.contains(need)
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Principals, actions, targets, facts.
+
+/// An organisation's system, as its token and the client register say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub org: OrgId,
+    pub roles: Vec<ClientRole>,
+    /// The scopes granted to this token (already the intersection with the registered ones).
+    pub scopes: Scopes,
+    /// The acting professional, when the request names one.
+    pub professional: Option<String>,
+    /// The purpose of use, when the request names one.
+    pub purpose: Option<String>,
+}
+
+/// Who is asking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Client(Client),
+    /// A citizen in MyKanta, by their patient key; `acting_for` when they act for someone else
+    /// (a child, a principal: the rules for that arrive with acting for others).
+    Citizen {
+        person: PatientKey,
+        acting_for: Option<PatientKey>,
+    },
+}
+
+impl Principal {
+    /// An organisation's system with these roles and every scope (the platform's own jobs, tests).
+    pub fn system(client_id: &str, org: &OrgId, roles: &[ClientRole]) -> Principal {
+        Principal::Client(Client {
+            client_id: client_id.to_string(),
+            org: org.clone(),
+            roles: roles.to_vec(),
+            scopes: Scopes::all(),
+            professional: None,
+            purpose: None,
+        })
+    }
+
+    /// The organisation a client acts for.
+    pub fn org(&self) -> Option<&OrgId> {
+        match self {
+            Principal::Client(c) => Some(&c.org),
+            Principal::Citizen { .. } => None,
+        }
+    }
+}
+
+/// A FHIR REST interaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Interaction {
+    Read,
+    Vread,
+    History,
+    Search,
+    Create,
+    Update,
+}
+
+impl Interaction {
+    pub const ALL: [Interaction; 6] = [
+        Interaction::Read,
+        Interaction::Vread,
+        Interaction::History,
+        Interaction::Search,
+        Interaction::Create,
+        Interaction::Update,
+    ];
+
+    /// The SMART permission the interaction needs.
+    pub fn needs(self) -> Perms {
+        match self {
+            Interaction::Read | Interaction::Vread | Interaction::History => Perms::R,
+            Interaction::Search => Perms::S,
+            Interaction::Create => Perms::C,
+            Interaction::Update => Perms::U,
+        }
+    }
+
+    pub fn is_write(self) -> bool {
+        match self {
+            Interaction::Create | Interaction::Update => true,
+            Interaction::Read | Interaction::Vread | Interaction::History | Interaction::Search => {
+                false
+            }
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Interaction::Read => "read",
+            Interaction::Vread => "vread",
+            Interaction::History => "history",
+            Interaction::Search => "search",
+            Interaction::Create => "create",
+            Interaction::Update => "update",
+        }
+    }
+}
+
+/// A MyKanta page or function a citizen uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    /// Records: the visits page, the sections, a record's detail, "what is new".
+    Records,
+    /// "Disclosure and use of my data" (R-VIEW-5).
+    DisclosureLog,
+}
+
+impl View {
+    pub const ALL: [View; 2] = [View::Records, View::DisclosureLog];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            View::Records => "records",
+            View::DisclosureLog => "disclosure-log",
+        }
+    }
+}
+
+/// What is asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A FHIR interaction on a resource type.
+    Fhir {
+        interaction: Interaction,
+        resource_type: String,
+    },
+    /// The archivist's "why is it (not) shown" (R-DOC-12).
+    ArchivistLookup,
+    /// Feeding the population register.
+    PopulationImport,
+    /// A person's log data (R-OPS-5).
+    AuditExport,
+    /// A citizen's page.
+    View(View),
+}
+
+impl Action {
+    pub fn fhir(interaction: Interaction, resource_type: &str) -> Action {
+        Action::Fhir {
+            interaction,
+            resource_type: resource_type.to_string(),
+        }
+    }
+}
+
+/// Whose data, held where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Before anything is read: may this kind of request be made at all?
+    Request,
+    /// Shared reference data (the registry).
+    Shared,
+    /// One patient's data, held in `holder`'s register, or not yet stored (`None`: a create).
+    Patient {
+        patient: Option<PatientKey>,
+        holder: Option<&'a str>,
+    },
+    /// Something derived about one patient that is no single record (e.g. which units have recorded
+    /// in a section).
+    Summary { patient: PatientKey },
+}
+
+/// What else the decision rests on, gathered by the caller before deciding. Acting-for relations,
+/// consents and mandates arrive here.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Facts<'a> {
+    /// The MyKanta display rules' decision about the record (citizens' views of their records).
+    pub display: Option<&'a display::Decision>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// The answer.
+
+/// Why access was granted, as the audit log records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ground {
+    /// The organisation's own register.
+    OwnRegister,
+    /// Another organisation's register (a clinician's read; the consent rules will decide these).
+    OtherRegister,
+    /// Shared reference data.
+    Registry,
+    /// An operator's function (population register, audit export).
+    OperatorFunction,
+    /// The citizen's own data.
+    OwnData,
+}
+
+/// The basis of a permit: the ground, the role that carried it, the purpose of use.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Basis {
+    pub ground: Ground,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role: Option<ClientRole>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub purpose: Option<String>,
+}
+
+/// Permission for one action on one target. Only [`decide`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Permit {
+    basis: Basis,
+}
+
+impl Permit {
+    pub fn basis(&self) -> &Basis {
+        &self.basis
+    }
+}
+
+/// Why something is refused. Stable codes, each naming its rule.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Denial {
+    /// A citizen on a system API.
+    NotAClient,
+    /// A system on a citizen's page.
+    NotACitizen,
+    /// The client has no role at all.
+    NoRole,
+    /// The token's scopes do not grant this interaction on this type.
+    ScopeNotGranted,
+    /// None of the client's roles may do this with this kind of data.
+    RoleMayNot,
+    /// Shared registry data is maintained by the operator.
+    RegistryIsOperators,
+    /// The operator reads no clinical data.
+    OperatorReadsNoPatientData,
+    /// The archivist role has the archivist view, nothing else.
+    ArchivistViewOnly,
+    /// A new version of a document held in another organisation's register.
+    OtherRegister,
+    /// The archivist's look-up of another organisation's document.
+    NotOwnOrganisation,
+    /// Another person's data.
+    AnotherPerson,
+    /// Not while acting for another person.
+    ActingForAnother,
+    /// Hidden by a display rule (a citizen's view).
+    Hidden(display::Hidden),
+    /// A record for which the caller gave no display decision (fail closed).
+    NoDisplayDecision,
+    /// The action and target do not fit together (e.g. patient data asked as shared).
+    Inconsistent,
+}
+
+impl Denial {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::NotAClient => "not-a-client",
+            Denial::NotACitizen => "not-a-citizen",
+            Denial::NoRole => "no-role",
+            Denial::ScopeNotGranted => "scope-not-granted",
+            Denial::RoleMayNot => "role-may-not",
+            Denial::RegistryIsOperators => "registry-is-operators",
+            Denial::OperatorReadsNoPatientData => "operator-no-patient-data",
+            Denial::ArchivistViewOnly => "archivist-view-only",
+            Denial::OtherRegister => "other-register",
+            Denial::NotOwnOrganisation => "not-own-organisation",
+            Denial::AnotherPerson => "another-person",
+            Denial::ActingForAnother => "acting-for-another",
+            Denial::Hidden(h) => h.code(),
+            Denial::NoDisplayDecision => "no-display-decision",
+            Denial::Inconsistent => "inconsistent",
+        }
+    }
+
+    /// What the caller is told (it names no data the caller may not see).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Denial::NotAClient => "this is an API for organisations' systems",
+            Denial::NotACitizen => "this is a page for citizens",
+            Denial::NoRole => "this client has no role on the platform",
+            Denial::ScopeNotGranted => "the access token's scopes do not grant this interaction on this resource type",
+            Denial::RoleMayNot => "this client's roles do not allow this on this kind of data",
+            Denial::RegistryIsOperators => "shared registry data (organisations, practitioners, locations, services, medicines) is maintained by the platform operator",
+            Denial::OperatorReadsNoPatientData => "the operator's clients neither read nor write patient data",
+            Denial::ArchivistViewOnly => "an archivist client uses the archivist view (/archivist/documents/…) only",
+            Denial::OtherRegister => "this resource is held in another organisation's register; write an amendment as a new resource that refers to it",
+            Denial::NotOwnOrganisation => "this document was recorded by another organisation; its archivist can look it up",
+            Denial::AnotherPerson => "this is another person's data",
+            Denial::ActingForAnother => "this is not available while acting for another person",
+            Denial::Hidden(_) => "not shown in MyKanta",
+            Denial::NoDisplayDecision => "not shown in MyKanta",
+            Denial::Inconsistent => "this action does not apply to this data",
+        }
+    }
+
+    /// The requirement behind the rule.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Denial::Hidden(h) => h.rule(),
+            Denial::NotAClient
+            | Denial::NotACitizen
+            | Denial::NoRole
+            | Denial::ScopeNotGranted
+            | Denial::RoleMayNot
+            | Denial::OperatorReadsNoPatientData
+            | Denial::ArchivistViewOnly
+            | Denial::Inconsistent => "R-CONSENT-1",
+            Denial::RegistryIsOperators => "R-REG-5",
+            Denial::OtherRegister => "R-CONSENT-2",
+            Denial::NotOwnOrganisation => "R-DOC-12",
+            Denial::AnotherPerson => "R-AUTH-6",
+            Denial::NoDisplayDecision => "R-DOC-1",
+            Denial::ActingForAnother => "R-VIEW-5",
+        }
+    }
+}
+
+/// The answer to one access question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Permit(Permit),
+    /// Every reason, sorted, without repeats (never empty).
+    Denied(Vec<Denial>),
+}
+
+impl Decision {
+    pub fn is_permit(&self) -> bool {
+        matches!(self, Decision::Permit(_))
+    }
+
+    pub fn permit(self) -> Result<Permit, Vec<Denial>> {
+        match self {
+            Decision::Permit(p) => Ok(p),
+            Decision::Denied(d) => Err(d),
+        }
+    }
+
+    /// A short text for tables and tests: `permit:<ground>` or `deny:<code>,<code>`.
+    pub fn summary(&self) -> String {
+        match self {
+            Decision::Permit(p) => format!("permit:{}", ground_code(p.basis.ground)),
+            Decision::Denied(d) => {
+                let codes: Vec<&str> = d.iter().map(Denial::code).collect();
+                format!("deny:{}", codes.join(","))
+            }
+        }
+    }
+}
+
+fn ground_code(g: Ground) -> &'static str {
+    match g {
+        Ground::OwnRegister => "own-register",
+        Ground::OtherRegister => "other-register",
+        Ground::Registry => "registry",
+        Ground::OperatorFunction => "operator-function",
+        Ground::OwnData => "own-data",
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The decision.
+
+/// The one access decision. `now` is milliseconds since the epoch (the rules that depend on time —
+/// mandates, ages, consents' validity — arrive with their issues; the display rules' time is in
+/// `facts.display`).
+pub fn decide(
+    principal: &Principal,
+    action: &Action,
+    target: Target<'_>,
+    facts: &Facts<'_>,
+    _now: i64,
+) -> Decision {
+    let result = match principal {
+        Principal::Client(c) => client(c, action, target),
+        Principal::Citizen { person, acting_for } => {
+            citizen(*person, *acting_for, action, target, facts).map(|ground| Basis {
+                ground,
+                role: None,
+                purpose: None,
+            })
+        }
+    };
+    match result {
+        Ok(basis) => Decision::Permit(Permit { basis }),
+        Err(mut reasons) => {
+            reasons.sort();
+            reasons.dedup();
+            if reasons.is_empty() {
+                reasons.push(Denial::Inconsistent);
+            }
+            Decision::Denied(reasons)
+        }
+    }
+}
+
+fn client(c: &Client, action: &Action, target: Target<'_>) -> Result<Basis, Vec<Denial>> {
+    if c.roles.is_empty() {
+        return Err(vec![Denial::NoRole]);
+    }
+    let mut denials = Vec::new();
+    if let Action::Fhir {
+        interaction,
+        resource_type,
+    } = action
+    {
+        if !c.scopes.allows(resource_type, interaction.needs()) {
+            denials.push(Denial::ScopeNotGranted);
+        }
+    }
+    let mut permitted: Option<(ClientRole, Ground)> = None;
+    for &role in &c.roles {
+        match role_rule(role, &c.org, action, target) {
+            Ok(ground) => {
+                // The most specific ground wins when several roles permit.
+                if permitted.is_none_or(|(_, g)| ground < g) {
+                    permitted = Some((role, ground));
+                }
+            }
+            Err(d) => denials.push(d),
+        }
+    }
+    match permitted {
+        Some((role, ground)) if !denials.contains(&Denial::ScopeNotGranted) => Ok(Basis {
+            ground,
+            role: Some(role),
+            purpose: c.purpose.clone(),
+        }),
+        Some(_) => Err(vec![Denial::ScopeNotGranted]),
+        None => Err(denials),
+    }
+}
+
+/// What one role allows.
+fn role_rule(
+    role: ClientRole,
+    org: &OrgId,
+    action: &Action,
+    target: Target<'_>,
+) -> Result<Ground, Denial> {
+    match action {
+        Action::Fhir {
+            interaction,
+            resource_type,
+        } => {
+            let kind = Kind::of(resource_type).ok_or(Denial::Inconsistent)?;
+            fhir_rule(role, org, *interaction, kind, target)
+        }
+        Action::ArchivistLookup => match role {
+            ClientRole::Archivist => match target {
+                Target::Request => Ok(Ground::OwnRegister),
+                Target::Patient {
+                    holder: Some(h), ..
+                } if h == org.as_str() => Ok(Ground::OwnRegister),
+                Target::Patient { .. } => Err(Denial::NotOwnOrganisation),
+                Target::Shared | Target::Summary { .. } => Err(Denial::Inconsistent),
+            },
+            ClientRole::Clinician | ClientRole::Pharmacy | ClientRole::Operator => {
+                Err(Denial::RoleMayNot)
+            }
+        },
+        Action::PopulationImport | Action::AuditExport => match role {
+            ClientRole::Operator => match target {
+                Target::Request | Target::Patient { .. } => Ok(Ground::OperatorFunction),
+                Target::Shared | Target::Summary { .. } => Err(Denial::Inconsistent),
+            },
+            ClientRole::Clinician | ClientRole::Pharmacy | ClientRole::Archivist => {
+                Err(Denial::RoleMayNot)
+            }
+        },
+        Action::View(_) => Err(Denial::NotACitizen),
+    }
+}
+
+fn fhir_rule(
+    role: ClientRole,
+    org: &OrgId,
+    interaction: Interaction,
+    kind: Kind,
+    target: Target<'_>,
+) -> Result<Ground, Denial> {
+    // The target must fit the kind of data.
+    match (kind.is_patient_data(), target) {
+        (true, Target::Shared) | (false, Target::Patient { .. }) | (_, Target::Summary { .. }) => {
+            return Err(Denial::Inconsistent)
+        }
+        (_, Target::Request) | (true, Target::Patient { .. }) | (false, Target::Shared) => {}
+    }
+    let write = interaction.is_write();
+    match role {
+        ClientRole::Clinician => match kind {
+            Kind::Registry if write => Err(Denial::RegistryIsOperators),
+            Kind::Registry => Ok(Ground::Registry),
+            Kind::Dispensation if write => Err(Denial::RoleMayNot),
+            Kind::Patient
+            | Kind::Clinical
+            | Kind::Prescription
+            | Kind::Dispensation
+            | Kind::Consent
+            | Kind::Provenance => register_rule(org, interaction, target),
+        },
+        ClientRole::Pharmacy => match kind {
+            Kind::Registry if write => Err(Denial::RegistryIsOperators),
+            Kind::Registry => Ok(Ground::Registry),
+            Kind::Dispensation => register_rule(org, interaction, target),
+            Kind::Patient | Kind::Prescription if !write => register_rule(org, interaction, target),
+            Kind::Patient
+            | Kind::Prescription
+            | Kind::Clinical
+            | Kind::Consent
+            | Kind::Provenance => Err(Denial::RoleMayNot),
+        },
+        ClientRole::Archivist => Err(Denial::ArchivistViewOnly),
+        ClientRole::Operator => match kind {
+            Kind::Registry => Ok(Ground::Registry),
+            Kind::Patient
+            | Kind::Clinical
+            | Kind::Prescription
+            | Kind::Dispensation
+            | Kind::Consent
+            | Kind::Provenance => Err(Denial::OperatorReadsNoPatientData),
+        },
+    }
+}
+
+/// Patient data by register: reads from every register (the ground says which), writes into the
+/// organisation's own register only.
+fn register_rule(
+    org: &OrgId,
+    interaction: Interaction,
+    target: Target<'_>,
+) -> Result<Ground, Denial> {
+    let holder = match target {
+        Target::Request | Target::Shared | Target::Summary { .. } => {
+            return Ok(Ground::OwnRegister)
+        }
+        Target::Patient { holder, .. } => holder,
+    };
+    let own = holder.is_none_or(|h| h == org.as_str());
+    match (interaction.is_write(), own) {
+        (_, true) => Ok(Ground::OwnRegister),
+        (true, false) => Err(Denial::OtherRegister),
+        (false, false) => Ok(Ground::OtherRegister),
+    }
+}
+
+fn citizen(
+    person: PatientKey,
+    acting_for: Option<PatientKey>,
+    action: &Action,
+    target: Target<'_>,
+    facts: &Facts<'_>,
+) -> Result<Ground, Vec<Denial>> {
+    let view = match action {
+        Action::View(v) => *v,
+        Action::Fhir { .. }
+        | Action::ArchivistLookup
+        | Action::PopulationImport
+        | Action::AuditExport => return Err(vec![Denial::NotAClient]),
+    };
+    if acting_for.is_some_and(|a| a != person) {
+        return Err(vec![Denial::ActingForAnother]);
+    }
+    match (view, target) {
+        (View::Records, Target::Shared) => Ok(Ground::Registry),
+        (View::DisclosureLog, Target::Shared) => Err(vec![Denial::Inconsistent]),
+        (View::Records | View::DisclosureLog, Target::Request) => Ok(Ground::OwnData),
+        (View::Records | View::DisclosureLog, Target::Patient { patient, .. })
+            if patient != Some(person) =>
+        {
+            Err(vec![Denial::AnotherPerson])
+        }
+        (View::Records | View::DisclosureLog, Target::Summary { patient }) if patient != person => {
+            Err(vec![Denial::AnotherPerson])
+        }
+        (View::Records | View::DisclosureLog, Target::Summary { .. }) => Ok(Ground::OwnData),
+        (View::DisclosureLog, Target::Patient { .. }) => Ok(Ground::OwnData),
+        (View::Records, Target::Patient { .. }) => match facts.display {
+            Some(display::Decision::Shown | display::Decision::VisitOnly) => Ok(Ground::OwnData),
+            Some(display::Decision::Hidden(reasons)) => {
+                Err(reasons.iter().cloned().map(Denial::Hidden).collect())
+            }
+            None => Err(vec![Denial::NoDisplayDecision]),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_v1_and_v2_and_refuse_junk() {
+        let s = Scopes::parse("system/Observation.read system/*.cruds system/Patient.rs").unwrap();
+        assert!(s.allows("Observation", Perms::R));
+        assert!(s.allows("Encounter", Perms::C));
+        for bad in [
+            "user/Observation.read",
+            "system/Observation",
+            "system/Foo.read",
+            "system/Observation.rc",
+            "system/Observation.x",
+            "system/Observation.",
+            "system/Observation.rs?category=lab",
+            "openid",
+        ] {
+            assert!(Scopes::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Scopes::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn intersection_is_what_both_allow_and_echoes_the_request_form() {
+        let registered = Scopes::parse("system/Patient.rs system/Observation.cruds").unwrap();
+        let want = Scopes::parse("system/*.read").unwrap();
+        let got = want.intersect(&registered);
+        assert_eq!(
+            got.to_string(),
+            "system/Patient.read system/Observation.read"
+        );
+        assert!(got.allows("Observation", Perms::S));
+        assert!(!got.allows("Observation", Perms::C));
+        assert!(!got.allows("Encounter", Perms::R));
+        let want = Scopes::parse("system/Observation.write").unwrap();
+        assert_eq!(
+            want.intersect(&registered).to_string(),
+            "system/Observation.write"
+        );
+        let want = Scopes::parse("system/Patient.write").unwrap();
+        assert!(want.intersect(&registered).is_empty());
+        let all = Scopes::parse("system/*.*").unwrap();
+        let want = Scopes::parse("system/Observation.rs").unwrap();
+        assert_eq!(want.intersect(&all).to_string(), "system/Observation.rs");
+    }
+
+    #[test]
+    fn every_stored_type_has_a_kind() {
+        for t in [
+            "Patient",
+            "Observation",
+            "MedicationDispense",
+            "Organization",
+            "Consent",
+        ] {
+            assert!(Kind::of(t).is_some(), "{t}");
+        }
+        assert_eq!(Kind::of("AuditEvent"), None);
+    }
+}

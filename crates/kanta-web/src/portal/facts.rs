@@ -1,0 +1,179 @@
+//! The display rules' facts, assembled in one place for every page that shows a citizen records
+//! (the visits page, the sections, a record's detail, "what is new") and for the archivist view,
+//! and the citizen's judge: every record of sealed data through the one access decision
+//! (`kanta_domain::access::decide`) with its display decision as a fact, before release — so the
+//! audit log records as disclosed exactly what the page may show.
+
+use crate::AppState;
+use kanta_domain::access::{self, Decision, Facts, Principal, View};
+use kanta_domain::display::{self, DocumentFacts, Visible};
+use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+use kanta_store::audit::{Gated, Sealed, Subject};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// When each organisation joined the platform (R-VIEW-8), read from the registry.
+#[derive(Default)]
+pub struct Joined(HashMap<String, Option<i64>>);
+
+impl Joined {
+    /// The joining dates of the organisations whose registers hold `sealed`'s records.
+    pub async fn of_holders<T: Gated>(state: &AppState, sealed: &Sealed<T>) -> Joined {
+        Joined::load(state, sealed.holders()).await
+    }
+
+    /// The joining dates of these organisations (an unknown one: none recorded).
+    pub async fn load(state: &AppState, orgs: impl IntoIterator<Item = String>) -> Joined {
+        let mut out = HashMap::new();
+        for id in orgs {
+            if out.contains_key(&id) {
+                continue;
+            }
+            let joined = super::sections::recorder(state, &id).await.joined_at;
+            out.insert(id, joined);
+        }
+        Joined(out)
+    }
+
+    pub fn at(&self, org: Option<&str>) -> Option<i64> {
+        org.and_then(|o| self.0.get(o).copied().flatten())
+    }
+}
+
+/// The facts of one document, given what the caller knows beside it.
+pub fn facts(
+    body: &Value,
+    own_date: i64,
+    service_event: Option<&Value>,
+    care_documents: usize,
+    joined_at: Option<i64>,
+) -> DocumentFacts {
+    let is_event = body.get("resourceType").and_then(Value::as_str) == Some("Encounter");
+    let setting = if is_event {
+        Some(care_setting(body))
+    } else {
+        service_event.map(care_setting)
+    };
+    document_facts(
+        body,
+        &Context {
+            service_event: setting,
+            care_documents,
+            latest_version: true,
+            recorded_at: own_date,
+            provider_joined_at: joined_at,
+        },
+    )
+}
+
+/// Each subject's display-rule facts, keyed `Type/id`: a document's service event is the row's
+/// own (sections) or the Encounter among the same subjects it points to (visits); a service
+/// event's care documents are those among the same subjects that point to it.
+pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, DocumentFacts> {
+    let bodies: Vec<Value> = subjects.iter().map(|s| s.json.to_value()).collect();
+    let mut events: HashMap<String, usize> = HashMap::new();
+    let mut documents_on: HashMap<String, usize> = HashMap::new();
+    for (i, s) in subjects.iter().enumerate() {
+        if s.resource_type == "Encounter" {
+            events.insert(format!("Encounter/{}", s.id), i);
+        } else if let Some(e) = encounter_reference(&bodies[i]) {
+            *documents_on.entry(e.to_string()).or_default() += 1;
+        }
+    }
+    let mut out = HashMap::new();
+    for (i, s) in subjects.iter().enumerate() {
+        if s.summary {
+            continue;
+        }
+        let key = format!("{}/{}", s.resource_type, s.id);
+        let own_event = s.service_event.map(|f| f.to_value());
+        let event = own_event.as_ref().or_else(|| {
+            encounter_reference(&bodies[i])
+                .and_then(|e| events.get(e))
+                .map(|&j| &bodies[j])
+        });
+        let care_documents = documents_on.get(&key).copied().unwrap_or(0);
+        let own_date = s.effective_at.unwrap_or(0);
+        out.insert(
+            key,
+            facts(
+                &bodies[i],
+                own_date,
+                event,
+                care_documents,
+                joined.at(s.holder),
+            ),
+        );
+    }
+    out
+}
+
+/// The citizen's judge for a page of their records: each subject through the one decision with
+/// its display decision; a care document whose service event is among the subjects and refused
+/// is refused too (it is shown only under its visit). `facts` keeps each record's facts for the
+/// page's [`Visible::check`] after release.
+pub fn citizen_judge<'a>(
+    principal: &'a Principal,
+    joined: &'a Joined,
+    facts: &'a mut HashMap<String, DocumentFacts>,
+    now_ms: i64,
+) -> impl FnOnce(&[Subject<'_>]) -> Vec<Decision> + 'a {
+    move |subjects| {
+        *facts = facts_of(subjects, joined);
+        let action = access::Action::View(View::Records);
+        let mut decisions: Vec<Decision> = subjects
+            .iter()
+            .map(|s| {
+                let key = format!("{}/{}", s.resource_type, s.id);
+                let shown = facts
+                    .get(&key)
+                    .map(|f| display::decide(f, super::records::views(), now_ms));
+                access::decide(
+                    principal,
+                    &action,
+                    s.target(),
+                    &Facts {
+                        display: shown.as_ref(),
+                    },
+                    now_ms,
+                )
+            })
+            .collect();
+        // Documents under a refused visit stay with it.
+        let refused: Vec<String> = subjects
+            .iter()
+            .zip(&decisions)
+            .filter(|(s, d)| s.resource_type == "Encounter" && !d.is_permit())
+            .map(|(s, _)| format!("Encounter/{}", s.id))
+            .collect();
+        if !refused.is_empty() {
+            for (s, d) in subjects.iter().zip(decisions.iter_mut()) {
+                let body = s.json.to_value();
+                if let Some(e) = encounter_reference(&body) {
+                    if s.resource_type != "Encounter"
+                        && refused.iter().any(|r| r == e)
+                        && s.service_event.is_none()
+                    {
+                        *d = Decision::Denied(vec![access::Denial::Hidden(
+                            display::Hidden::NotAttached,
+                        )]);
+                    }
+                }
+            }
+        }
+        decisions
+    }
+}
+
+/// The page's view of a released record: the display rules again over the facts the judge used
+/// (the templates take only `Visible`).
+pub fn visible<T>(
+    item: T,
+    facts: &HashMap<String, DocumentFacts>,
+    resource_type: &str,
+    id: &str,
+    now_ms: i64,
+) -> Option<Visible<T>> {
+    let f = facts.get(&format!("{resource_type}/{id}"))?;
+    Visible::check(item, f, super::records::views(), now_ms).ok()
+}
