@@ -387,6 +387,8 @@ pub enum Principal {
         person: PatientKey,
         acting_for: Option<PatientKey>,
     },
+    /// A person the identification service has just vouched for, before any session (login).
+    Identified,
 }
 
 impl Principal {
@@ -406,7 +408,7 @@ impl Principal {
     pub fn org(&self) -> Option<&OrgId> {
         match self {
             Principal::Client(c) => Some(&c.org),
-            Principal::Citizen { .. } => None,
+            Principal::Citizen { .. } | Principal::Identified => None,
         }
     }
 }
@@ -499,6 +501,8 @@ pub enum Action {
     AuditExport,
     /// A citizen's page.
     View(View),
+    /// Entering MyKanta after identification (R-AUTH-2).
+    Login,
 }
 
 impl Action {
@@ -527,12 +531,26 @@ pub enum Target<'a> {
     Summary { patient: PatientKey },
 }
 
+/// What the population register says of a person logging in (R-AUTH-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersonFacts {
+    /// The register (the operator's copy) knows the person.
+    pub in_register: bool,
+    /// The register records a date of death.
+    pub deceased: bool,
+    /// The identification service gave the person's names (used when the register does not know
+    /// them).
+    pub named_by_identification: bool,
+}
+
 /// What else the decision rests on, gathered by the caller before deciding. Acting-for relations,
 /// consents and mandates arrive here.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Facts<'a> {
     /// The MyKanta display rules' decision about the record (citizens' views of their records).
     pub display: Option<&'a display::Decision>,
+    /// The population register's facts about a person logging in.
+    pub person: Option<&'a PersonFacts>,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -609,6 +627,10 @@ pub enum Denial {
     NoDisplayDecision,
     /// The action and target do not fit together (e.g. patient data asked as shared).
     Inconsistent,
+    /// The register records the person as deceased: no login.
+    Deceased,
+    /// Neither the register nor the identification service says who the person is.
+    UnknownPerson,
 }
 
 impl Denial {
@@ -629,6 +651,8 @@ impl Denial {
             Denial::Hidden(h) => h.code(),
             Denial::NoDisplayDecision => "no-display-decision",
             Denial::Inconsistent => "inconsistent",
+            Denial::Deceased => "deceased",
+            Denial::UnknownPerson => "unknown-person",
         }
     }
 
@@ -650,6 +674,8 @@ impl Denial {
             Denial::Hidden(_) => "not shown in MyKanta",
             Denial::NoDisplayDecision => "not shown in MyKanta",
             Denial::Inconsistent => "this action does not apply to this data",
+            Denial::Deceased => "the population register records this person as deceased",
+            Denial::UnknownPerson => "the person is not known to the population register",
         }
     }
 
@@ -671,6 +697,7 @@ impl Denial {
             Denial::AnotherPerson => "R-AUTH-6",
             Denial::NoDisplayDecision => "R-DOC-1",
             Denial::ActingForAnother => "R-VIEW-5",
+            Denial::Deceased | Denial::UnknownPerson => "R-AUTH-2",
         }
     }
 }
@@ -739,6 +766,11 @@ pub fn decide(
                 purpose: None,
             })
         }
+        Principal::Identified => identified(action, facts).map(|ground| Basis {
+            ground,
+            role: None,
+            purpose: None,
+        }),
     };
     match result {
         Ok(basis) => Decision::Permit(Permit { basis }),
@@ -827,7 +859,24 @@ fn role_rule(
                 Err(Denial::RoleMayNot)
             }
         },
-        Action::View(_) => Err(Denial::NotACitizen),
+        Action::View(_) | Action::Login => Err(Denial::NotACitizen),
+    }
+}
+
+/// R-AUTH-2: the register first, then the identification's own attributes; nobody the register
+/// records as deceased.
+fn identified(action: &Action, facts: &Facts<'_>) -> Result<Ground, Vec<Denial>> {
+    match action {
+        Action::Login => match facts.person {
+            Some(p) if p.deceased => Err(vec![Denial::Deceased]),
+            Some(p) if p.in_register || p.named_by_identification => Ok(Ground::OwnData),
+            Some(_) | None => Err(vec![Denial::UnknownPerson]),
+        },
+        Action::View(_) => Err(vec![Denial::NotACitizen]),
+        Action::Fhir { .. }
+        | Action::ArchivistLookup
+        | Action::PopulationImport
+        | Action::AuditExport => Err(vec![Denial::NotAClient]),
     }
 }
 
@@ -912,6 +961,8 @@ fn citizen(
 ) -> Result<Ground, Vec<Denial>> {
     let view = match action {
         Action::View(v) => *v,
+        // Already in: a session's citizen logs in again only through identification.
+        Action::Login => return Err(vec![Denial::Inconsistent]),
         Action::Fhir { .. }
         | Action::ArchivistLookup
         | Action::PopulationImport

@@ -69,6 +69,7 @@ fn other_actions() -> Vec<(Action, &'static str)> {
         (Action::ArchivistLookup, "archivist-lookup"),
         (Action::PopulationImport, "population-import"),
         (Action::AuditExport, "audit-export"),
+        (Action::Login, "login"),
     ];
     for (a, _) in &all {
         match a {
@@ -76,7 +77,8 @@ fn other_actions() -> Vec<(Action, &'static str)> {
             | Action::View(_)
             | Action::ArchivistLookup
             | Action::PopulationImport
-            | Action::AuditExport => {}
+            | Action::AuditExport
+            | Action::Login => {}
         }
     }
     all
@@ -246,6 +248,7 @@ fn cells() -> BTreeMap<String, String> {
                     own,
                     Facts {
                         display: Some(&shown),
+                        ..Facts::default()
                     },
                 ),
                 (
@@ -253,6 +256,7 @@ fn cells() -> BTreeMap<String, String> {
                     own,
                     Facts {
                         display: Some(&visit_only),
+                        ..Facts::default()
                     },
                 ),
                 (
@@ -260,6 +264,7 @@ fn cells() -> BTreeMap<String, String> {
                     own,
                     Facts {
                         display: Some(&hidden),
+                        ..Facts::default()
                     },
                 ),
                 ("own no-display-decision", own, Facts::default()),
@@ -268,6 +273,7 @@ fn cells() -> BTreeMap<String, String> {
                     other,
                     Facts {
                         display: Some(&shown),
+                        ..Facts::default()
                     },
                 ),
                 ("shared", Target::Shared, Facts::default()),
@@ -312,6 +318,70 @@ fn cells() -> BTreeMap<String, String> {
                 decide(&p, &action, Target::Request, &none, 0).summary(),
             );
         }
+    }
+    // A person just identified, before any session: login by the register's facts (R-AUTH-2).
+    let p = Principal::Identified;
+    for (in_register, deceased, named) in [
+        (true, false, false),
+        (true, false, true),
+        (true, true, true),
+        (false, false, true),
+        (false, false, false),
+        (false, true, true),
+    ] {
+        let facts = kanta_domain::access::PersonFacts {
+            in_register,
+            deceased,
+            named_by_identification: named,
+        };
+        let key = format!(
+            "identified | login | register={} deceased={deceased} named-by-identification={named}",
+            if in_register { "knows" } else { "unknown" },
+        );
+        let f = Facts {
+            person: Some(&facts),
+            ..Facts::default()
+        };
+        out.insert(
+            key,
+            decide(&p, &Action::Login, Target::Request, &f, 0).summary(),
+        );
+    }
+    out.insert(
+        "identified | login | no-register-facts".into(),
+        decide(&p, &Action::Login, Target::Request, &none, 0).summary(),
+    );
+    for kind in Kind::ALL {
+        for interaction in Interaction::ALL {
+            let action = Action::fhir(interaction, type_of(kind));
+            let key = format!(
+                "identified | fhir {} {} ({}) | request",
+                interaction.code(),
+                type_of(kind),
+                kind.code()
+            );
+            out.insert(
+                key,
+                decide(&p, &action, Target::Request, &none, 0).summary(),
+            );
+        }
+    }
+    for view in View::ALL {
+        let key = format!("identified | view {} | request", view.code());
+        out.insert(
+            key,
+            decide(&p, &Action::View(view), Target::Request, &none, 0).summary(),
+        );
+    }
+    for (action, name) in other_actions() {
+        if action == Action::Login {
+            continue;
+        }
+        let key = format!("identified | {name} | request");
+        out.insert(
+            key,
+            decide(&p, &action, Target::Request, &none, 0).summary(),
+        );
     }
     out
 }
@@ -434,7 +504,7 @@ fn the_reviewed_findings_are_refused() {
         scopes: Scopes::parse("system/Patient.read").unwrap(),
         ..match client(Some(ClientRole::Clinician), true, "Patient") {
             Principal::Client(c) => c,
-            Principal::Citizen { .. } => unreachable!(),
+            Principal::Citizen { .. } | Principal::Identified => unreachable!(),
         }
     });
     let d = decide(

@@ -36,6 +36,35 @@ pub fn parse_date(s: &str) -> Option<Date> {
     parse_start(s).map(|t| t.date())
 }
 
+/// Finnish local time (Europe/Helsinki: UTC+2, UTC+3 from the last Sunday of March 01:00 UTC to
+/// the last Sunday of October 01:00 UTC) at the instant `ms` (epoch milliseconds).
+pub fn helsinki(ms: i64) -> Option<PrimitiveDateTime> {
+    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?
+        + time::Duration::milliseconds(ms.rem_euclid(1000));
+    let last_sunday = |month: Month| {
+        let mut d = Date::from_calendar_date(t.year(), month, 31).unwrap_or(Date::MIN);
+        while d.weekday() != time::Weekday::Sunday {
+            d = d.previous_day().unwrap_or(d);
+        }
+        d.with_hms(1, 0, 0).map(|p| p.assume_utc()).unwrap_or(t)
+    };
+    let summer = t >= last_sunday(Month::March) && t < last_sunday(Month::October);
+    let local = t + time::Duration::hours(if summer { 3 } else { 2 });
+    Some(PrimitiveDateTime::new(local.date(), local.time()))
+}
+
+/// Epoch ms of 00:00 Finnish local time on `date` (a Finnish calendar day starts then).
+pub fn helsinki_midnight(date: Date) -> i64 {
+    let utc = date.midnight().assume_utc();
+    for hours in [2, 3] {
+        let ms = millis(utc - time::Duration::hours(hours));
+        if helsinki(ms).is_some_and(|l| l.date() == date && l.hour() == 0 && l.minute() == 0) {
+            return ms;
+        }
+    }
+    millis(utc - time::Duration::hours(2))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64

@@ -29,20 +29,24 @@ const SUMMARY_LOINC: [&str; 2] = ["18842-5", "34133-9"];
 /// The Kanta convention for the date an organisation joined the platform (docs/fhir-conventions.md).
 pub const JOINED_EXTENSION_URL: &str = "urn:kanta:ext:joined-kanta";
 
-/// When an Organization joined the platform (R-VIEW-8): 00:00 UTC of its `valueDate`, or the
-/// instant of a `valueDateTime`. An unreadable value counts as never joined (nothing shown).
+/// When an Organization joined the platform (R-VIEW-8): 00:00 Finnish local time of its
+/// `valueDate` (the joining day is a Finnish calendar day: a record made at 01:00 Helsinki time on
+/// that day is after joining), or the instant of a `valueDateTime`. An unreadable value counts as
+/// never joined (nothing shown).
 pub fn provider_joined_at(organisation: &Value) -> Option<i64> {
     let ext = organisation
         .get("extension")
         .and_then(Value::as_array)?
         .iter()
         .find(|e| e.get("url").and_then(Value::as_str) == Some(JOINED_EXTENSION_URL))?;
-    let when = ext
-        .get("valueDate")
-        .or_else(|| ext.get("valueDateTime"))
-        .and_then(Value::as_str)
-        .and_then(crate::datetime::parse_start)
-        .map(crate::datetime::millis);
+    let when = match ext.get("valueDate").and_then(Value::as_str) {
+        Some(d) => crate::datetime::parse_date(d).map(crate::datetime::helsinki_midnight),
+        None => ext
+            .get("valueDateTime")
+            .and_then(Value::as_str)
+            .and_then(crate::datetime::parse_start)
+            .map(crate::datetime::millis),
+    };
     Some(when.unwrap_or(i64::MAX))
 }
 
@@ -404,6 +408,37 @@ mod tests {
         }
     }
 
+    /// R-VIEW-8 at the joining day's boundary, winter and summer: a record made after midnight
+    /// Finnish time on the joining day is after joining; one a minute before midnight is not.
+    #[test]
+    fn joining_day_is_a_finnish_day() {
+        let ms = |s: &str| crate::datetime::millis(crate::datetime::parse_start(s).unwrap());
+        for (day, after, before) in [
+            (
+                "2026-01-20",
+                "2026-01-20T01:30:00+02:00",
+                "2026-01-19T23:59:00+02:00",
+            ),
+            (
+                "2026-07-01",
+                "2026-07-01T02:30:00+03:00",
+                "2026-06-30T23:59:00+03:00",
+            ),
+        ] {
+            let org = json!({"resourceType": "Organization", "extension": [
+                {"url": JOINED_EXTENSION_URL, "valueDate": day}]});
+            let joined = provider_joined_at(&org).unwrap();
+            assert!(
+                ms(after) >= joined,
+                "{day}: a record at {after} is after joining"
+            );
+            assert!(
+                ms(before) < joined,
+                "{day}: a record at {before} is before joining"
+            );
+        }
+    }
+
     #[test]
     fn joining_date() {
         let org = |ext: Value| json!({"resourceType": "Organization", "extension": [ext]});
@@ -411,7 +446,10 @@ mod tests {
             provider_joined_at(&org(
                 json!({"url": JOINED_EXTENSION_URL, "valueDate": "2026-01-20"})
             )),
-            Some(1_768_867_200_000)
+            // 00:00 in Helsinki (UTC+2 in winter), not 00:00 UTC.
+            Some(crate::datetime::millis(
+                time::macros::datetime!(2026-01-19 22:00 UTC)
+            ))
         );
         assert_eq!(
             provider_joined_at(&org(

@@ -4,6 +4,7 @@
 //! checks the rest.
 
 use crate::audit::{records_for, Access, Committed, Receipt, Sealed, Touches};
+use crate::prelude::*;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
     AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page,
@@ -679,6 +680,21 @@ macro_rules! backend {
                 Ok(())
             }
 
+            async fn backup_to(&self, path: &str) -> Result<()> {
+                match $backend {
+                    Backend::Sqlite => {
+                        sqlx::query("VACUUM INTO $1").bind(path).execute(&self.read).await?;
+                        Ok(())
+                    }
+                    Backend::Postgres => Err(StoreError::Refused(
+                        "back up PostgreSQL with pg_basebackup and WAL archiving (or pg_dump); see the README".into(),
+                    )),
+                }
+            }
+        }
+
+        #[async_trait]
+        impl Records for $store {
             async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Sealed<Vec<Written>>> {
                 let r = async {
                     let mut tx = $tx { tx: self.write.begin().await? };
@@ -705,6 +721,7 @@ macro_rules! backend {
             async fn search(&self, q: &SearchQuery) -> Result<Sealed<Page>> {
                 self.search_open(q).await.map(Sealed::new)
             }
+
             async fn section(&self, q: &SectionQuery) -> Result<Sealed<SectionPage>> {
                 let limit = i64::try_from(q.count).unwrap_or(1000) + 1;
                 let mut sql = String::new();
@@ -832,6 +849,24 @@ macro_rules! backend {
                 Ok(Sealed::new(VisitsPage { visits, documents }))
             }
 
+            async fn write_audited(&self, request: WriteRequest, now: OffsetDateTime, access: &Access) -> Result<Committed<Vec<Written>>> {
+                if !$audit_in_write {
+                    return Ok(Committed::Sealed(self.write(request, now).await?));
+                }
+                // One writer connection serialises SQLite's writes anyway: the write's audit records
+                // join its transaction, so data and record commit together with one sync.
+                let r = async {
+                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let written = apply(&mut tx, request, now).await?;
+                    let records = records_for(written.touched(), access);
+                    let app = append_in(&mut *tx.tx, &records).await?;
+                    tx.tx.commit().await?;
+                    Ok(Committed::Released(Receipt::new(app.first_seq, records.len() as u64, app.batch), written))
+                }
+                .await;
+                self.settle(r).await
+            }
+
             async fn registry(&self, t: &str, id: &str) -> Result<Option<Stored>> {
                 if scope_of(t) != Some(Scope::Shared) {
                     return Err(StoreError::Refused(format!("{t} is not shared registry data")));
@@ -846,7 +881,10 @@ macro_rules! backend {
             async fn patient_key_for_hetu(&self, h: &Hetu) -> Result<Option<PatientKey>> {
                 Ok(self.key_of(h.as_str()).await?.map(|(k, _)| k))
             }
+        }
 
+        #[async_trait]
+        impl Register for $store {
             async fn import_population(&self, records: &[PersonRecord], now: OffsetDateTime) -> Result<ImportSummary> {
                 let now_ms = datetime::millis(now);
                 let r = async {
@@ -931,130 +969,6 @@ macro_rules! backend {
                 rows.iter().map(|r| relation_row(r, hetu(&r.try_get::<String, _>(1)?)?, h.clone())).collect()
             }
 
-            async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend> {
-                let r = async {
-                    let mut tx = self.write.begin().await?;
-                    let app = append_in(&mut *tx, records).await?;
-                    tx.commit().await?;
-                    Ok(app)
-                }
-                .await;
-                self.settle(r).await
-            }
-
-            async fn write_audited(&self, request: WriteRequest, now: OffsetDateTime, access: &Access) -> Result<Committed<Vec<Written>>> {
-                if !$audit_in_write {
-                    return Ok(Committed::Sealed(self.write(request, now).await?));
-                }
-                // One writer connection serialises SQLite's writes anyway: the write's audit records
-                // join its transaction, so data and record commit together with one sync.
-                let r = async {
-                    let mut tx = $tx { tx: self.write.begin().await? };
-                    let written = apply(&mut tx, request, now).await?;
-                    let records = records_for(written.touched(), access);
-                    let app = append_in(&mut *tx.tx, &records).await?;
-                    tx.tx.commit().await?;
-                    Ok(Committed::Released(Receipt::new(app.first_seq, records.len() as u64, app.batch), written))
-                }
-                .await;
-                self.settle(r).await
-            }
-
-            async fn audit_head(&self) -> Result<(u64, Hash)> {
-                let row = sqlx::query("SELECT tree_size, frontier FROM audit_state WHERE id = 1").fetch_one(&self.read).await?;
-                let f = parse_frontier(row.try_get(0)?, &row.try_get::<String, _>(1)?)?;
-                Ok((f.size(), f.root()))
-            }
-
-            async fn add_checkpoint(&self, c: &Checkpoint) -> Result<()> {
-                sqlx::query("INSERT INTO audit_checkpoint (tree_size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING")
-                    .bind(c.tree_size as i64).bind(c.root.to_vec()).bind(&c.note).bind(c.created_at)
-                    .execute(&self.write).await?;
-                Ok(())
-            }
-
-            async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
-                let rows = sqlx::query("SELECT tree_size, root_hash, note, created_at FROM audit_checkpoint ORDER BY tree_size")
-                    .fetch_all(&self.read).await?;
-                rows.iter()
-                    .map(|r| Ok(Checkpoint {
-                        tree_size: r.try_get::<i64, _>(0)? as u64,
-                        root: hash_of(&r.try_get::<Vec<u8>, _>(1)?)?,
-                        note: r.try_get(2)?,
-                        created_at: r.try_get(3)?,
-                    }))
-                    .collect()
-            }
-
-            async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>> {
-                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body, pruned_at FROM audit_record WHERE seq >= $1 AND seq < $2 ORDER BY seq")
-                    .bind(from as i64).bind(to as i64).fetch_all(&self.read).await?;
-                rows.iter().map(|r| audit_row(r)).collect()
-            }
-
-            async fn audit_of_patient(&self, patient: PatientKey, before_seq: Option<u64>, limit: usize) -> Result<Vec<StoredAudit>> {
-                let before = before_seq.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body, pruned_at FROM audit_record WHERE patient_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
-                    .bind(patient.0).bind(before).bind(limit as i64).fetch_all(&self.read).await?;
-                rows.iter().map(|r| audit_row(r)).collect()
-            }
-
-            async fn audit_prune(&self, recorded_before: i64, now: i64, limit: usize) -> Result<u64> {
-                let done = sqlx::query(
-                    "UPDATE audit_record SET body = '', pruned_at = $1 WHERE (patient_key, seq) IN \
-                     (SELECT patient_key, seq FROM audit_record WHERE recorded_at < $2 AND pruned_at IS NULL ORDER BY seq LIMIT $3)",
-                )
-                .bind(now)
-                .bind(recorded_before)
-                .bind(limit as i64)
-                .execute(&self.write)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn backup_to(&self, path: &str) -> Result<()> {
-                match $backend {
-                    Backend::Sqlite => {
-                        sqlx::query("VACUUM INTO $1").bind(path).execute(&self.read).await?;
-                        Ok(())
-                    }
-                    Backend::Postgres => Err(StoreError::Refused(
-                        "back up PostgreSQL with pg_basebackup and WAL archiving (or pg_dump); see the README".into(),
-                    )),
-                }
-            }
-
-            async fn upsert_client(&self, c: &ClientRecord, now: OffsetDateTime) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO api_client (client_id, org_id, name, roles, secret_sha256, jwks, created_at, enabled, scopes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (client_id) DO UPDATE SET org_id = excluded.org_id, name = excluded.name, roles = excluded.roles, \
-                     secret_sha256 = excluded.secret_sha256, jwks = excluded.jwks, enabled = excluded.enabled, scopes = excluded.scopes",
-                )
-                .bind(&c.client_id).bind(c.org.as_str()).bind(&c.name).bind(c.roles.join(" "))
-                .bind(&c.secret_sha256).bind(&c.jwks).bind(datetime::millis(now)).bind(c.enabled).bind(&c.scopes)
-                .execute(&self.write).await?;
-                Ok(())
-            }
-
-            async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
-                let row = sqlx::query("SELECT client_id, org_id, name, roles, secret_sha256, jwks, enabled, scopes FROM api_client WHERE client_id = $1")
-                    .bind(client_id).fetch_optional(&self.read).await?;
-                row.map(|r| {
-                    let roles: String = r.try_get(3)?;
-                    Ok(ClientRecord {
-                        client_id: r.try_get(0)?,
-                        org: OrgId::new(r.try_get::<String, _>(1)?),
-                        name: r.try_get(2)?,
-                        roles: roles.split_whitespace().map(str::to_string).collect(),
-                        secret_sha256: r.try_get(4)?,
-                        jwks: r.try_get(5)?,
-                        enabled: r.try_get(6)?,
-                        scopes: r.try_get(7)?,
-                    })
-                })
-                .transpose()
-            }
-
             async fn claim_patient_key(&self, h: &Hetu, now: OffsetDateTime) -> Result<PatientKey> {
                 if let Some((k, _)) = self.key_of(h.as_str()).await? {
                     return Ok(k);
@@ -1068,7 +982,10 @@ macro_rules! backend {
                 .await;
                 self.settle(r).await
             }
+        }
 
+        #[async_trait]
+        impl Sessions for $store {
             async fn session_insert(&self, s: &SessionRow) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO portal_session (id_hash, patient_key, hetu, display_name, acting_for, csrf_token, created_at, \
@@ -1142,6 +1059,106 @@ macro_rules! backend {
                     lang: r.try_get(3)?,
                     created_at: r.try_get(4)?,
                 })).transpose()
+            }
+        }
+
+        #[async_trait]
+        impl AuditStore for $store {
+            async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend> {
+                let r = async {
+                    let mut tx = self.write.begin().await?;
+                    let app = append_in(&mut *tx, records).await?;
+                    tx.commit().await?;
+                    Ok(app)
+                }
+                .await;
+                self.settle(r).await
+            }
+
+            async fn audit_head(&self) -> Result<(u64, Hash)> {
+                let row = sqlx::query("SELECT tree_size, frontier FROM audit_state WHERE id = 1").fetch_one(&self.read).await?;
+                let f = parse_frontier(row.try_get(0)?, &row.try_get::<String, _>(1)?)?;
+                Ok((f.size(), f.root()))
+            }
+
+            async fn add_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+                sqlx::query("INSERT INTO audit_checkpoint (tree_size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING")
+                    .bind(c.tree_size as i64).bind(c.root.to_vec()).bind(&c.note).bind(c.created_at)
+                    .execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+                let rows = sqlx::query("SELECT tree_size, root_hash, note, created_at FROM audit_checkpoint ORDER BY tree_size")
+                    .fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|r| Ok(Checkpoint {
+                        tree_size: r.try_get::<i64, _>(0)? as u64,
+                        root: hash_of(&r.try_get::<Vec<u8>, _>(1)?)?,
+                        note: r.try_get(2)?,
+                        created_at: r.try_get(3)?,
+                    }))
+                    .collect()
+            }
+
+            async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>> {
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body, pruned_at FROM audit_record WHERE seq >= $1 AND seq < $2 ORDER BY seq")
+                    .bind(from as i64).bind(to as i64).fetch_all(&self.read).await?;
+                rows.iter().map(|r| audit_row(r)).collect()
+            }
+
+            async fn audit_of_patient(&self, patient: PatientKey, before_seq: Option<u64>, limit: usize) -> Result<Vec<StoredAudit>> {
+                let before = before_seq.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+                let rows = sqlx::query("SELECT seq, patient_key, recorded_at, batch, leaf_hash, body, pruned_at FROM audit_record WHERE patient_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
+                    .bind(patient.0).bind(before).bind(limit as i64).fetch_all(&self.read).await?;
+                rows.iter().map(|r| audit_row(r)).collect()
+            }
+
+            async fn audit_prune(&self, recorded_before: i64, now: i64, limit: usize) -> Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE audit_record SET body = '', pruned_at = $1 WHERE (patient_key, seq) IN \
+                     (SELECT patient_key, seq FROM audit_record WHERE recorded_at < $2 AND pruned_at IS NULL ORDER BY seq LIMIT $3)",
+                )
+                .bind(now)
+                .bind(recorded_before)
+                .bind(limit as i64)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[async_trait]
+        impl Clients for $store {
+            async fn upsert_client(&self, c: &ClientRecord, now: OffsetDateTime) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_client (client_id, org_id, name, roles, secret_sha256, jwks, created_at, enabled, scopes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (client_id) DO UPDATE SET org_id = excluded.org_id, name = excluded.name, roles = excluded.roles, \
+                     secret_sha256 = excluded.secret_sha256, jwks = excluded.jwks, enabled = excluded.enabled, scopes = excluded.scopes",
+                )
+                .bind(&c.client_id).bind(c.org.as_str()).bind(&c.name).bind(c.roles.join(" "))
+                .bind(&c.secret_sha256).bind(&c.jwks).bind(datetime::millis(now)).bind(c.enabled).bind(&c.scopes)
+                .execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>> {
+                let row = sqlx::query("SELECT client_id, org_id, name, roles, secret_sha256, jwks, enabled, scopes FROM api_client WHERE client_id = $1")
+                    .bind(client_id).fetch_optional(&self.read).await?;
+                row.map(|r| {
+                    let roles: String = r.try_get(3)?;
+                    Ok(ClientRecord {
+                        client_id: r.try_get(0)?,
+                        org: OrgId::new(r.try_get::<String, _>(1)?),
+                        name: r.try_get(2)?,
+                        roles: roles.split_whitespace().map(str::to_string).collect(),
+                        secret_sha256: r.try_get(4)?,
+                        jwks: r.try_get(5)?,
+                        enabled: r.try_get(6)?,
+                        scopes: r.try_get(7)?,
+                    })
+                })
+                .transpose()
             }
 
             async fn remember_assertion(&self, client_id: &str, jti: &str, expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<bool> {

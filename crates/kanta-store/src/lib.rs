@@ -23,6 +23,11 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub use audit::Sealed;
+
+/// The store's parts, for callers that use them through `dyn Store` (`use kanta_store::prelude::*`).
+pub mod prelude {
+    pub use crate::{AuditStore, Clients, Records, Register, Sessions, Store};
+}
 pub use write::{WriteOp, WriteRequest, Written, ENCOUNTER_INDEX};
 
 use kanta_domain::audit::AuditRecord;
@@ -328,23 +333,38 @@ pub struct ImportSummary {
     pub keys: Vec<PatientKey>,
 }
 
+/// The whole store: its parts, and what concerns the database as such.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Records + Register + Sessions + AuditStore + Clients + 'static {
     fn backend(&self) -> Backend;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// Run pending migrations.
     async fn migrate(&self) -> Result<()>;
+    /// Write a consistent copy of the whole database to `path` while serving (SQLite: `VACUUM
+    /// INTO`). PostgreSQL answers with how to back it up instead (base backup with WAL archiving).
+    async fn backup_to(&self, path: &str) -> Result<()>;
+}
 
-    // --- records ---------------------------------------------------------------------------
-    // Record contents come back [`Sealed`]: only `AuditLog::release` opens them, after committing
-    // the audit records for them (R-OPS-3).
+/// Patient records and the registry (R-DOC, R-VIEW). Record contents come back [`Sealed`]: only
+/// `AuditLog::release` opens them, after the access decision and the audit records for them (R-OPS-3).
+#[async_trait]
+pub trait Records: Send + Sync {
     /// Apply writes (one resource, or a whole transaction Bundle) all-or-nothing.
     async fn write(
         &self,
         request: WriteRequest,
         now: OffsetDateTime,
     ) -> Result<Sealed<Vec<Written>>>;
+    /// A write whose audit records (one per patient written, for `access`) are committed with it
+    /// where the backend can do so without a global lock (SQLite); otherwise the result comes back
+    /// sealed for `AuditLog::settle` to release through the group-commit writer.
+    async fn write_audited(
+        &self,
+        request: WriteRequest,
+        now: OffsetDateTime,
+        access: &audit::Access,
+    ) -> Result<audit::Committed<Vec<Written>>>;
     async fn read(&self, resource_type: &str, id: &str) -> Result<Sealed<Option<Stored>>>;
     async fn vread(
         &self,
@@ -378,15 +398,6 @@ pub trait Store: Send + Sync + 'static {
         patient: PatientKey,
         section: &str,
     ) -> Result<Sealed<SectionProviders>>;
-    /// A write whose audit records (one per patient written, for `access`) are committed with it
-    /// where the backend can do so without a global lock (SQLite); otherwise the result comes back
-    /// sealed for `AuditLog::settle` to release through the group-commit writer.
-    async fn write_audited(
-        &self,
-        request: WriteRequest,
-        now: OffsetDateTime,
-        access: &audit::Access,
-    ) -> Result<audit::Committed<Vec<Written>>>;
     /// Shared registry data (Organization, Practitioner, …): no patient's data, so not sealed and
     /// not audited. Refuses patient-scoped types.
     async fn registry(&self, resource_type: &str, id: &str) -> Result<Option<Stored>>;
@@ -394,8 +405,11 @@ pub trait Store: Send + Sync + 'static {
     async fn patient_key_of(&self, patient_resource_id: &str) -> Result<Option<PatientKey>>;
     /// The patient key for a HETU, if the platform has seen the person.
     async fn patient_key_for_hetu(&self, hetu: &Hetu) -> Result<Option<PatientKey>>;
+}
 
-    // --- population register ---------------------------------------------------------------
+/// The population register's copy (R-AUTH-2, R-MINOR).
+#[async_trait]
+pub trait Register: Send + Sync {
     /// Replace what the register says about each person given (all-or-nothing).
     async fn import_population(
         &self,
@@ -405,12 +419,14 @@ pub trait Store: Send + Sync + 'static {
     async fn person(&self, hetu: &Hetu) -> Result<Option<PersonRecord>>;
     /// Relations in which `hetu` is the holder (whom this person may act for).
     async fn relations_held_by(&self, hetu: &Hetu) -> Result<Vec<Relation>>;
-
     /// The patient key for a HETU, claimed now if the platform has not seen the person (a citizen
     /// identified from the identification service's attributes alone). Creates no register entry.
     async fn claim_patient_key(&self, hetu: &Hetu, now: OffsetDateTime) -> Result<PatientKey>;
+}
 
-    // --- portal sessions (R-AUTH-4, R-AUTH-5) ------------------------------------------------
+/// Portal sessions and logins under way (R-AUTH-4, R-AUTH-5).
+#[async_trait]
+pub trait Sessions: Send + Sync {
     async fn session_insert(&self, session: &SessionRow) -> Result<()>;
     async fn session_get(&self, id_hash: &str) -> Result<Option<SessionRow>>;
     /// Record activity (extends the idle timeout).
@@ -437,8 +453,11 @@ pub trait Store: Send + Sync + 'static {
     async fn login_begin(&self, login: &PendingLogin) -> Result<()>;
     /// Take (and delete) a login under way; `None` if unknown or already taken.
     async fn login_take(&self, state_hash: &str) -> Result<Option<PendingLogin>>;
+}
 
-    // --- audit log (R-OPS-4) --------------------------------------------------------------
+/// The audit log's storage (R-OPS-4); `audit::AuditLog` is its only writer.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Append records in one durable transaction, extending the Merkle tree.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend>;
     /// The tree size and root now.
@@ -456,17 +475,15 @@ pub trait Store: Send + Sync + 'static {
         before_seq: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredAudit>>;
-
     /// Retention (R-OPS-5): empty up to `limit` records recorded before `recorded_before` (oldest
     /// first), keeping their place in the tree; returns how many. The database refuses to empty a
     /// record younger than three years.
     async fn audit_prune(&self, recorded_before: i64, now: i64, limit: usize) -> Result<u64>;
+}
 
-    /// Write a consistent copy of the whole database to `path` while serving (SQLite: `VACUUM
-    /// INTO`). PostgreSQL answers with how to back it up instead (base backup with WAL archiving).
-    async fn backup_to(&self, path: &str) -> Result<()>;
-
-    // --- API clients -----------------------------------------------------------------------
+/// The client register: systems that call the API (read on every request by the access decision).
+#[async_trait]
+pub trait Clients: Send + Sync {
     async fn upsert_client(&self, client: &ClientRecord, now: OffsetDateTime) -> Result<()>;
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>>;
     /// Remember a client-assertion id until it expires; false if it was seen before (replay).

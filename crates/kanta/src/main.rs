@@ -95,6 +95,39 @@ enum Command {
         #[command(subcommand)]
         what: AuditWhat,
     },
+    /// The client register: the systems that may call the API, their roles and scopes.
+    Client {
+        #[command(subcommand)]
+        what: ClientWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientWhat {
+    /// Register (or update) a client that authenticates with private_key_jwt.
+    Register {
+        client_id: String,
+        /// The organisation it acts for (its Organization id).
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// clinician, pharmacy, archivist or operator (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The SMART scopes it may be granted (space-separated system/… scopes).
+        #[arg(long, default_value = "system/*.cruds")]
+        scopes: String,
+        /// Its public keys: a JWK Set file.
+        #[arg(long)]
+        jwks: PathBuf,
+    },
+    /// Stop a client: its live tokens are refused within seconds, it gets no new ones.
+    Disable { client_id: String },
+    /// Allow a disabled client again.
+    Enable { client_id: String },
+    /// A client's entry (without secrets), as JSON.
+    Show { client_id: String },
 }
 
 #[derive(Subcommand)]
@@ -483,6 +516,7 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Client { what } => client_command(&r, what).await,
         Command::Bench(args) => {
             bench::run(args, r.database.expose().to_string(), r.data_dir.clone()).await
         }
@@ -609,4 +643,90 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// `kanta client …`: the client register, checked as the access decision will read it.
+async fn client_command(r: &Resolved, what: ClientWhat) -> Result<(), String> {
+    use kanta_domain::access::Scopes;
+    use kanta_domain::ids::{ClientRole, OrgId};
+    let store = open(r).await?;
+    let now = Clock::System.now();
+    match what {
+        ClientWhat::Register {
+            client_id,
+            org,
+            name,
+            roles,
+            scopes,
+            jwks,
+        } => {
+            if let Some(bad) = roles.iter().find(|r| ClientRole::parse(r).is_none()) {
+                return Err(format!(
+                    "unknown role '{bad}' (clinician, pharmacy, archivist, operator)"
+                ));
+            }
+            let parsed = Scopes::parse(&scopes).map_err(|e| format!("--scopes: {e}"))?;
+            if parsed.is_empty() {
+                return Err("--scopes grants nothing".into());
+            }
+            let text = std::fs::read_to_string(&jwks)
+                .map_err(|e| format!("cannot read {}: {e}", jwks.display()))?;
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a JWK Set: {e}", jwks.display()))?;
+            if set.keys.is_empty() {
+                return Err(format!("{} holds no key", jwks.display()));
+            }
+            let record = kanta_store::ClientRecord {
+                client_id: client_id.clone(),
+                org: OrgId::new(org),
+                name,
+                roles,
+                secret_sha256: None,
+                jwks: Some(text),
+                enabled: true,
+                scopes: parsed.to_string(),
+            };
+            store
+                .upsert_client(&record, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            emit!("registered client {client_id}");
+            Ok(())
+        }
+        ClientWhat::Disable { client_id } => set_enabled(store.as_ref(), &client_id, false).await,
+        ClientWhat::Enable { client_id } => set_enabled(store.as_ref(), &client_id, true).await,
+        ClientWhat::Show { client_id } => {
+            let c = store
+                .client(&client_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no client {client_id}"))?;
+            emit!(
+                "{}",
+                serde_json::json!({"client_id": c.client_id, "org": c.org.as_str(), "name": c.name,
+                    "roles": c.roles, "scopes": c.scopes, "enabled": c.enabled,
+                    "auth": if c.jwks.is_some() { "private_key_jwt" } else { "client_secret" }})
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn set_enabled(store: &dyn Store, client_id: &str, enabled: bool) -> Result<(), String> {
+    let mut c = store
+        .client(client_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no client {client_id}"))?;
+    c.enabled = enabled;
+    store
+        .upsert_client(&c, Clock::System.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    emit!(
+        "client {client_id} {} (every instance within {} s)",
+        if enabled { "enabled" } else { "disabled" },
+        kanta_web::auth::CLIENT_CACHE_SECONDS
+    );
+    Ok(())
 }

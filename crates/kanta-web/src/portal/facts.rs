@@ -134,6 +134,7 @@ pub fn citizen_judge<'a>(
                     s.target(),
                     &Facts {
                         display: shown.as_ref(),
+                        ..Facts::default()
                     },
                     now_ms,
                 )

@@ -379,17 +379,7 @@ pub fn error_page(lang: Lang, status: StatusCode, key: &str) -> Response {
 /// Finnish local time for a UTC instant (ms since the epoch). EU summer time: from the last Sunday
 /// of March 01:00 UTC to the last Sunday of October 01:00 UTC, UTC+3; otherwise UTC+2.
 pub fn helsinki(ms: i64) -> Option<time::PrimitiveDateTime> {
-    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
-    let last_sunday = |month: time::Month| {
-        let mut d = time::Date::from_calendar_date(t.year(), month, 31).unwrap_or(time::Date::MIN);
-        while d.weekday() != time::Weekday::Sunday {
-            d = d.previous_day().unwrap_or(d);
-        }
-        d.with_hms(1, 0, 0).map(|p| p.assume_utc()).unwrap_or(t)
-    };
-    let summer = t >= last_sunday(time::Month::March) && t < last_sunday(time::Month::October);
-    let local = t + time::Duration::hours(if summer { 3 } else { 2 });
-    Some(time::PrimitiveDateTime::new(local.date(), local.time()))
+    kanta_fhir::datetime::helsinki(ms)
 }
 
 /// `HH.MM`, Finnish local time.
@@ -994,31 +984,33 @@ async fn identify(
             None,
         )
     })?;
-    let display_name = match &record {
-        Some(r) if r.person.deceased.is_some() => {
-            return Err((
-                refusal(
-                    "login-error-unknown-person",
-                    StatusCode::FORBIDDEN,
-                    "deceased",
-                ),
-                None,
-            ));
-        }
-        Some(r) => format!("{} {}", r.person.given_names, r.person.family_name),
-        None => match (&identity.given_name, &identity.family_name) {
-            (Some(g), Some(f)) => format!("{g} {f}"),
-            _ => {
-                return Err((
-                    refusal(
-                        "login-error-unknown-person",
-                        StatusCode::FORBIDDEN,
-                        "unknown-person",
-                    ),
-                    None,
-                ));
-            }
+    // R-AUTH-2 as a row of the one decision: the register's facts about the person.
+    let person = kanta_domain::access::PersonFacts {
+        in_register: record.is_some(),
+        deceased: record.as_ref().is_some_and(|r| r.person.deceased.is_some()),
+        named_by_identification: identity.given_name.is_some() && identity.family_name.is_some(),
+    };
+    let decision = kanta_domain::access::decide(
+        &kanta_domain::access::Principal::Identified,
+        &kanta_domain::access::Action::Login,
+        kanta_domain::access::Target::Request,
+        &kanta_domain::access::Facts {
+            person: Some(&person),
+            ..Default::default()
         },
+        now_ms,
+    );
+    if let kanta_domain::access::Decision::Denied(reasons) = decision {
+        let reason = reasons.first().map_or("unknown-person", |r| r.code());
+        return Err((
+            refusal("login-error-unknown-person", StatusCode::FORBIDDEN, reason),
+            None,
+        ));
+    }
+    let display_name = match (&record, &identity.given_name, &identity.family_name) {
+        (Some(r), _, _) => format!("{} {}", r.person.given_names, r.person.family_name),
+        (None, Some(g), Some(f)) => format!("{g} {f}"),
+        (None, _, _) => String::new(),
     };
     let key = state
         .store
@@ -1096,15 +1088,71 @@ pub(crate) fn citizen_principal(s: &SessionRow) -> kanta_domain::access::Princip
     }
 }
 
-/// The start of every page of personal data: the time, the language, and the live, confirmed
-/// session — or the response that sends the browser elsewhere.
-async fn personal_page(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(OffsetDateTime, Lang, Box<SessionRow>), Response> {
-    let now = state.clock.now();
-    let s = confirmed_session(state, headers, now).await?;
-    Ok((now, lang_of(headers), s))
+/// A request for a page of personal data: the clock read once, the language, the live, confirmed
+/// session, and the citizen as the access decision sees them. Extracting it sends the browser to
+/// the confirm page or the front page when there is no confirmed session.
+pub struct Citizen {
+    pub now: OffsetDateTime,
+    pub lang: Lang,
+    pub session: Box<SessionRow>,
+    pub principal: kanta_domain::access::Principal,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Citizen {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let now = state.clock.now();
+        let session = confirmed_session(state, &parts.headers, now).await?;
+        Ok(Citizen {
+            now,
+            lang: lang_of(&parts.headers),
+            principal: citizen_principal(&session),
+            session,
+        })
+    }
+}
+
+/// The one error of a portal page: a translated page with its status.
+pub struct PageError {
+    pub lang: Lang,
+    pub status: StatusCode,
+    pub key: &'static str,
+}
+
+impl PageError {
+    pub fn not_found(lang: Lang) -> PageError {
+        PageError {
+            lang,
+            status: StatusCode::NOT_FOUND,
+            key: "error-not-found",
+        }
+    }
+    pub fn bad_page(lang: Lang) -> PageError {
+        PageError {
+            lang,
+            status: StatusCode::BAD_REQUEST,
+            key: "error-bad-page",
+        }
+    }
+    /// The store or the audit log failed: logged here (without personal data), a 503 page.
+    pub fn unavailable(lang: Lang, e: &dyn std::fmt::Display) -> PageError {
+        tracing::error!(error = %e, "records unavailable");
+        PageError {
+            lang,
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            key: "error-unavailable",
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        error_page(self.lang, self.status, self.key)
+    }
 }
 
 /// For a page of personal data: the live, confirmed session; otherwise the response to send (to the
@@ -1377,14 +1425,15 @@ struct DisclosureQuery {
 /// it is itself audited, before the page is sent.
 async fn disclosures(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Citizen {
+        now,
+        lang,
+        session: s,
+        principal,
+    }: Citizen,
     request_id: crate::RequestId,
     query: Result<Query<DisclosureQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (now, lang, s) = match personal_page(&state, &headers).await {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
     let Ok(Query(q)) = query else {
         return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page");
     };
@@ -1395,7 +1444,7 @@ async fn disclosures(
     let ui = ui_for(&state, lang, &path, Some(&s), "");
     // R-VIEW-5: not while acting for another person — the one decision says so.
     let permit = match kanta_domain::access::decide(
-        &citizen_principal(&s),
+        &principal,
         &kanta_domain::access::Action::View(kanta_domain::access::View::DisclosureLog),
         kanta_domain::access::Target::Summary {
             patient: s.patient_key,

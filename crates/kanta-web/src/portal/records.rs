@@ -3,11 +3,10 @@
 //! template. Clinician-entered text is rendered as text.
 
 use super::facts::{citizen_judge, visible, Joined};
-use super::{error_page, personal_page, render, ui_for, Ui};
+use super::{render, ui_for, Citizen, PageError, Ui};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{CareSetting, ViewTable, Visible, DEFAULT_VIEW_TABLE};
@@ -245,31 +244,30 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
 /// `GET /visits`: the citizen's visits and care periods, newest first, twenty a page.
 pub async fn visits(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Citizen {
+        now,
+        lang,
+        session: s,
+        principal,
+    }: Citizen,
     request_id: crate::RequestId,
     Query(q): Query<VisitsQuery>,
-) -> Response {
-    let (now, lang, s) = match personal_page(&state, &headers).await {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
+) -> Result<Response, PageError> {
     let now_ms = kanta_fhir::datetime::millis(now);
     let after = match q.after.as_deref().map(parse_cursor) {
-        Some(None) => return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page"),
+        Some(None) => return Err(PageError::bad_page(lang)),
         Some(c) => c,
         None => None,
     };
     let key = s.patient_key;
-    let unavailable = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "records unavailable");
-        error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
-    };
+    let unavailable = |e: &dyn std::fmt::Display| PageError::unavailable(lang, e);
     // The page of visits and their care documents, read together and released through the audit
     // log in one record before anything is opened.
-    let sealed = match state.store.visits(key, PAGE, after).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(&e),
-    };
+    let sealed = state
+        .store
+        .visits(key, PAGE, after)
+        .await
+        .map_err(|e| unavailable(&e))?;
     let access = Access {
         actor: Actor::Citizen { person: key },
         on_behalf_of: None,
@@ -282,7 +280,6 @@ pub async fn visits(
     // Every visit and document judged by the one decision (display rules as its facts) before
     // release: what the audit log records is what the page shows.
     let joined = Joined::of_holders(&state, &sealed).await;
-    let principal = super::citizen_principal(&s);
     let mut facts = HashMap::new();
     let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
     let (
@@ -291,10 +288,11 @@ pub async fn visits(
             visits: page,
             documents: attached,
         },
-    ) = match state.audit.release(sealed, &access, judge).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(&e),
-    };
+    ) = state
+        .audit
+        .release(sealed, &access, judge)
+        .await
+        .map_err(|e| unavailable(&e))?;
     let docs: Vec<(&kanta_store::Found, Value)> =
         attached.iter().map(|f| (f, f.to_value())).collect();
     let mut by_encounter: HashMap<String, Vec<&(&kanta_store::Found, Value)>> = HashMap::new();
@@ -340,11 +338,11 @@ pub async fn visits(
         }
     }
     let ui = ui_for(&state, lang, "/visits", Some(&s), "");
-    render(&VisitsPage {
+    Ok(render(&VisitsPage {
         ui: &ui,
         visits,
         next: page.next.map(|c| format!("{}_{}", c.effective_at, c.id)),
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -10,15 +10,14 @@
 //! (`Visible::check`) and the templates take nothing else.
 
 use super::facts::{citizen_judge, visible, Joined};
-use super::i18n::Lang;
 use super::records::{doc_row, DocRow};
-use super::{error_page, helsinki, helsinki_datetime, personal_page, render, ui_for};
+use super::{helsinki_datetime, render, ui_for, Citizen, PageError};
 use super::{see_other, Ui};
 use crate::{AppState, RequestId};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{DocumentFacts, Section, Visible};
@@ -149,15 +148,7 @@ fn cursor_text(c: &SectionCursor) -> String {
 
 /// Epoch ms of 00:00 Finnish local time on `date` (UTC+2, or UTC+3 in summer).
 pub fn helsinki_midnight(date: time::Date) -> i64 {
-    let utc = date.midnight().assume_utc();
-    for hours in [2, 3] {
-        let t = utc - time::Duration::hours(hours);
-        let ms = kanta_fhir::datetime::millis(t);
-        if helsinki(ms).is_some_and(|l| l.date() == date && l.hour() == 0) {
-            return ms;
-        }
-    }
-    kanta_fhir::datetime::millis(utc - time::Duration::hours(2))
+    kanta_fhir::datetime::helsinki_midnight(date)
 }
 
 fn parse_day(s: &str) -> Option<time::Date> {
@@ -317,11 +308,6 @@ pub(crate) async fn recorder(state: &AppState, id: &str) -> Recorder {
     r
 }
 
-fn unavailable(lang: Lang, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "records unavailable");
-    error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
-}
-
 fn access(s: &SessionRow, rid: &RequestId, now_ms: i64, action: Action, query: String) -> Access {
     Access {
         actor: Actor::Citizen {
@@ -339,24 +325,25 @@ fn access(s: &SessionRow, rid: &RequestId, now_ms: i64, action: Action, query: S
 /// `GET /records/{section}`: one section, newest first, twenty a page, filtered.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Citizen {
+        now,
+        lang,
+        session: s,
+        principal,
+    }: Citizen,
     rid: RequestId,
     Path(code): Path<String>,
     RawQuery(raw): RawQuery,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let (now, lang, s) = match personal_page(&state, &headers).await {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
+) -> Result<Response, PageError> {
     let now_ms = kanta_fhir::datetime::millis(now);
     let section = match Section::from_code(&code) {
-        Some(Section::Visits) => return see_other("/visits"),
+        Some(Section::Visits) => return Ok(see_other("/visits")),
         Some(sec) => sec,
-        None => return error_page(lang, StatusCode::NOT_FOUND, "error-not-found"),
+        None => return Err(PageError::not_found(lang)),
     };
     let Ok(Query(q)) = query else {
-        return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page");
+        return Err(PageError::bad_page(lang));
     };
     let base = format!("/records/{}", section.code());
     let path = match &raw {
@@ -385,12 +372,12 @@ pub async fn list(
             page.filter_error = Some(key);
             let mut res = render(&page);
             *res.status_mut() = StatusCode::BAD_REQUEST;
-            return res;
+            return Ok(res);
         }
     };
     page.filtered = f.since.is_some() || f.until.is_some() || f.org.is_some();
     let after = match q.after.as_deref().map(parse_cursor) {
-        Some(None) => return error_page(lang, StatusCode::BAD_REQUEST, "error-bad-page"),
+        Some(None) => return Err(PageError::bad_page(lang)),
         Some(c) => c,
         None => None,
     };
@@ -409,7 +396,7 @@ pub async fn list(
     let providers = state.store.section_providers(key, section.code());
     let sealed = match (rows.await, providers.await) {
         (Ok(r), Ok(p)) => r.zip(p),
-        (Err(e), _) | (_, Err(e)) => return unavailable(lang, &e),
+        (Err(e), _) | (_, Err(e)) => return Err(PageError::unavailable(lang, &e)),
     };
     let audit = access(
         &s,
@@ -419,13 +406,13 @@ pub async fn list(
         format!("view=section:{}", section.code()),
     );
     let joined = Joined::of_holders(&state, &sealed).await;
-    let principal = super::citizen_principal(&s);
     let mut facts = HashMap::new();
     let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
-    let (_, (rows, providers)) = match state.audit.release(sealed, &audit, judge).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(lang, &e),
-    };
+    let (_, (rows, providers)) = state
+        .audit
+        .release(sealed, &audit, judge)
+        .await
+        .map_err(|e| PageError::unavailable(lang, &e))?;
     let mut orgs = Orgs::default();
     for id in &providers.orgs {
         let name = orgs.get(&state, id).await.name.clone();
@@ -449,7 +436,7 @@ pub async fn list(
         }
         link
     });
-    render(&page)
+    Ok(render(&page))
 }
 
 /// Percent-encoding of a query value (everything but the unreserved characters).
@@ -468,16 +455,17 @@ fn urlencode(s: &str) -> String {
 /// it; otherwise "not found" (a hidden record's existence is not revealed).
 pub async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Citizen {
+        now,
+        lang,
+        session: s,
+        principal,
+    }: Citizen,
     rid: RequestId,
     Path((code, rtype, id)): Path<(String, String, String)>,
-) -> Response {
-    let (now, lang, s) = match personal_page(&state, &headers).await {
-        Ok(p) => p,
-        Err(res) => return res,
-    };
+) -> Result<Response, PageError> {
     let now_ms = kanta_fhir::datetime::millis(now);
-    let not_found = || error_page(lang, StatusCode::NOT_FOUND, "error-not-found");
+    let not_found = || Err(PageError::not_found(lang));
     let Some(section) = Section::from_code(&code).filter(|s| *s != Section::Visits) else {
         return not_found();
     };
@@ -499,7 +487,7 @@ pub async fn detail(
         .await
     {
         Ok(r) => r,
-        Err(e) => return unavailable(lang, &e),
+        Err(e) => return Err(PageError::unavailable(lang, &e)),
     };
     let audit = access(
         &s,
@@ -509,13 +497,13 @@ pub async fn detail(
         format!("view=record:{}", section.code()),
     );
     let joined = Joined::of_holders(&state, &sealed).await;
-    let principal = super::citizen_principal(&s);
     let mut facts = HashMap::new();
     let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
-    let (_, page) = match state.audit.release(sealed, &audit, judge).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(lang, &e),
-    };
+    let (_, page) = state
+        .audit
+        .release(sealed, &audit, judge)
+        .await
+        .map_err(|e| PageError::unavailable(lang, &e))?;
     let Some(row) = page.rows.first() else {
         return not_found();
     };
@@ -542,7 +530,7 @@ pub async fn detail(
     });
     let path = format!("/records/{}/{rtype}/{id}", section.code());
     let ui = ui_for(&state, lang, &path, Some(&s), "");
-    render(&RecordPage {
+    Ok(render(&RecordPage {
         ui: &ui,
         title_key: format!("section-{}", section.code()),
         nav: nav(Some(section)),
@@ -550,7 +538,7 @@ pub async fn detail(
         event,
         recorder,
         back: format!("/records/{}", section.code()),
-    })
+    }))
 }
 
 /// The front page's "what is new": the newest records of every section the rules show.
@@ -603,6 +591,7 @@ pub(crate) async fn whats_new(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::portal::i18n::Lang;
     use time::macros::date;
 
     #[test]

@@ -497,6 +497,19 @@ pub async fn the_register_decides_on_every_use(b: Backend) {
         let (s, v, _) = app.send(Method::GET, &search, Some(&forged), None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     }
+    // alg confusion: an unsigned token ("none") and one claiming RS256 over the same claims.
+    let genuine = forge(&app, "clinician", "org-hus", "clinician", SECRET);
+    let payload = genuine.split('.').nth(1).unwrap();
+    for header in [
+        r#"{"alg":"none","typ":"JWT"}"#,
+        r#"{"alg":"RS256","typ":"JWT"}"#,
+    ] {
+        let h = URL_SAFE_NO_PAD.encode(header);
+        let (s, _, _) = app
+            .send(Method::GET, &search, Some(&format!("{h}.{payload}.")), None)
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{header}");
+    }
     // The roles are the register's, not the token's: an archivist's token claiming clinician.
     let claimed = forge(&app, "archivist", "org-hus", "clinician operator", SECRET);
     assert_eq!(
