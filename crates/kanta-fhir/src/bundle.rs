@@ -144,11 +144,35 @@ pub fn for_each_reference_mut(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
     }
 }
 
+/// Visit every `reference` string inside `v` without changing it.
+pub fn visit_references(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::Object(map) => visit_map(map, f),
+        Value::Array(items) => items.iter().for_each(|i| visit_references(i, f)),
+        _ => {}
+    }
+}
+
+fn visit_map(map: &serde_json::Map<String, Value>, f: &mut dyn FnMut(&str)) {
+    for (k, child) in map {
+        match (k.as_str(), child) {
+            ("reference", Value::String(s)) => f(s),
+            _ => visit_references(child, f),
+        }
+    }
+}
+
+/// How many references a resource holds.
+pub fn count_references(resource: &serde_json::Map<String, Value>) -> usize {
+    let mut n = 0;
+    visit_map(resource, &mut |_| n += 1);
+    n
+}
+
 /// Every literal reference inside `v`.
 pub fn references(v: &Value) -> Vec<String> {
     let mut out = vec![];
-    let mut copy = v.clone();
-    for_each_reference_mut(&mut copy, &mut |s| out.push(s.clone()));
+    visit_references(v, &mut |s| out.push(s.to_string()));
     out
 }
 

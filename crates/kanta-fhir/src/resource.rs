@@ -99,9 +99,12 @@ pub fn scope_of(resource_type: &str) -> Option<Scope> {
     }
 }
 
-/// A FHIR logical id: `[A-Za-z0-9\-\.]{1,64}`.
+/// A FHIR logical id: `[A-Za-z0-9\-\.]{1,64}`, but not `.` or `..` (R4's pattern allows them, yet
+/// URLs lose them as dot segments, so `Patient/..` would name something else).
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
+    id != "."
+        && id != ".."
+        && !id.is_empty()
         && id.len() <= 64
         && id
             .bytes()

@@ -137,6 +137,9 @@ pub struct Touch {
     pub patient: Option<PatientKey>,
     pub entity: String,
     pub basis: Option<Basis>,
+    /// What was done to it, when not the request's action (a conditional create that found an
+    /// existing resource read it).
+    pub action: Option<Action>,
 }
 
 /// Values a write released: which patients' data, which resources, on what basis. (Writes are
@@ -151,6 +154,7 @@ impl Touches for Written {
             patient: self.stored.patient,
             entity: format!("{}/{}", self.stored.resource_type, self.stored.id),
             basis: Some(self.basis.clone()),
+            action: self.matched.then_some(Action::Read),
         }]
     }
 }
@@ -378,6 +382,7 @@ fn judged(subjects: &[Subject<'_>], decisions: &[Decision]) -> (Vec<bool>, Vec<T
                         patient: s.patient,
                         entity,
                         basis: Some(p.basis().clone()),
+                        action: None,
                     });
                 }
             }
@@ -387,28 +392,36 @@ fn judged(subjects: &[Subject<'_>], decisions: &[Decision]) -> (Vec<bool>, Vec<T
     (keep, touches)
 }
 
-/// One audit record per patient and basis touched (none for shared reference data alone).
+/// One audit record per patient, action and basis touched (none for shared reference data alone).
 pub fn records_for(touched: Vec<Touch>, access: &Access) -> Vec<AuditRecord> {
-    let mut by_patient: BTreeMap<(PatientKey, Option<Basis>), Vec<String>> = BTreeMap::new();
+    type Key = (PatientKey, ActionKey, Option<Basis>);
+    let mut by_patient: BTreeMap<Key, (Action, Vec<String>)> = BTreeMap::new();
     for t in touched {
         if let Some(p) = t.patient {
-            by_patient.entry((p, t.basis)).or_default().push(t.entity);
+            let action = t.action.unwrap_or(access.action);
+            by_patient
+                .entry((p, ActionKey(action_code(action)), t.basis))
+                .or_insert_with(|| (action, vec![]))
+                .1
+                .push(t.entity);
         }
     }
     if let Some(s) = access.subject {
-        if !by_patient.keys().any(|(p, _)| *p == s) {
-            by_patient.entry((s, None)).or_default();
+        if !by_patient.keys().any(|(p, _, _)| *p == s) {
+            by_patient
+                .entry((s, ActionKey(action_code(access.action)), None))
+                .or_insert_with(|| (access.action, vec![]));
         }
     }
     by_patient
         .into_iter()
-        .map(|((patient, basis), entities)| AuditRecord {
+        .map(|((patient, _, basis), (action, entities))| AuditRecord {
             schema: AUDIT_SCHEMA,
             recorded_at: access.now_ms,
             patient: Some(patient),
             actor: access.actor.clone(),
             on_behalf_of: access.on_behalf_of,
-            action: access.action,
+            action,
             entities,
             query: access.query.clone(),
             outcome: Outcome::Success,
@@ -416,6 +429,26 @@ pub fn records_for(touched: Vec<Touch>, access: &Access) -> Vec<AuditRecord> {
             basis,
         })
         .collect()
+}
+
+/// An audit action as a sort key (the action enum is not ordered).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ActionKey(&'static str);
+
+fn action_code(a: Action) -> &'static str {
+    match a {
+        Action::Login => "login",
+        Action::FailedLogin => "failed-login",
+        Action::Logout => "logout",
+        Action::SwitchActingFor => "switch-acting-for",
+        Action::Read => "read",
+        Action::Search => "search",
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Export => "export",
+        Action::Import => "import",
+        Action::AuditRead => "audit-read",
+    }
 }
 
 /// The key that signs checkpoints.

@@ -1001,8 +1001,11 @@ macro_rules! backend {
             }
 
             async fn session_get(&self, id_hash: &str) -> Result<Option<SessionRow>> {
+                // Off the writer connection: on SQLite every write (a large Bundle) queues on that one
+                // connection, and a page's session check must not wait behind it. A session row is
+                // committed before its cookie is sent, so a reader sees it.
                 let row = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM portal_session WHERE id_hash = $1"))
-                    .bind(id_hash).fetch_optional(&self.write).await?;
+                    .bind(id_hash).fetch_optional(&self.read).await?;
                 row.as_ref().map(session_row).transpose()
             }
 

@@ -62,6 +62,8 @@ pub struct Written {
     pub created: bool,
     /// The basis of the access decision that permitted it (for its audit record).
     pub basis: Basis,
+    /// An existing resource that a conditional create found: a read of it, audited as one.
+    pub matched: bool,
 }
 
 /// The access decision for one entry, or the entry's refusal. A conditional create that matched an
@@ -299,6 +301,8 @@ pub(crate) async fn apply(
     let mut written_refs: Vec<(String, String)> = vec![];
     let mut ops: Vec<Option<(String, Option<String>, WriteOp)>> =
         req.ops.into_iter().map(Some).collect();
+    // Conditional references (`Patient?identifier=…`) resolved so far: `Patient/<id>`.
+    let mut resolved: HashMap<String, String> = HashMap::new();
     for &i in &order {
         let Some((at, full_url, op)) = ops[i].take() else {
             continue;
@@ -349,6 +353,7 @@ pub(crate) async fn apply(
                 stored,
                 created: false,
                 basis,
+                matched: true,
             });
             continue;
         }
@@ -373,21 +378,31 @@ pub(crate) async fn apply(
                 format!("{at}: the reference '{r}' names no entry of this Bundle"),
             ));
         }
-        for c in conditional {
-            let hetu = c.rsplit('|').next().unwrap_or("").to_string();
-            let rid = match tx.hetu_lookup(&hetu).await? {
-                Some((_, Some(rid))) => rid,
-                _ => {
-                    return Err(fail(
-                        ErrorKind::Unprocessable,
-                        &at,
-                        format!("{at}: no Patient with the HETU in the conditional reference; create the Patient first"),
-                    ))
+        // Each distinct conditional reference is looked up once per transaction, and the body is
+        // rewritten in one pass: linear in the references, however many repeat.
+        if !conditional.is_empty() {
+            conditional.sort_unstable();
+            conditional.dedup();
+            for c in conditional {
+                if resolved.contains_key(&c) {
+                    continue;
                 }
-            };
+                let hetu = c.rsplit('|').next().unwrap_or("").to_string();
+                let rid = match tx.hetu_lookup(&hetu).await? {
+                    Some((_, Some(rid))) => rid,
+                    _ => {
+                        return Err(fail(
+                            ErrorKind::Unprocessable,
+                            &at,
+                            format!("{at}: no Patient with the HETU in the conditional reference; create the Patient first"),
+                        ))
+                    }
+                };
+                resolved.insert(c, format!("Patient/{rid}"));
+            }
             for_each_reference_mut(&mut body, &mut |r| {
-                if *r == c {
-                    *r = format!("Patient/{rid}");
+                if let Some(to) = resolved.get(r.as_str()) {
+                    *r = to.clone();
                 }
             });
         }
@@ -542,6 +557,7 @@ pub(crate) async fn apply(
             },
             created: current.is_none(),
             basis,
+            matched: false,
         });
     }
 
@@ -602,5 +618,116 @@ fn stamp(body: &mut Value, id: &str, version: i32, now: OffsetDateTime) {
         }
         meta["versionId"] = json!(version.to_string());
         meta["lastUpdated"] = json!(datetime::instant(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kanta_domain::ids::ClientRole;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store of one patient in memory that counts its HETU look-ups.
+    struct Fake {
+        hetus: HashMap<String, (PatientKey, String)>,
+        lookups: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Tx for Fake {
+        async fn locate(&mut self, t: &str, id: &str) -> Result<Option<PatientKey>> {
+            Ok(self
+                .hetus
+                .values()
+                .find(|(_, pid)| t == "Patient" && pid == id)
+                .map(|(k, _)| *k))
+        }
+        async fn current_version(
+            &mut self,
+            _: Option<PatientKey>,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<(i32, Option<String>)>> {
+            Ok(None)
+        }
+        async fn get(&mut self, _: Option<PatientKey>, _: &str, _: &str) -> Result<Option<Stored>> {
+            Ok(None)
+        }
+        async fn claim_hetu(
+            &mut self,
+            hetu: &str,
+            candidate: PatientKey,
+            _: i64,
+        ) -> Result<(PatientKey, Option<String>)> {
+            Ok(match self.hetus.get(hetu) {
+                Some((k, id)) => (*k, Some(id.clone())),
+                None => (candidate, None),
+            })
+        }
+        async fn hetu_lookup(
+            &mut self,
+            hetu: &str,
+        ) -> Result<Option<(PatientKey, Option<String>)>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            Ok(self.hetus.get(hetu).map(|(k, id)| (*k, Some(id.clone()))))
+        }
+        async fn set_patient_resource(&mut self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn find_token(&mut self, _: Scope, _: &str, _: &str, _: &str) -> Result<Vec<String>> {
+            Ok(vec![])
+        }
+        async fn put_many(&mut self, _: &[Row<'_>]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue "bounded inputs": thousands of conditional references to a few patients cost one
+    /// look-up per distinct reference, not one per occurrence (and the body is rewritten once).
+    #[tokio::test]
+    async fn conditional_references_are_looked_up_once_each() {
+        let hetus = ["010594Y9032", "020516C903K", "131052-308U"];
+        let mut fake = Fake {
+            hetus: hetus
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.to_string(), (PatientKey(i as i64 + 1), format!("p{i}"))))
+                .collect(),
+            lookups: AtomicUsize::new(0),
+        };
+        let cond = |h: &str| json!({"reference": format!("Patient?identifier={}|{h}", codes::HETU_SYSTEM)});
+        // One Observation of the first patient naming the three patients 5,000 times over.
+        let performers: Vec<Value> = (0..5_000).map(|i| cond(hetus[i % 3])).collect();
+        let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "Patient/p0"}, "performer": performers});
+        let op = WriteOp::Create {
+            resource: kanta_fhir::check(obs).unwrap(),
+            if_none_exist: None,
+        };
+        let org = OrgId::new("org-hus");
+        let req = WriteRequest {
+            principal: Principal::system("c", &org, &[ClientRole::Clinician]),
+            org,
+            ops: vec![
+                ("Observation".into(), None, op.clone()),
+                ("Observation".into(), None, op),
+            ],
+        };
+        let now = time::macros::datetime!(2026-12-01 12:00 UTC);
+        let written = apply(&mut fake, req, now).await.unwrap();
+        assert_eq!(
+            fake.lookups.load(Ordering::SeqCst),
+            3,
+            "one look-up per distinct reference"
+        );
+        let refs = kanta_fhir::bundle::references(&written[0].stored.body);
+        assert!(
+            refs.iter().all(|r| r.starts_with("Patient/p")),
+            "all rewritten"
+        );
+        assert_eq!(
+            refs.iter().filter(|r| *r == "Patient/p2").count(),
+            5_000 / 3
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::{AppState, RequestId};
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -129,7 +129,7 @@ pub async fn document(
     caller: Caller,
     rid: RequestId,
     headers: HeaderMap,
-    Path((rtype, id)): Path<(String, String)>,
+    crate::fhir_api::FhirPath((rtype, id)): crate::fhir_api::FhirPath<(String, String)>,
 ) -> ApiResult<Response> {
     let answer = answer(&state, &caller, &rid, &rtype, &id).await?;
     Ok(if wants_html(&headers) {

@@ -450,6 +450,8 @@ async fn verify_assertion(
     let mut v = Validation::new(header.alg);
     v.validate_exp = false;
     v.required_spec_claims.clear();
+    // An assertion without `aud` is refused: it could have been made for another server.
+    v.required_spec_claims.insert("aud".to_string());
     v.set_audience(&[state.config.token_url()]);
     v.set_issuer(&[client_id.as_str()]);
     jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v)

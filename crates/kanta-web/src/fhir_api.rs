@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::RequestId;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,10 +28,53 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .route("/fhir", axum::routing::post(transaction))
+        // Many clients write the base URL with a trailing slash.
+        .route("/fhir/", axum::routing::post(transaction))
         .route("/fhir/{rtype}", get(search).post(create))
         .route("/fhir/{rtype}/{id}", get(read).put(update))
         .route("/fhir/{rtype}/{id}/_history", get(history))
         .route("/fhir/{rtype}/{id}/_history/{vid}", get(vread))
+}
+
+/// `Path`, with a malformed path (e.g. invalid UTF-8 after percent-decoding) answered as an
+/// OperationOutcome rather than axum's plain-text rejection.
+pub(crate) struct FhirPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for FhirPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(FhirPath(t)),
+            Err(_) => Err(FhirError::bad_request(
+                "the URL path is malformed (it must be valid UTF-8 once percent-decoded)",
+            )
+            .into()),
+        }
+    }
+}
+
+/// The query string's pairs, a malformed one answered as an OperationOutcome.
+pub(crate) struct FhirQuery(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for FhirQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<Vec<(String, String)>>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(FhirQuery(q)),
+            Err(_) => Err(FhirError::bad_request(
+                "the query string is malformed (it must be valid UTF-8 once percent-decoded)",
+            )
+            .into()),
+        }
+    }
 }
 
 fn fhir_response(status: StatusCode, body: &Value) -> Response {
@@ -245,7 +288,7 @@ async fn read(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
 ) -> ApiResult<Response> {
     supported_type(&rtype)?;
     let fhir = may(&state, &caller, Interaction::Read, &rtype)?;
@@ -275,7 +318,7 @@ async fn vread(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
-    Path((rtype, id, vid)): Path<(String, String, String)>,
+    FhirPath((rtype, id, vid)): FhirPath<(String, String, String)>,
 ) -> ApiResult<Response> {
     supported_type(&rtype)?;
     let fhir = may(&state, &caller, Interaction::Vread, &rtype)?;
@@ -308,7 +351,7 @@ async fn history(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
 ) -> ApiResult<Response> {
     supported_type(&rtype)?;
     let fhir = may(&state, &caller, Interaction::History, &rtype)?;
@@ -338,6 +381,25 @@ async fn history(
         Some(total),
     );
     Ok(fhir_response(StatusCode::OK, &b))
+}
+
+fn op_resource(op: &WriteOp) -> &kanta_fhir::Checked {
+    match op {
+        WriteOp::Create { resource, .. } | WriteOp::Update { resource, .. } => resource,
+    }
+}
+
+/// At most `max` references in one resource (each costs a look-up inside the write transaction).
+fn references_within(resource: &kanta_fhir::Checked, max: usize, at: &str) -> ApiResult<()> {
+    let n = kanta_fhir::bundle::count_references(&resource.body);
+    if n > max {
+        return Err(FhirError::invalid(
+            at,
+            format!("{at}: the resource has {n} references; this server takes at most {max} (max_references_per_resource)"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
@@ -377,7 +439,7 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
-    Path(rtype): Path<String>,
+    FhirPath(rtype): FhirPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -386,6 +448,11 @@ async fn create(
     let value = body_json(&headers, body)?;
     expect_type(&value, &rtype)?;
     let resource = check(value)?;
+    references_within(
+        &resource,
+        state.config.limits.max_references_per_resource,
+        &rtype,
+    )?;
     let op = WriteOp::Create {
         resource,
         if_none_exist: if_none_exist(&headers)?,
@@ -409,7 +476,7 @@ async fn update(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
-    Path((rtype, id)): Path<(String, String)>,
+    FhirPath((rtype, id)): FhirPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -421,6 +488,11 @@ async fn update(
     let value = body_json(&headers, body)?;
     expect_type(&value, &rtype)?;
     let resource = check(value)?;
+    references_within(
+        &resource,
+        state.config.limits.max_references_per_resource,
+        &rtype,
+    )?;
     let op = WriteOp::Update {
         resource,
         id,
@@ -556,7 +628,25 @@ async fn transaction(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let value = body_json(&headers, body)?;
+    let limits = state.config.limits;
+    let n = value
+        .get("entry")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if n > limits.max_bundle_entries {
+        return Err(FhirError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "the Bundle has {n} entries; this server takes at most {} in one transaction (max_bundle_entries): split it",
+                limits.max_bundle_entries
+            ),
+        )
+        .into());
+    }
     let (request, entries) = bundle_write_request(caller.principal.clone(), value)?;
+    for (at, _, op) in &request.ops {
+        references_within(op_resource(op), limits.max_references_per_resource, at)?;
+    }
     let mut checked = std::collections::BTreeSet::new();
     for (rtype, interaction) in entries {
         if checked.insert((rtype.clone(), interaction)) {
@@ -592,8 +682,8 @@ async fn search(
     State(state): State<AppState>,
     caller: Caller,
     rid: RequestId,
-    Path(rtype): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    FhirPath(rtype): FhirPath<String>,
+    FhirQuery(params): FhirQuery,
 ) -> ApiResult<Response> {
     let scope = supported_type(&rtype)?;
     let fhir = may(&state, &caller, Interaction::Search, &rtype)?;
@@ -607,7 +697,18 @@ async fn search(
     };
     let mut kept: BTreeMap<&str, String> = BTreeMap::new();
     let mut patient_ref: Option<String> = None;
+    let max = state.config.limits.max_search_value;
+    if params.len() > 16 {
+        return Err(FhirError::bad_request("at most 16 search parameters").into());
+    }
     for (k, v) in &params {
+        // The query goes into the audit log: every value is bounded.
+        if v.chars().count() > max || k.len() > 64 {
+            return Err(FhirError::bad_request(format!(
+                "search parameter values are at most {max} characters"
+            ))
+            .into());
+        }
         match k.as_str() {
             "patient" | "subject" if scope == Scope::Patient && rtype != "Patient" => {
                 if patient_ref.replace(v.clone()).is_some() {

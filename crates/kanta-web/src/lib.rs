@@ -37,6 +37,32 @@ pub struct WebConfig {
     pub max_body_bytes: usize,
     /// Whether the built-in demo services are on (reported by /readyz).
     pub demo: bool,
+    /// Bounds on what one request may ask of the store.
+    pub limits: Limits,
+}
+
+/// Bounds on one request's work, each answered with a clear OperationOutcome when passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries in one transaction Bundle (413 past it).
+    pub max_bundle_entries: usize,
+    /// References in one resource (422 past it).
+    pub max_references_per_resource: usize,
+    /// Characters in one search parameter's value (400 past it): the query goes into the audit log.
+    pub max_search_value: usize,
+    /// How long a connection may take to send a request's headers before it is closed.
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bundle_entries: 5_000,
+            max_references_per_resource: 1_000,
+            max_search_value: 256,
+            header_read_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 impl WebConfig {
@@ -156,7 +182,34 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(bound_request_id))
         .with_state(state)
+}
+
+/// The longest request id kept from a client.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Whether a client's `x-request-id` may be kept: at most 64 characters of `[A-Za-z0-9._-]`.
+pub fn acceptable_request_id(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_REQUEST_ID
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A client's request id is echoed, logged and kept in the append-only audit log: one that is too
+/// long or carries other characters is replaced by a fresh one (before the id layer sets it).
+async fn bound_request_id(mut req: Request, next: Next) -> Response {
+    let bad = req
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .any(|v| !acceptable_request_id(v.as_bytes()))
+        || req.headers().get_all("x-request-id").iter().count() > 1;
+    if bad {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// Unknown paths: an OperationOutcome under the API prefixes, a translated page elsewhere.
@@ -204,16 +257,77 @@ async fn observe(State(_state): State<AppState>, req: Request, next: Next) -> Re
     res
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves, then finish the requests under way. Each connection gets
+/// `limits.header_read_timeout` to send a request's headers (a half-sent request is closed, not
+/// kept open indefinitely); `ConnectInfo<SocketAddr>` carries the peer's address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use tower::ServiceExt as _;
+    let header_timeout = state.config.limits.header_read_timeout;
+    let app = router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    // Every connection task holds a receiver; the server returns when all are gone.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    let mut stop = stop_rx.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.changed(), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open_rx);
+    drop(listener);
+    open_tx.closed().await;
+    Ok(())
 }

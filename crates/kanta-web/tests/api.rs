@@ -75,6 +75,12 @@ impl TestApp {
             public_url: base.clone(),
             max_body_bytes,
             demo: false,
+            limits: kanta_web::Limits {
+                // Short, so that the slow-headers test closes in seconds; far above what a local
+                // client needs to send its headers.
+                header_read_timeout: std::time::Duration::from_secs(2),
+                ..kanta_web::Limits::default()
+            },
         };
         let key = Signer::generate_pkcs8().unwrap();
         let signer = Signer::from_pkcs8(AUDIT_NAME, &key).unwrap();
@@ -212,6 +218,10 @@ async fn health_metadata_and_auth(b: Backend) {
             ready["subsystems"][sub].is_string(),
             "{sub} missing from {ready}"
         );
+    }
+    // What does not exist yet is not reported as up.
+    for sub in ["prescriptions", "consents", "wellbeing_data", "mandates"] {
+        assert_eq!(ready["subsystems"][sub], "not-implemented", "{sub}");
     }
     let (s, cap, h) = app.send(Method::GET, "/fhir/metadata", None, None).await;
     assert_eq!(s, StatusCode::OK);
@@ -385,6 +395,20 @@ async fn private_key_jwt(b: Backend) {
         post(forged).await.status(),
         StatusCode::UNAUTHORIZED,
         "foreign key"
+    );
+    // No audience at all: it could have been made for any server.
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    h.kid = Some("k1".into());
+    let no_aud = jsonwebtoken::encode(
+        &h,
+        &json!({"iss": "ehr-1", "sub": "ehr-1", "exp": now + 60, "jti": "j10"}),
+        &key,
+    )
+    .unwrap();
+    assert_eq!(
+        post(no_aud).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "no aud"
     );
     app.finish().await;
 }
@@ -1168,6 +1192,9 @@ async fn archivist_view(b: Backend) {
 #[path = "api/access.rs"]
 mod access;
 use access::*;
+#[path = "api/bounds.rs"]
+mod bounds;
+use bounds::*;
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -1196,6 +1223,12 @@ both!(
     the_register_decides_on_every_use,
     reads_are_audited_with_their_basis,
     authorization_matrix,
+    request_ids_are_bounded,
+    dot_ids_and_trailing_slash,
+    bundles_references_and_searches_are_bounded,
+    a_conditional_create_that_finds_is_a_read,
+    malformed_paths_get_an_operation_outcome,
+    half_sent_headers_are_closed,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -145,6 +145,7 @@ impl App {
             public_url: base.clone(),
             max_body_bytes: 1 << 20,
             demo: false,
+            limits: kanta_web::Limits::default(),
         };
         let mut portal = Portal::new(db.store.clone(), &base);
         portal.identification = Some(Arc::new(OidcClient::new(OidcConfig::new(

@@ -161,6 +161,12 @@ impl Run {
     }
 }
 
+/// One line on stderr as each workload starts (the results are the JSON lines on stdout).
+fn progress(backend: &str, workload: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "kanta bench: {backend}: {workload}…");
+}
+
 /// Run `f` from `clients` tasks for `seconds`, counting successes and latencies.
 async fn drive<F, Fut>(clients: usize, seconds: u64, f: F) -> Run
 where
@@ -488,6 +494,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         public_url: base.clone(),
         max_body_bytes: 8 << 20,
         demo: false,
+        limits: kanta_web::Limits::default(),
     };
     let audit_key = kanta_store::audit::Signer::generate_pkcs8()?;
     let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;
@@ -552,6 +559,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     let patient_ids = Arc::new(patient_ids);
     let hetus = Arc::new(hetus);
 
+    progress(backend, "ingest");
     // W1: ingest.
     let ingest = {
         let (http, bearer, base, hetus) =
@@ -575,6 +583,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         })
         .await
     };
+    progress(backend, "read_latest_20");
     // W2: the latest 20 Observations of a patient.
     let reads = {
         let (http, bearer, base, ids) = (
@@ -661,6 +670,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     );
     report("read_latest_20", backend, args, reads, floor_reads);
 
+    progress(backend, "visits_page");
     // W2b: "open my visits page" (issue 4): a signed-in citizen's /visits — session check, the
     // display rules, two audited releases, HTML — for patients with 20, 500 and 5,000 records,
     // against the floor of the latest 20 rows plus one audit insert for the same patient.
@@ -764,6 +774,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     let _ = stop_tx.send(());
     let _ = server.await;
 
+    progress(backend, "audit_group_commit");
     // W3: audit records through group commit: many requests, one record each.
     let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;
     let public_key = signer.public_key();

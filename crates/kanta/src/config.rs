@@ -47,6 +47,12 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     /// Largest accepted request body in bytes (default 8 MiB).
     pub max_body_bytes: Option<usize>,
+    /// Most entries in one transaction Bundle (default 5,000; more: 413).
+    pub max_bundle_entries: Option<usize>,
+    /// Most references in one resource (default 1,000; more: 422).
+    pub max_references_per_resource: Option<usize>,
+    /// Seconds a connection may take to send a request's headers (default 10).
+    pub header_read_timeout_seconds: Option<u64>,
     /// Secret that signs access tokens; the same on every instance. Required unless `demo`.
     pub token_secret: Option<Secret>,
     pub log_format: Option<LogFormat>,

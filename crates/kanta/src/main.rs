@@ -176,7 +176,12 @@ fn main() -> std::process::ExitCode {
         },
         None => FileConfig::default(),
     };
-    init_logs(cli.log_format.or(file.log_format).unwrap_or_default());
+    // The benchmark runs a server in-process: its request log would drown the results.
+    let quiet = matches!(cli.command, Command::Bench(_));
+    init_logs(
+        cli.log_format.or(file.log_format).unwrap_or_default(),
+        quiet,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,9 +201,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, quiet: bool) {
+    let default = if quiet { "warn" } else { "info,sqlx=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -266,7 +272,7 @@ fn audit_signer(r: &Resolved, public_url: &str) -> Result<kanta_store::audit::Si
         Ok(k) => k,
         Err(_) => {
             let k = kanta_store::audit::Signer::generate_pkcs8()?;
-            std::fs::write(&r.audit_key_file, &k)
+            write_private(&r.audit_key_file, &k)
                 .map_err(|e| format!("cannot write {}: {e}", r.audit_key_file.display()))?;
             tracing::warn!(path = %r.audit_key_file.display(), "generated a new audit signing key; back it up");
             k
@@ -388,7 +394,11 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     .or_else(|| std::env::var("KANTA_TOKEN_SECRET").ok().map(Secret::new)),
                 demo,
             ) {
-                (Some(s), _) => s.expose().as_bytes().to_vec(),
+                (Some(s), _) => {
+                    let bytes = s.expose().as_bytes().to_vec();
+                    token_secret_strong_enough(&bytes)?;
+                    bytes
+                }
                 (None, true) => demo_token_secret(&r.data_dir)?,
                 (None, false) => {
                     return Err(
@@ -400,6 +410,16 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            if demo && (!addr.ip().is_loopback() || !r.database.expose().starts_with("sqlite:")) {
+                // The demo's test identification service lets anyone log in as anyone.
+                tracing::warn!(%addr, "--demo is on: the built-in test identification service lets anyone log in as anyone; never serve it beyond this machine or on a production database");
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!(
+                    "WARNING: --demo on {addr}{}: the test identification service lets anyone log in as anyone\n",
+                    if r.database.expose().starts_with("sqlite:") { "" } else { " with a PostgreSQL database" }
+                ));
+            }
             let public_url = public_url
                 .or(file.public_url.clone())
                 .unwrap_or_else(|| format!("http://{addr}"));
@@ -407,6 +427,19 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 public_url: public_url.trim_end_matches('/').to_string(),
                 max_body_bytes: file.max_body_bytes.unwrap_or(8 * 1024 * 1024),
                 demo,
+                limits: {
+                    let d = kanta_web::Limits::default();
+                    kanta_web::Limits {
+                        max_bundle_entries: file.max_bundle_entries.unwrap_or(d.max_bundle_entries),
+                        max_references_per_resource: file
+                            .max_references_per_resource
+                            .unwrap_or(d.max_references_per_resource),
+                        max_search_value: d.max_search_value,
+                        header_read_timeout: file
+                            .header_read_timeout_seconds
+                            .map_or(d.header_read_timeout, Duration::from_secs),
+                    }
+                },
             };
             let signer = audit_signer(&r, &config.public_url)?;
             let audit = kanta_store::audit::AuditLog::start(
@@ -606,8 +639,44 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
     }
 }
 
-/// The demo's token secret: random on first start, kept in the data directory so that tokens
-/// survive a restart.
+/// The shortest token secret accepted: 32 bytes (HS256 keys shorter than the hash are guessable).
+const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
+/// A configured token secret must be at least 32 bytes and not one repeated character.
+fn token_secret_strong_enough(secret: &[u8]) -> Result<(), String> {
+    let distinct: std::collections::BTreeSet<u8> = secret.iter().copied().collect();
+    if secret.len() < MIN_TOKEN_SECRET_BYTES || distinct.len() < 8 {
+        return Err(format!(
+            "token_secret (or KANTA_TOKEN_SECRET) must be at least {MIN_TOKEN_SECRET_BYTES} random bytes \
+             (e.g. `openssl rand -base64 48`); refusing to start"
+        ));
+    }
+    Ok(())
+}
+
+/// Write a file readable by its owner only (secrets, keys).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, bytes)
+    }
+}
+
+/// The demo's token secret: random on first start, kept in the data directory (readable by the
+/// owner only) so that tokens survive a restart.
 fn demo_token_secret(data_dir: &Path) -> Result<Vec<u8>, String> {
     let path = data_dir.join("demo-token-secret");
     if let Ok(s) = std::fs::read(&path) {
@@ -622,7 +691,7 @@ fn demo_token_secret(data_dir: &Path) -> Result<Vec<u8>, String> {
         uuid::Uuid::new_v4().simple()
     )
     .into_bytes();
-    std::fs::write(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_private(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(secret)
 }
 
@@ -729,4 +798,38 @@ async fn set_enabled(store: &dyn Store, client_id: &str, enabled: bool) -> Resul
         kanta_web::auth::CLIENT_CACHE_SECONDS
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn short_or_trivial_token_secrets_are_refused() {
+        for bad in [
+            &b""[..],
+            b"x",
+            b"hunter2",
+            &[b'a'; 64],
+            b"abcabcabcabcabcabcabcabcabcabcabc",
+        ] {
+            assert!(token_secret_strong_enough(bad).is_err(), "{bad:?}");
+        }
+        assert!(token_secret_strong_enough(b"Zq3vN8pL1xR7tY2wK9mB4cH6jD0sF5gA").is_ok());
+    }
+
+    #[test]
+    fn private_files_are_owner_only() {
+        let dir = std::env::temp_dir().join(format!("kanta-private-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("secret");
+        write_private(&p, b"s").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -594,9 +594,19 @@ fn see_other(to: &str) -> Response {
 }
 
 /// Only our own paths are valid return targets (no open redirect).
+/// A `return` target kept only if it is a path on this site: it starts with one `/`, and holds
+/// nothing but printable ASCII without spaces or backslashes (browsers drop tabs and newlines, so
+/// `/\t/evil.example` would become `//evil.example`), at most 512 characters.
 fn local_path(p: Option<&str>) -> String {
     match p {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 512
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -1607,7 +1617,23 @@ mod tests {
     #[test]
     fn return_targets_stay_on_this_site() {
         assert_eq!(local_path(Some("/confirm")), "/confirm");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", ""] {
+        assert_eq!(
+            local_path(Some("/records/lab?from=2026-01-01")),
+            "/records/lab?from=2026-01-01"
+        );
+        let long = format!("/{}", "a".repeat(600));
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/\u{7f}",
+            "/ä",
+            long.as_str(),
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
     }
