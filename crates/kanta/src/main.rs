@@ -360,9 +360,16 @@ fn portal_setup(
 }
 
 async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {
-    if r.database.expose().starts_with("sqlite:") {
+    if let Some(path) = r.database.expose().strip_prefix("sqlite://") {
         std::fs::create_dir_all(&r.data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", r.data_dir.display()))?;
+        // The database holds everyone's records: readable by its owner only. SQLite gives its
+        // -wal and -shm files the database file's permissions.
+        let path = Path::new(path.split('?').next().unwrap_or(path));
+        if !path.exists() {
+            write_private(path, b"")
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        }
     }
     let store = kanta_store::connect(r.database.expose())
         .await

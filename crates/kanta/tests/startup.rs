@@ -1,0 +1,83 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Starting the binary: what it refuses, what it warns about, and the files it leaves.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const KANTA: &str = env!("CARGO_BIN_EXE_kanta");
+
+fn data_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kanta-startup-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Outside the demo, a short or trivial token secret stops the server at start.
+#[test]
+fn a_weak_token_secret_is_refused() {
+    let dir = data_dir("secret");
+    for secret in ["", "x", "hunter2", &"a".repeat(64)] {
+        let out = Command::new(KANTA)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("KANTA_TOKEN_SECRET", secret)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with {secret:?}");
+        assert!(
+            err.contains("at least 32") || err.contains("required"),
+            "{secret:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--demo` beyond loopback warns loudly; the demo's secrets, the audit signing key and the
+/// SQLite database are readable by their owner only.
+#[test]
+fn the_demo_off_loopback_warns_and_files_are_private() {
+    let dir = data_dir("demo");
+    let mut child = Command::new(KANTA)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--demo", "--listen", "0.0.0.0:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut warned = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            warned |= line.contains("WARNING: --demo");
+            if line.contains("kanta is listening") {
+                let _ = tx.send(warned);
+                return;
+            }
+        }
+        let _ = tx.send(warned);
+    });
+    let warned = rx.recv_timeout(Duration::from_secs(120)).unwrap_or(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no warning for --demo on 0.0.0.0");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["demo-token-secret", "audit-signing-key.pk8", "kanta.db"] {
+            let mode = std::fs::metadata(dir.join(f))
+                .unwrap_or_else(|e| panic!("{f}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
