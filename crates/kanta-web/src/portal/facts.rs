@@ -87,13 +87,19 @@ pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, Do
         }
         let key = format!("{}/{}", s.resource_type, s.id);
         let own_event = s.service_event.map(|f| f.to_value());
-        let event = own_event.as_ref().or_else(|| {
-            encounter_reference(&bodies[i])
-                .and_then(|e| events.get(e))
-                .map(|&j| &bodies[j])
-        });
+        let listed_event = encounter_reference(&bodies[i]).and_then(|e| events.get(e).copied());
+        let event = own_event
+            .as_ref()
+            .or_else(|| listed_event.map(|j| &bodies[j]));
         let care_documents = documents_on.get(&key).copied().unwrap_or(0);
-        let own_date = s.effective_at.unwrap_or(0);
+        // R-VIEW-8 compares the record's date with the joining date. A section row has its own
+        // date; on the visits page a document stands under its visit, whose date stands for its
+        // records' (a document archived later without a date of its own is as old as its visit).
+        let own_date = match (s.service_event, listed_event) {
+            (None, Some(j)) => subjects[j].effective_at,
+            _ => s.effective_at,
+        }
+        .unwrap_or(0);
         out.insert(
             key,
             facts(
@@ -177,4 +183,52 @@ pub fn visible<T>(
 ) -> Option<Visible<T>> {
     let f = facts.get(&format!("{resource_type}/{id}"))?;
     Visible::check(item, f, super::records::views(), now_ms).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kanta_domain::display::{decide, Decision, Hidden};
+    use kanta_store::audit::Json;
+    use serde_json::json;
+
+    fn subject<'a>(t: &'a str, id: &'a str, body: &'a Value, at: i64) -> Subject<'a> {
+        Subject {
+            patient: Some(kanta_domain::ids::PatientKey(1)),
+            holder: Some("org-a"),
+            resource_type: t,
+            id,
+            json: Json::Value(body),
+            service_event: None,
+            summary: false,
+            effective_at: Some(at),
+        }
+    }
+
+    /// R-VIEW-8 on the visits page: a document under a visit from before its organisation joined
+    /// is as old as the visit, even when it was archived (and so dated) after joining.
+    #[test]
+    fn a_document_is_as_old_as_its_visit() {
+        let (joined, visit_at, archived_at) = (2_000, 1_000, 3_000);
+        let enc = json!({"resourceType": "Encounter", "class": {"code": "AMB"},
+            "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "YLE"}]}});
+        let doc = json!({"resourceType": "Observation", "encounter": {"reference": "Encounter/e"},
+            "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}]}});
+        let subjects = vec![
+            subject("Encounter", "e", &enc, visit_at),
+            subject("Observation", "o", &doc, archived_at),
+        ];
+        let joined = Joined([("org-a".to_string(), Some(joined))].into_iter().collect());
+        let facts = facts_of(&subjects, &joined);
+        let d = decide(
+            &facts["Observation/o"],
+            super::super::records::views(),
+            10_000,
+        );
+        match d {
+            Decision::Hidden(h) => assert!(h.contains(&Hidden::BeforeProviderJoined), "{h:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(facts["Encounter/e"].care_documents, 1);
+    }
 }
