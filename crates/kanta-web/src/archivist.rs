@@ -19,7 +19,7 @@ use kanta_domain::access::{self, Facts, Target};
 use kanta_domain::audit::Action;
 use kanta_domain::display::{decide, CareSetting, Decision};
 use kanta_fhir::datetime::{instant, millis};
-use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+use kanta_fhir::display::{care_setting, encounter_reference};
 use kanta_fhir::FhirError;
 use kanta_store::audit::{Access, Subject};
 use serde_json::{json, Value};
@@ -205,7 +205,7 @@ async fn answer(
         encounter_reference(&current.body).map(str::to_string)
     };
     // The service event's setting, and (for a service event) how many care documents it carries.
-    let mut setting: Option<CareSetting> = None;
+    let mut event: Option<Value> = None;
     let mut care_documents = 0;
     if let (Some(r), Some(key)) = (&event_ref, patient) {
         if let Some(enc_id) = r.strip_prefix("Encounter/") {
@@ -215,7 +215,7 @@ async fn answer(
                 .release(sealed, &access(state, caller, rid), judge(holder.clone()))
                 .await
                 .map_err(audit_down)?;
-            setting = enc.as_ref().map(|e| care_setting(&e.body));
+            event = enc.map(|e| e.body);
             if rtype == "Encounter" {
                 let sealed = state
                     .store
@@ -243,14 +243,15 @@ async fn answer(
         }
         None => None,
     };
-    let ctx = Context {
-        service_event: setting,
-        care_documents,
-        latest_version: true,
+    let setting: Option<CareSetting> = event.as_ref().map(care_setting);
+    // The same assembler as MyKanta's pages, so "why is it (not) shown" has one answer.
+    let facts = crate::portal::facts::facts(
+        &current.body,
         recorded_at,
-        provider_joined_at: joined,
-    };
-    let facts = document_facts(&current.body, &ctx);
+        event.as_ref(),
+        care_documents,
+        joined,
+    );
     let decision = decide(&facts, crate::portal::records::views(), now_ms);
     let hidden_by: Vec<Value> = match &decision {
         Decision::Hidden(reasons) => reasons

@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub max_references_per_resource: Option<usize>,
     /// Seconds a connection may take to send a request's headers (default 10).
     pub header_read_timeout_seconds: Option<u64>,
+    /// Characters in one search parameter's value (default 256; more: 400). The query is audited.
+    pub max_search_value: Option<usize>,
     /// Secret that signs access tokens; the same on every instance. Required unless `demo`.
     pub token_secret: Option<Secret>,
     pub log_format: Option<LogFormat>,

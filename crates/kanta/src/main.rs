@@ -441,7 +441,7 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                         max_references_per_resource: file
                             .max_references_per_resource
                             .unwrap_or(d.max_references_per_resource),
-                        max_search_value: d.max_search_value,
+                        max_search_value: file.max_search_value.unwrap_or(d.max_search_value),
                         header_read_timeout: file
                             .header_read_timeout_seconds
                             .map_or(d.header_read_timeout, Duration::from_secs),

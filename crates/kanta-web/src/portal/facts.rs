@@ -12,31 +12,36 @@ use kanta_store::audit::{Gated, Sealed, Subject};
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// When each organisation joined the platform (R-VIEW-8), read from the registry.
+/// The organisations holding a page's records, read from the registry once per request: their
+/// joining dates (R-VIEW-8) for the facts, their names for the page.
 #[derive(Default)]
-pub struct Joined(HashMap<String, Option<i64>>);
+pub struct Joined(HashMap<String, super::sections::Recorder>);
 
 impl Joined {
-    /// The joining dates of the organisations whose registers hold `sealed`'s records.
+    /// The organisations whose registers hold `sealed`'s records.
     pub async fn of_holders<T: Gated>(state: &AppState, sealed: &Sealed<T>) -> Joined {
         Joined::load(state, sealed.holders()).await
     }
 
-    /// The joining dates of these organisations (an unknown one: none recorded).
+    /// These organisations (an unknown one: named by its id, no joining date).
     pub async fn load(state: &AppState, orgs: impl IntoIterator<Item = String>) -> Joined {
         let mut out = HashMap::new();
         for id in orgs {
-            if out.contains_key(&id) {
-                continue;
+            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id) {
+                let r = super::sections::recorder(state, e.key()).await;
+                e.insert(r);
             }
-            let joined = super::sections::recorder(state, &id).await.joined_at;
-            out.insert(id, joined);
         }
         Joined(out)
     }
 
     pub fn at(&self, org: Option<&str>) -> Option<i64> {
-        org.and_then(|o| self.0.get(o).copied().flatten())
+        org.and_then(|o| self.0.get(o).and_then(|r| r.joined_at))
+    }
+
+    /// The organisations read so far, for the page's names.
+    pub(crate) fn into_orgs(self) -> super::sections::Orgs {
+        super::sections::Orgs(self.0)
     }
 }
 
@@ -218,7 +223,9 @@ mod tests {
             subject("Encounter", "e", &enc, visit_at),
             subject("Observation", "o", &doc, archived_at),
         ];
-        let joined = Joined([("org-a".to_string(), Some(joined))].into_iter().collect());
+        let mut org = super::super::sections::Recorder::unknown("org-a");
+        org.joined_at = Some(joined);
+        let joined = Joined([("org-a".to_string(), org)].into_iter().collect());
         let facts = facts_of(&subjects, &joined);
         let d = decide(
             &facts["Observation/o"],

@@ -301,6 +301,7 @@ pub async fn visits(
             by_encounter.entry(e.to_string()).or_default().push(d);
         }
     }
+    let mut orgs = joined.into_orgs();
     let mut providers: HashMap<String, String> = HashMap::new();
     let mut visits = Vec::new();
     for found in &page.resources {
@@ -312,11 +313,11 @@ pub async fn visits(
             .unwrap_or_default();
         let provider_ref = text_of(&enc, "/serviceProvider/reference").unwrap_or_default();
         if !providers.contains_key(&provider_ref) {
-            let r = match provider_ref.strip_prefix("Organization/") {
-                Some(id) => super::sections::recorder(&state, id).await,
-                None => super::sections::Recorder::unknown(&provider_ref),
+            let name = match provider_ref.strip_prefix("Organization/") {
+                Some(id) => orgs.get(&state, id).await.name.clone(),
+                None => provider_ref.clone(),
             };
-            providers.insert(provider_ref.clone(), r.name);
+            providers.insert(provider_ref.clone(), name);
         }
         let provider = providers.get(&provider_ref).cloned().unwrap_or_default();
         let start = text_of(&enc, "/period/start")

@@ -220,12 +220,13 @@ fn check(
     visible(item, facts, &row.found.resource_type, &row.found.id, now_ms)
 }
 
-/// Organisations as the pages name them, read once per request.
+/// Organisations as the pages name them, read once per request (seeded with those the access
+/// decision's facts already read).
 #[derive(Default)]
-struct Orgs(HashMap<String, Recorder>);
+pub(crate) struct Orgs(pub(crate) HashMap<String, Recorder>);
 
 impl Orgs {
-    async fn get(&mut self, state: &AppState, id: &str) -> &Recorder {
+    pub(crate) async fn get(&mut self, state: &AppState, id: &str) -> &Recorder {
         if !self.0.contains_key(id) {
             let r = recorder(state, id).await;
             self.0.insert(id.to_string(), r);
@@ -413,7 +414,7 @@ pub async fn list(
         .release(sealed, &audit, judge)
         .await
         .map_err(|e| PageError::unavailable(lang, &e))?;
-    let mut orgs = Orgs::default();
+    let mut orgs = joined.into_orgs();
     for id in &providers.orgs {
         let name = orgs.get(&state, id).await.name.clone();
         page.providers.push((id.clone(), name));
@@ -573,7 +574,7 @@ pub(crate) async fn whats_new(
         .release(sealed, &audit, judge)
         .await
         .map_err(|e| e.to_string())?;
-    let mut orgs = Orgs::default();
+    let mut orgs = joined.into_orgs();
     let mut out = vec![];
     for row in &page.rows {
         let Some(section) = row.section.as_deref().and_then(Section::from_code) else {
