@@ -90,13 +90,15 @@ pub const SHARED_TYPES: &[&str] = &[
 ];
 
 pub fn scope_of(resource_type: &str) -> Option<Scope> {
-    if PATIENT_TYPES.contains(&resource_type) {
-        Some(Scope::Patient)
-    } else if SHARED_TYPES.contains(&resource_type) {
-        Some(Scope::Shared)
-    } else {
-        None
-    }
+    // The access decision's kinds are the one list of stored types; a test holds the capability
+    // lists above to it.
+    kanta_domain::access::Kind::of(resource_type).map(|k| {
+        if k.is_patient_data() {
+            Scope::Patient
+        } else {
+            Scope::Shared
+        }
+    })
 }
 
 /// A FHIR logical id: `[A-Za-z0-9\-\.]{1,64}`, but not `.` or `..` (R4's pattern allows them, yet
@@ -802,5 +804,24 @@ mod tests {
                 .scope,
             Scope::Shared
         );
+    }
+
+    #[test]
+    fn the_type_lists_are_the_access_kinds() {
+        use kanta_domain::access::Kind;
+        for t in PATIENT_TYPES {
+            assert!(Kind::of(t).is_some_and(Kind::is_patient_data), "{t}");
+        }
+        for t in SHARED_TYPES {
+            assert_eq!(Kind::of(t), Some(Kind::Registry), "{t}");
+        }
+        for k in Kind::ALL {
+            // Every kind has at least one listed type.
+            let listed = PATIENT_TYPES
+                .iter()
+                .chain(SHARED_TYPES)
+                .any(|t| Kind::of(t) == Some(k));
+            assert!(listed, "{k:?}");
+        }
     }
 }

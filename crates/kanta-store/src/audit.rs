@@ -394,28 +394,25 @@ fn judged(subjects: &[Subject<'_>], decisions: &[Decision]) -> (Vec<bool>, Vec<T
 
 /// One audit record per patient, action and basis touched (none for shared reference data alone).
 pub fn records_for(touched: Vec<Touch>, access: &Access) -> Vec<AuditRecord> {
-    type Key = (PatientKey, ActionKey, Option<Basis>);
-    let mut by_patient: BTreeMap<Key, (Action, Vec<String>)> = BTreeMap::new();
+    let mut by_patient: BTreeMap<(PatientKey, Action, Option<Basis>), Vec<String>> =
+        BTreeMap::new();
     for t in touched {
         if let Some(p) = t.patient {
             let action = t.action.unwrap_or(access.action);
             by_patient
-                .entry((p, ActionKey(action_code(action)), t.basis))
-                .or_insert_with(|| (action, vec![]))
-                .1
+                .entry((p, action, t.basis))
+                .or_default()
                 .push(t.entity);
         }
     }
     if let Some(s) = access.subject {
         if !by_patient.keys().any(|(p, _, _)| *p == s) {
-            by_patient
-                .entry((s, ActionKey(action_code(access.action)), None))
-                .or_insert_with(|| (access.action, vec![]));
+            by_patient.entry((s, access.action, None)).or_default();
         }
     }
     by_patient
         .into_iter()
-        .map(|((patient, _, basis), (action, entities))| AuditRecord {
+        .map(|((patient, action, basis), entities)| AuditRecord {
             schema: AUDIT_SCHEMA,
             recorded_at: access.now_ms,
             patient: Some(patient),
@@ -429,26 +426,6 @@ pub fn records_for(touched: Vec<Touch>, access: &Access) -> Vec<AuditRecord> {
             basis,
         })
         .collect()
-}
-
-/// An audit action as a sort key (the action enum is not ordered).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct ActionKey(&'static str);
-
-fn action_code(a: Action) -> &'static str {
-    match a {
-        Action::Login => "login",
-        Action::FailedLogin => "failed-login",
-        Action::Logout => "logout",
-        Action::SwitchActingFor => "switch-acting-for",
-        Action::Read => "read",
-        Action::Search => "search",
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Export => "export",
-        Action::Import => "import",
-        Action::AuditRead => "audit-read",
-    }
 }
 
 /// The key that signs checkpoints.

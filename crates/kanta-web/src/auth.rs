@@ -58,12 +58,21 @@ struct AccessClaims {
 /// changing its roles or scopes, takes effect on every instance within this time.
 pub const CLIENT_CACHE_SECONDS: i64 = 5;
 
-/// The client register as requests read it: each entry cached for [`CLIENT_CACHE_SECONDS`].
+/// The client register as requests read it: each entry cached for [`CLIENT_CACHE_SECONDS`], its
+/// roles and scopes parsed once per read of the register (not once per request).
 #[derive(Clone, Default)]
 pub struct ClientCache(Arc<Mutex<HashMap<String, CachedClient>>>);
 
+/// A client's register entry as the access decision needs it.
+#[derive(Debug)]
+struct Registered {
+    record: ClientRecord,
+    roles: Vec<ClientRole>,
+    scopes: Scopes,
+}
+
 /// When (unix seconds) a client's entry was read, and what it said (`None`: no such client).
-type CachedClient = (i64, Option<ClientRecord>);
+type CachedClient = (i64, Option<Arc<Registered>>);
 
 impl ClientCache {
     /// The client's current entry (`None`: unknown), from the cache or the store.
@@ -72,7 +81,7 @@ impl ClientCache {
         state: &AppState,
         client_id: &str,
         now: i64,
-    ) -> Result<Option<ClientRecord>, kanta_store::StoreError> {
+    ) -> Result<Option<Arc<Registered>>, kanta_store::StoreError> {
         if let Some((at, c)) = self
             .0
             .lock()
@@ -83,7 +92,17 @@ impl ClientCache {
                 return Ok(c.clone());
             }
         }
-        let c = state.store.client(client_id).await?;
+        let c = state.store.client(client_id).await?.map(|record| {
+            Arc::new(Registered {
+                roles: record
+                    .roles
+                    .iter()
+                    .filter_map(|r| ClientRole::parse(r))
+                    .collect(),
+                scopes: registered_scopes(&record),
+                record,
+            })
+        });
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
             map.clear();
@@ -203,24 +222,20 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         // The register decides, not the token: a deleted or disabled client's tokens stop working.
-        let record = state
+        let registered = state
             .clients
             .get(state, &data.claims.sub, now)
             .await
             .map_err(ApiError::from)?
-            .filter(|c| c.enabled && c.org.as_str() == data.claims.org)
+            .filter(|c| c.record.enabled && c.record.org.as_str() == data.claims.org)
             .ok_or_else(|| unauthorized("the access token is not valid"))?;
         let granted = Scopes::parse(&data.claims.scope)
             .map_err(|_| unauthorized("the access token is not valid"))?
-            .intersect(&registered_scopes(&record));
+            .intersect(&registered.scopes);
         let client = access::Client {
-            client_id: record.client_id.clone(),
-            org: record.org.clone(),
-            roles: record
-                .roles
-                .iter()
-                .filter_map(|r| ClientRole::parse(r))
-                .collect(),
+            client_id: registered.record.client_id.clone(),
+            org: registered.record.org.clone(),
+            roles: registered.roles.clone(),
             scopes: granted,
             professional: context_header(parts, "x-kanta-professional")?,
             purpose: context_header(parts, "x-kanta-purpose-of-use")?,

@@ -75,6 +75,15 @@ pub fn facts(
 /// own (sections) or the Encounter among the same subjects it points to (visits); a service
 /// event's care documents are those among the same subjects that point to it.
 pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, DocumentFacts> {
+    assemble(subjects, joined).0
+}
+
+/// The facts, and for each subject the visit among the same subjects it stands under (the visits
+/// page; a section row carries its own service event instead).
+fn assemble(
+    subjects: &[Subject<'_>],
+    joined: &Joined,
+) -> (HashMap<String, DocumentFacts>, Vec<Option<usize>>) {
     let bodies: Vec<Value> = subjects.iter().map(|s| s.json.to_value()).collect();
     let mut events: HashMap<String, usize> = HashMap::new();
     let mut documents_on: HashMap<String, usize> = HashMap::new();
@@ -86,6 +95,7 @@ pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, Do
         }
     }
     let mut out = HashMap::new();
+    let mut under = vec![None; subjects.len()];
     for (i, s) in subjects.iter().enumerate() {
         if s.summary {
             continue;
@@ -100,6 +110,9 @@ pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, Do
         // R-VIEW-8 compares the record's date with the joining date. A section row has its own
         // date; on the visits page a document stands under its visit, whose date stands for its
         // records' (a document archived later without a date of its own is as old as its visit).
+        if s.service_event.is_none() && s.resource_type != "Encounter" {
+            under[i] = listed_event;
+        }
         let own_date = match (s.service_event, listed_event) {
             (None, Some(j)) => subjects[j].effective_at,
             _ => s.effective_at,
@@ -116,7 +129,7 @@ pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, Do
             ),
         );
     }
-    out
+    (out, under)
 }
 
 /// The citizen's judge for a page of their records: each subject through the one decision with
@@ -130,7 +143,8 @@ pub fn citizen_judge<'a>(
     now_ms: i64,
 ) -> impl FnOnce(&[Subject<'_>]) -> Vec<Decision> + 'a {
     move |subjects| {
-        *facts = facts_of(subjects, joined);
+        let (assembled, under) = assemble(subjects, joined);
+        *facts = assembled;
         let action = access::Action::View(View::Records);
         let mut decisions: Vec<Decision> = subjects
             .iter()
@@ -152,25 +166,10 @@ pub fn citizen_judge<'a>(
             })
             .collect();
         // Documents under a refused visit stay with it.
-        let refused: Vec<String> = subjects
-            .iter()
-            .zip(&decisions)
-            .filter(|(s, d)| s.resource_type == "Encounter" && !d.is_permit())
-            .map(|(s, _)| format!("Encounter/{}", s.id))
-            .collect();
-        if !refused.is_empty() {
-            for (s, d) in subjects.iter().zip(decisions.iter_mut()) {
-                let body = s.json.to_value();
-                if let Some(e) = encounter_reference(&body) {
-                    if s.resource_type != "Encounter"
-                        && refused.iter().any(|r| r == e)
-                        && s.service_event.is_none()
-                    {
-                        *d = Decision::Denied(vec![access::Denial::Hidden(
-                            display::Hidden::NotAttached,
-                        )]);
-                    }
-                }
+        let refused: Vec<bool> = decisions.iter().map(|d| !d.is_permit()).collect();
+        for (d, visit) in decisions.iter_mut().zip(&under) {
+            if visit.is_some_and(|j| refused[j]) {
+                *d = Decision::Denied(vec![access::Denial::Hidden(display::Hidden::NotAttached)]);
             }
         }
         decisions
