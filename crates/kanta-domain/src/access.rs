@@ -20,15 +20,27 @@
 //! - **Archivist**: the archivist view only, for documents its own organisation recorded.
 //! - **Operator**: the population register, the shared registry (reads and writes), the audit
 //!   export. No clinical reads through `/fhir`.
-//! - **Citizen**: their own records after the display rules, their own disclosure log; nothing
-//!   while acting for another person (acting for others arrives with its own rules).
+//! - **Citizen**: their own records after the display rules, their own disclosure log, the
+//!   functions of the R-ACT table by age (a minor: renewals, and wellbeing data from 16).
+//! - **Citizen acting for another** ([`crate::acting`]): a guardian or right-holder for a minor
+//!   from the population register (R-MINOR), a proxy for an adult through the mandate service
+//!   (R-PROXY): the standing is checked first (age under 18 on today's Finnish day, not deceased,
+//!   no non-disclosure marker on the child, a marker on the guardian only with a mutual
+//!   authorisation, a coded custody agreement governs, an uncoded one needs the mutual
+//!   authorisation; a proxy needs the mandate service's ALLOWED); then each of the child's records
+//!   by the child's age at its visit and the minor's disclosure code there (R-MINOR-3/4); then each
+//!   function by the R-ACT column of the standing. Never the disclosure log (R-VIEW-5).
 //! - Every FHIR interaction also needs a granted SMART scope for the resource type
 //!   ([`Scopes::allows`]).
 //!
 //! Architecture invariant: no I/O, no clock; every `match` over the enums here names every variant.
 
-use crate::display;
+use crate::acting::{
+    self, Acting, FunctionFacts, MandateCheck, MinorHidden, MinorRecord, Standing,
+};
+use crate::display::{self, Section};
 use crate::ids::{ClientRole, OrgId, PatientKey};
+use crate::population::CustodyAgreement;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -465,22 +477,85 @@ impl Interaction {
     }
 }
 
-/// A MyKanta page or function a citizen uses.
+/// A MyKanta page a citizen reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum View {
-    /// Records: the visits page, the sections, a record's detail, "what is new".
-    Records,
-    /// "Disclosure and use of my data" (R-VIEW-5).
+    /// A section of the health records (R-VIEW-1/2): its list and a record's detail.
+    Section(Section),
+    /// The front page's "what is new" (records of every section).
+    WhatsNew,
+    /// "Disclosure and use of my data" (R-VIEW-5, R-ACT-9).
     DisclosureLog,
 }
 
 impl View {
-    pub const ALL: [View; 2] = [View::Records, View::DisclosureLog];
+    /// Every view: each section, what is new, the disclosure log.
+    pub fn all() -> Vec<View> {
+        Section::ALL
+            .into_iter()
+            .map(View::Section)
+            .chain([View::WhatsNew, View::DisclosureLog])
+            .collect()
+    }
+
+    pub fn code(self) -> String {
+        match self {
+            View::Section(s) => format!("section-{}", s.code()),
+            View::WhatsNew => "whats-new".into(),
+            View::DisclosureLog => "disclosure-log".into(),
+        }
+    }
+}
+
+/// A function of the R-ACT table (what the citizen can manage). The disclosure log (R-ACT-9) is
+/// [`View::DisclosureLog`]. The functions themselves arrive with their issues (consents, wills,
+/// prescriptions, wellbeing data); their rules are here now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Function {
+    /// R-ACT-1 prescription renewal request.
+    RenewalRequest,
+    /// R-ACT-2 prescription disclosure prohibition.
+    PrescriptionProhibition,
+    /// R-ACT-3 acknowledge the information notice.
+    AcknowledgeNotice,
+    /// R-ACT-4 disclosure prohibition (provider, register, visit).
+    DisclosureProhibition,
+    /// R-ACT-5 give a disclosure consent.
+    GiveConsent,
+    /// R-ACT-5 revoke a disclosure consent.
+    RevokeConsent,
+    /// R-ACT-6 organ donation will.
+    OrganDonationWill,
+    /// R-ACT-7 living will.
+    LivingWill,
+    /// R-ACT-8 wellbeing data: delete, permit or revoke wellbeing apps.
+    WellbeingData,
+}
+
+impl Function {
+    pub const ALL: [Function; 9] = [
+        Function::RenewalRequest,
+        Function::PrescriptionProhibition,
+        Function::AcknowledgeNotice,
+        Function::DisclosureProhibition,
+        Function::GiveConsent,
+        Function::RevokeConsent,
+        Function::OrganDonationWill,
+        Function::LivingWill,
+        Function::WellbeingData,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
-            View::Records => "records",
-            View::DisclosureLog => "disclosure-log",
+            Function::RenewalRequest => "renewal-request",
+            Function::PrescriptionProhibition => "prescription-prohibition",
+            Function::AcknowledgeNotice => "acknowledge-notice",
+            Function::DisclosureProhibition => "disclosure-prohibition",
+            Function::GiveConsent => "give-consent",
+            Function::RevokeConsent => "revoke-consent",
+            Function::OrganDonationWill => "organ-donation-will",
+            Function::LivingWill => "living-will",
+            Function::WellbeingData => "wellbeing-data",
         }
     }
 }
@@ -501,6 +576,10 @@ pub enum Action {
     AuditExport,
     /// A citizen's page.
     View(View),
+    /// A citizen's function of the R-ACT table.
+    Manage(Function),
+    /// Switching to act for another person (or back to oneself): target the person's summary.
+    ActFor,
     /// Entering MyKanta after identification (R-AUTH-2).
     Login,
 }
@@ -543,14 +622,21 @@ pub struct PersonFacts {
     pub named_by_identification: bool,
 }
 
-/// What else the decision rests on, gathered by the caller before deciding. Acting-for relations,
-/// consents and mandates arrive here.
+/// What else the decision rests on, gathered by the caller before deciding (consents arrive here).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Facts<'a> {
     /// The MyKanta display rules' decision about the record (citizens' views of their records).
     pub display: Option<&'a display::Decision>,
     /// The population register's facts about a person logging in.
     pub person: Option<&'a PersonFacts>,
+    /// A citizen's standing to the person whose data is asked for, that person, and today's
+    /// Finnish day (needed when acting for another, and for the R-ACT functions).
+    pub acting: Option<&'a Acting>,
+    /// A child's record as a guardian or right-holder would see it: the child's age at its visit
+    /// and the disclosure code recorded there (R-MINOR-3).
+    pub minor: Option<&'a MinorRecord>,
+    /// What a function of the R-ACT table needs beyond the standing.
+    pub function: Option<&'a FunctionFacts>,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -570,6 +656,12 @@ pub enum Ground {
     OperatorFunction,
     /// The citizen's own data.
     OwnData,
+    /// A guardian's, for a minor (R-MINOR-1).
+    Guardian,
+    /// A right-holder's, for a minor: view only (R-MINOR-5).
+    RightToInformation,
+    /// A proxy's, under a health-care-errands mandate (R-PROXY-1).
+    Mandate,
 }
 
 /// The basis of a permit: the ground, the role that carried it, the purpose of use.
@@ -631,6 +723,54 @@ pub enum Denial {
     Deceased,
     /// Neither the register nor the identification service says who the person is.
     UnknownPerson,
+    /// Acting for another person without the facts of the standing (fail closed).
+    NoActingFacts,
+    /// The population register records no guardianship or right to information, and there is
+    /// no mandate.
+    NoRelation,
+    /// A guardian or right-holder acts only for a minor: the person is 18 today.
+    NotAMinor,
+    /// Nobody acts for a deceased person in MyKanta.
+    SubjectDeceased,
+    /// A non-disclosure marker on the child blocks acting for the child (R-MINOR-7).
+    ChildNonDisclosure,
+    /// A non-disclosure marker on the guardian blocks unless the guardians authorised each other
+    /// (R-MINOR-6).
+    GuardianNonDisclosure,
+    /// A non-disclosure marker on the right-holder (R-MINOR-2).
+    HolderNonDisclosure,
+    /// The coded custody agreement gives health-care matters to the other guardian (R-MINOR-8).
+    CustodyOtherGuardian,
+    /// The custody agreement is not registered in coded form: only with a mutual authorisation.
+    CustodyNotCoded,
+    /// A guardian of interests does not act in MyKanta through the population register.
+    GuardianOfInterests,
+    /// Minors are acted for through custody, never through a mandate.
+    MandateNotForMinor,
+    /// No mandate in force (none, expired, revoked, another issue) (R-PROXY-3).
+    NoValidMandate,
+    /// The mandate service cannot be asked now (R-OPS-2).
+    MandateServiceUnavailable,
+    /// A child's record no guardian sees (R-MINOR-3, R-MINOR-4).
+    Minor(MinorHidden),
+    /// A child's record without the facts of its visit (fail closed).
+    NoMinorFacts,
+    /// A right-holder sees but takes no action (R-MINOR-5).
+    RightHolderViewOnly,
+    /// Not a function of this standing (the R-ACT table).
+    NotForThisStanding,
+    /// Not a function a minor uses for themselves (the R-ACT table).
+    NotForMinorSelf,
+    /// Wellbeing data from age 16 (R-ACT-8).
+    UnderSixteen,
+    /// The information notice was given to the minor in health care (R-ACT-3).
+    NoticeReceivedInCare,
+    /// The principal has acknowledged the information notice themselves (R-ACT-3).
+    NoticeAlreadyAcknowledged,
+    /// A guardian revokes only a consent they gave (R-ACT-5).
+    ConsentGivenByAnother,
+    /// The function's own facts were not given (fail closed).
+    NoFunctionFacts,
 }
 
 impl Denial {
@@ -653,6 +793,29 @@ impl Denial {
             Denial::Inconsistent => "inconsistent",
             Denial::Deceased => "deceased",
             Denial::UnknownPerson => "unknown-person",
+            Denial::NoActingFacts => "no-acting-facts",
+            Denial::NoRelation => "no-relation",
+            Denial::NotAMinor => "not-a-minor",
+            Denial::SubjectDeceased => "subject-deceased",
+            Denial::ChildNonDisclosure => "child-non-disclosure",
+            Denial::GuardianNonDisclosure => "guardian-non-disclosure",
+            Denial::HolderNonDisclosure => "holder-non-disclosure",
+            Denial::CustodyOtherGuardian => "custody-other-guardian",
+            Denial::CustodyNotCoded => "custody-not-coded",
+            Denial::GuardianOfInterests => "guardian-of-interests",
+            Denial::MandateNotForMinor => "mandate-not-for-minor",
+            Denial::NoValidMandate => "no-valid-mandate",
+            Denial::MandateServiceUnavailable => "mandate-service-unavailable",
+            Denial::Minor(h) => h.code(),
+            Denial::NoMinorFacts => "no-minor-facts",
+            Denial::RightHolderViewOnly => "right-holder-view-only",
+            Denial::NotForThisStanding => "not-for-this-standing",
+            Denial::NotForMinorSelf => "not-for-minor-self",
+            Denial::UnderSixteen => "under-sixteen",
+            Denial::NoticeReceivedInCare => "notice-received-in-care",
+            Denial::NoticeAlreadyAcknowledged => "notice-already-acknowledged",
+            Denial::ConsentGivenByAnother => "consent-given-by-another",
+            Denial::NoFunctionFacts => "no-function-facts",
         }
     }
 
@@ -676,6 +839,29 @@ impl Denial {
             Denial::Inconsistent => "this action does not apply to this data",
             Denial::Deceased => "the population register records this person as deceased",
             Denial::UnknownPerson => "the person is not known to the population register",
+            Denial::NoActingFacts => "whom you act for could not be checked",
+            Denial::NoRelation => "the population register records no guardianship or right to information, and there is no mandate",
+            Denial::NotAMinor => "a guardian acts only for a child under 18",
+            Denial::SubjectDeceased => "the population register records this person as deceased",
+            Denial::ChildNonDisclosure => "the child has a non-disclosure marker: guardians handle the child's matters with the care provider directly",
+            Denial::GuardianNonDisclosure => "a non-disclosure marker on the guardian: possible only when the guardians have authorised each other",
+            Denial::HolderNonDisclosure => "a non-disclosure marker on the person with the right to information",
+            Denial::CustodyOtherGuardian => "the custody agreement gives health-care matters to the other guardian",
+            Denial::CustodyNotCoded => "the custody agreement is not registered in coded form: possible only when the guardians have authorised each other",
+            Denial::GuardianOfInterests => "a guardian of interests cannot act in MyKanta through the population register",
+            Denial::MandateNotForMinor => "a child is acted for by the guardians, not by a mandate",
+            Denial::NoValidMandate => "there is no valid health-care-errands mandate",
+            Denial::MandateServiceUnavailable => "the mandate service is not available",
+            Denial::Minor(_) => "not shown to guardians",
+            Denial::NoMinorFacts => "not shown to guardians",
+            Denial::RightHolderViewOnly => "with a right to information you can see the data but take no action",
+            Denial::NotForThisStanding => "this is not available when acting for another person in this role",
+            Denial::NotForMinorSelf => "this is not available to a minor in MyKanta",
+            Denial::UnderSixteen => "this is available from the age of 16",
+            Denial::NoticeReceivedInCare => "the minor has received the information notice in health care",
+            Denial::NoticeAlreadyAcknowledged => "the person has acknowledged the information notice",
+            Denial::ConsentGivenByAnother => "a guardian can revoke only a consent they gave",
+            Denial::NoFunctionFacts => "this cannot be checked now",
         }
     }
 
@@ -698,6 +884,24 @@ impl Denial {
             Denial::NoDisplayDecision => "R-DOC-1",
             Denial::ActingForAnother => "R-VIEW-5",
             Denial::Deceased | Denial::UnknownPerson => "R-AUTH-2",
+            Denial::NoActingFacts | Denial::NoRelation | Denial::NotAMinor => "R-MINOR-1",
+            Denial::SubjectDeceased => "R-MINOR-1",
+            Denial::ChildNonDisclosure => "R-MINOR-7",
+            Denial::GuardianNonDisclosure => "R-MINOR-6",
+            Denial::HolderNonDisclosure | Denial::GuardianOfInterests => "R-MINOR-2",
+            Denial::CustodyOtherGuardian | Denial::CustodyNotCoded => "R-MINOR-8",
+            Denial::MandateNotForMinor | Denial::NoValidMandate => "R-PROXY-3",
+            Denial::MandateServiceUnavailable => "R-OPS-2",
+            Denial::Minor(MinorHidden::MinorForbids) => "R-MINOR-4",
+            Denial::Minor(MinorHidden::CapacityUnknown | MinorHidden::NonUpdatedSystem)
+            | Denial::NoMinorFacts => "R-MINOR-3",
+            Denial::RightHolderViewOnly => "R-MINOR-5",
+            Denial::NotForThisStanding | Denial::NotForMinorSelf | Denial::NoFunctionFacts => {
+                "R-ACT"
+            }
+            Denial::UnderSixteen => "R-ACT-8",
+            Denial::NoticeReceivedInCare | Denial::NoticeAlreadyAcknowledged => "R-ACT-3",
+            Denial::ConsentGivenByAnother => "R-ACT-5",
         }
     }
 }
@@ -741,6 +945,9 @@ fn ground_code(g: Ground) -> &'static str {
         Ground::Registry => "registry",
         Ground::OperatorFunction => "operator-function",
         Ground::OwnData => "own-data",
+        Ground::Guardian => "guardian",
+        Ground::RightToInformation => "right-to-information",
+        Ground::Mandate => "mandate",
     }
 }
 
@@ -859,7 +1066,9 @@ fn role_rule(
                 Err(Denial::RoleMayNot)
             }
         },
-        Action::View(_) | Action::Login => Err(Denial::NotACitizen),
+        Action::View(_) | Action::Manage(_) | Action::ActFor | Action::Login => {
+            Err(Denial::NotACitizen)
+        }
     }
 }
 
@@ -872,7 +1081,7 @@ fn identified(action: &Action, facts: &Facts<'_>) -> Result<Ground, Vec<Denial>>
             Some(p) if p.in_register || p.named_by_identification => Ok(Ground::OwnData),
             Some(_) | None => Err(vec![Denial::UnknownPerson]),
         },
-        Action::View(_) => Err(vec![Denial::NotACitizen]),
+        Action::View(_) | Action::Manage(_) | Action::ActFor => Err(vec![Denial::NotACitizen]),
         Action::Fhir { .. }
         | Action::ArchivistLookup
         | Action::PopulationImport
@@ -952,6 +1161,24 @@ fn register_rule(
     }
 }
 
+/// What a citizen asks for.
+#[derive(Clone, Copy)]
+enum Asked {
+    View(View),
+    Manage(Function),
+    ActFor,
+}
+
+/// The R-ACT column a citizen's request falls in.
+#[derive(Clone, Copy)]
+enum Column {
+    SelfAdult,
+    SelfMinor { age: u32 },
+    Guardian,
+    RightHolder,
+    Proxy,
+}
+
 fn citizen(
     person: PatientKey,
     acting_for: Option<PatientKey>,
@@ -959,8 +1186,10 @@ fn citizen(
     target: Target<'_>,
     facts: &Facts<'_>,
 ) -> Result<Ground, Vec<Denial>> {
-    let view = match action {
-        Action::View(v) => *v,
+    let asked = match action {
+        Action::View(v) => Asked::View(*v),
+        Action::Manage(f) => Asked::Manage(*f),
+        Action::ActFor => Asked::ActFor,
         // Already in: a session's citizen logs in again only through identification.
         Action::Login => return Err(vec![Denial::Inconsistent]),
         Action::Fhir { .. }
@@ -968,29 +1197,234 @@ fn citizen(
         | Action::PopulationImport
         | Action::AuditExport => return Err(vec![Denial::NotAClient]),
     };
-    if acting_for.is_some_and(|a| a != person) {
-        return Err(vec![Denial::ActingForAnother]);
+    // Back to one's own data: always (R-ACT: "one click returns to one's own data").
+    if let (Asked::ActFor, Target::Summary { patient }) = (asked, target) {
+        if patient == person {
+            return Ok(Ground::OwnData);
+        }
     }
-    match (view, target) {
-        (View::Records, Target::Shared) => Ok(Ground::Registry),
-        (View::DisclosureLog, Target::Shared) => Err(vec![Denial::Inconsistent]),
-        (View::Records | View::DisclosureLog, Target::Request) => Ok(Ground::OwnData),
-        (View::Records | View::DisclosureLog, Target::Patient { patient, .. })
-            if patient != Some(person) =>
-        {
-            Err(vec![Denial::AnotherPerson])
+    let subject = acting_for.unwrap_or(person);
+    // Whose data: the subject's only (or shared reference data on a records page).
+    match target {
+        Target::Patient { patient, .. } if patient != Some(subject) => {
+            return Err(vec![Denial::AnotherPerson])
         }
-        (View::Records | View::DisclosureLog, Target::Summary { patient }) if patient != person => {
-            Err(vec![Denial::AnotherPerson])
+        Target::Summary { patient } if patient != subject => {
+            return Err(vec![Denial::AnotherPerson])
         }
-        (View::Records | View::DisclosureLog, Target::Summary { .. }) => Ok(Ground::OwnData),
-        (View::DisclosureLog, Target::Patient { .. }) => Ok(Ground::OwnData),
-        (View::Records, Target::Patient { .. }) => match facts.display {
-            Some(display::Decision::Shown | display::Decision::VisitOnly) => Ok(Ground::OwnData),
-            Some(display::Decision::Hidden(reasons)) => {
-                Err(reasons.iter().cloned().map(Denial::Hidden).collect())
+        Target::Shared => {
+            return match asked {
+                Asked::View(View::Section(_) | View::WhatsNew) => Ok(Ground::Registry),
+                Asked::View(View::DisclosureLog) | Asked::Manage(_) | Asked::ActFor => {
+                    Err(vec![Denial::Inconsistent])
+                }
             }
-            None => Err(vec![Denial::NoDisplayDecision]),
+        }
+        Target::Request | Target::Patient { .. } | Target::Summary { .. } => {}
+    }
+    let (ground, column) = if subject == person {
+        match facts.acting.map(|a| a.standing) {
+            Some(Standing::Own) | None => {}
+            Some(
+                Standing::Guardian(_)
+                | Standing::RightToInformation { .. }
+                | Standing::GuardianOfInterests
+                | Standing::Proxy(_)
+                | Standing::Unrelated,
+            ) => return Err(vec![Denial::Inconsistent]),
+        }
+        let column = facts.acting.map(|a| {
+            let age = acting::age_on(a.subject.born, a.today);
+            if age < 18 {
+                Column::SelfMinor { age }
+            } else {
+                Column::SelfAdult
+            }
+        });
+        (Ground::OwnData, column)
+    } else {
+        let a = facts.acting.ok_or_else(|| vec![Denial::NoActingFacts])?;
+        let (ground, column) = standing_rule(a)?;
+        (ground, Some(column))
+    };
+    match asked {
+        Asked::ActFor => Ok(ground),
+        // R-VIEW-5, R-ACT-9: one's own only.
+        Asked::View(View::DisclosureLog) => match column {
+            Some(Column::Guardian | Column::RightHolder | Column::Proxy) => {
+                Err(vec![Denial::ActingForAnother])
+            }
+            Some(Column::SelfAdult | Column::SelfMinor { .. }) | None => Ok(ground),
+        },
+        Asked::View(View::Section(_) | View::WhatsNew) => match target {
+            Target::Request | Target::Summary { .. } | Target::Shared => Ok(ground),
+            Target::Patient { .. } => {
+                let mut denials = match facts.display {
+                    Some(display::Decision::Shown | display::Decision::VisitOnly) => vec![],
+                    Some(display::Decision::Hidden(reasons)) => {
+                        reasons.iter().cloned().map(Denial::Hidden).collect()
+                    }
+                    None => vec![Denial::NoDisplayDecision],
+                };
+                // A child's record by the child's age at its visit and the code recorded there.
+                if let (Some(Column::Guardian | Column::RightHolder), Some(a)) =
+                    (column, facts.acting)
+                {
+                    match facts.minor {
+                        Some(m) => {
+                            if let Err(h) = acting::minor_record_shown(a.subject.born, m) {
+                                denials.push(Denial::Minor(h));
+                            }
+                        }
+                        None => denials.push(Denial::NoMinorFacts),
+                    }
+                }
+                if denials.is_empty() {
+                    Ok(ground)
+                } else {
+                    Err(denials)
+                }
+            }
+        },
+        Asked::Manage(f) => {
+            let column = column.ok_or_else(|| vec![Denial::NoActingFacts])?;
+            function_rule(f, column, facts.function).map(|()| ground)
+        }
+    }
+}
+
+/// R-MINOR-1, R-MINOR-2, R-MINOR-5…8, R-PROXY-3: whether the standing lets the citizen act for
+/// the subject at all today, and in which R-ACT column.
+fn standing_rule(a: &Acting) -> Result<(Ground, Column), Vec<Denial>> {
+    let minor = acting::age_on(a.subject.born, a.today) < 18;
+    let mut denials = Vec::new();
+    if a.subject.deceased {
+        denials.push(Denial::SubjectDeceased);
+    }
+    let ok = match a.standing {
+        Standing::Own => return Err(vec![Denial::Inconsistent]),
+        Standing::Guardian(g) => {
+            if !minor {
+                denials.push(Denial::NotAMinor);
+            }
+            // R-MINOR-7: always, whatever the guardians have agreed.
+            if a.subject.non_disclosure {
+                denials.push(Denial::ChildNonDisclosure);
+            }
+            match g.custody {
+                Some(CustodyAgreement::HealthCareOtherGuardian) => {
+                    denials.push(Denial::CustodyOtherGuardian)
+                }
+                Some(CustodyAgreement::Uncoded) if !g.mutual_authorisation => {
+                    denials.push(Denial::CustodyNotCoded)
+                }
+                Some(
+                    CustodyAgreement::Joint
+                    | CustodyAgreement::HealthCareThisGuardian
+                    | CustodyAgreement::Uncoded,
+                )
+                | None => {}
+            }
+            if g.holder_non_disclosure && !g.mutual_authorisation {
+                denials.push(Denial::GuardianNonDisclosure);
+            }
+            (Ground::Guardian, Column::Guardian)
+        }
+        Standing::RightToInformation {
+            holder_non_disclosure,
+        } => {
+            if !minor {
+                denials.push(Denial::NotAMinor);
+            }
+            if a.subject.non_disclosure {
+                denials.push(Denial::ChildNonDisclosure);
+            }
+            if holder_non_disclosure {
+                denials.push(Denial::HolderNonDisclosure);
+            }
+            (Ground::RightToInformation, Column::RightHolder)
+        }
+        // Seeds silent; research/mission.md §1.8 (Kela): guardians of interests could not act in
+        // MyKanta. They act, like anyone, through a mandate the principal gives.
+        Standing::GuardianOfInterests => return Err(vec![Denial::GuardianOfInterests]),
+        Standing::Unrelated => return Err(vec![Denial::NoRelation]),
+        Standing::Proxy(check) => {
+            if minor {
+                denials.push(Denial::MandateNotForMinor);
+            }
+            match check {
+                MandateCheck::Allowed => {}
+                MandateCheck::Disallowed => denials.push(Denial::NoValidMandate),
+                MandateCheck::Unavailable => denials.push(Denial::MandateServiceUnavailable),
+            }
+            (Ground::Mandate, Column::Proxy)
+        }
+    };
+    if denials.is_empty() {
+        Ok(ok)
+    } else {
+        Err(denials)
+    }
+}
+
+/// The R-ACT table, column by column.
+fn function_rule(
+    f: Function,
+    column: Column,
+    facts: Option<&FunctionFacts>,
+) -> Result<(), Vec<Denial>> {
+    let fact = |get: fn(&FunctionFacts) -> Option<bool>| {
+        facts
+            .and_then(get)
+            .ok_or_else(|| vec![Denial::NoFunctionFacts])
+    };
+    let no = |d: Denial| Err(vec![d]);
+    match column {
+        Column::SelfAdult => Ok(()),
+        Column::RightHolder => no(Denial::RightHolderViewOnly),
+        Column::SelfMinor { age } => match f {
+            Function::RenewalRequest => Ok(()),
+            Function::WellbeingData if age >= 16 => Ok(()),
+            Function::WellbeingData => no(Denial::UnderSixteen),
+            Function::PrescriptionProhibition
+            | Function::AcknowledgeNotice
+            | Function::DisclosureProhibition
+            | Function::GiveConsent
+            | Function::RevokeConsent
+            | Function::OrganDonationWill
+            | Function::LivingWill => no(Denial::NotForMinorSelf),
+        },
+        Column::Guardian => match f {
+            Function::RenewalRequest => Ok(()),
+            Function::AcknowledgeNotice => match fact(|x| x.notice_received_in_care)? {
+                false => Ok(()),
+                true => no(Denial::NoticeReceivedInCare),
+            },
+            Function::RevokeConsent => match fact(|x| x.consent_given_by_actor)? {
+                true => Ok(()),
+                false => no(Denial::ConsentGivenByAnother),
+            },
+            Function::PrescriptionProhibition
+            | Function::DisclosureProhibition
+            | Function::GiveConsent
+            | Function::OrganDonationWill
+            | Function::LivingWill
+            | Function::WellbeingData => no(Denial::NotForThisStanding),
+        },
+        Column::Proxy => match f {
+            Function::RenewalRequest | Function::DisclosureProhibition | Function::GiveConsent => {
+                Ok(())
+            }
+            Function::AcknowledgeNotice => match fact(|x| x.notice_acknowledged_by_principal)? {
+                false => Ok(()),
+                true => no(Denial::NoticeAlreadyAcknowledged),
+            },
+            // The table's cell says "may give on principal's behalf": revoking is the principal's.
+            Function::RevokeConsent
+            | Function::PrescriptionProhibition
+            | Function::OrganDonationWill
+            | Function::LivingWill
+            | Function::WellbeingData => no(Denial::NotForThisStanding),
         },
     }
 }

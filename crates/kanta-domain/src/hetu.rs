@@ -157,18 +157,10 @@ impl Hetu {
         }
     }
 
-    /// Completed years on `date`. A 29 February birthday turns a year older on 1 March in
-    /// non-leap years.
+    /// Completed years on the Finnish calendar day `date` ([`crate::acting::age_on`]: a 29 February
+    /// birthday is reached on 28 February in a common year).
     pub fn age_on(&self, date: Date) -> u32 {
-        let born = self.birth_date();
-        if date < born {
-            return 0;
-        }
-        let mut years = date.year() - born.year();
-        if (u8::from(date.month()), date.day()) < (u8::from(born.month()), born.day()) {
-            years -= 1;
-        }
-        years.max(0) as u32
+        crate::acting::age_on(self.birth_date(), date)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and never reads the clock. `now` is a parameter.
 
 pub mod access;
+pub mod acting;
 pub mod audit;
 pub mod display;
 pub mod hetu;

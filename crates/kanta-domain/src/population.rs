@@ -59,19 +59,24 @@ pub enum CustodyAgreement {
     HealthCareThisGuardian,
     /// The other guardian alone decides health-care matters.
     HealthCareOtherGuardian,
+    /// An agreement or order is registered, but not in coded form: the guardians act in MyKanta
+    /// only through a mutual authorisation (R-MINOR-8).
+    Uncoded,
 }
 
 impl CustodyAgreement {
-    pub const ALL: [CustodyAgreement; 3] = [
+    pub const ALL: [CustodyAgreement; 4] = [
         CustodyAgreement::Joint,
         CustodyAgreement::HealthCareThisGuardian,
         CustodyAgreement::HealthCareOtherGuardian,
+        CustodyAgreement::Uncoded,
     ];
     pub fn code(self) -> &'static str {
         match self {
             CustodyAgreement::Joint => "joint",
             CustodyAgreement::HealthCareThisGuardian => "health-care-this-guardian",
             CustodyAgreement::HealthCareOtherGuardian => "health-care-other-guardian",
+            CustodyAgreement::Uncoded => "uncoded",
         }
     }
     pub fn from_code(code: &str) -> Option<CustodyAgreement> {

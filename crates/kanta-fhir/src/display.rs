@@ -59,6 +59,26 @@ pub fn encounter_reference(resource: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
+/// The minor's disclosure code recorded at a service event (R-MINOR-3): the `restriction-parent`
+/// extension's coding in the THL code system. `None`: no code (a system not updated for minors'
+/// data); a coding of another system reads as unreadable (fail closed).
+pub fn minor_disclosure(encounter: &Value) -> Option<kanta_domain::acting::MinorDisclosure> {
+    let ext = encounter
+        .get("extension")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some(codes::RESTRICTION_PARENT_URL))?;
+    let coding = ext.get("valueCoding");
+    let system = coding.and_then(|c| c.get("system")).and_then(Value::as_str);
+    let code = coding.and_then(|c| c.get("code")).and_then(Value::as_str);
+    Some(match (system, code) {
+        (Some(codes::RESTRICTION_PARENT_SYSTEM), Some(c)) => {
+            kanta_domain::acting::MinorDisclosure::from_code(c)
+        }
+        _ => kanta_domain::acting::MinorDisclosure::Unreadable,
+    })
+}
+
 /// An Encounter's care setting: inpatient for `IMP`, `ACUTE`, `NONAC` (v3-ActCode), outpatient
 /// otherwise.
 pub fn care_setting(encounter: &Value) -> CareSetting {

@@ -7,10 +7,10 @@ use crate::audit::{records_for, Access, Committed, Receipt, Sealed, Touches};
 use crate::prelude::*;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
-    AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found, ImportSummary, Page,
-    PendingLogin, Result, SearchQuery, SectionCursor, SectionPage, SectionProviders, SectionQuery,
-    SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit, VisitsPage, WriteRequest,
-    Written,
+    ActingFor, ActingVia, AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found,
+    ImportSummary, Page, PendingLogin, Result, SearchQuery, SectionCursor, SectionPage,
+    SectionProviders, SectionQuery, SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit,
+    VisitsPage, WriteRequest, Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
@@ -113,7 +113,8 @@ impl Locations {
 
 const SESSION_COLUMNS: &str =
     "id_hash, patient_key, hetu, display_name, acting_for, csrf_token, created_at, \
-     last_active_at, absolute_expiry, confirmed, idp_issuer, idp_sub, idp_sid, id_token";
+     last_active_at, absolute_expiry, confirmed, idp_issuer, idp_sub, idp_sid, id_token, \
+     acting_for_hetu, acting_for_name, acting_via";
 
 fn ts(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -619,6 +620,21 @@ macro_rules! backend {
 
         }
 
+        fn session_insert_query(s: &SessionRow) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments<'_>> {
+            let a = s.acting_for.as_ref();
+            sqlx::query(
+                "INSERT INTO portal_session (id_hash, patient_key, hetu, display_name, acting_for, csrf_token, created_at, \
+                 last_active_at, absolute_expiry, confirmed, idp_issuer, idp_sub, idp_sid, id_token, \
+                 acting_for_hetu, acting_for_name, acting_via) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            )
+            .bind(&s.id_hash).bind(s.patient_key.0).bind(s.hetu.as_str()).bind(&s.display_name)
+            .bind(a.map(|k| k.key.0)).bind(&s.csrf_token).bind(s.created_at).bind(s.last_active_at)
+            .bind(s.absolute_expiry).bind(s.confirmed).bind(&s.idp_issuer).bind(&s.idp_sub)
+            .bind(&s.idp_sid).bind(&s.id_token)
+            .bind(a.map(|k| k.hetu.as_str().to_string())).bind(a.map(|k| k.name.clone())).bind(a.map(|k| k.via.code()))
+        }
+
         fn session_row(r: &<$db as sqlx::Database>::Row) -> Result<SessionRow> {
             let h: String = r.try_get(2)?;
             Ok(SessionRow {
@@ -626,7 +642,22 @@ macro_rules! backend {
                 patient_key: PatientKey(r.try_get(1)?),
                 hetu: hetu(&h)?,
                 display_name: r.try_get(3)?,
-                acting_for: r.try_get::<Option<i64>, _>(4)?.map(PatientKey),
+                acting_for: match (
+                    r.try_get::<Option<i64>, _>(4)?,
+                    r.try_get::<Option<String>, _>(14)?,
+                    r.try_get::<Option<String>, _>(15)?,
+                    r.try_get::<Option<String>, _>(16)?,
+                ) {
+                    (Some(k), Some(h), Some(name), Some(via)) => Some(ActingFor {
+                        key: PatientKey(k),
+                        hetu: hetu(&h)?,
+                        name,
+                        via: ActingVia::from_code(&via)
+                            .ok_or_else(|| StoreError::Corrupt(format!("acting_via {via}")))?,
+                    }),
+                    (None, _, _, _) => None,
+                    _ => return Err(StoreError::Corrupt("a session's acting-for columns are incomplete".into())),
+                },
                 csrf_token: r.try_get(5)?,
                 created_at: r.try_get(6)?,
                 last_active_at: r.try_get(7)?,
@@ -987,17 +1018,21 @@ macro_rules! backend {
         #[async_trait]
         impl Sessions for $store {
             async fn session_insert(&self, s: &SessionRow) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO portal_session (id_hash, patient_key, hetu, display_name, acting_for, csrf_token, created_at, \
-                     last_active_at, absolute_expiry, confirmed, idp_issuer, idp_sub, idp_sid, id_token) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(&s.id_hash).bind(s.patient_key.0).bind(s.hetu.as_str()).bind(&s.display_name)
-                .bind(s.acting_for.map(|k| k.0)).bind(&s.csrf_token).bind(s.created_at).bind(s.last_active_at)
-                .bind(s.absolute_expiry).bind(s.confirmed).bind(&s.idp_issuer).bind(&s.idp_sub)
-                .bind(&s.idp_sid).bind(&s.id_token)
-                .execute(&self.write).await?;
+                session_insert_query(s).execute(&self.write).await?;
                 Ok(())
+            }
+
+            async fn session_replace(&self, old_id_hash: &str, new: &SessionRow) -> Result<bool> {
+                let mut tx = self.write.begin().await?;
+                let gone = sqlx::query("DELETE FROM portal_session WHERE id_hash = $1")
+                    .bind(old_id_hash).execute(&mut *tx).await?.rows_affected();
+                if gone == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                session_insert_query(new).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn session_get(&self, id_hash: &str) -> Result<Option<SessionRow>> {

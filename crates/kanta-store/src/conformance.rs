@@ -775,6 +775,33 @@ async fn sessions(s: &dyn Store) {
     );
     assert_eq!(s.session_delete("c").await.unwrap(), None);
 
+    // R-MINOR, R-PROXY: a switch of whom one acts for replaces the session (a new id) at once;
+    // the old id no longer works, and a session already gone is not replaced.
+    let child = Hetu::parse(HETU_B).unwrap();
+    let child_key = s.claim_patient_key(&child, NOW).await.unwrap();
+    let acting = SessionRow {
+        acting_for: Some(crate::ActingFor {
+            key: child_key,
+            hetu: child.clone(),
+            name: "Lapsi Henkilö".into(),
+            via: crate::ActingVia::Guardian,
+        }),
+        ..row("e", None, 2_000)
+    };
+    assert!(s.session_replace("a", &acting).await.unwrap());
+    assert_eq!(s.session_get("a").await.unwrap(), None);
+    assert_eq!(s.session_get("e").await.unwrap(), Some(acting.clone()));
+    assert!(!s
+        .session_replace("a", &row("f", None, 2_000))
+        .await
+        .unwrap());
+    assert_eq!(s.session_get("f").await.unwrap(), None);
+    let back = row("a", Some("sid-1"), 2_000);
+    assert!(s.session_replace("e", &back).await.unwrap());
+    let a = s.session_get("a").await.unwrap().unwrap();
+    assert_eq!(a.acting_for, None);
+    s.session_confirm("a").await.unwrap();
+
     s.session_insert(&row("d", None, 50_000)).await.unwrap();
     // Idle before 3_000: a (2_000) goes, d (50_000) stays.
     let gone = s.sessions_prune(3_000, 10_000, 0).await.unwrap();

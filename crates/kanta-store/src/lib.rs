@@ -271,6 +271,53 @@ pub struct Checkpoint {
     pub created_at: i64,
 }
 
+/// On what a switch to act for another person rested (R-MINOR-1, R-PROXY-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActingVia {
+    /// Guardianship in the population register.
+    Guardian,
+    /// A right to information in the population register.
+    RightToInformation,
+    /// A health-care-errands mandate in the mandate service.
+    Mandate,
+}
+
+impl ActingVia {
+    pub const ALL: [ActingVia; 3] = [
+        ActingVia::Guardian,
+        ActingVia::RightToInformation,
+        ActingVia::Mandate,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            ActingVia::Guardian => "guardian",
+            ActingVia::RightToInformation => "right-to-information",
+            ActingVia::Mandate => "mandate",
+        }
+    }
+    pub fn from_code(c: &str) -> Option<ActingVia> {
+        ActingVia::ALL.into_iter().find(|v| v.code() == c)
+    }
+}
+
+/// The person a session acts for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActingFor {
+    pub key: PatientKey,
+    pub hetu: Hetu,
+    pub name: String,
+    pub via: ActingVia,
+}
+
+impl std::fmt::Debug for ActingFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActingFor")
+            .field("key", &self.key)
+            .field("via", &self.via)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A citizen's portal session as stored (R-AUTH-4, R-AUTH-5). Times are milliseconds since the epoch.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -280,7 +327,7 @@ pub struct SessionRow {
     pub hetu: Hetu,
     pub display_name: String,
     /// Whom the citizen acts for now, if not themselves.
-    pub acting_for: Option<PatientKey>,
+    pub acting_for: Option<ActingFor>,
     pub csrf_token: String,
     pub created_at: i64,
     pub last_active_at: i64,
@@ -434,6 +481,9 @@ pub trait Sessions: Send + Sync {
     async fn session_confirm(&self, id_hash: &str) -> Result<()>;
     /// End a session; returns it if it existed.
     async fn session_delete(&self, id_hash: &str) -> Result<Option<SessionRow>>;
+    /// Replace a session by another (a switch of whom one acts for gets a new session id), in one
+    /// transaction; `false` if the old session no longer existed (nothing is inserted then).
+    async fn session_replace(&self, old_id_hash: &str, new: &SessionRow) -> Result<bool>;
     /// End the sessions the identity provider names in a logout (by `sid`, or by `sub` when it sends
     /// no `sid`); returns the sessions ended.
     async fn sessions_end_for_idp(

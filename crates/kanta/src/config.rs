@@ -79,6 +79,32 @@ pub struct FileConfig {
     pub test_idp: Option<bool>,
     /// Portal sessions.
     pub session: Option<SessionConfig>,
+    /// The Suomi.fi mandates Web API (acting for another adult, the guardians' mutual
+    /// authorisation). Without it, `--demo` uses the built-in mandate registry.
+    pub mandates: Option<MandatesConfig>,
+    /// Turn on the built-in mandate registry without `--demo` (never in production).
+    pub test_mandates: Option<bool>,
+    /// While pages are viewed for another adult, re-check the mandate at least this often
+    /// (default 120 s); a switch and every action re-check at once (R-PROXY-3).
+    pub mandate_recheck_seconds: Option<u64>,
+}
+
+/// The mandate service (R-PROXY): where it is, the e-service's credentials, and how often an
+/// answer is re-checked while pages are viewed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MandatesConfig {
+    /// The API base, e.g. `https://asiointivaltuustarkastus.suomi.fi`.
+    pub base_url: String,
+    /// The selection page's base for browsers (default: `base_url`).
+    pub browser_url: Option<String>,
+    pub client_id: String,
+    pub api_key: Secret,
+    pub oauth_password: Secret,
+    /// The key of the system-level REST check (issued separately).
+    pub rest_api_key: Secret,
+    /// Give up on the service after this long (default 5 s).
+    pub timeout_seconds: Option<u64>,
 }
 
 /// An OpenID provider for citizen identification (R-AUTH-1).

@@ -53,16 +53,17 @@ const PEOPLE: &[P] = &[
     P { key: "mikko", given: "Mikko", family: "Virtanen", years: 42, days: 100, sign_1900: '-', sign_2000: 'A', number: 903, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "adult; joint guardian of Eetu and Sanni; occupational health visits (the first, from before that provider joined Kanta, is not shown: R-VIEW-8)" },
     P { key: "eetu", given: "Eetu", family: "Virtanen", years: 7, days: 45, sign_1900: '-', sign_2000: 'A', number: 905, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "child under 10; guardians Aino and Mikko see his data" },
     P { key: "sanni", given: "Sanni", family: "Virtanen", years: 14, days: 200, sign_1900: '-', sign_2000: 'B', number: 904, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "child 10-17; visits recorded with each minor's-disclosure code (1 no capacity, 2 allows, 3 forbids, 4 unknown) and one from a non-updated system" },
-    P { key: "pekka", given: "Pekka", family: "Nieminen", years: 45, days: 12, sign_1900: 'X', sign_2000: 'C', number: 907, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "adult; sole guardian of Lotta (12)" },
+    P { key: "pekka", given: "Pekka", family: "Nieminen", years: 45, days: 12, sign_1900: 'X', sign_2000: 'C', number: 907, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "adult; sole guardian of Lotta (12): sees her visit at 8, not the one at 11 (no disclosure code)" },
     P { key: "lotta", given: "Lotta", family: "Nieminen", years: 12, days: 80, sign_1900: '-', sign_2000: 'A', number: 906, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "child 10-17 without disclosure codes on her visits; sole guardian Pekka, right to information Leena" },
     P { key: "leena", given: "Leena", family: "Mäkelä", years: 43, days: 300, sign_1900: 'W', sign_2000: 'D', number: 908, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "adult; right to information about Lotta (non-custodial parent): sees, cannot act" },
-    P { key: "kaisa", given: "Kaisa", family: "Korhonen", years: 34, days: 20, sign_1900: '-', sign_2000: 'A', number: 910, gender: "female", non_disclosure: true, deceased_days_ago: None, situation: "adult with a non-disclosure marker (turvakielto); guardian of Onni (5)" },
-    P { key: "onni", given: "Onni", family: "Korhonen", years: 5, days: 150, sign_1900: '-', sign_2000: 'A', number: 911, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "child under 10; his guardian Kaisa has a non-disclosure marker" },
+    P { key: "kaisa", given: "Kaisa", family: "Korhonen", years: 34, days: 20, sign_1900: '-', sign_2000: 'A', number: 910, gender: "female", non_disclosure: true, deceased_days_ago: None, situation: "adult with a non-disclosure marker (turvakielto); guardian of Onni (5): cannot act for him until she confirms the mutual authorisation Ville proposed (mandate service page)" },
+    P { key: "ville", given: "Ville", family: "Korhonen", years: 36, days: 70, sign_1900: '-', sign_2000: 'A', number: 919, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "adult; guardian of Onni: acts for him; has proposed a mutual authorisation to Kaisa" },
+    P { key: "onni", given: "Onni", family: "Korhonen", years: 5, days: 150, sign_1900: '-', sign_2000: 'A', number: 911, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "child under 10; guardians Ville (acts) and Kaisa (non-disclosure marker: only with the mutual authorisation)" },
     P { key: "johan", given: "Johan", family: "Lindholm", years: 39, days: 222, sign_1900: 'V', sign_2000: 'E', number: 913, gender: "male", non_disclosure: true, deceased_days_ago: None, situation: "adult (Swedish-speaking); guardian of Elsa (9), who has a non-disclosure marker" },
     P { key: "elsa", given: "Elsa", family: "Lindholm", years: 9, days: 10, sign_1900: '-', sign_2000: 'A', number: 912, gender: "female", non_disclosure: true, deceased_days_ago: None, situation: "child under 10 with a non-disclosure marker: guardians cannot act for her in MyKanta" },
-    P { key: "matti", given: "Matti", family: "Järvinen", years: 84, days: 60, sign_1900: '-', sign_2000: 'A', number: 915, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "elderly adult with a guardian of interests (Ritva); his daughter Hanna acts for him by mandate" },
-    P { key: "hanna", given: "Hanna", family: "Järvinen", years: 52, days: 5, sign_1900: 'U', sign_2000: 'F', number: 914, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "adult; proxy for her father Matti through a health-care-errands mandate" },
-    P { key: "ritva", given: "Ritva", family: "Salonen", years: 61, days: 99, sign_1900: '-', sign_2000: 'A', number: 916, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "adult; guardian of interests (edunvalvoja) of Matti" },
+    P { key: "matti", given: "Matti", family: "Järvinen", years: 84, days: 60, sign_1900: '-', sign_2000: 'A', number: 915, gender: "male", non_disclosure: false, deceased_days_ago: None, situation: "elderly adult without eID: gave his daughter Hanna a health-care mandate at a service point; Antti's mandate has expired; guardian of interests Ritva cannot act in MyKanta" },
+    P { key: "hanna", given: "Hanna", family: "Järvinen", years: 52, days: 5, sign_1900: 'U', sign_2000: 'F', number: 914, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "adult; proxy for her father Matti (mandate service): sees his records, not his disclosure log" },
+    P { key: "ritva", given: "Ritva", family: "Salonen", years: 61, days: 99, sign_1900: '-', sign_2000: 'A', number: 916, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "adult; guardian of interests (edunvalvoja) of Matti: refused in MyKanta (needs a mandate)" },
     P { key: "veikko", given: "Veikko", family: "Heikkinen", years: 79, days: 40, sign_1900: '-', sign_2000: 'A', number: 917, gender: "male", non_disclosure: false, deceased_days_ago: Some(200), situation: "deceased (about 200 days ago); his records remain" },
     P { key: "emma", given: "Emma", family: "Laaksonen", years: 16, days: 30, sign_1900: '-', sign_2000: 'B', number: 918, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "16-year-old: old enough for her own wellbeing data" },
     P { key: "sofia", given: "Sofia", family: "Sjöberg", years: 33, days: 130, sign_1900: 'Y', sign_2000: 'B', number: 920, gender: "female", non_disclosure: false, deceased_days_ago: None, situation: "adult (Swedish-speaking); records written in Swedish" },
@@ -181,6 +182,44 @@ fn business_id(seven: &str) -> String {
 /// Days ago the occupational health provider joined the platform (R-VIEW-8): its older records,
 /// archived later, are not shown (Mikko's pre-employment check of 700 days ago).
 const MEHILAINEN_JOINED_DAYS_AGO: i64 = 500;
+
+/// The demo's mandates (R-PROXY-1): (principal, delegate, valid from, valid to, at a service
+/// point), days relative to `today`.
+pub struct DemoMandate {
+    pub principal: String,
+    pub delegate: String,
+    pub from: Date,
+    pub to: Date,
+    pub service_point: bool,
+}
+
+pub fn mandates(today: Date) -> Vec<DemoMandate> {
+    let m =
+        |principal: &str, delegate: &str, from: i64, to: i64, service_point: bool| DemoMandate {
+            principal: hetu_of(person(principal), today),
+            delegate: hetu_of(person(delegate), today),
+            from: today + Duration::days(from),
+            to: today + Duration::days(to),
+            service_point,
+        };
+    vec![
+        // Matti has no eID: he gave Hanna the mandate at a service point.
+        m("matti", "hanna", -30, 335, true),
+        // Antti's mandate from Matti ended ten days ago.
+        m("matti", "antti", -400, -10, false),
+    ]
+}
+
+/// The demo's guardians' mutual authorisations (R-MINOR-6): (child, proposed by, other,
+/// confirmed). Ville has proposed one to Kaisa; she has not confirmed it yet.
+pub fn guardian_authorisations(today: Date) -> Vec<(String, String, String, bool)> {
+    vec![(
+        hetu_of(person("onni"), today),
+        hetu_of(person("ville"), today),
+        hetu_of(person("kaisa"), today),
+        false,
+    )]
+}
 
 pub fn organisations(today: Date) -> Vec<Value> {
     ORGS.iter()
@@ -316,6 +355,7 @@ pub fn population_bundle(today: Date) -> Value {
         rel("lotta", "pekka", "guardian", None),
         rel("lotta", "leena", "right-to-information", None),
         rel("onni", "kaisa", "guardian", None),
+        rel("onni", "ville", "guardian", None),
         rel("elsa", "johan", "guardian", None),
         rel("matti", "ritva", "guardian-of-interests", None),
     ]);
@@ -789,11 +829,19 @@ fn visits() -> Vec<Visit> {
             d(Text { title: "Vastaanottokäynti", text: "Akne. Paikallishoito aloitettu.", view: "YLE" }),
             d(Diagnosis { code: "L70.0", display: "Tavallinen akne" }),
         ]) },
+        // Before she was 10 (no code needed): guardians see it (R-MINOR-3).
+        v(pirha, "sanni", 2400, "Kouluterveydenhuolto", vec![
+            d(Text { title: "Kouluterveydenhoitaja", text: "Laaja terveystarkastus. Kasvu ja kehitys ikätasoista.", view: "YLE" }),
+        ]),
         // Recorded without a disclosure code (non-updated system) while Sanni was 10-17.
         v(tt, "sanni", 300, "Silmien tarkastus", vec![
             d(Text { title: "Silmälääkärin vastaanotto", text: "Lievä likinäköisyys. Silmälasiresepti.", view: "SIL" }),
         ]),
-        // Lotta (12): no disclosure codes at all.
+        // Lotta (12): no disclosure codes at all; the visit at 8 is shown to Pekka and Leena, the
+        // one at 11 is not (non-updated system, R-MINOR-3).
+        v(hus, "lotta", 1500, "Rannemurtuma", vec![
+            d(Text { title: "Lastenpäivystys", text: "Kaatui pyörällä. Värttinäluun murtuma, kipsi neljäksi viikoksi.", view: "LAS" }),
+        ]),
         v(hus, "lotta", 250, "Vatsakipu", vec![
             d(Text { title: "Lastenpäivystys", text: "Ajoittainen vatsakipu, ei hälyttäviä löydöksiä. Keliakiavasta-aineet otettu.", view: "LAS" }),
             d(Lab { loinc: "31017-7", name: "S -tTGAbA", value: 1.0, unit: "U/mL", low: 0.0, high: 7.0 }),

@@ -356,7 +356,103 @@ fn portal_setup(
             tracing::warn!("no identification configured: citizens cannot log in");
         }
     }
+    mandates_setup(&mut portal, file, public_url, demo)?;
     Ok(portal)
+}
+
+/// The mandate service (R-PROXY): the configured Suomi.fi mandates Web API, or, in the demo (or
+/// with `test_mandates = true`) and with none configured, the built-in registry seeded with the
+/// demo's mandates, spoken to over HTTP by the same client.
+fn mandates_setup(
+    portal: &mut kanta_web::portal::Portal,
+    file: &FileConfig,
+    public_url: &str,
+    demo: bool,
+) -> Result<(), String> {
+    use kanta_domain::acting::{GivenAt, GuardianAuthorisation, Mandate, HEALTH_CARE_ISSUE};
+    use kanta_domain::hetu::Hetu;
+    use kanta_web::portal::mandates::{HttpMandates, MandateCache, MandateConfig};
+    use kanta_web::portal::test_mandates::TestMandates;
+    let recheck = file.mandate_recheck_seconds.unwrap_or(120);
+    portal.mandate_cache = Arc::new(MandateCache::new(Duration::from_secs(recheck)));
+    match (&file.mandates, demo || file.test_mandates.unwrap_or(false)) {
+        (Some(m), _) => {
+            let config = MandateConfig {
+                base_url: m.base_url.trim_end_matches('/').to_string(),
+                browser_url: m
+                    .browser_url
+                    .clone()
+                    .unwrap_or_else(|| m.base_url.clone())
+                    .trim_end_matches('/')
+                    .to_string(),
+                client_id: m.client_id.clone(),
+                api_key: m.api_key.expose().to_string(),
+                oauth_password: m.oauth_password.expose().to_string(),
+                rest_api_key: m.rest_api_key.expose().to_string(),
+                timeout: Duration::from_secs(m.timeout_seconds.unwrap_or(5)),
+            };
+            portal.mandates = Some(Arc::new(HttpMandates::new(config, Clock::System)));
+        }
+        (None, true) => {
+            let reg = TestMandates::new();
+            let today = Clock::System.now().date();
+            let ms = |d: time::Date| kanta_fhir::datetime::helsinki_midnight(d);
+            let parse = |h: &str| Hetu::parse(h).map_err(|e| format!("demo HETU: {e:?}"));
+            for (n, m) in demo::mandates(today).into_iter().enumerate() {
+                reg.give(Mandate {
+                    id: format!("demo-{n}"),
+                    principal: parse(&m.principal)?,
+                    delegate: parse(&m.delegate)?,
+                    issue: HEALTH_CARE_ISSUE.into(),
+                    valid_from: ms(m.from),
+                    valid_to: ms(m.to),
+                    revoked_at: None,
+                    given_at: if m.service_point {
+                        GivenAt::ServicePoint
+                    } else {
+                        GivenAt::Online
+                    },
+                });
+            }
+            let start = ms(today);
+            for (n, (child, by, other, confirmed)) in
+                demo::guardian_authorisations(today).into_iter().enumerate()
+            {
+                reg.authorise(GuardianAuthorisation {
+                    id: format!("demo-auth-{n}"),
+                    child: parse(&child)?,
+                    proposed_by: parse(&by)?,
+                    other: parse(&other)?,
+                    proposed_at: start,
+                    confirmed_at: confirmed.then_some(start),
+                    revoked_at: None,
+                });
+            }
+            let base = format!(
+                "{}{}",
+                public_url.trim_end_matches('/'),
+                kanta_web::portal::test_mandates::PREFIX
+            );
+            let config = MandateConfig {
+                base_url: base.clone(),
+                browser_url: base,
+                client_id: reg.client_id.clone(),
+                api_key: reg.api_key.clone(),
+                oauth_password: reg.oauth_password.clone(),
+                rest_api_key: reg.rest_api_key.clone(),
+                timeout: Duration::from_secs(5),
+            };
+            portal.mandates = Some(Arc::new(HttpMandates::new(config, Clock::System)));
+            portal.test_mandates = Some(Arc::new(reg));
+            tracing::warn!(
+                "the built-in TEST mandate registry is on: never use this in production"
+            );
+        }
+        (None, false) => {
+            tracing::warn!("no mandate service configured: acting for other adults is refused");
+        }
+    }
+    Ok(())
 }
 
 async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {

@@ -6,8 +6,11 @@
 
 use crate::AppState;
 use kanta_domain::access::{self, Decision, Facts, Principal, View};
+use kanta_domain::acting::{Acting, MinorRecord};
 use kanta_domain::display::{self, DocumentFacts, Visible};
-use kanta_fhir::display::{care_setting, document_facts, encounter_reference, Context};
+use kanta_fhir::display::{
+    care_setting, document_facts, encounter_reference, minor_disclosure, Context,
+};
 use kanta_store::audit::{Gated, Sealed, Subject};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -78,12 +81,17 @@ pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, Do
     assemble(subjects, joined).0
 }
 
-/// The facts, and for each subject the visit among the same subjects it stands under (the visits
-/// page; a section row carries its own service event instead).
+/// The facts, for each subject the visit among the same subjects it stands under (the visits
+/// page; a section row carries its own service event instead), and each subject's minor facts
+/// (R-MINOR-3: the Finnish day of its service event, or its own, and the disclosure code there).
 fn assemble(
     subjects: &[Subject<'_>],
     joined: &Joined,
-) -> (HashMap<String, DocumentFacts>, Vec<Option<usize>>) {
+) -> (
+    HashMap<String, DocumentFacts>,
+    Vec<Option<usize>>,
+    Vec<MinorRecord>,
+) {
     let bodies: Vec<Value> = subjects.iter().map(|s| s.json.to_value()).collect();
     let mut events: HashMap<String, usize> = HashMap::new();
     let mut documents_on: HashMap<String, usize> = HashMap::new();
@@ -96,7 +104,27 @@ fn assemble(
     }
     let mut out = HashMap::new();
     let mut under = vec![None; subjects.len()];
+    let mut minor = Vec::with_capacity(subjects.len());
     for (i, s) in subjects.iter().enumerate() {
+        // The visit the record was made at: itself, its own service event, or the listed one.
+        let own_event_value;
+        let (event_body, event_at): (Option<&Value>, Option<i64>) =
+            if s.resource_type == "Encounter" {
+                (Some(&bodies[i]), s.effective_at)
+            } else if let Some(f) = s.service_event {
+                own_event_value = f.to_value();
+                (Some(&own_event_value), Some(f.effective_at))
+            } else {
+                match encounter_reference(&bodies[i]).and_then(|e| events.get(e).copied()) {
+                    Some(j) => (Some(&bodies[j]), subjects[j].effective_at),
+                    None => (None, s.effective_at),
+                }
+            };
+        let at = event_at.or(s.effective_at).unwrap_or(0);
+        minor.push(MinorRecord {
+            on: super::helsinki(at).map_or(time::Date::MIN, |t| t.date()),
+            disclosure: event_body.and_then(minor_disclosure),
+        });
         if s.summary {
             continue;
         }
@@ -129,7 +157,7 @@ fn assemble(
             ),
         );
     }
-    (out, under)
+    (out, under, minor)
 }
 
 /// The citizen's judge for a page of their records: each subject through the one decision with
@@ -138,17 +166,20 @@ fn assemble(
 /// page's [`Visible::check`] after release.
 pub fn citizen_judge<'a>(
     principal: &'a Principal,
+    view: View,
+    acting: &'a Acting,
     joined: &'a Joined,
     facts: &'a mut HashMap<String, DocumentFacts>,
     now_ms: i64,
 ) -> impl FnOnce(&[Subject<'_>]) -> Vec<Decision> + 'a {
     move |subjects| {
-        let (assembled, under) = assemble(subjects, joined);
+        let (assembled, under, minor) = assemble(subjects, joined);
         *facts = assembled;
-        let action = access::Action::View(View::Records);
+        let action = access::Action::View(view);
         let mut decisions: Vec<Decision> = subjects
             .iter()
-            .map(|s| {
+            .zip(&minor)
+            .map(|(s, m)| {
                 let key = format!("{}/{}", s.resource_type, s.id);
                 let shown = facts
                     .get(&key)
@@ -159,6 +190,8 @@ pub fn citizen_judge<'a>(
                     s.target(),
                     &Facts {
                         display: shown.as_ref(),
+                        acting: Some(acting),
+                        minor: Some(m),
                         ..Facts::default()
                     },
                     now_ms,

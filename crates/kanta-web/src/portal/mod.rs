@@ -9,14 +9,17 @@
 //!   take the record, the login fails (fail closed).
 //! - The session id, the HETU and tokens never reach the logs.
 
+pub mod acting;
 pub mod facts;
 pub mod i18n;
+pub mod mandates;
 pub mod narrative;
 pub mod oidc;
 pub mod records;
 pub mod sections;
 pub mod session;
 pub mod test_idp;
+pub mod test_mandates;
 
 use crate::AppState;
 use askama::Template;
@@ -71,6 +74,13 @@ pub struct Portal {
     /// The Content-Security-Policy header, made at the first response (it names the identity
     /// provider's origin, which is fixed once the portal is set up).
     csp: Arc<std::sync::OnceLock<HeaderValue>>,
+    /// The mandate service (R-PROXY): `None` when none is configured (acting for adults is then
+    /// refused, naming the service; R-OPS-2).
+    pub mandates: Option<Arc<dyn mandates::MandateService>>,
+    /// Its answers, kept for the re-check interval (R-PROXY-3).
+    pub mandate_cache: Arc<mandates::MandateCache>,
+    /// The built-in mandate registry (demo and tests only; its routes answer 404 without it).
+    pub test_mandates: Option<Arc<test_mandates::TestMandates>>,
     /// Behind a load balancer: the header it puts the client's address in (e.g. `x-forwarded-for`;
     /// its last entry is taken, the one the balancer appended). Without it the peer address is used.
     pub client_ip_header: Option<String>,
@@ -87,6 +97,11 @@ impl Portal {
             },
             limiter: Arc::new(RateLimiter::new(30)),
             test_idp: None,
+            mandates: None,
+            mandate_cache: Arc::new(mandates::MandateCache::new(std::time::Duration::from_secs(
+                120,
+            ))),
+            test_mandates: None,
             client_ip_header: None,
             csp: Arc::default(),
         }
@@ -106,6 +121,10 @@ pub fn routes() -> Router<AppState> {
         .route("/session/status", get(session_status))
         .route("/lang", post(set_lang))
         .route("/disclosures", get(disclosures))
+        .route("/act-for", get(acting::page).post(acting::switch))
+        .route("/act-for/self", post(acting::back_to_self))
+        .route("/act-for/mandate", post(acting::mandate_start))
+        .route("/act-for/mandate/callback", get(acting::mandate_callback))
         .route("/visits", get(records::visits))
         .route("/records/{section}", get(sections::list))
         .route("/records/{section}/{type}/{id}", get(sections::detail))
@@ -113,6 +132,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/session.js", get(js))
         .route("/static/favicon.svg", get(favicon))
         .merge(test_idp::routes())
+        .merge(test_mandates::routes())
 }
 
 // --- security ------------------------------------------------------------------------------
@@ -269,6 +289,8 @@ pub struct Ui {
 
 pub struct SignedIn {
     pub name: String,
+    /// While acting for another person: whose data and as whom (R-OPS-3: every page says it).
+    pub acting: Option<acting::Banner>,
     /// When the session ends if idle, as Finnish local time `HH.MM`.
     pub ends_at: String,
     /// Milliseconds since the epoch, for the warning script.
@@ -307,6 +329,9 @@ struct FrontPublic<'a> {
 #[derive(Template)]
 #[template(path = "front.html")]
 struct Front<'a> {
+    /// The disclosure log is offered (not while acting for another, R-VIEW-5).
+    disclosure_log: bool,
+    acting: bool,
     ui: &'a Ui,
     name: &'a str,
     nav: Vec<sections::NavItem>,
@@ -347,6 +372,8 @@ struct Message<'a> {
     ui: &'a Ui,
     title: String,
     text: String,
+    /// A refusal of acting for another: the page leads to the act-for page (and back to one's own).
+    acting: bool,
 }
 
 pub(crate) fn render(t: &impl Template) -> Response {
@@ -371,6 +398,7 @@ pub fn error_page(lang: Lang, status: StatusCode, key: &str) -> Response {
         ui: &ui,
         title: tr(lang, "error-title", &[]),
         text: tr(lang, key, &[]),
+        acting: key.starts_with("acting-"),
     });
     *res.status_mut() = status;
     res
@@ -557,6 +585,7 @@ fn ui_for(
             let ends = state.portal.policy.ends_at(s);
             SignedIn {
                 name: s.display_name.clone(),
+                acting: acting::banner(s),
                 ends_at: helsinki_hm(ends),
                 ends_at_ms: ends,
                 warn_at_ms: ends - millis(state.portal.policy.warn_before),
@@ -628,18 +657,45 @@ async fn front(
         SessionLookup::Live(s) if !s.confirmed => see_other("/confirm"),
         SessionLookup::Live(s) => {
             let ui = ui_for(&state, lang, "/", Some(&s), "");
-            let news = match sections::whats_new(&state, &s, &rid).await {
+            let whose = match acting::whose(&state, &s, now, lang).await {
+                Ok(w) => w,
+                Err(e) => return e.into_response(),
+            };
+            let principal = citizen_principal(&s);
+            let now_ms = kanta_fhir::datetime::millis(now);
+            // A revoked mandate, a child now 18: the front page says so, and offers the way back.
+            if let Err(e) = acting::may(
+                &principal,
+                &whose.acting,
+                kanta_domain::access::View::WhatsNew,
+                now_ms,
+                lang,
+            ) {
+                return e.into_response();
+            }
+            let news = match sections::whats_new(&state, &s, &whose, &rid).await {
                 Ok(n) => Some(n),
                 Err(e) => {
                     tracing::error!(error = %e, "what is new unavailable");
                     None
                 }
             };
+            let name = match &s.acting_for {
+                Some(a) => a.name.clone(),
+                None => s.display_name.clone(),
+            };
             render(&Front {
                 ui: &ui,
-                name: &s.display_name,
+                name: &name,
                 nav: sections::nav(None),
                 news,
+                disclosure_log: acting::offers(
+                    &principal,
+                    &whose.acting,
+                    kanta_domain::access::View::DisclosureLog,
+                    now_ms,
+                ),
+                acting: s.acting_for.is_some(),
             })
         }
         other => {
@@ -1094,7 +1150,7 @@ struct CsrfForm {
 pub(crate) fn citizen_principal(s: &SessionRow) -> kanta_domain::access::Principal {
     kanta_domain::access::Principal::Citizen {
         person: s.patient_key,
-        acting_for: s.acting_for,
+        acting_for: s.acting_for.as_ref().map(|a| a.key),
     }
 }
 
@@ -1106,6 +1162,8 @@ pub struct Citizen {
     pub lang: Lang,
     pub session: Box<SessionRow>,
     pub principal: kanta_domain::access::Principal,
+    /// Whose data the pages show, and the standing (R-MINOR, R-PROXY).
+    pub whose: acting::Whose,
 }
 
 impl axum::extract::FromRequestParts<AppState> for Citizen {
@@ -1117,11 +1175,16 @@ impl axum::extract::FromRequestParts<AppState> for Citizen {
     ) -> Result<Self, Self::Rejection> {
         let now = state.clock.now();
         let session = confirmed_session(state, &parts.headers, now).await?;
+        let lang = lang_of(&parts.headers);
+        let whose = acting::whose(state, &session, now, lang)
+            .await
+            .map_err(IntoResponse::into_response)?;
         Ok(Citizen {
             now,
-            lang: lang_of(&parts.headers),
+            lang,
             principal: citizen_principal(&session),
             session,
+            whose,
         })
     }
 }
@@ -1278,6 +1341,7 @@ async fn logged_out(State(state): State<AppState>, headers: HeaderMap) -> Respon
         title: ui.t("logged-out-title"),
         text: ui.t("logged-out-text"),
         ui: &ui,
+        acting: false,
     });
     with_cookies(res, set)
 }
@@ -1440,6 +1504,7 @@ async fn disclosures(
         lang,
         session: s,
         principal,
+        whose,
     }: Citizen,
     request_id: crate::RequestId,
     query: Result<Query<DisclosureQuery>, axum::extract::rejection::QueryRejection>,
@@ -1456,20 +1521,24 @@ async fn disclosures(
     let permit = match kanta_domain::access::decide(
         &principal,
         &kanta_domain::access::Action::View(kanta_domain::access::View::DisclosureLog),
-        kanta_domain::access::Target::Summary {
-            patient: s.patient_key,
+        kanta_domain::access::Target::Summary { patient: whose.key },
+        &kanta_domain::access::Facts {
+            acting: Some(&whose.acting),
+            ..Default::default()
         },
-        &kanta_domain::access::Facts::default(),
         kanta_fhir::datetime::millis(now),
     ) {
         kanta_domain::access::Decision::Permit(p) => p,
         kanta_domain::access::Decision::Denied(_) => {
-            return render(&Disclosures {
+            // Asked for directly while acting for another: refused, with the page saying why.
+            let mut res = render(&Disclosures {
                 ui: &ui,
                 rows: vec![],
                 acting_for_other: true,
                 older: None,
-            })
+            });
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            return res;
         }
     };
     let mut names: HashMap<String, String> = HashMap::new();

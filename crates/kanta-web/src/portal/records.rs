@@ -249,6 +249,7 @@ pub async fn visits(
         lang,
         session: s,
         principal,
+        whose,
     }: Citizen,
     request_id: crate::RequestId,
     Query(q): Query<VisitsQuery>,
@@ -259,7 +260,9 @@ pub async fn visits(
         Some(c) => c,
         None => None,
     };
-    let key = s.patient_key;
+    let view = kanta_domain::access::View::Section(kanta_domain::display::Section::Visits);
+    super::acting::may(&principal, &whose.acting, view, now_ms, lang)?;
+    let key = whose.key;
     let unavailable = |e: &dyn std::fmt::Display| PageError::unavailable(lang, e);
     // The page of visits and their care documents, read together and released through the audit
     // log in one record before anything is opened.
@@ -269,8 +272,10 @@ pub async fn visits(
         .await
         .map_err(|e| unavailable(&e))?;
     let access = Access {
-        actor: Actor::Citizen { person: key },
-        on_behalf_of: None,
+        actor: Actor::Citizen {
+            person: s.patient_key,
+        },
+        on_behalf_of: whose.on_behalf_of,
         action: Action::Search,
         query: Some("view=visits".into()),
         request_id: request_id.0.clone(),
@@ -281,7 +286,7 @@ pub async fn visits(
     // release: what the audit log records is what the page shows.
     let joined = Joined::of_holders(&state, &sealed).await;
     let mut facts = HashMap::new();
-    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
+    let judge = citizen_judge(&principal, view, &whose.acting, &joined, &mut facts, now_ms);
     let (
         _,
         kanta_store::VisitsPage {

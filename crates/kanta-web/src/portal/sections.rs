@@ -9,6 +9,7 @@
 //! through the audit log before anything renders; every row passes the display rules
 //! (`Visible::check`) and the templates take nothing else.
 
+use super::acting::{self, Whose};
 use super::facts::{citizen_judge, visible, Joined};
 use super::records::{doc_row, DocRow};
 use super::{helsinki_datetime, render, ui_for, Citizen, PageError};
@@ -19,6 +20,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use kanta_domain::access::View;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{DocumentFacts, Section, Visible};
 use kanta_fhir::display::care_setting;
@@ -309,17 +311,26 @@ pub(crate) async fn recorder(state: &AppState, id: &str) -> Recorder {
     r
 }
 
-fn access(s: &SessionRow, rid: &RequestId, now_ms: i64, action: Action, query: String) -> Access {
+/// The audit record's frame for a citizen's page: the citizen as actor, whose data it is (and, when
+/// acting for another, both persons: R-OPS-3).
+fn access(
+    s: &SessionRow,
+    whose: &Whose,
+    rid: &RequestId,
+    now_ms: i64,
+    action: Action,
+    query: String,
+) -> Access {
     Access {
         actor: Actor::Citizen {
             person: s.patient_key,
         },
-        on_behalf_of: None,
+        on_behalf_of: whose.on_behalf_of,
         action,
         query: Some(query),
         request_id: rid.0.clone(),
         now_ms,
-        subject: Some(s.patient_key),
+        subject: Some(whose.key),
     }
 }
 
@@ -331,6 +342,7 @@ pub async fn list(
         lang,
         session: s,
         principal,
+        whose,
     }: Citizen,
     rid: RequestId,
     Path(code): Path<String>,
@@ -343,6 +355,8 @@ pub async fn list(
         Some(sec) => sec,
         None => return Err(PageError::not_found(lang)),
     };
+    let view = View::Section(section);
+    acting::may(&principal, &whose.acting, view, now_ms, lang)?;
     let Ok(Query(q)) = query else {
         return Err(PageError::bad_page(lang));
     };
@@ -382,7 +396,7 @@ pub async fn list(
         Some(c) => c,
         None => None,
     };
-    let key = s.patient_key;
+    let key = whose.key;
     let query = SectionQuery {
         patient: key,
         section: Some(section.code().to_string()),
@@ -401,6 +415,7 @@ pub async fn list(
     };
     let audit = access(
         &s,
+        &whose,
         &rid,
         now_ms,
         Action::Search,
@@ -408,7 +423,7 @@ pub async fn list(
     );
     let joined = Joined::of_holders(&state, &sealed).await;
     let mut facts = HashMap::new();
-    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
+    let judge = citizen_judge(&principal, view, &whose.acting, &joined, &mut facts, now_ms);
     let (_, (rows, providers)) = state
         .audit
         .release(sealed, &audit, judge)
@@ -461,6 +476,7 @@ pub async fn detail(
         lang,
         session: s,
         principal,
+        whose,
     }: Citizen,
     rid: RequestId,
     Path((code, rtype, id)): Path<(String, String, String)>,
@@ -473,10 +489,12 @@ pub async fn detail(
     if kanta_fhir::resource::scope_of(&rtype).is_none() || !valid_id(&id) {
         return not_found();
     }
+    let view = View::Section(section);
+    acting::may(&principal, &whose.acting, view, now_ms, lang)?;
     let sealed = match state
         .store
         .section(&SectionQuery {
-            patient: s.patient_key,
+            patient: whose.key,
             section: Some(section.code().to_string()),
             since: None,
             until: None,
@@ -492,6 +510,7 @@ pub async fn detail(
     };
     let audit = access(
         &s,
+        &whose,
         &rid,
         now_ms,
         Action::Read,
@@ -499,7 +518,7 @@ pub async fn detail(
     );
     let joined = Joined::of_holders(&state, &sealed).await;
     let mut facts = HashMap::new();
-    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
+    let judge = citizen_judge(&principal, view, &whose.acting, &joined, &mut facts, now_ms);
     let (_, page) = state
         .audit
         .release(sealed, &audit, judge)
@@ -546,13 +565,14 @@ pub async fn detail(
 pub(crate) async fn whats_new(
     state: &AppState,
     s: &SessionRow,
+    whose: &Whose,
     rid: &RequestId,
 ) -> Result<Vec<Visible<Item>>, String> {
     let now_ms = kanta_fhir::datetime::millis(state.clock.now());
     let sealed = state
         .store
         .section(&SectionQuery {
-            patient: s.patient_key,
+            patient: whose.key,
             section: None,
             since: None,
             until: None,
@@ -564,11 +584,25 @@ pub(crate) async fn whats_new(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let audit = access(s, rid, now_ms, Action::Search, "view=whats-new".into());
+    let audit = access(
+        s,
+        whose,
+        rid,
+        now_ms,
+        Action::Search,
+        "view=whats-new".into(),
+    );
     let joined = Joined::of_holders(state, &sealed).await;
     let principal = super::citizen_principal(s);
     let mut facts = HashMap::new();
-    let judge = citizen_judge(&principal, &joined, &mut facts, now_ms);
+    let judge = citizen_judge(
+        &principal,
+        View::WhatsNew,
+        &whose.acting,
+        &joined,
+        &mut facts,
+        now_ms,
+    );
     let (_, page) = state
         .audit
         .release(sealed, &audit, judge)
