@@ -196,6 +196,69 @@ try {
     await axe(page, 'refusal page');
     await context.close();
   });
+  // Acting for someone else (R-MINOR, R-PROXY): the switch, whose data is shown and as whom, the
+  // disclosure log not offered, one click back; a proxy through the mandate service's selection page.
+  const ACT = {
+    fi: { act: 'Asioi toisen puolesta', sw: 'Asioi henkilön Eetu Virtanen puolesta', banner: 'Katselet henkilön Eetu Virtanen tietoja', self: 'Palaa omiin tietoihin', choose: 'Valitse henkilö valtuuspalvelussa', confirm: 'Jatka', matti: 'Katselet henkilön Matti Järvinen tietoja' },
+    sv: { act: 'Sköt ärenden för någon annan', sw: 'Sköt ärenden för Eetu Virtanen', banner: 'Du ser uppgifterna för Eetu Virtanen', self: 'Tillbaka till mina egna uppgifter', choose: 'Välj person i fullmaktstjänsten', confirm: 'Fortsätt', matti: 'Du ser uppgifterna för Matti Järvinen' },
+  };
+  for (const lang of ['fi', 'sv']) {
+    const a = ACT[lang];
+    const login = async (page, name) => {
+      await page.goto(base + '/login');
+      await page.waitForURL(/\/test-idp\/authorize/);
+      await page.getByRole('button', { name }).click();
+      await page.waitForURL(/\/confirm$/);
+      await page.getByRole('button', { name: a.confirm, exact: true }).click();
+      await page.waitForURL(base + '/');
+    };
+    await check(`${lang}::act_for_a_child`, async () => {
+      const context = await browser.newContext({ locale: `${lang}-FI` });
+      const page = await context.newPage();
+      await login(page, 'Aino Virtanen');
+      await page.getByRole('link', { name: a.act }).first().click();
+      await page.waitForURL(/\/act-for$/);
+      await axe(page, 'act-for page');
+      await page.screenshot({ path: path.join(shots, `act-for-${lang}.png`), fullPage: true });
+      await page.getByRole('button', { name: a.sw }).click();
+      await page.waitForURL(base + '/');
+      const banner = await page.locator('section.acting').innerText();
+      expect(banner.includes(a.banner), `the banner names the child: ${banner}`);
+      expect(await page.locator('a[href="/disclosures"]').count() === 0, 'the disclosure log is not offered');
+      await axe(page, 'front page acting for a child');
+      await page.screenshot({ path: path.join(shots, `acting-front-${lang}.png`), fullPage: true });
+      await page.goto(base + '/visits');
+      expect(await page.locator('section.acting').count() === 1, 'the banner on the visits page');
+      await axe(page, 'visits acting for a child');
+      await page.screenshot({ path: path.join(shots, `acting-visits-${lang}.png`), fullPage: true });
+      const refused = await page.goto(base + '/disclosures');
+      expect(refused.status() === 403, `the disclosure log asked for directly: ${refused.status()}`);
+      await axe(page, 'disclosure log refused');
+      await page.getByRole('button', { name: a.self }).click();
+      await page.waitForURL(base + '/');
+      expect(await page.locator('section.acting').count() === 0, 'back to own data');
+      await context.close();
+    });
+    await check(`${lang}::act_for_an_adult_by_mandate`, async () => {
+      const context = await browser.newContext({ locale: `${lang}-FI` });
+      const page = await context.newPage();
+      await login(page, 'Hanna Järvinen');
+      await page.goto(base + '/act-for');
+      await page.getByRole('button', { name: a.choose }).click();
+      await page.waitForURL(/\/test-mandates\/oauth\/authorize/);
+      await axe(page, 'mandate selection page');
+      await page.screenshot({ path: path.join(shots, `mandate-select-${lang}.png`), fullPage: true });
+      await page.getByRole('button', { name: 'Matti Järvinen' }).click();
+      await page.waitForURL(base + '/');
+      const banner = await page.locator('section.acting').innerText();
+      expect(banner.includes(a.matti), `the banner names the principal: ${banner}`);
+      await axe(page, 'front page acting by mandate');
+      await page.screenshot({ path: path.join(shots, `acting-proxy-${lang}.png`), fullPage: true });
+      await page.goto(base + '/test-mandates/manage');
+      await axe(page, 'mandate management page');
+      await context.close();
+    });
+  }
 } finally {
   await browser.close();
 }

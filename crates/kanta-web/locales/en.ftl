@@ -234,3 +234,4 @@ mandates-done-revoked = Revoked.
 mandates-done-proposed = The authorisation was sent to the other guardian to confirm.
 mandates-done-confirmed = The authorisation is now in force.
 mandates-bad-request = The details were not valid. Check the personal identity code.
+home-intro-acting = From this page you reach the data of { $name }.

@@ -234,3 +234,4 @@ mandates-done-revoked = Peruttu.
 mandates-done-proposed = Valtuutus lähetettiin toisen huoltajan vahvistettavaksi.
 mandates-done-confirmed = Valtuutus on nyt voimassa.
 mandates-bad-request = Tiedot eivät kelpaa. Tarkista henkilötunnus.
+home-intro-acting = Tältä sivulta pääset henkilön { $name } tietoihin.

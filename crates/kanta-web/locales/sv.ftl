@@ -234,3 +234,4 @@ mandates-done-revoked = Återkallad.
 mandates-done-proposed = Fullmakten skickades till den andra vårdnadshavaren för bekräftelse.
 mandates-done-confirmed = Fullmakten gäller nu.
 mandates-bad-request = Uppgifterna är inte giltiga. Kontrollera personbeteckningen.
+home-intro-acting = Från den här sidan kommer du till uppgifterna för { $name }.

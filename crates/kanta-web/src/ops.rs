@@ -25,8 +25,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let db_up = state.store.ping().await.is_ok();
     let up = |b: bool| if b { "up" } else { "down" };
     // Identification: whether the identity provider's metadata and keys can be had (cached for an
-    // hour, so this does not call the provider on every probe). Mandates: not built yet; say so
-    // rather than report them up.
+    // hour, so this does not call the provider on every probe). Mandates: whether the service
+    // answered the last check the portal made (`unknown` before any; never probed from here, since
+    // DVV's terms allow checks only for the user's own errands).
     let identification = match &state.portal.identification {
         Some(i) => up(i.reachable().await),
         None => "not-configured",
@@ -44,7 +45,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "population_register": up(db_up),
             "audit_log": up(db_up),
             "identification": identification,
-            "mandates": "not-implemented",
+            "mandates": match (&state.portal.mandates, state.portal.mandate_cache.last_answered()) {
+                (None, _) => "not-configured",
+                (Some(_), None) => "unknown",
+                (Some(_), Some(ok)) => up(ok),
+            },
         }
     });
     let status = if db_up {

@@ -220,9 +220,11 @@ async fn health_metadata_and_auth(b: Backend) {
         );
     }
     // What does not exist yet is not reported as up.
-    for sub in ["prescriptions", "consents", "wellbeing_data", "mandates"] {
+    for sub in ["prescriptions", "consents", "wellbeing_data"] {
         assert_eq!(ready["subsystems"][sub], "not-implemented", "{sub}");
     }
+    // No mandate service configured here: said so, not "up".
+    assert_eq!(ready["subsystems"]["mandates"], "not-configured");
     let (s, cap, h) = app.send(Method::GET, "/fhir/metadata", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(cap["resourceType"], "CapabilityStatement");

@@ -1383,3 +1383,169 @@ fn clinician(org: &str) -> kanta_domain::access::Principal {
         &[ClientRole::Clinician, ClientRole::Operator],
     )
 }
+
+/// R-OPS-3, R-MINOR-1: a guardian's switch to a child is audited with both persons before it takes
+/// effect — if that record cannot be written there is no switch (the old session goes on, acting
+/// for nobody) — and every page viewed while acting records both; the switch gives a new session
+/// id (the old one ends); the way back is audited too. On SQLite and PostgreSQL.
+async fn acting_for_a_child_is_audited_or_refused(backend: Backend) {
+    use kanta_domain::audit::Actor;
+    use kanta_domain::population::{Relation, RelationKind};
+    use serde_json::json;
+    use std::sync::atomic::Ordering::SeqCst;
+    let app = App::spawn(backend, Opts::default()).await;
+    // A child of Testi Henkilö's (the "ok" account), born six years ago, with one visit.
+    let today = app.clock.now().date();
+    let born = today.replace_year(today.year() - 6).unwrap_or(today);
+    let child = Hetu::from_parts(born, if born.year() >= 2000 { 'A' } else { '-' }, 906).unwrap();
+    let me = Hetu::parse(HETU).unwrap();
+    app.store
+        .import_population(
+            &[PersonRecord {
+                person: Person {
+                    hetu: child.clone(),
+                    family_name: "Henkilö".into(),
+                    given_names: "Lapsi".into(),
+                    birth_date: born,
+                    deceased: None,
+                    non_disclosure: false,
+                },
+                relations: vec![Relation {
+                    kind: RelationKind::Guardian,
+                    subject: child.clone(),
+                    holder: me,
+                    start: None,
+                    end: None,
+                    custody: None,
+                }],
+            }],
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+    let c = child.as_str();
+    let visit = kanta_fhir::datetime::format_date(today - time::Duration::days(30));
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": c}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{c}")}},
+        {"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+         "subject": {"reference": "urn:uuid:p"}, "period": {"start": visit}, "reasonCode": [{"text": "Korvatulehdus"}]},
+         "request": {"method": "POST", "url": "Encounter"}},
+    ]});
+    let (req, _) = kanta_web::bundle_write_request(clinician("org-hus"), bundle).unwrap();
+    let _written = app.store.write(req, app.clock.now()).await.unwrap();
+    app.login_confirmed().await;
+    let list = app.get("/act-for").await;
+    assert!(list.body.contains("Lapsi Henkilö"), "{}", list.body);
+    let csrf = list.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("via", "register"),
+        ("person", child.as_str()),
+    ];
+    let faults = app.state.audit.faults();
+    let before = app.store.audit_head().await.unwrap().0;
+    faults.at.store(faults.batches() + 1, SeqCst);
+    let r = app.post("/act-for", &form).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(app.store.audit_head().await.unwrap().0, before);
+    // No switch: the session goes on as before, for oneself.
+    let front = app.get("/").await;
+    assert!(!front.body.contains("Lapsi Henkilö"), "{}", front.body);
+    faults.at.store(0, SeqCst);
+    let old_session = {
+        let r = app.get("/act-for").await;
+        r.csrf()
+    };
+    let r = app
+        .post(
+            "/act-for",
+            &[
+                ("csrf", old_session.as_str()),
+                ("via", "register"),
+                ("person", child.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/".to_string()),
+        "{}",
+        r.body
+    );
+    assert!(r.set_cookie("kanta_session").is_some(), "a new session id");
+    let visits = app.get("/visits").await;
+    assert!(visits.body.contains("Korvatulehdus"), "{}", visits.body);
+    assert!(visits
+        .body
+        .contains("Katselet henkilön Lapsi Henkilö tietoja"));
+    // The old session's CSRF token (and so its session) no longer works.
+    let stale = app
+        .post("/act-for/self", &[("csrf", old_session.as_str())])
+        .await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN);
+    let back = app.get("/act-for").await.csrf();
+    let r = app.post("/act-for/self", &[("csrf", back.as_str())]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(!app.get("/visits").await.body.contains("Korvatulehdus"));
+    // The audit log: the switch and the page name both persons; so does the way back.
+    let me_key = app
+        .store
+        .patient_key_for_hetu(&Hetu::parse(HETU).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let child_key = app
+        .store
+        .patient_key_for_hetu(&child)
+        .await
+        .unwrap()
+        .unwrap();
+    let (size, _) = app.store.audit_head().await.unwrap();
+    let records: Vec<AuditRecord> = app
+        .store
+        .audit_range(0, size)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    let switch = records
+        .iter()
+        .find(|r| r.action == Action::SwitchActingFor && r.on_behalf_of == Some(child_key))
+        .expect("the switch is audited");
+    assert_eq!(switch.actor, Actor::Citizen { person: me_key });
+    assert_eq!(switch.patient, Some(child_key));
+    assert_eq!(
+        switch.basis.as_ref().map(|b| b.ground),
+        Some(kanta_domain::access::Ground::Guardian)
+    );
+    let page = records
+        .iter()
+        .find(|r| {
+            r.action == Action::Search
+                && r.query.as_deref() == Some("view=visits")
+                && r.patient == Some(child_key)
+        })
+        .expect("the page viewed for the child is audited");
+    assert_eq!(
+        (page.actor.clone(), page.on_behalf_of),
+        (Actor::Citizen { person: me_key }, Some(child_key))
+    );
+    assert!(records.iter().any(|r| r.action == Action::SwitchActingFor
+        && r.on_behalf_of.is_none()
+        && r.query
+            .as_deref()
+            .is_some_and(|q| q.starts_with("reason=back-to-self"))));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn acting_for_a_child_is_audited_or_refused_sqlite() {
+    acting_for_a_child_is_audited_or_refused(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn acting_for_a_child_is_audited_or_refused_postgres() {
+    acting_for_a_child_is_audited_or_refused(Backend::Postgres).await;
+}

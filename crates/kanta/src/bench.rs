@@ -88,6 +88,79 @@ fn hetu_for(i: usize) -> Result<Hetu, String> {
     Hetu::from_parts(day, sign, 900 + (i % 100) as u16).map_err(|e| e.to_string())
 }
 
+/// A confirmed portal session for the benchmark; the cookie to send.
+async fn bench_session(
+    store: &dyn Store,
+    id: &str,
+    key: kanta_domain::ids::PatientKey,
+    hetu: &Hetu,
+    acting_for: Option<kanta_store::ActingFor>,
+) -> Result<String, String> {
+    let now_ms = kanta_fhir::datetime::millis(Clock::System.now());
+    store
+        .session_insert(&kanta_store::SessionRow {
+            id_hash: kanta_web::portal::session::hash(id),
+            patient_key: key,
+            hetu: hetu.clone(),
+            display_name: "Bench Test".into(),
+            acting_for,
+            csrf_token: "bench".into(),
+            created_at: now_ms,
+            last_active_at: now_ms,
+            absolute_expiry: now_ms + 3_600_000,
+            confirmed: true,
+            idp_issuer: "bench".into(),
+            idp_sub: id.to_string(),
+            idp_sid: None,
+            id_token: None,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("kanta_session={id}"))
+}
+
+/// The visits page under load for one session: one look first (a broken set-up fails loudly),
+/// then `clients` loops for `seconds`.
+async fn visits_page_load(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    args: &BenchArgs,
+) -> Result<Run, String> {
+    let probe = http
+        .get(format!("{base}/visits"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = probe.status();
+    let text = probe.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() || !text.contains("class=\"visit\"") {
+        return Err(format!(
+            "the visits page answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        ));
+    }
+    let (http, base, cookie) = (http.clone(), base.to_string(), cookie.to_string());
+    Ok(drive(args.clients, args.seconds, move |_, _| {
+        let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
+        async move {
+            match http
+                .get(format!("{base}/visits"))
+                .header("cookie", cookie)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => {
+                    r.text().await.is_ok_and(|t| t.contains("class=\"visit\""))
+                }
+                _ => false,
+            }
+        }
+    })
+    .await)
+}
+
 fn records_for(rank: usize) -> usize {
     (3000 / (rank + 1)).max(5)
 }
@@ -508,13 +581,34 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             witness_channel: None,
         },
     );
+    // The built-in mandate registry, spoken to over HTTP by the production client (the proxy's
+    // visits page below); the answer cached for the default re-check interval.
+    let mandates = Arc::new(kanta_web::portal::test_mandates::TestMandates::new());
+    let mut portal = kanta_web::portal::Portal::new(store.clone(), &base);
+    {
+        let b = format!("{base}{}", kanta_web::portal::test_mandates::PREFIX);
+        portal.mandates = Some(Arc::new(kanta_web::portal::mandates::HttpMandates::new(
+            kanta_web::portal::mandates::MandateConfig {
+                base_url: b.clone(),
+                browser_url: b,
+                client_id: mandates.client_id.clone(),
+                api_key: mandates.api_key.clone(),
+                oauth_password: mandates.oauth_password.clone(),
+                rest_api_key: mandates.rest_api_key.clone(),
+                timeout: Duration::from_secs(5),
+            },
+            Clock::System,
+        )));
+        portal.test_mandates = Some(mandates.clone());
+    }
     let state = AppState::new(
         store.clone(),
         audit,
         config,
         Clock::System,
         b"bench-token-secret-bench-token-secret",
-    );
+    )
+    .with_portal(portal);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kanta_web::serve(listener, state, async move {
         let _ = stop_rx.await;
@@ -771,6 +865,137 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                    "ratio": round(if *first > 0.0 { last / first } else { 0.0 })})
         );
     }
+    progress(backend, "visits_page_acting");
+    // W2c: acting for others (issue 11): a guardian opens the child's visits page, a proxy the
+    // principal's, each against the citizen's own page of the same patient in the same run.
+    {
+        let now = Clock::System.now();
+        let today = now.date();
+        let guardian = hetu_for(args.patients + 10)?;
+        let delegate = hetu_for(args.patients + 11)?;
+        let child = Hetu::parse(&page_hetus[1]).map_err(|e| e.to_string())?;
+        let principal = Hetu::parse(&page_hetus[0]).map_err(|e| e.to_string())?;
+        let person =
+            |h: &Hetu, born: time::Date, relations| kanta_domain::population::PersonRecord {
+                person: kanta_domain::population::Person {
+                    hetu: h.clone(),
+                    family_name: "Bench".into(),
+                    given_names: "Test".into(),
+                    birth_date: born,
+                    deceased: None,
+                    non_disclosure: false,
+                },
+                relations,
+            };
+        // The register says the 500-record patient is a child (17: every visit, from 2010, was
+        // before 10) with a guardian; the 20-record patient is an adult who gave a mandate.
+        let child_born = today - Duration::from_secs(17 * 366 * 86_400);
+        store
+            .import_population(
+                &[
+                    person(
+                        &child,
+                        child_born,
+                        vec![kanta_domain::population::Relation {
+                            kind: kanta_domain::population::RelationKind::Guardian,
+                            subject: child.clone(),
+                            holder: guardian.clone(),
+                            start: None,
+                            end: None,
+                            custody: None,
+                        }],
+                    ),
+                    person(
+                        &guardian,
+                        today - Duration::from_secs(45 * 366 * 86_400),
+                        vec![],
+                    ),
+                    person(&principal, principal.birth_date(), vec![]),
+                    person(
+                        &delegate,
+                        today - Duration::from_secs(50 * 366 * 86_400),
+                        vec![],
+                    ),
+                ],
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let now_ms = kanta_fhir::datetime::millis(now);
+        mandates.give(kanta_domain::acting::Mandate {
+            id: "bench".into(),
+            principal: principal.clone(),
+            delegate: delegate.clone(),
+            issue: kanta_domain::acting::HEALTH_CARE_ISSUE.into(),
+            valid_from: now_ms - 60_000,
+            valid_to: now_ms + 86_400_000,
+            revoked_at: None,
+            given_at: kanta_domain::acting::GivenAt::Online,
+        });
+        for (workload, subject, actor, via) in [
+            (
+                "visits_page_guardian_vs_own",
+                &child,
+                &guardian,
+                kanta_store::ActingVia::Guardian,
+            ),
+            (
+                "visits_page_proxy_vs_own",
+                &principal,
+                &delegate,
+                kanta_store::ActingVia::Mandate,
+            ),
+        ] {
+            let subject_key = store
+                .patient_key_for_hetu(subject)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("a page patient was not loaded")?;
+            let actor_key = store
+                .claim_patient_key(actor, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let own = bench_session(
+                &*store,
+                &format!("{workload}-own"),
+                subject_key,
+                subject,
+                None,
+            )
+            .await?;
+            let acting = bench_session(
+                &*store,
+                &format!("{workload}-acting"),
+                actor_key,
+                actor,
+                Some(kanta_store::ActingFor {
+                    key: subject_key,
+                    hetu: subject.clone(),
+                    name: "Bench Test".into(),
+                    via,
+                }),
+            )
+            .await?;
+            let mut own_run = visits_page_load(&http, &base, &own, args).await?;
+            let mut acting_run = visits_page_load(&http, &base, &acting, args).await?;
+            // Cost per page: the ratio of the own page's throughput to the acting one's (≤ 1.2 is
+            // the target: the acting page costs at most 1.2 times the own).
+            let cost = if acting_run.per_sec() > 0.0 {
+                own_run.per_sec() / acting_run.per_sec()
+            } else {
+                0.0
+            };
+            emit!(
+                "{}",
+                json!({"workload": workload, "backend": backend, "clients": args.clients,
+                       "own_ops_per_s": round(own_run.per_sec()), "acting_ops_per_s": round(acting_run.per_sec()),
+                       "own_p99_ms": round(own_run.pct(0.99)), "acting_p99_ms": round(acting_run.pct(0.99)),
+                       "errors": own_run.errors + acting_run.errors,
+                       "cost_ratio": round(cost)})
+            );
+        }
+    }
+
     let _ = stop_tx.send(());
     let _ = server.await;
 

@@ -481,7 +481,7 @@ async fn the_mandate_service_down_stops_only_acting_for_adults() {
     hanna.login("Hanna").await;
     let csrf = hanna.csrf().await;
     let r = hanna.post("/act-for/mandate", &[("csrf", &csrf)]).await;
-    assert_eq!(r.location, "/act-for?notice=mandates-down");
+    assert_eq!(r.location, "/act-for?notice=down");
     let page = hanna.get(&r.location).await;
     assert!(page
         .body
@@ -500,6 +500,8 @@ async fn the_mandate_service_down_stops_only_acting_for_adults() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
     assert!(r.body.contains("Suomi.fi-valtuudet"));
     assert_eq!(hanna.get("/visits").await.status, StatusCode::OK);
+    let ready: serde_json::Value = serde_json::from_str(&hanna.get("/readyz").await.body).unwrap();
+    assert_eq!(ready["subsystems"]["mandates"], "down", "{ready}");
     // Aino still acts for her children.
     let aino = Browser::new(&s);
     aino.login("Aino").await;

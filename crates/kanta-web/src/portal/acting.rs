@@ -344,7 +344,7 @@ pub async fn page(
     }
     let ui = ui_for(&state, c.lang, "/act-for", Some(s), "");
     let notice = q.notice.as_deref().and_then(|n| match n {
-        "mandates-down" => Some(ui.t("acting-refused-mandates-down")),
+        "down" => Some(ui.t("acting-refused-mandates-down")),
         "no-principal" => Some(ui.t("acting-no-principal")),
         "mandate-cancelled" => Some(ui.t("acting-mandate-cancelled")),
         _ => None,
@@ -600,7 +600,7 @@ pub async fn mandate_start(
         Err(r) => return r,
     };
     let Some(service) = state.portal.mandates.clone() else {
-        return see_other("/act-for?notice=mandates-down");
+        return see_other("/act-for?notice=down");
     };
     match service.register(&s.hetu).await {
         Ok(hpa) => {
@@ -614,7 +614,7 @@ pub async fn mandate_start(
         }
         Err(e) => {
             tracing::warn!(error = %e, "mandate service: register failed");
-            see_other("/act-for?notice=mandates-down")
+            see_other("/act-for?notice=down")
         }
     }
 }
@@ -638,7 +638,7 @@ pub async fn mandate_callback(
 ) -> Response {
     let s = &c.session;
     let Some(service) = state.portal.mandates.clone() else {
-        return see_other("/act-for?notice=mandates-down");
+        return see_other("/act-for?notice=down");
     };
     let Some((hpa_session, _)) = q.state.split_once('.') else {
         return error_page(c.lang, StatusCode::BAD_REQUEST, "error-bad-page");
@@ -659,7 +659,7 @@ pub async fn mandate_callback(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "mandate service: principals failed");
-            return see_other("/act-for?notice=mandates-down");
+            return see_other("/act-for?notice=down");
         }
     };
     // The selection page chooses one person; with several, the first (each is checked anyway).

@@ -182,6 +182,8 @@ mod tests {
                 "\"filter-",
                 "\"record-",
                 "\"archivist-",
+                "\"acting-",
+                "\"mandates-",
             ] {
                 for (i, _) in text.match_indices(prefix) {
                     let rest = &text[i + 1..];

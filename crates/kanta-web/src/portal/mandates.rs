@@ -364,6 +364,8 @@ type CacheKey = (String, String, String);
 pub struct MandateCache {
     pub interval: Duration,
     entries: Mutex<HashMap<CacheKey, (bool, i64)>>,
+    /// Whether the last call to the service was answered (for `/readyz`), `None` before any.
+    last_answered: Mutex<Option<bool>>,
 }
 
 /// At most this many answers are kept; beyond it the cache is emptied (it refills in one
@@ -375,6 +377,18 @@ impl MandateCache {
         MandateCache {
             interval,
             entries: Mutex::default(),
+            last_answered: Mutex::default(),
+        }
+    }
+
+    /// Whether the service answered the last time it was asked (`None`: not asked yet).
+    pub fn last_answered(&self) -> Option<bool> {
+        self.last_answered.lock().ok().and_then(|l| *l)
+    }
+
+    fn answered(&self, ok: bool) {
+        if let Ok(mut l) = self.last_answered.lock() {
+            *l = Some(ok);
         }
     }
 
@@ -408,7 +422,9 @@ impl MandateCache {
                 }
             }
         }
-        match service.check(delegate, principal, issue).await {
+        let answer = service.check(delegate, principal, issue).await;
+        self.answered(answer.is_ok());
+        match answer {
             Ok(ok) => {
                 if let Ok(mut m) = self.entries.lock() {
                     if m.len() >= CACHE_MAX {

@@ -332,6 +332,8 @@ struct Front<'a> {
     /// The disclosure log is offered (not while acting for another, R-VIEW-5).
     disclosure_log: bool,
     acting: bool,
+    /// Whose data the page leads to, when not one's own.
+    acting_name: Option<&'a str>,
     ui: &'a Ui,
     name: &'a str,
     nav: Vec<sections::NavItem>,
@@ -680,13 +682,10 @@ async fn front(
                     None
                 }
             };
-            let name = match &s.acting_for {
-                Some(a) => a.name.clone(),
-                None => s.display_name.clone(),
-            };
             render(&Front {
                 ui: &ui,
-                name: &name,
+                name: &s.display_name,
+                acting_name: s.acting_for.as_ref().map(|a| a.name.as_str()),
                 nav: sections::nav(None),
                 news,
                 disclosure_log: acting::offers(

@@ -739,6 +739,51 @@ struct ManageForm {
     days: Option<u32>,
 }
 
+/// Every change in the registry is audited before it is made (fail closed): who, about whom (the
+/// principal or the child), what.
+async fn audit_change(
+    state: &AppState,
+    actor: &kanta_store::SessionRow,
+    about: &Hetu,
+    what: &str,
+    now: time::OffsetDateTime,
+) -> Result<(), Box<Response>> {
+    let lang = super::i18n::Lang::Fi;
+    let key = state
+        .store
+        .claim_patient_key(about, now)
+        .await
+        .map_err(|e| Box::new(super::PageError::unavailable(lang, &e).into_response()))?;
+    let record = kanta_domain::audit::AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
+        recorded_at: kanta_fhir::datetime::millis(now),
+        patient: Some(key),
+        actor: kanta_domain::audit::Actor::Citizen {
+            person: actor.patient_key,
+        },
+        on_behalf_of: None,
+        action: kanta_domain::audit::Action::Update,
+        entities: vec![],
+        query: Some(format!("mandate-registry={what}")),
+        outcome: kanta_domain::audit::Outcome::Success,
+        request_id: None,
+        basis: None,
+    };
+    state
+        .audit
+        .commit(vec![record])
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit log unavailable: no mandate change");
+            Box::new(error_page(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error-unavailable",
+            ))
+        })
+}
+
 async fn manage(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -777,6 +822,14 @@ async fn manage(
             if delegate == principal {
                 return bad();
             }
+            let what = if given_at == GivenAt::ServicePoint {
+                "give-at-service-point"
+            } else {
+                "give"
+            };
+            if let Err(r) = audit_change(&state, &s, &principal, what, now_t).await {
+                return *r;
+            }
             reg.give(Mandate {
                 id: random_token(8),
                 principal,
@@ -790,6 +843,9 @@ async fn manage(
             "given"
         }
         "revoke" => {
+            if let Err(r) = audit_change(&state, &s, &me, "revoke", now_t).await {
+                return *r;
+            }
             let Ok(mut i) = reg.inner.lock() else {
                 return bad();
             };
@@ -830,6 +886,11 @@ async fn manage(
             if !ok || other == me {
                 return bad();
             }
+            if let Err(r) =
+                audit_change(&state, &s, &child, "mutual-authorisation-proposed", now_t).await
+            {
+                return *r;
+            }
             reg.authorise(GuardianAuthorisation {
                 id: random_token(8),
                 child,
@@ -842,15 +903,35 @@ async fn manage(
             "proposed"
         }
         "confirm" => {
+            let child = reg.inner.lock().ok().and_then(|i| {
+                i.authorisations
+                    .iter()
+                    .find(|a| {
+                        a.id == f.id
+                            && a.other == me
+                            && a.confirmed_at.is_none()
+                            && a.revoked_at.is_none()
+                    })
+                    .map(|a| a.child.clone())
+            });
+            let Some(child) = child else {
+                return bad();
+            };
+            if let Err(r) =
+                audit_change(&state, &s, &child, "mutual-authorisation-confirmed", now_t).await
+            {
+                return *r;
+            }
             let Ok(mut i) = reg.inner.lock() else {
                 return bad();
             };
-            let Some(a) = i.authorisations.iter_mut().find(|a| {
-                a.id == f.id && a.other == me && a.confirmed_at.is_none() && a.revoked_at.is_none()
-            }) else {
-                return bad();
-            };
-            a.confirmed_at = Some(now);
+            if let Some(a) = i
+                .authorisations
+                .iter_mut()
+                .find(|a| a.id == f.id && a.other == me)
+            {
+                a.confirmed_at = Some(now);
+            }
             "confirmed"
         }
         _ => return bad(),
