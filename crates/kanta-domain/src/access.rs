@@ -1257,7 +1257,15 @@ fn citizen(
             Some(Column::SelfAdult | Column::SelfMinor { .. }) | None => Ok(ground),
         },
         Asked::View(View::Section(_) | View::WhatsNew) => match target {
-            Target::Request | Target::Summary { .. } | Target::Shared => Ok(ground),
+            Target::Request | Target::Shared => Ok(ground),
+            // A summary over a child's records (e.g. the units that have recorded in a section)
+            // cannot be checked visit by visit: not for guardians (it would tell of hidden visits).
+            Target::Summary { .. } => match column {
+                Some(Column::Guardian | Column::RightHolder) => Err(vec![Denial::NoMinorFacts]),
+                Some(Column::SelfAdult | Column::SelfMinor { .. } | Column::Proxy) | None => {
+                    Ok(ground)
+                }
+            },
             Target::Patient { .. } => {
                 let mut denials = match facts.display {
                     Some(display::Decision::Shown | display::Decision::VisitOnly) => vec![],

@@ -225,6 +225,17 @@ async fn health_metadata_and_auth(b: Backend) {
     }
     // No mandate service configured here: said so, not "up".
     assert_eq!(ready["subsystems"]["mandates"], "not-configured");
+    // Without the demo (or its test settings) the built-in test services do not exist.
+    for path in [
+        "/test-idp/.well-known/openid-configuration",
+        "/test-idp/authorize",
+        "/test-mandates/manage",
+        "/test-mandates/oauth/authorize",
+        "/test-mandates/service/rest/hpa/authorization/c/010594Y9021/010594Y9021?issue=x",
+    ] {
+        let (s, _, _) = app.send(Method::GET, path, None, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
     let (s, cap, h) = app.send(Method::GET, "/fhir/metadata", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(cap["resourceType"], "CapabilityStatement");

@@ -374,7 +374,15 @@ fn mandates_setup(
     use kanta_web::portal::mandates::{HttpMandates, MandateCache, MandateConfig};
     use kanta_web::portal::test_mandates::TestMandates;
     let recheck = file.mandate_recheck_seconds.unwrap_or(120);
-    portal.mandate_cache = Arc::new(MandateCache::new(Duration::from_secs(recheck)));
+    // A page may stand on a standing kept a few seconds, itself resting on a mandate answer kept
+    // for the rest of the interval: together never older than `mandate_recheck_seconds`.
+    let standing_ttl = recheck.min(5);
+    portal.standing_cache = Arc::new(kanta_web::portal::acting::StandingCache::new(
+        Duration::from_secs(standing_ttl),
+    ));
+    portal.mandate_cache = Arc::new(MandateCache::new(Duration::from_secs(
+        recheck - standing_ttl,
+    )));
     match (&file.mandates, demo || file.test_mandates.unwrap_or(false)) {
         (Some(m), _) => {
             let config = MandateConfig {

@@ -30,6 +30,8 @@ use kanta_domain::ids::PatientKey;
 use kanta_domain::population::{PersonRecord, RelationKind};
 use kanta_store::{ActingFor, ActingVia, SessionRow};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use time::{Date, OffsetDateTime};
 
 /// Whose data a page shows, and the facts of the standing for the one decision.
@@ -41,6 +43,57 @@ pub struct Whose {
     pub acting: Acting,
     /// For the audit record: whom the citizen acts for, when not themselves (R-OPS-3).
     pub on_behalf_of: Option<PatientKey>,
+}
+
+/// The standings pages were shown under, kept a few seconds per (citizen, subject) so that a page
+/// view does not read the register (and the mandate cache) again and again; never longer than the
+/// mandate re-check interval. A switch never uses it (it asks afresh). Ages are computed anew on
+/// every request from the kept birth date and today's Finnish day.
+pub struct StandingCache {
+    ttl_ms: i64,
+    entries: Mutex<HashMap<StandingKey, (Acting, i64)>>,
+}
+
+/// (citizen's HETU, subject's HETU, by mandate).
+type StandingKey = (String, String, bool);
+
+/// At most this many standings are kept; beyond it the cache is emptied.
+const STANDING_CACHE_MAX: usize = 100_000;
+
+impl StandingCache {
+    pub fn new(ttl: std::time::Duration) -> StandingCache {
+        StandingCache {
+            ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn key(me: &Hetu, subject: &Hetu, by_mandate: bool) -> StandingKey {
+        (
+            me.as_str().to_string(),
+            subject.as_str().to_string(),
+            by_mandate,
+        )
+    }
+
+    fn get(&self, me: &Hetu, subject: &Hetu, by_mandate: bool, now_ms: i64) -> Option<Acting> {
+        let m = self.entries.lock().ok()?;
+        let (acting, at) = m.get(&Self::key(me, subject, by_mandate))?;
+        (now_ms >= *at && now_ms - at < self.ttl_ms).then_some(*acting)
+    }
+
+    fn put(&self, me: &Hetu, subject: &Hetu, by_mandate: bool, acting: Acting, now_ms: i64) {
+        // An unanswered mandate service is not kept: the next page asks again.
+        if acting.standing == Standing::Proxy(MandateCheck::Unavailable) {
+            return;
+        }
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= STANDING_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(Self::key(me, subject, by_mandate), (acting, now_ms));
+        }
+    }
 }
 
 /// Today's Finnish calendar day at `now`.
@@ -84,16 +137,22 @@ pub async fn whose(
             on_behalf_of: None,
         });
     };
-    let acting = standing_for(
-        state,
-        &s.hetu,
-        &a.hetu,
-        a.via == ActingVia::Mandate,
-        now,
-        false,
-    )
-    .await
-    .map_err(|e| PageError::unavailable(lang, &e))?;
+    let by_mandate = a.via == ActingVia::Mandate;
+    let now_ms = kanta_fhir::datetime::millis(now);
+    let cache = &state.portal.standing_cache;
+    let acting = match cache.get(&s.hetu, &a.hetu, by_mandate, now_ms) {
+        Some(mut acting) => {
+            acting.today = today;
+            acting
+        }
+        None => {
+            let acting = standing_for(state, &s.hetu, &a.hetu, by_mandate, now, false)
+                .await
+                .map_err(|e| PageError::unavailable(lang, &e))?;
+            cache.put(&s.hetu, &a.hetu, by_mandate, acting, now_ms);
+            acting
+        }
+    };
     Ok(Whose {
         key: a.key,
         acting,

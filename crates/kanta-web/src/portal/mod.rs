@@ -79,6 +79,9 @@ pub struct Portal {
     pub mandates: Option<Arc<dyn mandates::MandateService>>,
     /// Its answers, kept for the re-check interval (R-PROXY-3).
     pub mandate_cache: Arc<mandates::MandateCache>,
+    /// The standings pages were shown under, kept a few seconds (never longer than the mandate
+    /// re-check interval).
+    pub standing_cache: Arc<acting::StandingCache>,
     /// The built-in mandate registry (demo and tests only; its routes answer 404 without it).
     pub test_mandates: Option<Arc<test_mandates::TestMandates>>,
     /// Behind a load balancer: the header it puts the client's address in (e.g. `x-forwarded-for`;
@@ -98,10 +101,14 @@ impl Portal {
             limiter: Arc::new(RateLimiter::new(30)),
             test_idp: None,
             mandates: None,
+            // With the standing cache's 5 s: a page rests on a mandate answer at most 120 s old.
             mandate_cache: Arc::new(mandates::MandateCache::new(std::time::Duration::from_secs(
-                120,
+                115,
             ))),
             test_mandates: None,
+            standing_cache: Arc::new(acting::StandingCache::new(std::time::Duration::from_secs(
+                5,
+            ))),
             client_ip_header: None,
             csp: Arc::default(),
         }

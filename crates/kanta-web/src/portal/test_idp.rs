@@ -214,12 +214,15 @@ fn check_request(idp: &TestIdp, p: &AuthorizeParams) -> Result<(), &'static str>
 async fn authorize_page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<AuthorizeParams>,
+    query: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(idp) = enabled(&state) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let lang = lang_of(&headers);
+    let Ok(Query(p)) = query else {
+        return error_page(lang, StatusCode::BAD_REQUEST, "idp-bad-request");
+    };
     if let Err(e) = check_request(idp, &p) {
         tracing::info!(error = e, "test identification: bad request");
         return error_page(lang, StatusCode::BAD_REQUEST, "idp-bad-request");
