@@ -93,6 +93,10 @@ try {
       await page.waitForURL(/\/visits$/);
       // The first demo person has visits with records; the display rules let some through.
       expect(await page.locator('section.visit').count() > 0, 'visits listed');
+      // The demo's markup in a record (a script, an onerror handler) reached the page as text or
+      // was stripped; the dialog listener above fails the run if any of it ran.
+      expect((await page.content()).includes('Ravinto-ohjaus annettu'), 'the record with markup is shown');
+      expect(!(await page.content()).includes('<script>alert'), 'no script element from a record');
       await axe(page, 'visits page');
       await page.screenshot({ path: path.join(shots, `visits-${lang}.png`), fullPage: true });
       await page.getByRole('link', { name: w.back }).click();
@@ -153,7 +157,7 @@ try {
     await check(`${lang}::idle_warning_and_continue`, async () => {
       // The warning opens before the idle timeout; "continue" keeps the session.
       const dialog = page.locator('dialog#timeout-warning');
-      await dialog.waitFor({ state: 'visible', timeout: 20000 });
+      await dialog.waitFor({ state: 'visible', timeout: 40000 });
       await axe(page, 'session warning');
       await page.screenshot({ path: path.join(shots, `warning-${lang}.png`) });
       await dialog.getByRole('button', { name: w.cont }).click();

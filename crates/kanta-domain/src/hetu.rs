@@ -297,6 +297,19 @@ mod tests {
             #[test]
             fn from_parts_round_trips((date, sign, n) in any_hetu()) {
                 let h = Hetu::from_parts(date, sign, n).unwrap();
+                // The code is the published rule's (DVV), written out independently here: ddmmyy,
+                // the century sign, nnn, and the character at (ddmmyynnn mod 31) in the table.
+                let digits = format!(
+                    "{:02}{:02}{:02}{:03}",
+                    date.day(),
+                    u8::from(date.month()),
+                    date.year().rem_euclid(100),
+                    n
+                );
+                let rule = "0123456789ABCDEFHJKLMNPRSTUVWXY";
+                let at = (digits.parse::<u64>().unwrap() % 31) as usize;
+                let expected = format!("{}{sign}{}{}", &digits[..6], &digits[6..], &rule[at..=at]);
+                prop_assert_eq!(h.as_str(), expected.as_str());
                 let back = Hetu::parse(h.as_str()).unwrap();
                 prop_assert_eq!(back.birth_date(), date);
                 prop_assert_eq!(back.century_sign(), sign);

@@ -68,8 +68,9 @@ async fn filled(backend: Backend, n: i64) -> (TestDb, Vec<u8>, Vec<u8>) {
         (0..n as u64).collect::<Vec<_>>(),
         "every record got its own leaf"
     );
-    // Let the writer finish its last checkpoint.
-    for _ in 0..100 {
+    // Let the writer finish its last checkpoint (a slow machine gets 30 s; never a silent give-up).
+    let mut done = false;
+    for _ in 0..3000 {
         if db
             .store
             .checkpoints()
@@ -79,10 +80,12 @@ async fn filled(backend: Backend, n: i64) -> (TestDb, Vec<u8>, Vec<u8>) {
             .map(|c| c.tree_size)
             == Some(n as u64)
         {
+            done = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(done, "no checkpoint of all {n} records within 30 s");
     (db, key, public)
 }
 
@@ -346,7 +349,8 @@ async fn retention_keeps_the_tree(backend: Backend) {
         r.recorded_at = now_ms;
         log.commit(vec![r]).await.unwrap();
     }
-    for _ in 0..100 {
+    let mut done = false;
+    for _ in 0..3000 {
         let last = db
             .store
             .checkpoints()
@@ -355,10 +359,12 @@ async fn retention_keeps_the_tree(backend: Backend) {
             .last()
             .map(|c| c.tree_size);
         if last == Some(23) {
+            done = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(done, "no checkpoint of all 23 records within 30 s");
     assert!(
         audit::prune(db.store.as_ref(), 365, now_ms).await.is_err(),
         "less than three years is refused"

@@ -238,6 +238,11 @@ async fn health_metadata_and_auth(b: Backend) {
     }
     let (s, cap, h) = app.send(Method::GET, "/fhir/metadata", None, None).await;
     assert_eq!(s, StatusCode::OK);
+    // Nothing the API answers is cached (ASVS 14.3.2), refusals included.
+    assert_eq!(h["cache-control"], "no-store");
+    let (s, _, h401) = app.send(Method::GET, "/fhir/Patient/x", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(h401["cache-control"], "no-store");
     assert_eq!(cap["resourceType"], "CapabilityStatement");
     assert_eq!(cap["fhirVersion"], "4.0.1");
     assert!(h["content-type"]
@@ -808,8 +813,9 @@ async fn population_import_endpoint(b: Backend) {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(issue(&oo).0.starts_with("Bundle.entry[1]"), "{oo}");
-    // Provider writes never create register entries.
-    let (_, _, _) = app
+    // Provider writes never create register entries: the Patient is stored (201), the register
+    // still does not know the person.
+    let (s, created, _) = app
         .send(
             Method::POST,
             "/fhir/Patient",
@@ -817,6 +823,8 @@ async fn population_import_endpoint(b: Backend) {
             Some(patient("030516D9037")),
         )
         .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["resourceType"], "Patient");
     assert!(store
         .person(&kanta_domain::hetu::Hetu::parse("030516D9037").unwrap())
         .await

@@ -235,6 +235,9 @@ impl App {
 
     /// /login → the provider (which logs in the chosen account) → the URL of our callback.
     async fn identify_at_provider(&self, account: &str) -> String {
+        // The provider stamps its tokens with real time: a frozen clock that has fallen behind
+        // (a slow machine, a long test) would see them as issued in the future.
+        self.clock.catch_up();
         self.choose_account(account).await;
         let first = self.get("/login").await;
         assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
@@ -801,7 +804,7 @@ async fn logout_at_the_provider_ends_ours() {
         .unwrap();
     assert!(r.status().is_redirection(), "{}", r.status());
     let mut ended = false;
-    for _ in 0..50 {
+    for _ in 0..400 {
         if !app.get("/").await.body.contains("Hei, Testi") {
             ended = true;
             break;
@@ -893,10 +896,72 @@ async fn csrf_and_methods() {
     }
     let get = app.get("/logout").await;
     assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Every other state-changing route of a session: a missing or a wrong token is refused, and
+    // nothing changes (the language stays, the session is not extended or switched).
+    for route in [
+        "/confirm",
+        "/lang",
+        "/session/continue",
+        "/act-for",
+        "/act-for/self",
+        "/act-for/mandate",
+    ] {
+        for token in ["", "guess", &csrf[..csrf.len() - 1]] {
+            let r = app
+                .post(
+                    route,
+                    &[
+                        ("csrf", token),
+                        ("lang", "sv"),
+                        ("return", "/"),
+                        ("via", "register"),
+                        ("person", HETU),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{route} with {token:?}");
+            assert!(r.set_cookie("kanta_lang").is_none(), "{route}");
+            assert!(r.set_cookie("kanta_session").is_none(), "{route}");
+        }
+    }
+    // A forged logout token (not signed by the provider) ends nothing.
+    let forged = format!(
+        "{}.{}.{}",
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6ImxvZ291dCtqd3QifQ", "eyJpc3MiOiJ4Iiwic2lkIjoieCJ9", "AAAA"
+    );
+    for token in [forged.as_str(), "", "not-a-jwt"] {
+        let r = app
+            .http
+            .post(app.url("/auth/backchannel-logout"))
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{token:?}");
+    }
     assert!(
         app.get("/").await.body.contains("Hei, Testi"),
         "still logged in"
     );
+    // Nothing of a session is cached anywhere: every answer says no-store (ASVS 14.3.2).
+    for path in [
+        "/",
+        "/visits",
+        "/records/lab",
+        "/records/lab/Observation/missing",
+        "/disclosures",
+        "/act-for",
+        "/confirm",
+        "/no-such-page",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(
+            r.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{path} ({})",
+            r.status
+        );
+    }
     let ok = app.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
     app.finish().await;
@@ -1548,4 +1613,84 @@ async fn acting_for_a_child_is_audited_or_refused_sqlite() {
 #[tokio::test]
 async fn acting_for_a_child_is_audited_or_refused_postgres() {
     acting_for_a_child_is_audited_or_refused(Backend::Postgres).await;
+}
+
+/// R-OPS-3: the audit log failing closes everything that would release personal data — the login
+/// (no session without its record), every records page, a record's detail, the disclosure log —
+/// and what does open shows no record; when the log works again, so does the portal.
+#[tokio::test]
+async fn an_audit_failure_closes_the_login_and_every_page() {
+    use serde_json::json;
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{HETU}")}},
+        {"fullUrl": "urn:uuid:e", "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+         "subject": {"reference": "urn:uuid:p"}, "period": {"start": "2026-11-20T09:00:00+02:00"}, "reasonCode": [{"text": "Salaisuus"}]},
+         "request": {"method": "POST", "url": "Encounter"}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+         "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}]}, "code": {"text": "P -Salainen"},
+         "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}, "effectiveDateTime": "2026-11-20T09:10:00+02:00",
+         "valueQuantity": {"value": 1.0, "unit": "mg/L"}},
+         "request": {"method": "POST", "url": "Observation"}},
+    ]});
+    let (req, _) = kanta_web::bundle_write_request(clinician("org-hus"), bundle).unwrap();
+    let _written = app.store.write(req, app.clock.now()).await.unwrap();
+    let audit = app.state.audit.clone();
+    let faults = audit.faults();
+    // The login: the log fails at the login's record → no session.
+    faults.from.store(faults.batches() + 1, SeqCst);
+    let cb = app.login("ok").await;
+    assert_eq!(cb.status, StatusCode::SERVICE_UNAVAILABLE, "{}", cb.body);
+    assert!(cb.set_cookie("kanta_session").is_none());
+    assert!(!app.get("/").await.body.contains("Hei, Testi"));
+    faults.from.store(0, SeqCst);
+    app.new_browser();
+    app.login_confirmed().await;
+    let lab = app.get("/records/lab").await;
+    let detail = format!(
+        "/records/lab/Observation/{}",
+        between(&lab.body, "href=\"/records/lab/Observation/", "\"")
+    );
+    assert!(
+        app.get(&detail).await.body.contains("P -Salainen"),
+        "{}",
+        lab.body
+    );
+    for path in [
+        "/visits",
+        "/records/lab",
+        detail.as_str(),
+        "/disclosures",
+        "/",
+    ] {
+        faults.from.store(faults.batches() + 1, SeqCst);
+        let r = app.get(path).await;
+        faults.from.store(0, SeqCst);
+        assert!(
+            !r.body.contains("Salaisuus") && !r.body.contains("P -Salainen"),
+            "{path} released data without its record"
+        );
+        if path == "/" {
+            // The front page opens, without what is new.
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+        } else {
+            assert_eq!(
+                r.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path}: {}",
+                r.body
+            );
+        }
+        // And with the log back, the page works.
+        let again = app.get(path).await;
+        assert_eq!(
+            again.status,
+            StatusCode::OK,
+            "{path} after the log recovered"
+        );
+    }
+    assert!(app.get("/visits").await.body.contains("Salaisuus"));
+    app.finish().await;
 }

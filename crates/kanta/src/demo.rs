@@ -772,6 +772,9 @@ fn visits() -> Vec<Visit> {
         v(hus, "aino", 30, "Laboratoriokontrolli", vec![
             d(Lab { loinc: "718-7", name: "B -Hb", value: 112.0, unit: "g/L", low: 117.0, high: 155.0 }),
             d(Lab { loinc: "2276-4", name: "S -Ferrit", value: 9.0, unit: "ug/L", low: 15.0, high: 125.0 }),
+            // Markup a system let through in a title and a narrative: shown as text, or stripped
+            // to the narrative subset; nothing in it ever runs (the browser test listens for it).
+            d(Text { title: "Hoitajan merkintä <img src=x onerror=alert('title')>", text: "Ravinto-ohjaus annettu.<script>alert('narrative')</script><img src=\"x\" onerror=\"alert('img')\"/>", view: "YLE" }),
             // Delayed by the professional until the results are discussed (R-DOC-4).
             m(Text { title: "Laboratoriotulosten tulkinta", text: "Lievä raudanpuuteanemia. Soitetaan potilaalle ja aloitetaan rautalääkitys.", view: "YLE" }, Marks { delayed_days: Some(14), ..Marks::default() }),
             // Cancelled: recorded on the wrong patient (R-DOC-3).
@@ -974,7 +977,20 @@ mod tests {
     #[test]
     fn every_demo_person_has_a_valid_test_range_hetu() {
         let people = people(TODAY);
-        assert_eq!(people.len(), PEOPLE.len());
+        // Distinct people: no HETU twice (a repeated individual number on one birth date would be).
+        let hetus: std::collections::BTreeSet<&str> =
+            people.iter().map(|p| p.hetu.as_str()).collect();
+        assert_eq!(hetus.len(), people.len(), "a HETU twice");
+        // The acting-for demo refers only to demo people (R-MINOR, R-PROXY).
+        for m in mandates(TODAY) {
+            assert!(hetus.contains(m.principal.as_str()) && hetus.contains(m.delegate.as_str()));
+            assert!(m.from < m.to);
+        }
+        for (child, by, other, _) in guardian_authorisations(TODAY) {
+            assert!([&child, &by, &other]
+                .iter()
+                .all(|h| hetus.contains(h.as_str())));
+        }
         for p in &people {
             let h = Hetu::parse(&p.hetu).unwrap_or_else(|e| panic!("{}: {e}", p.name));
             assert!(h.is_temporary(), "{}", p.name);

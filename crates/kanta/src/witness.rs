@@ -75,7 +75,7 @@ mod tests {
         tx.send("kanta.example/audit\n1\nroot\n\n— sig\n".into())
             .await
             .unwrap();
-        for _ in 0..100 {
+        for _ in 0..500 {
             if !seen.lock().unwrap().is_empty() {
                 break;
             }
@@ -85,10 +85,26 @@ mod tests {
             seen.lock().unwrap().as_slice(),
             ["kanta.example/audit\n1\nroot\n\n— sig\n"]
         );
-        // Nobody listening: sending still never blocks beyond the channel.
+        // Nobody listening: handing over notes never waits for the witness …
         let dead = start("http://127.0.0.1:9/witness".into()).unwrap();
+        let t = std::time::Instant::now();
         for i in 0..50 {
             let _ = dead.try_send(format!("note {i}"));
         }
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "handing a note over waited for the witness"
+        );
+        // … and the publisher survives the failures: it drains the channel and takes new notes.
+        let mut drained = false;
+        for _ in 0..250 {
+            if dead.capacity() == dead.max_capacity() {
+                drained = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(drained && !dead.is_closed(), "the publisher stopped");
+        assert!(dead.try_send("after the failures".into()).is_ok());
     }
 }

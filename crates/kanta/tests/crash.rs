@@ -77,6 +77,7 @@ async fn crash_many_times(database: Option<String>, iterations: usize) {
         .build()
         .unwrap();
     let mut acknowledged: HashSet<String> = HashSet::new();
+    let mut loaded_kills = 0usize;
     let mut seq = 0u64;
     for i in 0..iterations {
         let mut server = start(&data_dir, database.as_deref());
@@ -118,11 +119,21 @@ async fn crash_many_times(database: Option<String>, iterations: usize) {
         tokio::time::sleep_until(stop_at.into()).await;
         server.child.kill().unwrap(); // SIGKILL
         let _ = server.child.wait();
+        let before = acknowledged.len();
         for task in tasks {
             acknowledged.extend(task.await.unwrap());
         }
+        if acknowledged.len() > before {
+            loaded_kills += 1;
+        }
         seq += 10_000_000;
     }
+    // Each kill must have hit a server that was answering: one acknowledged response across all
+    // the kills would prove little.
+    assert!(
+        loaded_kills * 4 >= iterations * 3,
+        "only {loaded_kills} of {iterations} kills came while responses were being acknowledged"
+    );
     // Restart once more, then check the log.
     let mut server = start(&data_dir, database.as_deref());
     let _ = token(&http, &server.base).await;

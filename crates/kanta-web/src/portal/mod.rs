@@ -187,6 +187,11 @@ fn security_headers(h: &mut HeaderMap, state: &AppState) {
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Nothing is cached anywhere unless a response says otherwise (only the static assets do):
+    // every page, FHIR answer, redirect and error may carry personal data (ASVS 14.3.2).
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if state.portal.cookies.secure {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,

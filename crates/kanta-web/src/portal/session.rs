@@ -226,8 +226,12 @@ mod tests {
         let b = new_session_id();
         assert_ne!(a, b);
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 16);
-        assert_eq!(hash(&a).len(), 64);
-        assert_ne!(hash(&a), a);
+        // What is stored is SHA-256 in hex (FIPS 180-2's "abc" vector), never the id.
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(hash(&a), hash(&b));
         // RFC 7636 appendix B.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
