@@ -59,6 +59,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("sections_filtered_paged_with_service_event", |s| {
             Box::pin(sections(s))
         }),
+        ("visits_with_their_documents_newest_first", |s| {
+            Box::pin(visits(s))
+        }),
     ]
 }
 
@@ -1051,4 +1054,127 @@ async fn sections(s: &dyn Store) {
         .into_inner()
         .orgs
         .is_empty());
+}
+
+/// The visits page's query (`Store::visits`): a patient's Encounters newest first, twenty (here
+/// two) a page by keyset cursor, each with every care document pointing at it — several on one
+/// visit, none of another patient's, none of a visit on another page.
+async fn visits(s: &dyn Store) {
+    let enc = |when: &str| {
+        create(
+            json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": "urn:uuid:p"}, "period": {"start": when}}),
+        )
+    };
+    let ops = vec![
+        (Some("urn:uuid:p"), create(patient(HETU_A))),
+        (Some("urn:uuid:e1"), enc("2026-01-10T09:00:00+02:00")),
+        (Some("urn:uuid:e2"), enc("2026-02-10T09:00:00+02:00")),
+        (Some("urn:uuid:e3"), enc("2026-03-10T09:00:00+02:00")),
+        (
+            None,
+            create(lab(
+                "urn:uuid:p",
+                Some("urn:uuid:e3"),
+                "2026-03-10T09:10:00+02:00",
+                "Hb",
+            )),
+        ),
+        (
+            None,
+            create(lab(
+                "urn:uuid:p",
+                Some("urn:uuid:e3"),
+                "2026-03-10T09:20:00+02:00",
+                "CRP",
+            )),
+        ),
+        (
+            None,
+            create(lab(
+                "urn:uuid:p",
+                Some("urn:uuid:e3"),
+                "2026-03-10T09:30:00+02:00",
+                "K",
+            )),
+        ),
+        (
+            None,
+            create(lab(
+                "urn:uuid:p",
+                Some("urn:uuid:e1"),
+                "2026-01-10T09:10:00+02:00",
+                "TSH",
+            )),
+        ),
+        // A document on no visit is not on the visits page.
+        (
+            None,
+            create(lab("urn:uuid:p", None, "2026-03-11T08:00:00+02:00", "Gluk")),
+        ),
+    ];
+    let w = s.write(req_urls(ops), NOW).await.unwrap().into_inner();
+    let key = w[0].stored.patient.unwrap();
+    let (e1, e2, e3) = (
+        w[1].stored.id.clone(),
+        w[2].stored.id.clone(),
+        w[3].stored.id.clone(),
+    );
+    // Another patient's visit and document at the same time.
+    let b = new_patient(s, HETU_B).await;
+    s.write(
+        req(vec![create(json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": format!("Patient/{b}")}, "period": {"start": "2026-03-10T09:00:00+02:00"}}))]),
+        NOW,
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    let text = |f: &crate::Found| {
+        f.to_value()["code"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = s.visits(key, 2, None).await.unwrap().into_inner();
+    let ids: Vec<&str> = first
+        .visits
+        .resources
+        .iter()
+        .map(|f| f.id.as_str())
+        .collect();
+    assert_eq!(ids, [e3.as_str(), e2.as_str()], "newest first, two a page");
+    let mut docs: Vec<String> = first.documents.iter().map(text).collect();
+    docs.sort();
+    assert_eq!(
+        docs,
+        ["CRP", "Hb", "K"],
+        "every document of the page's visits, only those"
+    );
+    assert!(first.documents.iter().all(|d| d.patient == Some(key)));
+    let next = first.visits.next.clone().expect("a second page");
+    let second = s.visits(key, 2, Some(next)).await.unwrap().into_inner();
+    let ids: Vec<&str> = second
+        .visits
+        .resources
+        .iter()
+        .map(|f| f.id.as_str())
+        .collect();
+    assert_eq!(ids, [e1.as_str()]);
+    assert_eq!(
+        second.documents.iter().map(text).collect::<Vec<_>>(),
+        ["TSH"]
+    );
+    assert!(second.visits.next.is_none());
+    // Nothing of the patient's for another key.
+    let other = s
+        .visits(kanta_domain::ids::PatientKey(key.0 + 1), 10, None)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other
+        .visits
+        .resources
+        .iter()
+        .all(|f| f.patient != Some(key)));
 }

@@ -307,7 +307,7 @@ macro_rules! both {
     };
 }
 
-/// Retention (R-OPS-5): records past three years are emptied by the job and keep their place in the
+/// Retention (R-X-2: at least three years of access history): records past three years are emptied by the job and keep their place in the
 /// tree (the log still verifies); younger ones cannot be emptied, nothing can be deleted, and an
 /// early emptying slipped past the database shows in `verify`.
 async fn retention_keeps_the_tree(backend: Backend) {

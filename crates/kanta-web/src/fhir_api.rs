@@ -409,19 +409,26 @@ fn if_none_exist(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiErr
     }
 }
 
+/// A version ETag, exactly: `W/"3"` (or the strong `"3"`); anything else is a 400, never a guess.
 fn if_match(raw: Option<&str>) -> Result<Option<i32>, ApiError> {
-    match raw {
-        None => Ok(None),
-        Some(s) => {
-            let v = s.trim().trim_start_matches("W/").trim_matches('"');
-            v.parse().map(Some).map_err(|_| {
-                FhirError::bad_request(format!(
-                    "If-Match must be a version ETag like W/\"3\", not '{s}'"
-                ))
-                .into()
-            })
-        }
-    }
+    let Some(s) = raw else {
+        return Ok(None);
+    };
+    let t = s.trim();
+    let quoted = t.strip_prefix("W/").unwrap_or(t);
+    let version = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .filter(|v| !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|v| *v >= 1);
+    version.map(Some).ok_or_else(|| {
+        let shown: String = s.chars().take(40).collect();
+        FhirError::bad_request(format!(
+            "If-Match must be a version ETag like W/\"3\", not '{shown}'"
+        ))
+        .into()
+    })
 }
 
 fn expect_type(value: &Value, rtype: &str) -> Result<(), ApiError> {

@@ -833,7 +833,7 @@ async fn population_import_endpoint(b: Backend) {
     app.finish().await;
 }
 
-/// R-OPS-3: every response that carries patient data has its audit records committed first; one
+/// R-OPS-4 ("every use of data is logged"): every response that carries patient data has its audit records committed first; one
 /// record per patient; a search records its subject even when nothing is found.
 async fn every_read_is_audited_before_it_leaves(b: Backend) {
     let app = TestApp::spawn(b).await;
@@ -1112,6 +1112,49 @@ async fn archivist_view(b: Backend) {
         !v.to_string().contains("Secret Hb"),
         "no record content: {v}"
     );
+    // R-DOC-12 "when archived": the instant the first version was stored (the store's own time,
+    // never the client's); "is it delayed": no delay here.
+    let archived = v["archived_at"].as_str().unwrap_or_default().to_string();
+    let at = time::OffsetDateTime::parse(&archived, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("archived_at {archived:?}: {e}"));
+    assert_eq!(
+        at,
+        app.clock.now(),
+        "archived at the store's (the app clock's) time"
+    );
+    assert!(v["delayed_until"].is_null(), "{v}");
+    // A delayed document: the archivist sees until when (and that it hides it, R-DOC-4).
+    let mut delayed_meta = view.clone();
+    delayed_meta["extension"] = json!([{"url": "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/release-for-patient-viewing", "valueDateTime": "2099-01-01T00:00:00+02:00"}]);
+    let mut later = obs(&delayed_meta, "Delayed Hb")["resource"].clone();
+    later["subject"] = json!({"reference": format!("Patient/{}", resp["entry"][0]["resource"]["id"].as_str().unwrap())});
+    later["encounter"] = json!({"reference": format!("Encounter/{enc}")});
+    let (s, created, _) = app
+        .send(Method::POST, "/fhir/Observation", Some(&clin), Some(later))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let (_, v, _) = ask(
+        format!(
+            "/archivist/documents/Observation/{}",
+            created["id"].as_str().unwrap()
+        ),
+        arch.clone(),
+    )
+    .await;
+    assert!(
+        v["delayed_until"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2098-12-31T22:00:00")),
+        "{v}"
+    );
+    assert!(
+        v["hidden_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["rule"] == "R-DOC-4"),
+        "{v}"
+    );
 
     let (_, v, _) = ask(
         format!("/archivist/documents/Encounter/{enc}"),
@@ -1216,6 +1259,9 @@ use access::*;
 #[path = "api/bounds.rs"]
 mod bounds;
 use bounds::*;
+#[path = "api/concurrency.rs"]
+mod concurrency;
+use concurrency::*;
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -1225,6 +1271,10 @@ macro_rules! both {
 }
 
 both!(
+    concurrent_updates_of_one_version,
+    if_match_edge_cases,
+    a_bundle_failing_midway_leaves_nothing,
+    archivist_and_export_fail_closed,
     health_metadata_and_auth,
     private_key_jwt,
     transaction_bundles,
@@ -1283,7 +1333,7 @@ impl Drop for Tmpfs {
     }
 }
 
-/// R-OPS-3 with a full disk (SQLite on a 16 MB tmpfs): while there is no room, a write is refused
+/// R-OPS-4 with a full disk (SQLite on a 16 MB tmpfs): while there is no room, a write is refused
 /// whole with a 503 OperationOutcome and every read either fails closed (503, no data) or comes
 /// with its audit record committed; when room returns, the service recovers without a restart and
 /// the log verifies.

@@ -1694,3 +1694,110 @@ async fn an_audit_failure_closes_the_login_and_every_page() {
     assert!(app.get("/visits").await.body.contains("Salaisuus"));
     app.finish().await;
 }
+
+/// The display rules end to end, through the store and the portal (issue 17): R-DOC-3 only the
+/// latest version of a document is shown, and a cancelled latest version hides the whole document;
+/// R-DOC-4 a delay hides a record until it ends, and then it shows without any write; R-DOC-7
+/// from ward care only summaries; R-DOC-8 a form-archived document is not shown.
+#[tokio::test]
+async fn display_rules_end_to_end() {
+    use serde_json::json;
+    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let me = format!("Patient?identifier=urn:oid:1.2.246.21|{HETU}");
+    let yle = json!([{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "YLE"}]);
+    let comp = |id: &str,
+                enc: &str,
+                title: &str,
+                text: &str,
+                loinc: &str,
+                status: &str,
+                extra_tag: Option<serde_json::Value>| {
+        let mut tags = yle.as_array().unwrap().clone();
+        if let Some(t) = extra_tag {
+            tags.push(t);
+        }
+        json!({"resource": {"resourceType": "Composition", "id": id, "status": status, "meta": {"tag": tags},
+            "type": {"coding": [{"system": "http://loinc.org", "code": loinc}], "text": title},
+            "subject": {"reference": me}, "encounter": {"reference": format!("Encounter/{enc}")},
+            "date": "2026-11-20T09:30:00+02:00", "author": [{"display": "Lääkäri"}], "title": title,
+            "section": [{"title": title, "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{text}</p></div>")}}]},
+            "request": {"method": "PUT", "url": format!("Composition/{id}")}})
+    };
+    let delay_ends = app.clock.now() + time::Duration::hours(1);
+    let delay = delay_ends
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let first = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{HETU}")}},
+        {"resource": {"resourceType": "Encounter", "id": "e2e-out", "status": "finished", "class": {"code": "AMB"},
+         "subject": {"reference": me}, "period": {"start": "2026-11-20T09:00:00+02:00"}, "reasonCode": [{"text": "Avokäynti"}]},
+         "request": {"method": "PUT", "url": "Encounter/e2e-out"}},
+        {"resource": {"resourceType": "Encounter", "id": "e2e-ward", "status": "finished", "class": {"code": "IMP"},
+         "subject": {"reference": me}, "period": {"start": "2026-10-01T09:00:00+02:00", "end": "2026-10-05T12:00:00+02:00"}, "reasonCode": [{"text": "Osastojakso"}]},
+         "request": {"method": "PUT", "url": "Encounter/e2e-ward"}},
+        comp("e2e-ver", "e2e-out", "Versioitu", "Ensimmäinen versio", "11506-3", "final", None),
+        comp("e2e-cancel", "e2e-out", "Peruttava", "Väärälle potilaalle", "11506-3", "final", None),
+        comp("e2e-form", "e2e-out", "Lomake", "Lomakkeen sisältö", "11506-3", "final", Some(json!({"system": "urn:kanta:cs:document-form", "code": "form"}))),
+        comp("e2e-ward-note", "e2e-ward", "Osastomerkintä", "Hoitajan yövuoro", "11506-3", "final", None),
+        comp("e2e-summary", "e2e-ward", "Epikriisi", "Kotiutettu hyvässä kunnossa", "18842-5", "final", None),
+        {"resource": {"resourceType": "Observation", "id": "e2e-delayed", "status": "final",
+         "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}],
+                  "extension": [{"url": "https://hl7.fi/fhir/finnish-base-profiles/StructureDefinition/release-for-patient-viewing", "valueDateTime": delay}]},
+         "code": {"text": "P -Viivästetty"}, "subject": {"reference": me}, "encounter": {"reference": "Encounter/e2e-out"},
+         "effectiveDateTime": "2026-11-20T09:10:00+02:00", "valueQuantity": {"value": 5.0, "unit": "mg/L"}},
+         "request": {"method": "PUT", "url": "Observation/e2e-delayed"}},
+    ]});
+    let (req, _) = kanta_web::bundle_write_request(clinician("org-hus"), first).unwrap();
+    let _w = app.store.write(req, app.clock.now()).await.unwrap();
+    // A second version of one document; the latest version of another cancelled.
+    let second = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        comp("e2e-ver", "e2e-out", "Versioitu", "Toinen versio", "11506-3", "final", None),
+        comp("e2e-cancel", "e2e-out", "Peruttava", "Väärälle potilaalle", "11506-3", "entered-in-error", None),
+    ]});
+    let (req, _) = kanta_web::bundle_write_request(clinician("org-hus"), second).unwrap();
+    let _w = app.store.write(req, app.clock.now()).await.unwrap();
+    app.login_confirmed().await;
+    let page = app.get("/visits").await;
+    let b = &page.body;
+    assert_eq!(page.status, StatusCode::OK);
+    for shown in [
+        "Avokäynti",
+        "Toinen versio",
+        "Osastojakso",
+        "Kotiutettu hyvässä kunnossa",
+    ] {
+        assert!(b.contains(shown), "{shown} missing: {b}");
+    }
+    for hidden in [
+        "Ensimmäinen versio", // R-DOC-3: an earlier version
+        "Peruttava",          // R-DOC-3: cancelled latest version, whole document
+        "Väärälle potilaalle",
+        "Lomakkeen sisältö", // R-DOC-8
+        "Hoitajan yövuoro",  // R-DOC-7: ward notes
+        "P -Viivästetty",    // R-DOC-4: still delayed
+    ] {
+        assert!(!b.contains(hidden), "{hidden} shown: {b}");
+    }
+    assert!(!app
+        .get("/records/lab")
+        .await
+        .body
+        .contains("P -Viivästetty"));
+    // The delay ends: shown without any write.
+    // (In steps the idle timeout allows, the session kept alive by "continue".)
+    for _ in 0..3 {
+        app.clock.advance(time::Duration::minutes(25));
+        let csrf = app.get("/").await.csrf();
+        let r = app.post("/session/continue", &[("csrf", &csrf)]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+    let page = app.get("/visits").await;
+    assert!(page.body.contains("P -Viivästetty"), "{}", page.body);
+    assert!(app
+        .get("/records/lab")
+        .await
+        .body
+        .contains("P -Viivästetty"));
+    app.finish().await;
+}
