@@ -482,9 +482,8 @@ async fn full_flow_postgres() {
 /// R-AUTH-1, R-AUTH-2, R-AUTH-7: who is refused, with which message; each refusal audited and no
 /// session made. A person missing from the register but named by the identification's attributes
 /// gets in (the register first, then the attributes).
-#[tokio::test]
-async fn refusals() {
-    let mut app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn refusals(backend: Backend) {
+    let mut app = App::spawn(backend, Opts::default()).await;
     let cases = [
         (
             "weak",
@@ -567,9 +566,8 @@ async fn refusals() {
 }
 
 /// `state` binds the callback to the browser that left, once; `nonce` binds the token to the request.
-#[tokio::test]
-async fn state_and_nonce() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn state_and_nonce(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     let cb = app.identify_at_provider("ok").await;
     // Another browser (no login cookie) cannot use the callback.
     let other = Page::of(browser().get(&cb).send().await.unwrap()).await;
@@ -611,10 +609,9 @@ async fn state_and_nonce() {
 }
 
 /// An ID token past its `exp` (by our clock) is refused.
-#[tokio::test]
-async fn expired_id_token() {
+async fn expired_id_token(backend: Backend) {
     let app = App::spawn(
-        Backend::Sqlite,
+        backend,
         Opts {
             id_token_ttl: 60,
             ..Opts::default()
@@ -630,9 +627,8 @@ async fn expired_id_token() {
 }
 
 /// A token whose signature does not verify with the provider's published keys is refused.
-#[tokio::test]
-async fn foreign_signed_token() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn foreign_signed_token(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     let r = app
         .http
         .post(format!("{}/test-control/rogue-keys", app.idp))
@@ -660,10 +656,9 @@ impl PopulationRegister for DownRegister {
 }
 
 /// R-AUTH-2: the register unavailable means no login, with a message naming the population data.
-#[tokio::test]
-async fn register_unavailable_fails_closed() {
+async fn register_unavailable_fails_closed(backend: Backend) {
     let app = App::spawn(
-        Backend::Sqlite,
+        backend,
         Opts {
             register: Some(Arc::new(DownRegister)),
             ..Opts::default()
@@ -679,9 +674,8 @@ async fn register_unavailable_fails_closed() {
 
 /// R-AUTH-5: idle 29:59 lives, 30:00 has ended; background requests (the status check) never
 /// extend; the citizen's own requests do.
-#[tokio::test]
-async fn idle_timeout() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn idle_timeout(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     app.login_confirmed().await;
     let almost = time::Duration::minutes(29) + time::Duration::seconds(59);
     app.clock.advance(almost);
@@ -748,14 +742,13 @@ async fn idle_timeout() {
 }
 
 /// The absolute lifetime ends a session however active it is.
-#[tokio::test]
-async fn absolute_lifetime() {
+async fn absolute_lifetime(backend: Backend) {
     let policy = SessionPolicy {
         absolute: Duration::from_secs(3600),
         ..SessionPolicy::default()
     };
     let app = App::spawn(
-        Backend::Sqlite,
+        backend,
         Opts {
             policy,
             ..Opts::default()
@@ -783,9 +776,8 @@ async fn absolute_lifetime() {
 }
 
 /// R-AUTH-4: logging out at the provider ends our session (back-channel logout).
-#[tokio::test]
-async fn logout_at_the_provider_ends_ours() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn logout_at_the_provider_ends_ours(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     app.login_confirmed().await;
     let end = app
         .http
@@ -821,9 +813,8 @@ async fn logout_at_the_provider_ends_ours() {
 
 /// No session fixation: a planted id is never adopted; each login issues a new id and ends the
 /// browser's previous session.
-#[tokio::test]
-async fn session_fixation() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn session_fixation(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     let planted = "planted-by-an-attacker";
     // The attacker's cookie is in the browser before login.
     let jar = Arc::new(reqwest::cookie::Jar::default());
@@ -872,9 +863,8 @@ async fn session_fixation() {
 
 /// CSRF: a state-changing request needs the session's token and a same-origin request; GET does
 /// not log out.
-#[tokio::test]
-async fn csrf_and_methods() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn csrf_and_methods(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     let csrf = app.login_confirmed().await;
     let no_token = app.post("/logout", &[("csrf", "")]).await;
     assert_eq!(no_token.status, StatusCode::FORBIDDEN);
@@ -968,10 +958,9 @@ async fn csrf_and_methods() {
 }
 
 /// Logins and callbacks are rate limited per client address.
-#[tokio::test]
-async fn login_rate_limit() {
+async fn login_rate_limit(backend: Backend) {
     let app = App::spawn(
-        Backend::Sqlite,
+        backend,
         Opts {
             rate: 3,
             ..Opts::default()
@@ -989,7 +978,7 @@ async fn login_rate_limit() {
     // Behind a load balancer the limit counts the addresses it reports (the last entry, which the
     // balancer appended; what the client put before it does not count), not the balancer's own.
     let app = App::spawn(
-        Backend::Sqlite,
+        backend,
         Opts {
             rate: 1,
             client_ip_header: Some("x-forwarded-for"),
@@ -1015,9 +1004,8 @@ async fn login_rate_limit() {
 }
 
 /// Sessions nobody returns to are ended by the periodic pruning, and each end is audited.
-#[tokio::test]
-async fn idle_sessions_are_pruned_and_audited() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn idle_sessions_are_pruned_and_audited(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     app.login_confirmed().await;
     app.clock.advance(time::Duration::minutes(29));
     assert_eq!(
@@ -1039,9 +1027,8 @@ async fn idle_sessions_are_pruned_and_audited() {
 
 /// R-VIEW-5: the disclosure log shows which organisations processed the citizen's data (not the
 /// citizen's own logins); viewing it is itself audited.
-#[tokio::test]
-async fn disclosure_log() {
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+async fn disclosure_log(backend: Backend) {
+    let app = App::spawn(backend, Opts::default()).await;
     app.login_confirmed().await;
     let key = app
         .store
@@ -1152,10 +1139,9 @@ async fn disclosure_log() {
 
 /// R-DOC-3…9 on the citizen's page: a provider's Bundle with one record per rule; the visits page
 /// shows exactly what the rules allow, clinician text as text, and the page view is audited.
-#[tokio::test]
-async fn visits_show_only_what_the_rules_allow() {
+async fn visits_show_only_what_the_rules_allow(backend: Backend) {
     use serde_json::json;
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let app = App::spawn(backend, Opts::default()).await;
     let view =
         |code: &str| json!({"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": code}]});
     let composition = |title: &str, text: &str, meta: serde_json::Value| {
@@ -1242,10 +1228,9 @@ async fn visits_show_only_what_the_rules_allow() {
 /// first, twenty a page; the time and provider filters narrow it; the detail view names the unit
 /// and its data protection officer; hidden and other people's records are "not found"; every page
 /// is audited.
-#[tokio::test]
-async fn sections_filter_page_and_detail() {
+async fn sections_filter_page_and_detail(backend: Backend) {
     use serde_json::json;
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let app = App::spawn(backend, Opts::default()).await;
     let view = |code: &str| json!([{"system": "urn:oid:1.2.246.537.6.12.2002", "code": code}]);
     let lab = |i: usize, name: &str, mut meta: serde_json::Value| {
         meta["tag"] = view("LAB");
@@ -1618,11 +1603,10 @@ async fn acting_for_a_child_is_audited_or_refused_postgres() {
 /// R-OPS-3: the audit log failing closes everything that would release personal data — the login
 /// (no session without its record), every records page, a record's detail, the disclosure log —
 /// and what does open shows no record; when the log works again, so does the portal.
-#[tokio::test]
-async fn an_audit_failure_closes_the_login_and_every_page() {
+async fn an_audit_failure_closes_the_login_and_every_page(backend: Backend) {
     use serde_json::json;
     use std::sync::atomic::Ordering::SeqCst;
-    let mut app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let mut app = App::spawn(backend, Opts::default()).await;
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}]},
          "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{HETU}")}},
@@ -1699,10 +1683,9 @@ async fn an_audit_failure_closes_the_login_and_every_page() {
 /// latest version of a document is shown, and a cancelled latest version hides the whole document;
 /// R-DOC-4 a delay hides a record until it ends, and then it shows without any write; R-DOC-7
 /// from ward care only summaries; R-DOC-8 a form-archived document is not shown.
-#[tokio::test]
-async fn display_rules_end_to_end() {
+async fn display_rules_end_to_end(backend: Backend) {
     use serde_json::json;
-    let app = App::spawn(Backend::Sqlite, Opts::default()).await;
+    let app = App::spawn(backend, Opts::default()).await;
     let me = format!("Patient?identifier=urn:oid:1.2.246.21|{HETU}");
     let yle = json!([{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "YLE"}]);
     let comp = |id: &str,
@@ -1801,3 +1784,31 @@ async fn display_rules_end_to_end() {
         .contains("P -Viivästetty"));
     app.finish().await;
 }
+
+/// Every portal test on both backends (SQLite, and PostgreSQL as production runs it).
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(kanta_store::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name(kanta_store::Backend::Postgres).await } )* }
+    };
+}
+
+both!(
+    refusals,
+    state_and_nonce,
+    expired_id_token,
+    foreign_signed_token,
+    register_unavailable_fails_closed,
+    idle_timeout,
+    absolute_lifetime,
+    logout_at_the_provider_ends_ours,
+    session_fixation,
+    csrf_and_methods,
+    login_rate_limit,
+    idle_sessions_are_pruned_and_audited,
+    disclosure_log,
+    visits_show_only_what_the_rules_allow,
+    sections_filter_page_and_detail,
+    an_audit_failure_closes_the_login_and_every_page,
+    display_rules_end_to_end,
+);
