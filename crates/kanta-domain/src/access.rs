@@ -1356,14 +1356,16 @@ fn standing_rule(a: &Acting) -> Result<(Ground, Column), Vec<Denial>> {
         // MyKanta. They act, like anyone, through a mandate the principal gives.
         Standing::GuardianOfInterests => return Err(vec![Denial::GuardianOfInterests]),
         Standing::Unrelated => return Err(vec![Denial::NoRelation]),
+        // The mandate first, and alone: without one the subject is anyone the caller named, and
+        // their age or death is nothing the caller may learn from the refusal.
         Standing::Proxy(check) => {
-            if minor {
-                denials.push(Denial::MandateNotForMinor);
-            }
             match check {
                 MandateCheck::Allowed => {}
-                MandateCheck::Disallowed => denials.push(Denial::NoValidMandate),
-                MandateCheck::Unavailable => denials.push(Denial::MandateServiceUnavailable),
+                MandateCheck::Disallowed => return Err(vec![Denial::NoValidMandate]),
+                MandateCheck::Unavailable => return Err(vec![Denial::MandateServiceUnavailable]),
+            }
+            if minor {
+                denials.push(Denial::MandateNotForMinor);
             }
             (Ground::Mandate, Column::Proxy)
         }
@@ -1419,6 +1421,7 @@ fn function_rule(
             | Function::LivingWill
             | Function::WellbeingData => no(Denial::NotForThisStanding),
         },
+        // R-PROXY-2: almost the principal's rights — not the wills, wellbeing data or the log.
         Column::Proxy => match f {
             Function::RenewalRequest | Function::DisclosureProhibition | Function::GiveConsent => {
                 Ok(())

@@ -190,12 +190,7 @@ pub async fn standing_for(
                 .unwrap_or_default();
             let has = |k: RelationKind| mine.iter().find(|r| r.kind == k);
             if let Some(g) = has(RelationKind::Guardian) {
-                let me_marked = state
-                    .portal
-                    .register
-                    .person(me)
-                    .await?
-                    .is_some_and(|r| r.person.non_disclosure);
+                let me_marked = holder_marked(state, me).await?;
                 let needs_mutual = me_marked
                     || g.custody == Some(kanta_domain::population::CustodyAgreement::Uncoded);
                 // Asked only when it matters: a down mandate service then blocks only these.
@@ -208,12 +203,7 @@ pub async fn standing_for(
                     holder_non_disclosure: me_marked,
                 })
             } else if has(RelationKind::RightToInformation).is_some() {
-                let me_marked = state
-                    .portal
-                    .register
-                    .person(me)
-                    .await?
-                    .is_some_and(|r| r.person.non_disclosure);
+                let me_marked = holder_marked(state, me).await?;
                 Standing::RightToInformation {
                     holder_non_disclosure: me_marked,
                 }
@@ -229,6 +219,16 @@ pub async fn standing_for(
         subject: facts,
         today,
     })
+}
+
+/// Whether the register records a non-disclosure marker on the person acting.
+async fn holder_marked(state: &AppState, me: &Hetu) -> Result<bool, String> {
+    Ok(state
+        .portal
+        .register
+        .person(me)
+        .await?
+        .is_some_and(|r| r.person.non_disclosure))
 }
 
 async fn mandate(
@@ -609,6 +609,20 @@ pub async fn back_to_self(
     let Some(was) = s.acting_for.as_ref().map(|a| a.key) else {
         return see_other("/");
     };
+    // The one decision, like every switch (back to oneself is always permitted): its basis goes
+    // into the record.
+    let permit = match access::decide(
+        &super::citizen_principal(&s),
+        &Do::ActFor,
+        Target::Summary {
+            patient: s.patient_key,
+        },
+        &Facts::default(),
+        kanta_fhir::datetime::millis(now),
+    ) {
+        Decision::Permit(p) => p,
+        Decision::Denied(d) => return refused(lang, &d).into_response(),
+    };
     let record = AuditRecord {
         schema: kanta_domain::audit::AUDIT_SCHEMA,
         recorded_at: kanta_fhir::datetime::millis(now),
@@ -622,7 +636,7 @@ pub async fn back_to_self(
         query: Some(format!("reason=back-to-self;was={was}")),
         outcome: Outcome::Success,
         request_id: request_id.0,
-        basis: None,
+        basis: Some(permit.basis().clone()),
     };
     replace_session(&state, &s, None, record, lang).await
 }

@@ -197,19 +197,35 @@ fn signed_path(uri: &OriginalUri) -> String {
     pq.strip_prefix(PREFIX).map(str::to_string).unwrap_or(pq)
 }
 
-fn checked(
-    reg: &TestMandates,
+/// Which key signs a call: the Web API key, or the system-level check's own.
+#[derive(Clone, Copy)]
+enum Key {
+    Api,
+    Rest,
+}
+
+/// What every API-key call starts with: the registry on (else 404), the time, and the checksum
+/// header signed with the right key (else 401).
+fn api_call<'a>(
+    state: &'a AppState,
     headers: &HeaderMap,
     uri: &OriginalUri,
-    key: &str,
-    now: i64,
-) -> Result<(), Box<Response>> {
+    key: Key,
+) -> Result<(&'a TestMandates, i64), Box<Response>> {
+    let Some(reg) = enabled(state) else {
+        return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
+    };
+    let now = now_ms(state);
+    let key = match key {
+        Key::Api => &reg.api_key,
+        Key::Rest => &reg.rest_api_key,
+    };
     let h = headers
         .get("x-asiointivaltuudetauthorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if verify_checksum(h, &reg.client_id, key, &signed_path(uri), now) {
-        Ok(())
+        Ok((reg, now))
     } else {
         Err(Box::new(api_error(StatusCode::UNAUTHORIZED, "checksum")))
     }
@@ -221,13 +237,10 @@ async fn register(
     uri: OriginalUri,
     Path((client, hetu)): Path<(String, String)>,
 ) -> Response {
-    let Some(reg) = enabled(&state) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (reg, now) = match api_call(&state, &headers, &uri, Key::Api) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let now = now_ms(&state);
-    if let Err(r) = checked(reg, &headers, &uri, &reg.api_key, now) {
-        return *r;
-    }
     let Ok(delegate) = Hetu::parse(&hetu) else {
         return api_error(StatusCode::BAD_REQUEST, "hetu");
     };
@@ -422,17 +435,29 @@ async fn token(
     }
 }
 
-/// The HPA session a bearer token opens (an expired one: 401, as DVV's).
-fn bearer_session(reg: &TestMandates, headers: &HeaderMap, now: i64) -> Option<String> {
+/// The HPA session `session`, if the request's bearer token opens it (an expired token: 401, as
+/// DVV's): its delegate and the principals chosen.
+fn opened_session(
+    reg: &TestMandates,
+    headers: &HeaderMap,
+    session: &str,
+    now: i64,
+) -> Result<(Hetu, Vec<Hetu>), Box<Response>> {
+    let refused = || Box::new(api_error(StatusCode::UNAUTHORIZED, "session"));
     let t = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?
-        .strip_prefix("Bearer ")?;
-    let i = reg.inner.lock().ok()?;
-    i.tokens
-        .get(t)
-        .filter(|(_, exp)| *exp > now)
-        .map(|(s, _)| s.clone())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(refused)?;
+    let i = reg.inner.lock().map_err(|_| refused())?;
+    match i.tokens.get(t) {
+        Some((s, exp)) if *exp > now && s == session => i
+            .sessions
+            .get(session)
+            .map(|h| (h.delegate.clone(), h.chosen.clone()))
+            .ok_or_else(refused),
+        _ => Err(refused()),
+    }
 }
 
 async fn delegate(
@@ -441,22 +466,14 @@ async fn delegate(
     uri: OriginalUri,
     Path(session): Path<String>,
 ) -> Response {
-    let Some(reg) = enabled(&state) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (reg, now) = match api_call(&state, &headers, &uri, Key::Api) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let now = now_ms(&state);
-    if let Err(r) = checked(reg, &headers, &uri, &reg.api_key, now) {
-        return *r;
-    }
-    if bearer_session(reg, &headers, now).as_deref() != Some(session.as_str()) {
-        return api_error(StatusCode::UNAUTHORIZED, "session");
-    }
-    let chosen = reg
-        .inner
-        .lock()
-        .ok()
-        .and_then(|i| i.sessions.get(&session).map(|s| s.chosen.clone()))
-        .unwrap_or_default();
+    let chosen = match opened_session(reg, &headers, &session, now) {
+        Ok((_, chosen)) => chosen,
+        Err(r) => return *r,
+    };
     let mut out = vec![];
     for h in chosen {
         out.push(json!({"personId": h.as_str(), "name": name_of(&state, &h).await}));
@@ -483,22 +500,15 @@ async fn session_authorization(
     Path((session, principal)): Path<(String, String)>,
     Query(q): Query<IssueQuery>,
 ) -> Response {
-    let Some(reg) = enabled(&state) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (reg, now) = match api_call(&state, &headers, &uri, Key::Api) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let now = now_ms(&state);
-    if let Err(r) = checked(reg, &headers, &uri, &reg.api_key, now) {
-        return *r;
-    }
-    if bearer_session(reg, &headers, now).as_deref() != Some(session.as_str()) {
-        return api_error(StatusCode::UNAUTHORIZED, "session");
-    }
-    let delegate = reg
-        .inner
-        .lock()
-        .ok()
-        .and_then(|i| i.sessions.get(&session).map(|s| s.delegate.clone()));
-    let (Some(delegate), Ok(principal)) = (delegate, Hetu::parse(&principal)) else {
+    let delegate = match opened_session(reg, &headers, &session, now) {
+        Ok((delegate, _)) => delegate,
+        Err(r) => return *r,
+    };
+    let Ok(principal) = Hetu::parse(&principal) else {
         return api_error(StatusCode::BAD_REQUEST, "principal");
     };
     let issue = q.issues.or(q.issue).unwrap_or_default();
@@ -512,13 +522,10 @@ async fn rest_authorization(
     Path((client, delegate, principal)): Path<(String, String, String)>,
     Query(q): Query<IssueQuery>,
 ) -> Response {
-    let Some(reg) = enabled(&state) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (reg, now) = match api_call(&state, &headers, &uri, Key::Rest) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let now = now_ms(&state);
-    if let Err(r) = checked(reg, &headers, &uri, &reg.rest_api_key, now) {
-        return *r;
-    }
     if client != reg.client_id {
         return api_error(StatusCode::UNAUTHORIZED, "client");
     }
@@ -535,13 +542,10 @@ async fn unregister(
     uri: OriginalUri,
     Path(session): Path<String>,
 ) -> Response {
-    let Some(reg) = enabled(&state) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (reg, _) = match api_call(&state, &headers, &uri, Key::Api) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
-    let now = now_ms(&state);
-    if let Err(r) = checked(reg, &headers, &uri, &reg.api_key, now) {
-        return *r;
-    }
     if let Ok(mut i) = reg.inner.lock() {
         i.sessions.remove(&session);
         i.tokens.retain(|_, (s, _)| *s != session);
