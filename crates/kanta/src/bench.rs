@@ -776,63 +776,15 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             .await
             .map_err(|e| e.to_string())?
             .ok_or("a page patient was not loaded")?;
-        let session_id = format!("bench-session-{records}");
-        let now_ms = kanta_fhir::datetime::millis(Clock::System.now());
-        store
-            .session_insert(&kanta_store::SessionRow {
-                id_hash: kanta_web::portal::session::hash(&session_id),
-                patient_key: key,
-                hetu,
-                display_name: "Bench Test".into(),
-                acting_for: None,
-                csrf_token: "bench".into(),
-                created_at: now_ms,
-                last_active_at: now_ms,
-                absolute_expiry: now_ms + 3_600_000,
-                confirmed: true,
-                idp_issuer: "bench".into(),
-                idp_sub: session_id.clone(),
-                idp_sid: None,
-                id_token: None,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let cookie = format!("kanta_session={session_id}");
-        // One look first, so a broken set-up fails loudly rather than as a run of errors.
-        let probe = http
-            .get(format!("{base}/visits"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = probe.status();
-        let text = probe.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() || !text.contains("class=\"visit\"") {
-            return Err(format!(
-                "the visits page answered {status}: {}",
-                text.chars().take(300).collect::<String>()
-            ));
-        }
-        let mut page = {
-            let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
-            drive(args.clients, args.seconds, move |_, _| {
-                let (http, base, cookie) = (http.clone(), base.clone(), cookie.clone());
-                async move {
-                    match http
-                        .get(format!("{base}/visits"))
-                        .header("cookie", cookie)
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status().is_success() => {
-                            r.text().await.is_ok_and(|t| t.contains("class=\"visit\""))
-                        }
-                        _ => false,
-                    }
-                }
-            })
-            .await
-        };
+        let cookie = bench_session(
+            &*store,
+            &format!("bench-session-{records}"),
+            key,
+            &hetu,
+            None,
+        )
+        .await?;
+        let mut page = visits_page_load(&http, &base, &cookie, args).await?;
         let floor_page = {
             let floor = floor.clone();
             drive(args.clients, args.seconds, move |_, _| {
