@@ -38,6 +38,9 @@
 use crate::acting::{
     self, Acting, FunctionFacts, MandateCheck, MinorHidden, MinorRecord, Standing,
 };
+use crate::consent::{
+    self, CentreAccess, ConsentFacts, Disclosed, Purpose, Reader, RecordFacts, Refused,
+};
 use crate::display::{self, Section};
 use crate::ids::{ClientRole, OrgId, PatientKey};
 use crate::population::CustodyAgreement;
@@ -387,6 +390,8 @@ pub struct Client {
     pub professional: Option<String>,
     /// The purpose of use, when the request names one.
     pub purpose: Option<String>,
+    /// The stated reason of an emergency read (purpose of use `ETREAT`, R-X-5).
+    pub emergency_reason: Option<String>,
 }
 
 /// Who is asking.
@@ -413,6 +418,7 @@ impl Principal {
             scopes: Scopes::all(),
             professional: None,
             purpose: None,
+            emergency_reason: None,
         })
     }
 
@@ -637,6 +643,19 @@ pub struct Facts<'a> {
     pub minor: Option<&'a MinorRecord>,
     /// What a function of the R-ACT table needs beyond the standing.
     pub function: Option<&'a FunctionFacts>,
+    /// The patient's consents and prohibitions, and the record's register and service event, for a
+    /// provider's read of another register (R-CONSENT-1).
+    pub disclosure: Option<&'a Disclosure<'a>>,
+}
+
+/// What the disclosure rule reads for one record of another register.
+#[derive(Clone, Copy, Debug)]
+pub struct Disclosure<'a> {
+    pub consents: &'a ConsentFacts,
+    /// The record (for a read decided before the record is known, e.g. a whole search: `None`).
+    pub record: Option<RecordFacts<'a>>,
+    /// How Prescription Centre data is asked for.
+    pub centre: CentreAccess,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -648,8 +667,17 @@ pub struct Facts<'a> {
 pub enum Ground {
     /// The organisation's own register.
     OwnRegister,
-    /// Another organisation's register (a clinician's read; the consent rules will decide these).
+    /// Another organisation's register, data the disclosure rule does not cover: the patient's
+    /// identity (`Patient`) and the consent service's records (`Consent`).
     OtherRegister,
+    /// Another register's data under the patient's consent (R-CONSENT-1).
+    Consent,
+    /// The organiser's data, read by a producer under a purchased-services mandate (R-CONSENT-2).
+    PurchasedService,
+    /// Prescription Centre data (no consent needed in care; no prescription prohibition).
+    PrescriptionCentre,
+    /// An emergency read with a stated reason (R-X-5).
+    Emergency,
     /// Shared reference data.
     Registry,
     /// An operator's function (population register, audit export).
@@ -672,6 +700,9 @@ pub struct Basis {
     pub role: Option<ClientRole>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub purpose: Option<String>,
+    /// An emergency read's stated reason (R-X-5).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 /// Permission for one action on one target. Only [`decide`] makes one.
@@ -771,6 +802,10 @@ pub enum Denial {
     ConsentGivenByAnother,
     /// The function's own facts were not given (fail closed).
     NoFunctionFacts,
+    /// The disclosure rule refuses another register's data (R-CONSENT-1, R-RX-2, R-X-5).
+    Disclosure(Refused),
+    /// The patient's consents could not be read for the decision (fail closed).
+    NoConsentFacts,
 }
 
 impl Denial {
@@ -816,6 +851,8 @@ impl Denial {
             Denial::NoticeAlreadyAcknowledged => "notice-already-acknowledged",
             Denial::ConsentGivenByAnother => "consent-given-by-another",
             Denial::NoFunctionFacts => "no-function-facts",
+            Denial::Disclosure(r) => r.code(),
+            Denial::NoConsentFacts => "no-consent-facts",
         }
     }
 
@@ -862,6 +899,8 @@ impl Denial {
             Denial::NoticeAlreadyAcknowledged => "the person has acknowledged the information notice",
             Denial::ConsentGivenByAnother => "a guardian can revoke only a consent they gave",
             Denial::NoFunctionFacts => "this cannot be checked now",
+            Denial::Disclosure(r) => r.message(),
+            Denial::NoConsentFacts => "the patient's consents could not be checked",
         }
     }
 
@@ -902,6 +941,16 @@ impl Denial {
             Denial::UnderSixteen => "R-ACT-8",
             Denial::NoticeReceivedInCare | Denial::NoticeAlreadyAcknowledged => "R-ACT-3",
             Denial::ConsentGivenByAnother => "R-ACT-5",
+            Denial::Disclosure(Refused::PrescriptionProhibition) => "R-RX-2",
+            Denial::Disclosure(Refused::NoEmergencyReason) => "R-X-5",
+            Denial::Disclosure(
+                Refused::NoProfessional
+                | Refused::NotForCare
+                | Refused::NotInformed
+                | Refused::NoConsent
+                | Refused::Prohibited,
+            )
+            | Denial::NoConsentFacts => "R-CONSENT-1",
         }
     }
 }
@@ -942,6 +991,10 @@ fn ground_code(g: Ground) -> &'static str {
     match g {
         Ground::OwnRegister => "own-register",
         Ground::OtherRegister => "other-register",
+        Ground::Consent => "consent",
+        Ground::PurchasedService => "purchased-service",
+        Ground::PrescriptionCentre => "prescription-centre",
+        Ground::Emergency => "emergency",
         Ground::Registry => "registry",
         Ground::OperatorFunction => "operator-function",
         Ground::OwnData => "own-data",
@@ -962,21 +1015,23 @@ pub fn decide(
     action: &Action,
     target: Target<'_>,
     facts: &Facts<'_>,
-    _now: i64,
+    now: i64,
 ) -> Decision {
     let result = match principal {
-        Principal::Client(c) => client(c, action, target),
+        Principal::Client(c) => client(c, action, target, facts, now),
         Principal::Citizen { person, acting_for } => {
             citizen(*person, *acting_for, action, target, facts).map(|ground| Basis {
                 ground,
                 role: None,
                 purpose: None,
+                reason: None,
             })
         }
         Principal::Identified => identified(action, facts).map(|ground| Basis {
             ground,
             role: None,
             purpose: None,
+            reason: None,
         }),
     };
     match result {
@@ -992,7 +1047,13 @@ pub fn decide(
     }
 }
 
-fn client(c: &Client, action: &Action, target: Target<'_>) -> Result<Basis, Vec<Denial>> {
+fn client(
+    c: &Client,
+    action: &Action,
+    target: Target<'_>,
+    facts: &Facts<'_>,
+    now: i64,
+) -> Result<Basis, Vec<Denial>> {
     if c.roles.is_empty() {
         return Err(vec![Denial::NoRole]);
     }
@@ -1008,14 +1069,14 @@ fn client(c: &Client, action: &Action, target: Target<'_>) -> Result<Basis, Vec<
     }
     let mut permitted: Option<(ClientRole, Ground)> = None;
     for &role in &c.roles {
-        match role_rule(role, &c.org, action, target) {
+        match role_rule(role, c, action, target, facts, now) {
             Ok(ground) => {
                 // The most specific ground wins when several roles permit.
                 if permitted.is_none_or(|(_, g)| ground < g) {
                     permitted = Some((role, ground));
                 }
             }
-            Err(d) => denials.push(d),
+            Err(d) => denials.extend(d),
         }
     }
     match permitted {
@@ -1023,6 +1084,10 @@ fn client(c: &Client, action: &Action, target: Target<'_>) -> Result<Basis, Vec<
             ground,
             role: Some(role),
             purpose: c.purpose.clone(),
+            reason: match ground {
+                Ground::Emergency => c.emergency_reason.clone(),
+                _ => None,
+            },
         }),
         Some(_) => Err(vec![Denial::ScopeNotGranted]),
         None => Err(denials),
@@ -1032,17 +1097,34 @@ fn client(c: &Client, action: &Action, target: Target<'_>) -> Result<Basis, Vec<
 /// What one role allows.
 fn role_rule(
     role: ClientRole,
-    org: &OrgId,
+    c: &Client,
     action: &Action,
     target: Target<'_>,
-) -> Result<Ground, Denial> {
+    facts: &Facts<'_>,
+    now: i64,
+) -> Result<Ground, Vec<Denial>> {
+    let org = &c.org;
     match action {
         Action::Fhir {
             interaction,
             resource_type,
         } => {
-            let kind = Kind::of(resource_type).ok_or(Denial::Inconsistent)?;
-            fhir_rule(role, org, *interaction, kind, target)
+            let kind = Kind::of(resource_type).ok_or_else(|| vec![Denial::Inconsistent])?;
+            let ground = fhir_rule(role, org, *interaction, kind, target).map_err(|d| vec![d])?;
+            match ground {
+                Ground::OtherRegister => disclosure_rule(role, c, kind, facts, now),
+                Ground::OwnRegister
+                | Ground::Consent
+                | Ground::PurchasedService
+                | Ground::PrescriptionCentre
+                | Ground::Emergency
+                | Ground::Registry
+                | Ground::OperatorFunction
+                | Ground::OwnData
+                | Ground::Guardian
+                | Ground::RightToInformation
+                | Ground::Mandate => Ok(ground),
+            }
         }
         Action::ArchivistLookup => match role {
             ClientRole::Archivist => match target {
@@ -1050,24 +1132,24 @@ fn role_rule(
                 Target::Patient {
                     holder: Some(h), ..
                 } if h == org.as_str() => Ok(Ground::OwnRegister),
-                Target::Patient { .. } => Err(Denial::NotOwnOrganisation),
-                Target::Shared | Target::Summary { .. } => Err(Denial::Inconsistent),
+                Target::Patient { .. } => Err(vec![Denial::NotOwnOrganisation]),
+                Target::Shared | Target::Summary { .. } => Err(vec![Denial::Inconsistent]),
             },
             ClientRole::Clinician | ClientRole::Pharmacy | ClientRole::Operator => {
-                Err(Denial::RoleMayNot)
+                Err(vec![Denial::RoleMayNot])
             }
         },
         Action::PopulationImport | Action::AuditExport => match role {
             ClientRole::Operator => match target {
                 Target::Request | Target::Patient { .. } => Ok(Ground::OperatorFunction),
-                Target::Shared | Target::Summary { .. } => Err(Denial::Inconsistent),
+                Target::Shared | Target::Summary { .. } => Err(vec![Denial::Inconsistent]),
             },
             ClientRole::Clinician | ClientRole::Pharmacy | ClientRole::Archivist => {
-                Err(Denial::RoleMayNot)
+                Err(vec![Denial::RoleMayNot])
             }
         },
         Action::View(_) | Action::Manage(_) | Action::ActFor | Action::Login => {
-            Err(Denial::NotACitizen)
+            Err(vec![Denial::NotACitizen])
         }
     }
 }
@@ -1159,6 +1241,53 @@ fn register_rule(
         (true, false) => Err(Denial::OtherRegister),
         (false, false) => Ok(Ground::OtherRegister),
     }
+}
+
+/// R-CONSENT-1, R-CONSENT-2, R-RX-2, R-X-5: a read of another organisation's register. The
+/// patient's identity and the consent service's own records are not under the disclosure rule;
+/// clinical data is, record by record; Prescription Centre data follows the prescription
+/// prohibition instead of the consent.
+fn disclosure_rule(
+    role: ClientRole,
+    c: &Client,
+    kind: Kind,
+    facts: &Facts<'_>,
+    now: i64,
+) -> Result<Ground, Vec<Denial>> {
+    match kind {
+        Kind::Patient | Kind::Consent => return Ok(Ground::OtherRegister),
+        Kind::Registry => return Err(vec![Denial::Inconsistent]),
+        Kind::Clinical | Kind::Provenance | Kind::Prescription | Kind::Dispensation => {}
+    }
+    let d = facts
+        .disclosure
+        .ok_or_else(|| vec![Denial::NoConsentFacts])?;
+    let reader = Reader {
+        org: c.org.as_str(),
+        professional: c.professional.is_some(),
+        purpose: Purpose::parse(c.purpose.as_deref(), c.emergency_reason.is_some()),
+    };
+    let pharmacy = match role {
+        ClientRole::Pharmacy => true,
+        ClientRole::Clinician | ClientRole::Archivist | ClientRole::Operator => false,
+    };
+    let answer = match kind {
+        Kind::Prescription | Kind::Dispensation => {
+            consent::disclose_centre(&reader, d.centre, pharmacy, d.consents)
+        }
+        Kind::Clinical | Kind::Provenance | Kind::Patient | Kind::Consent | Kind::Registry => {
+            let record = d.record.ok_or_else(|| vec![Denial::NoConsentFacts])?;
+            consent::disclose(&reader, &record, d.consents, now)
+        }
+    };
+    answer
+        .map(|how| match how {
+            Disclosed::Consent => Ground::Consent,
+            Disclosed::PurchasedService => Ground::PurchasedService,
+            Disclosed::PrescriptionCentre => Ground::PrescriptionCentre,
+            Disclosed::Emergency => Ground::Emergency,
+        })
+        .map_err(|r| r.into_iter().map(Denial::Disclosure).collect())
 }
 
 /// What a citizen asks for.

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod acting;
 pub mod audit;
+pub mod consent;
 pub mod display;
 pub mod hetu;
 pub mod ids;

@@ -13,6 +13,7 @@
 //! writes the file from the code — then read every changed line in the diff before committing it:
 //! the file is the reviewed statement of the rules, not a snapshot to wave through.
 
+use kanta_domain::access::Disclosure;
 use kanta_domain::access::{
     decide, Action, Client, Facts, Function, Interaction, Kind, Principal, Scopes, Target, View,
 };
@@ -20,6 +21,7 @@ use kanta_domain::acting::{
     Acting, FunctionFacts, GivenAt, Guardianship, Mandate, MandateCheck, MinorDisclosure,
     MinorRecord, Standing, SubjectFacts, HEALTH_CARE_ISSUE,
 };
+use kanta_domain::consent::{CareDomain, CentreAccess, ConsentFacts, Period, RecordFacts};
 use kanta_domain::display::{self, Hidden, Section};
 use kanta_domain::hetu::Hetu;
 use kanta_domain::ids::{ClientRole, OrgId, PatientKey};
@@ -166,8 +168,11 @@ fn client(role: Option<ClientRole>, scoped: bool, rtype: &str) -> Principal {
         org: OrgId::new(OWN_ORG),
         roles: role.into_iter().collect(),
         scopes,
-        professional: None,
-        purpose: None,
+        // A professional named, for care: the disclosure rule's own dimensions are in
+        // `disclosure_table.rs`.
+        professional: Some("p1".into()),
+        purpose: Some("TREAT".into()),
+        emergency_reason: None,
     })
 }
 
@@ -210,6 +215,28 @@ fn targets(patient_data: bool) -> Vec<(&'static str, Target<'static>)> {
 fn cells() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let none = Facts::default();
+    // For another register's records: the patient informed, a health-care consent in force, no
+    // prohibitions; the record in the other organisation's public register.
+    let consents = ConsentFacts {
+        informed: true,
+        consents: vec![(CareDomain::Health, Period::always())],
+        ..ConsentFacts::default()
+    };
+    let disclosure = Disclosure {
+        consents: &consents,
+        record: Some(RecordFacts {
+            holder: OTHER_ORG,
+            register: Some("2"),
+            service_event: None,
+            self_ref: None,
+            domain: CareDomain::Health,
+        }),
+        centre: CentreAccess::Presented,
+    };
+    let consented = Facts {
+        disclosure: Some(&disclosure),
+        ..Facts::default()
+    };
     let roles: Vec<Option<ClientRole>> = std::iter::once(None)
         .chain(ClientRole::ALL.iter().copied().map(Some))
         .collect();
@@ -228,6 +255,19 @@ fn cells() -> BTreeMap<String, String> {
                     for (tname, target) in targets(kind.is_patient_data()) {
                         let key = format!(
                             "{who} | fhir {} {rtype} ({}) | {tname}",
+                            interaction.code(),
+                            kind.code()
+                        );
+                        out.insert(key, decide(&p, &action, target, &consented, 0).summary());
+                    }
+                    // Without the consent facts another register's record is refused.
+                    if kind.is_patient_data() && !interaction.is_write() {
+                        let target = Target::Patient {
+                            patient: Some(ME),
+                            holder: Some(OTHER_ORG),
+                        };
+                        let key = format!(
+                            "{who} | fhir {} {rtype} ({}) | other-register-no-consent-facts",
                             interaction.code(),
                             kind.code()
                         );
@@ -341,6 +381,9 @@ fn header() -> &'static str {
      # principal: a client role (or no-role), scoped = its token grants the type's scope; or a citizen.\n\
      # target: request = before anything is read; own-register / other-register = a stored record held\n\
      # by the caller's organisation / another; not-stored = a new resource; shared = registry data.\n\
+     # A client names a professional and the purpose TREAT; for other-register the patient is informed,\n\
+     # has a health-care disclosure consent and no prohibitions (every other state: disclosure-table.txt);\n\
+     # other-register-no-consent-facts = the consents could not be read (fails closed).\n\
      # answer: permit:<ground> (what the audit record's basis says) or deny:<reason codes>.\n\
      # Citizens: `citizen self <age>` for themselves; `citizen acting-for <standing> | <subject>` for\n\
      # another (guardian, right-to-information, guardian-of-interests, proxy with a mandate in a\n\
