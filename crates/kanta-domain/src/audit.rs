@@ -124,6 +124,7 @@ mod tests {
                 ground: crate::access::Ground::OwnRegister,
                 role: Some(crate::ids::ClientRole::Clinician),
                 purpose: None,
+                reason: None,
             }),
         };
         let b = r.canonical_bytes();

@@ -29,3 +29,24 @@ pub const CUSTODY_AGREEMENT_URL: &str = "urn:kanta:ext:custody-agreement";
 pub const CUSTODY_AGREEMENT_SYSTEM: &str = "urn:kanta:cs:custody-agreement";
 /// ICD-10, Finnish edition.
 pub const ICD10_SYSTEM: &str = "urn:oid:1.2.246.537.6.1";
+
+/// Social-welfare document register IDs (eArkisto): a record tagged with this system is social care.
+pub const SOCIAL_REGISTER_SYSTEM: &str = "urn:oid:1.2.246.537.6.1264";
+/// What a Kanta `Consent` records (`Consent.category`): see docs/fhir-conventions.md.
+pub const CONSENT_KIND_SYSTEM: &str = "urn:kanta:cs:consent-kind";
+/// The care domain of a disclosure consent (`Consent.provision.code`): `health`, `social`.
+pub const CARE_DOMAIN_SYSTEM: &str = "urn:kanta:cs:care-domain";
+/// A prohibition the patient let yield to emergency care (`Consent.extension`, valueBoolean).
+pub const YIELDS_IN_EMERGENCY_URL: &str = "urn:kanta:ext:yields-in-emergency";
+/// In which capacity the recorder acted (`Consent.extension`, valueCode: self, guardian, proxy,
+/// care-unit).
+pub const RECORDED_AS_URL: &str = "urn:kanta:ext:recorded-as";
+/// The living will's structured fields (`Consent.extension`, complex).
+pub const LIVING_WILL_URL: &str = "urn:kanta:ext:living-will";
+/// The custodian role of a prohibited provider (`Consent.provision.actor.role`).
+pub const PARTICIPATION_TYPE_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+/// Consent actions (`Consent.provision.action`): `access` = retrieve, `collect` = store.
+pub const CONSENT_ACTION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentaction";
+/// FHIR Consent scopes.
+pub const CONSENT_SCOPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentscope";

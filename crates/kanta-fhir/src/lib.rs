@@ -9,6 +9,7 @@ pub mod audit_event;
 pub mod bundle;
 pub mod capability;
 pub mod codes;
+pub mod consent;
 pub mod datetime;
 pub mod display;
 pub mod outcome;

@@ -284,6 +284,11 @@ pub fn check(value: Value) -> Result<Checked, FhirError> {
             }
             effective = date(t, "dateTime", r.date_time)?;
             patient = Some(subject(t, "patient", &r.patient)?);
+            // A Kanta consent (its kind in `category`) must carry what its kind needs.
+            if let Err(msg) = crate::consent::read(&value) {
+                let at = msg.split(':').next().unwrap_or("Consent").to_string();
+                return Err(FhirError::invalid(at, msg));
+            }
         }
         "MedicationRequest" => {
             let r: types::MedicationRequest = view(&value, t)?;

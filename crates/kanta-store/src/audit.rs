@@ -11,7 +11,7 @@
 //!   keeps the tree's right edge, and signs checkpoints (C2SP signed-note text, Ed25519) of the tree
 //!   size and root. [`verify`] recomputes everything from the stored bytes.
 
-use crate::{Checkpoint, Found, Page, Store, StoreError, Stored, Written};
+use crate::{Checkpoint, Cursor, Found, Page, Store, StoreError, Stored, Written};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use kanta_domain::access::{Basis, Decision, Target};
@@ -68,6 +68,60 @@ impl<T> Sealed<T> {
     /// Two sealed values as one, released (and audited) together.
     pub fn zip<U>(self, other: Sealed<U>) -> Sealed<(T, U)> {
         Sealed((self.0, other.0))
+    }
+}
+
+impl<T: Gated> Sealed<T> {
+    /// The patients some of whose records are held in a register other than `org`'s (their
+    /// consents are the disclosure rule's facts). Nothing of the records leaves.
+    pub fn patients_held_elsewhere(&self, org: &str) -> std::collections::BTreeSet<PatientKey> {
+        self.0
+            .subjects()
+            .iter()
+            .filter(|s| s.holder.is_some_and(|h| h != org))
+            .filter_map(|s| s.patient)
+            .collect()
+    }
+}
+
+impl Sealed<Page> {
+    pub fn len(&self) -> usize {
+        self.0.resources.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.resources.is_empty()
+    }
+    /// Where the store's search would continue (after the last record it read).
+    pub fn next(&self) -> Option<Cursor> {
+        self.0.next.clone()
+    }
+    /// Drop the records `keep` refuses, before release: a search then pages over refused
+    /// records as if they were absent. Nothing is released or recorded.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Subject<'_>) -> bool) {
+        let flags: Vec<bool> = self.0.subjects().iter().map(&mut keep).collect();
+        let page = std::mem::replace(
+            &mut self.0,
+            Page {
+                resources: vec![],
+                next: None,
+            },
+        );
+        self.0 = page.keep(&flags);
+    }
+    /// The records of a later page of the same search after these.
+    pub fn extend(&mut self, more: Sealed<Page>) {
+        self.0.resources.extend(more.0.resources);
+        self.0.next = more.0.next;
+    }
+    /// At most `n` records; when more were kept, the search continues after the `n`th.
+    pub fn limit(&mut self, n: usize) {
+        if self.0.resources.len() > n {
+            self.0.resources.truncate(n);
+            self.0.next = self.0.resources.last().map(|f| Cursor {
+                effective_at: f.effective_at,
+                id: f.id.clone(),
+            });
+        }
     }
 }
 

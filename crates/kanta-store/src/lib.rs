@@ -559,3 +559,42 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
         )))
     }
 }
+
+/// A patient's `Consent` resources (current versions), for the access decision's facts only
+/// (R-CONSENT-1): what the disclosure rule reads before it judges the patient's records. They are
+/// never rendered or sent from here — a page or an API that shows consents reads them through
+/// [`Records::search`] and the audited release. At most `CONSENT_FACTS_MAX` records: a patient
+/// with more fails closed (an error, not a partial set of facts).
+pub async fn consents_for_decision(
+    store: &dyn Store,
+    patient: PatientKey,
+) -> Result<Vec<(String, Value)>> {
+    let mut q = SearchQuery {
+        resource_type: "Consent".into(),
+        patient: Some(patient),
+        identifier: None,
+        ascending: true,
+        count: 1000,
+        after: None,
+    };
+    let mut out = vec![];
+    loop {
+        let page = store.search(&q).await?.into_inner();
+        for f in page.resources {
+            let v = f.to_value();
+            out.push((f.id, v));
+        }
+        if out.len() > CONSENT_FACTS_MAX {
+            return Err(StoreError::Refused(format!(
+                "more than {CONSENT_FACTS_MAX} consent records for one patient"
+            )));
+        }
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The most consent records one patient's facts are read from.
+pub const CONSENT_FACTS_MAX: usize = 10_000;

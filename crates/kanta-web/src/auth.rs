@@ -239,11 +239,29 @@ impl FromRequestParts<AppState> for Caller {
             scopes: granted,
             professional: context_header(parts, "x-kanta-professional")?,
             purpose: context_header(parts, "x-kanta-purpose-of-use")?,
+            emergency_reason: reason_header(parts)?,
         };
         Ok(Caller {
             principal: Principal::Client(client.clone()),
             client,
         })
+    }
+}
+
+/// The stated reason of an emergency read (`X-Kanta-Emergency-Reason`, R-X-5): 1 to 200 printable
+/// ASCII characters, as it goes into the audit record and the citizen's disclosure log.
+fn reason_header(parts: &Parts) -> Result<Option<String>, ApiError> {
+    let Some(v) = parts.headers.get("x-kanta-emergency-reason") else {
+        return Ok(None);
+    };
+    let ok = v.to_str().ok().map(str::trim).filter(|s| {
+        !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    });
+    match ok {
+        Some(s) => Ok(Some(s.to_string())),
+        None => Err(ApiError(FhirError::bad_request(
+            "X-Kanta-Emergency-Reason must be 1 to 200 printable ASCII characters",
+        ))),
     }
 }
 

@@ -13,16 +13,18 @@ use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use kanta_domain::access::Disclosure;
 use kanta_domain::access::{self, Facts, Interaction, Principal, Target};
 use kanta_domain::audit::Action;
+use kanta_domain::consent::{CareDomain, CentreAccess, ConsentFacts, RecordFacts};
 use kanta_domain::ids::PatientKey;
 use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
 use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
-use kanta_store::audit::{Access, Gated, Receipt, Sealed};
+use kanta_store::audit::{Access, Gated, Json, Receipt, Sealed, Subject};
 use kanta_store::{Cursor, Found, SearchQuery, Stored, WriteOp, WriteRequest, Written};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -97,28 +99,122 @@ async fn release<T: Gated>(
     subject: Option<PatientKey>,
     query: Option<String>,
     sealed: Sealed<T>,
+    consents: &mut Consents,
 ) -> ApiResult<(Receipt, T)> {
     let access = access(state, caller, request_id, action, subject, query);
     let now_ms = access.now_ms;
+    consents.load(state, caller, &sealed).await?;
+    let consents = &*consents;
     state
         .audit
         .release(sealed, &access, |subjects| {
             subjects
                 .iter()
-                .map(|s| {
-                    access::decide(
-                        &caller.principal,
-                        fhir,
-                        s.target(),
-                        &Facts::default(),
-                        now_ms,
-                    )
-                })
+                .map(|s| consents.decide(caller, fhir, s, now_ms))
                 .collect()
         })
         .await
         .map_err(|_| audit_unavailable())
 }
+
+/// The patients' consents, read once per request, for the disclosure rule (R-CONSENT-1): a
+/// record of another organisation's register is decided with the patient's consents and the
+/// record's register and service event as facts.
+pub(crate) struct Consents {
+    facts: HashMap<PatientKey, ConsentFacts>,
+    /// How Prescription Centre data is asked for (by id: the presented prescription; by search).
+    centre: CentreAccess,
+}
+
+impl Consents {
+    pub(crate) fn new(centre: CentreAccess) -> Consents {
+        Consents {
+            facts: HashMap::new(),
+            centre,
+        }
+    }
+
+    /// Read the consents of every patient some of whose records are held elsewhere. A failure is
+    /// the request's failure (503), never a silent refusal.
+    async fn load<T: Gated>(
+        &mut self,
+        state: &AppState,
+        caller: &Caller,
+        sealed: &Sealed<T>,
+    ) -> ApiResult<()> {
+        let Some(org) = caller.principal.org() else {
+            return Ok(());
+        };
+        for p in sealed.patients_held_elsewhere(org.as_str()) {
+            if self.facts.contains_key(&p) {
+                continue;
+            }
+            let rows = kanta_store::consents_for_decision(state.store.as_ref(), p).await?;
+            let facts = kanta_fhir::consent::facts(rows.iter().map(|(id, v)| (id.as_str(), v)));
+            self.facts.insert(p, facts);
+        }
+        Ok(())
+    }
+
+    /// The one decision for one record, with its disclosure facts when another register holds it.
+    fn decide(
+        &self,
+        caller: &Caller,
+        fhir: &access::Action,
+        s: &Subject<'_>,
+        now_ms: i64,
+    ) -> access::Decision {
+        let elsewhere = match (caller.principal.org(), s.holder) {
+            (Some(org), Some(h)) => org.as_str() != h,
+            _ => false,
+        };
+        let consents = s.patient.and_then(|p| self.facts.get(&p));
+        let (Some(holder), true, Some(consents)) = (s.holder, elsewhere, consents) else {
+            // Own register, shared data, or facts missing (then the rule fails closed).
+            return access::decide(
+                &caller.principal,
+                fhir,
+                s.target(),
+                &Facts::default(),
+                now_ms,
+            );
+        };
+        let clinical = matches!(
+            access::Kind::of(s.resource_type),
+            Some(access::Kind::Clinical | access::Kind::Provenance)
+        );
+        let tags = match (&s.json, clinical) {
+            (Json::Raw(r), true) => kanta_fhir::consent::record_tags(r.get()),
+            (Json::Value(v), true) => kanta_fhir::consent::record_tags(&v.to_string()),
+            _ => kanta_fhir::consent::RecordTags::default(),
+        };
+        let self_ref = format!("{}/{}", s.resource_type, s.id);
+        let d = Disclosure {
+            consents,
+            record: Some(RecordFacts {
+                holder,
+                register: tags.register.as_deref(),
+                service_event: tags.service_event.as_deref(),
+                self_ref: Some(&self_ref),
+                domain: if tags.social {
+                    CareDomain::Social
+                } else {
+                    CareDomain::Health
+                },
+            }),
+            centre: self.centre,
+        };
+        let facts = Facts {
+            disclosure: Some(&d),
+            ..Facts::default()
+        };
+        access::decide(&caller.principal, fhir, s.target(), &facts, now_ms)
+    }
+}
+
+/// A search reads on past records the disclosure rule refuses, so that a page is what it would
+/// be if they were absent (the same entries, the same `next`): at most this many rows a request.
+const SEARCH_SCAN_MAX: usize = 10_000;
 
 fn access(
     state: &AppState,
@@ -302,6 +398,7 @@ async fn read(
         None,
         None,
         sealed,
+        &mut Consents::new(CentreAccess::Presented),
     )
     .await?;
     let stored =
@@ -335,6 +432,7 @@ async fn vread(
         None,
         None,
         sealed,
+        &mut Consents::new(CentreAccess::Presented),
     )
     .await?;
     let stored =
@@ -365,6 +463,7 @@ async fn history(
         None,
         None,
         sealed,
+        &mut Consents::new(CentreAccess::Presented),
     )
     .await?;
     if versions.is_empty() {
@@ -799,7 +898,29 @@ async fn search(
         })
         .into());
     }
-    let sealed = state.store.search(&q).await?;
+    let count = q.count;
+    let mut consents = Consents::new(CentreAccess::Searched);
+    let now_ms = datetime::millis(state.clock.now());
+    let mut sealed = state.store.search(&q).await?;
+    let mut scanned = sealed.len();
+    // Refused records are dropped before the page is made, and the search reads on until the
+    // page has one record more than it shows (so `next` is there exactly when more follow).
+    loop {
+        consents.load(&state, &caller, &sealed).await?;
+        sealed.retain(|s| consents.decide(&caller, &fhir, s, now_ms).is_permit());
+        match sealed.next() {
+            Some(c) if sealed.len() <= count && scanned < SEARCH_SCAN_MAX => {
+                let mut more_q = q.clone();
+                more_q.after = Some(c);
+                more_q.count = (count * 4).clamp(100, 1000);
+                let more = state.store.search(&more_q).await?;
+                scanned += more.len();
+                sealed.extend(more);
+            }
+            _ => break,
+        }
+    }
+    sealed.limit(count);
     let audit_query = audit_query(&rtype, &kept);
     let (_receipt, page) = release(
         &state,
@@ -810,6 +931,7 @@ async fn search(
         q.patient,
         Some(audit_query),
         sealed,
+        &mut consents,
     )
     .await?;
     Ok(searchset(&state, &rtype, &page.resources, &kept, page.next))

@@ -46,6 +46,7 @@ impl TestApp {
         for (id, org, roles) in [
             ("clinician", "org-hus", "clinician"),
             ("clinician-tays", "org-tays", "clinician"),
+            ("clinician-tt", "org-terveystalo", "clinician"),
             ("pharmacy", "org-apteekki", "pharmacy"),
             ("archivist", "org-hus", "archivist"),
             ("archivist-tt", "org-terveystalo", "archivist"),
@@ -147,7 +148,12 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        // A provider system names the acting professional and the purpose of use (R-CONSENT-1).
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-kanta-professional", "urn:oid:1.2.246.537.26|100")
+            .header("x-kanta-purpose-of-use", "TREAT");
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -1262,6 +1268,9 @@ use bounds::*;
 #[path = "api/concurrency.rs"]
 mod concurrency;
 use concurrency::*;
+#[path = "api/consent.rs"]
+mod consent;
+use consent::*;
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -1271,6 +1280,12 @@ macro_rules! both {
 }
 
 both!(
+    another_register_is_read_only_under_the_patients_consent,
+    prohibited_data_is_indistinguishable_from_absent,
+    emergency_reads_are_reasoned_audited_and_bounded_by_the_patients_choice,
+    prescriptions_follow_the_prescription_prohibition,
+    a_purchased_services_producer_reads_the_organisers_data,
+    kanta_consents_are_checked_when_written,
     concurrent_updates_of_one_version,
     if_match_edge_cases,
     a_bundle_failing_midway_leaves_nothing,

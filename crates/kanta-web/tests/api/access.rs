@@ -50,6 +50,8 @@ async fn records_of_every_kind(app: &TestApp) -> BTreeMap<&'static str, String> 
         };
         ids.insert(rt, id.to_string());
     }
+    // The patient was informed and gave a health-care disclosure consent at HUS (R-CONSENT-1).
+    super::consent::inform_and_consent(app, &t, &ids["Patient"]).await;
     let pharmacy = app.token("pharmacy").await;
     let dispense = json!({"resourceType": "MedicationDispense", "status": "completed",
         "subject": {"reference": format!("Patient/{}", ids["Patient"])},
@@ -587,7 +589,7 @@ pub async fn reads_are_audited_with_their_basis(b: Backend) {
     assert_eq!(rec["schema"], 2);
     assert_eq!(
         rec["basis"],
-        json!({"ground": "other-register", "role": "clinician", "purpose": "TREAT"})
+        json!({"ground": "consent", "role": "clinician", "purpose": "TREAT"})
     );
     assert_eq!(rec["actor"]["professional"], "urn:oid:1.2.246.537.26|123");
     app.finish().await;

@@ -1,0 +1,720 @@
+//! Kanta's `Consent` resources (the consent and will service) read into the disclosure rule's facts,
+//! written for MyKanta, and the few facts of a record the rule needs (docs/fhir-conventions.md).
+//!
+//! Every Kanta consent names its kind in `category` (`urn:kanta:cs:consent-kind`). A Consent
+//! without that category (e.g. HL7's examples) is stored as it came and decides nothing. The
+//! record of each kind and key with the latest `dateTime` decides (a revocation is a new version
+//! with `status = inactive`, or a later record of the same kind and key); only `active` is in force.
+
+use crate::codes;
+use crate::datetime;
+use kanta_domain::consent::{
+    CareDomain, ConsentFacts, Period, Prohibition, ProhibitionScope, PurchaseMandate,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// What a Kanta consent records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConsentKind {
+    InformationNotice,
+    DisclosureConsent,
+    DisclosureProhibition,
+    PrescriptionProhibition,
+    OrganDonationWill,
+    LivingWill,
+    PurchasedServiceMandate,
+}
+
+impl ConsentKind {
+    pub const ALL: [ConsentKind; 7] = [
+        ConsentKind::InformationNotice,
+        ConsentKind::DisclosureConsent,
+        ConsentKind::DisclosureProhibition,
+        ConsentKind::PrescriptionProhibition,
+        ConsentKind::OrganDonationWill,
+        ConsentKind::LivingWill,
+        ConsentKind::PurchasedServiceMandate,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ConsentKind::InformationNotice => "information-notice",
+            ConsentKind::DisclosureConsent => "disclosure-consent",
+            ConsentKind::DisclosureProhibition => "disclosure-prohibition",
+            ConsentKind::PrescriptionProhibition => "prescription-prohibition",
+            ConsentKind::OrganDonationWill => "organ-donation-will",
+            ConsentKind::LivingWill => "living-will",
+            ConsentKind::PurchasedServiceMandate => "purchased-service-mandate",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<ConsentKind> {
+        ConsentKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// FHIR's `Consent.scope` for it.
+    fn scope(self) -> &'static str {
+        match self {
+            ConsentKind::LivingWill => "adr",
+            ConsentKind::OrganDonationWill => "treatment",
+            ConsentKind::InformationNotice
+            | ConsentKind::DisclosureConsent
+            | ConsentKind::DisclosureProhibition
+            | ConsentKind::PrescriptionProhibition
+            | ConsentKind::PurchasedServiceMandate => "patient-privacy",
+        }
+    }
+}
+
+/// In which capacity the recorder acted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordedAs {
+    /// The person themselves, in MyKanta.
+    Myself,
+    Guardian,
+    Proxy,
+    /// A care unit, on the patient's behalf.
+    CareUnit,
+}
+
+impl RecordedAs {
+    pub fn code(self) -> &'static str {
+        match self {
+            RecordedAs::Myself => "self",
+            RecordedAs::Guardian => "guardian",
+            RecordedAs::Proxy => "proxy",
+            RecordedAs::CareUnit => "care-unit",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RecordedAs> {
+        [
+            RecordedAs::Myself,
+            RecordedAs::Guardian,
+            RecordedAs::Proxy,
+            RecordedAs::CareUnit,
+        ]
+        .into_iter()
+        .find(|r| r.code() == s)
+    }
+}
+
+/// One Kanta consent as read from its current version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub kind: ConsentKind,
+    /// `status = active`.
+    pub active: bool,
+    /// `dateTime` (epoch ms): when it was recorded.
+    pub recorded_at: i64,
+    pub recorded_as: Option<RecordedAs>,
+    /// The person who gave it (their HETU), when a person did.
+    pub performer_hetu: Option<String>,
+    /// The performer's name as recorded.
+    pub performer_name: Option<String>,
+    pub domain: Option<CareDomain>,
+    pub period: Period,
+    pub prohibition: Option<ProhibitionScope>,
+    pub yields_in_emergency: bool,
+    pub mandate: Option<PurchaseMandate>,
+    /// Free text of a will, an organ donation's restrictions, a mandate's ordered service.
+    pub text: Option<String>,
+    /// Organ donation: willing (`provision.type = permit`) or not.
+    pub permit: bool,
+    /// The living will's fields, by name.
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct Coding {
+    system: Option<String>,
+    code: Option<String>,
+}
+#[derive(Deserialize)]
+struct Concept {
+    #[serde(default)]
+    coding: Vec<Coding>,
+    text: Option<String>,
+}
+#[derive(Deserialize)]
+struct Ref {
+    reference: Option<String>,
+    identifier: Option<Identifier>,
+    display: Option<String>,
+}
+#[derive(Deserialize)]
+struct Identifier {
+    system: Option<String>,
+    value: Option<String>,
+}
+#[derive(Deserialize)]
+struct FhirPeriod {
+    start: Option<String>,
+    end: Option<String>,
+}
+#[derive(Deserialize)]
+struct Actor {
+    role: Concept,
+    reference: Ref,
+}
+#[derive(Deserialize)]
+struct Data {
+    reference: Ref,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Provision {
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    period: Option<FhirPeriod>,
+    #[serde(default)]
+    actor: Vec<Actor>,
+    #[serde(default)]
+    action: Vec<Concept>,
+    #[serde(default)]
+    code: Vec<Concept>,
+    #[serde(default)]
+    data: Vec<Data>,
+}
+#[derive(Deserialize)]
+struct Extension {
+    url: String,
+    #[serde(rename = "valueBoolean")]
+    value_boolean: Option<bool>,
+    #[serde(rename = "valueCode")]
+    value_code: Option<String>,
+    #[serde(rename = "valueString")]
+    value_string: Option<String>,
+    #[serde(default)]
+    extension: Vec<Extension>,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KantaConsent {
+    status: String,
+    date_time: Option<String>,
+    #[serde(default)]
+    performer: Vec<Ref>,
+    #[serde(default)]
+    organization: Vec<Ref>,
+    provision: Option<Provision>,
+    #[serde(default)]
+    extension: Vec<Extension>,
+}
+
+fn has(c: &Concept, system: &str) -> Option<String> {
+    c.coding
+        .iter()
+        .find(|k| k.system.as_deref() == Some(system))
+        .and_then(|k| k.code.clone())
+}
+
+fn org_of(r: &Ref) -> Option<String> {
+    r.reference
+        .as_deref()
+        .and_then(|s| s.strip_prefix("Organization/"))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn ms(s: &Option<String>, at: &str) -> Result<Option<i64>, String> {
+    match s {
+        None => Ok(None),
+        Some(v) => datetime::parse_start(v)
+            .map(|t| Some(datetime::millis(t)))
+            .ok_or_else(|| format!("{at}: not a FHIR date or dateTime")),
+    }
+}
+
+/// The Kanta kind of a Consent, if it has one.
+pub fn kind_of(value: &Value) -> Option<ConsentKind> {
+    value
+        .get("category")?
+        .as_array()?
+        .iter()
+        .flat_map(|c| {
+            c.get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .find(|k| k.get("system").and_then(Value::as_str) == Some(codes::CONSENT_KIND_SYSTEM))
+        .and_then(|k| k.get("code").and_then(Value::as_str))
+        .and_then(ConsentKind::parse)
+}
+
+/// Read a Kanta consent. `Ok(None)`: not a Kanta consent (no kind). `Err`: a Kanta consent that
+/// lacks what its kind needs (the FHIRPath and what is wrong) — refused when written.
+pub fn read(value: &Value) -> Result<Option<ConsentRecord>, String> {
+    let has_kind_system = value
+        .get("category")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c.get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .any(|k| k.get("system").and_then(Value::as_str) == Some(codes::CONSENT_KIND_SYSTEM));
+    if !has_kind_system {
+        return Ok(None);
+    }
+    let kind = kind_of(value).ok_or_else(|| {
+        format!(
+            "Consent.category: the {} code is not one of {}",
+            codes::CONSENT_KIND_SYSTEM,
+            ConsentKind::ALL.map(ConsentKind::code).join(", ")
+        )
+    })?;
+    let c: KantaConsent =
+        serde_json::from_value(value.clone()).map_err(|e| format!("Consent: {e}"))?;
+    let recorded_at = ms(&c.date_time, "Consent.dateTime")?
+        .ok_or_else(|| "Consent.dateTime: a Kanta consent says when it was recorded".to_string())?;
+    let ext = |url: &str| c.extension.iter().find(|e| e.url == url);
+    let recorded_as = match ext(codes::RECORDED_AS_URL) {
+        Some(e) => Some(
+            e.value_code
+                .as_deref()
+                .and_then(RecordedAs::parse)
+                .ok_or("Consent.extension(recorded-as): self, guardian, proxy or care-unit")?,
+        ),
+        None => None,
+    };
+    let performer = c.performer.first();
+    let performer_hetu = performer
+        .and_then(|p| p.identifier.as_ref())
+        .filter(|i| i.system.as_deref() == Some(codes::HETU_SYSTEM))
+        .and_then(|i| i.value.clone());
+    let performer_name = performer.and_then(|p| p.display.clone());
+    if performer.is_none() {
+        return Err("Consent.performer: a Kanta consent names who gave it".into());
+    }
+    let yields_in_emergency = ext(codes::YIELDS_IN_EMERGENCY_URL)
+        .and_then(|e| e.value_boolean)
+        .unwrap_or(false);
+    let provision = c.provision.as_ref();
+    let period = match provision.and_then(|p| p.period.as_ref()) {
+        Some(p) => Period {
+            from: ms(&p.start, "Consent.provision.period.start")?,
+            to: ms(&p.end, "Consent.provision.period.end")?,
+        },
+        None => Period::always(),
+    };
+    let text = provision
+        .and_then(|p| p.code.iter().find_map(|k| k.text.clone()))
+        .filter(|t| !t.trim().is_empty());
+    let mut record = ConsentRecord {
+        kind,
+        active: c.status == "active",
+        recorded_at,
+        recorded_as,
+        performer_hetu,
+        performer_name,
+        domain: None,
+        period,
+        prohibition: None,
+        yields_in_emergency,
+        mandate: None,
+        text,
+        permit: provision.and_then(|p| p.type_.as_deref()) == Some("permit"),
+        fields: BTreeMap::new(),
+    };
+    match kind {
+        ConsentKind::InformationNotice | ConsentKind::PrescriptionProhibition => {}
+        ConsentKind::DisclosureConsent => {
+            let code = provision
+                .and_then(|p| p.code.iter().find_map(|k| has(k, codes::CARE_DOMAIN_SYSTEM)))
+                .ok_or("Consent.provision.code: a disclosure consent names its care domain (urn:kanta:cs:care-domain: health or social)")?;
+            record.domain = Some(
+                CareDomain::parse(&code)
+                    .ok_or("Consent.provision.code: the care domain is health or social")?,
+            );
+        }
+        ConsentKind::DisclosureProhibition => {
+            let p = provision.ok_or("Consent.provision: a prohibition names what it covers")?;
+            let org = p
+                .actor
+                .iter()
+                .find(|a| {
+                    has(&a.role, codes::PARTICIPATION_TYPE_SYSTEM).as_deref() == Some("CST")
+                })
+                .and_then(|a| org_of(&a.reference))
+                .ok_or("Consent.provision.actor: a prohibition names the provider (role CST, Organization/<id>)")?;
+            let register = p.code.iter().find_map(|k| has(k, codes::REGISTER_SYSTEM));
+            let event = p
+                .data
+                .iter()
+                .find_map(|d| d.reference.reference.clone())
+                .filter(|r| r.starts_with("Encounter/"));
+            record.prohibition = Some(match (register, event) {
+                (None, None) => ProhibitionScope::Provider { org },
+                (Some(register), None) => ProhibitionScope::Register { org, register },
+                (None, Some(encounter)) => ProhibitionScope::ServiceEvent { org, encounter },
+                (Some(_), Some(_)) => {
+                    return Err("Consent.provision: a prohibition covers a register or a service event, not both".into())
+                }
+            });
+        }
+        ConsentKind::PurchasedServiceMandate => {
+            let organiser =
+                c.organization.first().and_then(org_of).ok_or(
+                    "Consent.organization: a purchased-services mandate names the organiser",
+                )?;
+            let p =
+                provision.ok_or("Consent.provision: a mandate says what the producer may do")?;
+            let producer = p
+                .actor
+                .iter()
+                .find(|a| has(&a.role, codes::PARTICIPATION_TYPE_SYSTEM).as_deref() == Some("PRF"))
+                .and_then(|a| org_of(&a.reference));
+            let action = |code: &str| {
+                p.action
+                    .iter()
+                    .any(|a| has(a, codes::CONSENT_ACTION_SYSTEM).as_deref() == Some(code))
+            };
+            record.mandate = Some(PurchaseMandate {
+                organiser,
+                producer,
+                valid: period,
+                retrieve: action("access"),
+                store: action("collect"),
+            });
+        }
+        ConsentKind::OrganDonationWill => {}
+        ConsentKind::LivingWill => {
+            if let Some(e) = ext(codes::LIVING_WILL_URL) {
+                for f in &e.extension {
+                    if let Some(v) = &f.value_string {
+                        record.fields.insert(f.url.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(record))
+}
+
+/// What decides among several records of one kind: the same key, latest `dateTime` wins.
+fn key(r: &ConsentRecord, id: &str) -> String {
+    match r.kind {
+        ConsentKind::DisclosureConsent => {
+            format!("consent:{}", r.domain.map_or("", CareDomain::code))
+        }
+        ConsentKind::DisclosureProhibition => format!("prohibition:{:?}", r.prohibition),
+        ConsentKind::PurchasedServiceMandate => format!("mandate:{id}"),
+        ConsentKind::InformationNotice
+        | ConsentKind::PrescriptionProhibition
+        | ConsentKind::OrganDonationWill
+        | ConsentKind::LivingWill => r.kind.code().to_string(),
+    }
+}
+
+/// The records in force: per kind and key the latest, if it is active. Input: `(id, record)`.
+pub fn in_force(records: &[(String, ConsentRecord)]) -> Vec<(String, ConsentRecord)> {
+    let mut latest: BTreeMap<String, &(String, ConsentRecord)> = BTreeMap::new();
+    for item in records {
+        let k = key(&item.1, &item.0);
+        match latest.get(&k) {
+            Some(have) if (have.1.recorded_at, &have.0) >= (item.1.recorded_at, &item.0) => {}
+            _ => {
+                latest.insert(k, item);
+            }
+        }
+    }
+    latest
+        .into_values()
+        .filter(|(_, r)| r.active)
+        .cloned()
+        .collect()
+}
+
+/// The disclosure rule's facts from a patient's Consents (their current versions' JSON).
+pub fn facts<'a>(consents: impl IntoIterator<Item = (&'a str, &'a Value)>) -> ConsentFacts {
+    let records: Vec<(String, ConsentRecord)> = consents
+        .into_iter()
+        .filter_map(|(id, v)| read(v).ok().flatten().map(|r| (id.to_string(), r)))
+        .collect();
+    let mut f = ConsentFacts::default();
+    for (_, r) in in_force(&records) {
+        match r.kind {
+            ConsentKind::InformationNotice => f.informed = true,
+            ConsentKind::DisclosureConsent => {
+                if let Some(d) = r.domain {
+                    f.consents.push((d, r.period));
+                }
+            }
+            ConsentKind::DisclosureProhibition => {
+                if let Some(scope) = r.prohibition {
+                    f.prohibitions.push(Prohibition {
+                        scope,
+                        yields_in_emergency: r.yields_in_emergency,
+                    });
+                }
+            }
+            ConsentKind::PrescriptionProhibition => {
+                f.prescription_prohibition = Some(r.yields_in_emergency)
+            }
+            ConsentKind::PurchasedServiceMandate => f.mandates.extend(r.mandate),
+            ConsentKind::OrganDonationWill | ConsentKind::LivingWill => {}
+        }
+    }
+    f
+}
+
+/// Who records a consent, as MyKanta writes it.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    pub recorded_as: RecordedAs,
+    pub hetu: String,
+    pub name: String,
+}
+
+/// A new version (or the first) of a Kanta consent, as MyKanta writes it.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub kind: ConsentKind,
+    pub active: bool,
+    pub patient: String,
+    pub recorded_at: String,
+    pub recorder: Recorder,
+    pub domain: Option<CareDomain>,
+    pub prohibition: Option<ProhibitionScope>,
+    pub yields_in_emergency: Option<bool>,
+    pub text: Option<String>,
+    pub permit: Option<bool>,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Draft {
+    pub fn new(kind: ConsentKind, patient: &str, recorded_at: &str, recorder: Recorder) -> Draft {
+        Draft {
+            kind,
+            active: true,
+            patient: patient.to_string(),
+            recorded_at: recorded_at.to_string(),
+            recorder,
+            domain: None,
+            prohibition: None,
+            yields_in_emergency: None,
+            text: None,
+            permit: None,
+            fields: vec![],
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut ext = vec![
+            json!({"url": codes::RECORDED_AS_URL, "valueCode": self.recorder.recorded_as.code()}),
+        ];
+        if let Some(y) = self.yields_in_emergency {
+            ext.push(json!({"url": codes::YIELDS_IN_EMERGENCY_URL, "valueBoolean": y}));
+        }
+        if !self.fields.is_empty() {
+            let sub: Vec<Value> = self
+                .fields
+                .iter()
+                .map(|(k, v)| json!({"url": k, "valueString": v}))
+                .collect();
+            ext.push(json!({"url": codes::LIVING_WILL_URL, "extension": sub}));
+        }
+        let mut provision = serde_json::Map::new();
+        if let Some(p) = self.permit {
+            provision.insert("type".into(), json!(if p { "permit" } else { "deny" }));
+        }
+        let mut code = vec![];
+        if let Some(d) = self.domain {
+            code.push(json!({"coding": [{"system": codes::CARE_DOMAIN_SYSTEM, "code": d.code()}]}));
+        }
+        if let Some(t) = &self.text {
+            code.push(json!({"text": t}));
+        }
+        if let Some(scope) = &self.prohibition {
+            provision.insert(
+                "actor".into(),
+                json!([{
+                    "role": {"coding": [{"system": codes::PARTICIPATION_TYPE_SYSTEM, "code": "CST"}]},
+                    "reference": {"reference": format!("Organization/{}", scope.org())}
+                }]),
+            );
+            match scope {
+                ProhibitionScope::Provider { .. } => {}
+                ProhibitionScope::Register { register, .. } => code.push(
+                    json!({"coding": [{"system": codes::REGISTER_SYSTEM, "code": register}]}),
+                ),
+                ProhibitionScope::ServiceEvent { encounter, .. } => {
+                    provision.insert(
+                        "data".into(),
+                        json!([{"meaning": "related", "reference": {"reference": encounter}}]),
+                    );
+                }
+            }
+        }
+        if !code.is_empty() {
+            provision.insert("code".into(), Value::Array(code));
+        }
+        let mut v = json!({
+            "resourceType": "Consent",
+            "status": if self.active { "active" } else { "inactive" },
+            "scope": {"coding": [{"system": codes::CONSENT_SCOPE_SYSTEM, "code": self.kind.scope()}]},
+            "category": [{"coding": [{"system": codes::CONSENT_KIND_SYSTEM, "code": self.kind.code()}]}],
+            "patient": {"reference": self.patient},
+            "dateTime": self.recorded_at,
+            "performer": [{
+                "identifier": {"system": codes::HETU_SYSTEM, "value": self.recorder.hetu},
+                "display": self.recorder.name,
+            }],
+            "extension": ext,
+        });
+        if !provision.is_empty() {
+            v["provision"] = Value::Object(provision);
+        }
+        v
+    }
+}
+
+/// What the disclosure rule needs of a record: its register (health or social care, and the
+/// register code) and its service event. Reads only those elements.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordTags {
+    pub register: Option<String>,
+    pub social: bool,
+    pub service_event: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SlimTag {
+    system: Option<String>,
+    code: Option<String>,
+}
+#[derive(Deserialize)]
+struct SlimMeta {
+    #[serde(default)]
+    tag: Vec<SlimTag>,
+}
+#[derive(Deserialize)]
+struct SlimRef {
+    reference: Option<String>,
+}
+#[derive(Deserialize)]
+struct SlimContext {
+    #[serde(default)]
+    encounter: Vec<SlimRef>,
+}
+#[derive(Deserialize)]
+struct Slim {
+    meta: Option<SlimMeta>,
+    encounter: Option<SlimRef>,
+    context: Option<SlimContext>,
+}
+
+/// Read a stored record's tags from its JSON text (unreadable text: no tags, which no prohibition
+/// of a register or service event matches — a provider-wide prohibition still does).
+pub fn record_tags(json: &str) -> RecordTags {
+    let Ok(s) = serde_json::from_str::<Slim>(json) else {
+        return RecordTags::default();
+    };
+    let mut t = RecordTags::default();
+    for tag in s.meta.into_iter().flat_map(|m| m.tag) {
+        match tag.system.as_deref() {
+            Some(codes::REGISTER_SYSTEM) => t.register = tag.code,
+            Some(codes::SOCIAL_REGISTER_SYSTEM) => {
+                t.social = true;
+                t.register = tag.code;
+            }
+            _ => {}
+        }
+    }
+    t.service_event = s.encounter.and_then(|e| e.reference).or_else(|| {
+        s.context
+            .and_then(|c| c.encounter.into_iter().next())
+            .and_then(|e| e.reference)
+    });
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Recorder {
+        Recorder {
+            recorded_as: RecordedAs::Myself,
+            hetu: "010594Y9021".into(),
+            name: "Aino".into(),
+        }
+    }
+
+    #[test]
+    fn drafts_read_back_and_the_latest_decides() {
+        let mut d = Draft::new(
+            ConsentKind::DisclosureProhibition,
+            "Patient/p",
+            "2026-01-01T10:00:00Z",
+            me(),
+        );
+        d.prohibition = Some(ProhibitionScope::Register {
+            org: "org-a".into(),
+            register: "4".into(),
+        });
+        d.yields_in_emergency = Some(true);
+        let v1 = d.to_json();
+        let r = read(&v1).unwrap().unwrap();
+        assert_eq!(r.prohibition, d.prohibition);
+        assert!(r.yields_in_emergency && r.active);
+        let mut c = Draft::new(
+            ConsentKind::DisclosureConsent,
+            "Patient/p",
+            "2026-01-01T10:00:00Z",
+            me(),
+        );
+        c.domain = Some(CareDomain::Health);
+        let consent = c.to_json();
+        let notice = Draft::new(
+            ConsentKind::InformationNotice,
+            "Patient/p",
+            "2026-01-01T09:00:00Z",
+            me(),
+        )
+        .to_json();
+        let f = facts([("a", &v1), ("b", &consent), ("n", &notice)]);
+        assert!(f.informed);
+        assert_eq!(f.prohibitions.len(), 1);
+        assert!(f.consent_in_force(CareDomain::Health, 0));
+        assert!(!f.consent_in_force(CareDomain::Social, 0));
+        // Lifted later (a later record of the same scope, inactive): no longer in force.
+        let mut lift = d.clone();
+        lift.active = false;
+        lift.recorded_at = "2026-02-01T10:00:00Z".into();
+        let v2 = lift.to_json();
+        let f = facts([("a", &v1), ("c", &v2)]);
+        assert!(f.prohibitions.is_empty());
+        // An HL7 example (no Kanta kind) decides nothing and is not an error.
+        let hl7 = json!({"resourceType": "Consent", "status": "active", "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}]});
+        assert_eq!(read(&hl7), Ok(None));
+        // A Kanta kind without what it needs is an error naming the element.
+        let mut bad = consent.clone();
+        bad["provision"] = json!({});
+        assert!(read(&bad)
+            .unwrap_err()
+            .starts_with("Consent.provision.code"));
+    }
+
+    #[test]
+    fn record_tags_read_register_and_service_event() {
+        let t = record_tags(
+            r#"{"resourceType":"Observation","meta":{"tag":[{"system":"urn:oid:1.2.246.537.5.40150","code":"4"}]},"encounter":{"reference":"Encounter/e1"}}"#,
+        );
+        assert_eq!(t.register.as_deref(), Some("4"));
+        assert_eq!(t.service_event.as_deref(), Some("Encounter/e1"));
+        assert!(!t.social);
+        let t = record_tags(
+            r#"{"resourceType":"DocumentReference","meta":{"tag":[{"system":"urn:oid:1.2.246.537.6.1264","code":"1"}]},"context":{"encounter":[{"reference":"Encounter/e9"}]}}"#,
+        );
+        assert!(t.social);
+        assert_eq!(t.service_event.as_deref(), Some("Encounter/e9"));
+        assert_eq!(record_tags("not json"), RecordTags::default());
+    }
+}
