@@ -492,6 +492,9 @@ pub enum View {
     WhatsNew,
     /// "Disclosure and use of my data" (R-VIEW-5, R-ACT-9).
     DisclosureLog,
+    /// "Management of data use": the notice, consents, prohibitions and wills given (R-VIEW-6),
+    /// and what a provider could read now (R-X-1).
+    DataUse,
 }
 
 impl View {
@@ -500,7 +503,7 @@ impl View {
         Section::ALL
             .into_iter()
             .map(View::Section)
-            .chain([View::WhatsNew, View::DisclosureLog])
+            .chain([View::WhatsNew, View::DisclosureLog, View::DataUse])
             .collect()
     }
 
@@ -509,6 +512,7 @@ impl View {
             View::Section(s) => format!("section-{}", s.code()),
             View::WhatsNew => "whats-new".into(),
             View::DisclosureLog => "disclosure-log".into(),
+            View::DataUse => "data-use".into(),
         }
     }
 }
@@ -1343,7 +1347,10 @@ fn citizen(
         }
         Target::Shared => {
             return match asked {
-                Asked::View(View::Section(_) | View::WhatsNew) => Ok(Ground::Registry),
+                // The registry's organisations, to choose a provider from (R-X-1).
+                Asked::View(View::Section(_) | View::WhatsNew | View::DataUse) => {
+                    Ok(Ground::Registry)
+                }
                 Asked::View(View::DisclosureLog) | Asked::Manage(_) | Asked::ActFor => {
                     Err(vec![Denial::Inconsistent])
                 }
@@ -1379,6 +1386,9 @@ fn citizen(
     match asked {
         Asked::ActFor => Ok(ground),
         // R-VIEW-5, R-ACT-9: one's own only.
+        // R-VIEW-6: the consents and prohibitions given, for whoever may act for the person
+        // (what each may change is the R-ACT table's, below); a right-holder sees them too.
+        Asked::View(View::DataUse) => Ok(ground),
         Asked::View(View::DisclosureLog) => match column {
             Some(Column::Guardian | Column::RightHolder | Column::Proxy) => {
                 Err(vec![Denial::ActingForAnother])

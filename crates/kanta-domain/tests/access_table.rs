@@ -74,6 +74,7 @@ fn view_index(v: View) -> usize {
             .unwrap_or(usize::MAX),
         View::WhatsNew => Section::ALL.len(),
         View::DisclosureLog => Section::ALL.len() + 1,
+        View::DataUse => Section::ALL.len() + 2,
     }
 }
 fn function_index(f: Function) -> usize {
@@ -131,7 +132,7 @@ fn the_enums_are_listed_whole() {
     for (i, v) in View::all().iter().enumerate() {
         assert_eq!(view_index(*v), i);
     }
-    assert_eq!(View::all().len(), Section::ALL.len() + 2);
+    assert_eq!(View::all().len(), Section::ALL.len() + 3);
     for (i, f) in Function::ALL.iter().enumerate() {
         assert_eq!(function_index(*f), i);
     }
