@@ -109,6 +109,7 @@ fn req(ops: Vec<WriteOp>) -> WriteRequest {
             .enumerate()
             .map(|(i, o)| (format!("Bundle.entry[{i}]"), None, o))
             .collect(),
+        citizen: None,
     }
 }
 
@@ -121,6 +122,7 @@ fn req_urls(ops: Vec<(Option<&str>, WriteOp)>) -> WriteRequest {
             .enumerate()
             .map(|(i, (u, o))| (format!("Bundle.entry[{i}]"), u.map(str::to_string), o))
             .collect(),
+        citizen: None,
     }
 }
 

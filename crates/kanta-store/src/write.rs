@@ -52,6 +52,17 @@ pub struct WriteRequest {
     pub org: OrgId,
     /// (FHIRPath prefix for error messages, e.g. `Bundle.entry[2]`; fullUrl; the write)
     pub ops: Vec<(String, Option<String>, WriteOp)>,
+    /// A citizen's change through MyKanta: each entry is decided as this R-ACT function, with its
+    /// facts, rather than as a FHIR interaction.
+    pub citizen: Option<CitizenWrite>,
+}
+
+/// What a citizen's write is, for the one decision (R-ACT).
+#[derive(Clone, Copy, Debug)]
+pub struct CitizenWrite {
+    pub function: access::Function,
+    pub acting: kanta_domain::acting::Acting,
+    pub facts: kanta_domain::acting::FunctionFacts,
 }
 
 /// The outcome of one write, in request order.
@@ -69,15 +80,26 @@ pub struct Written {
 /// The access decision for one entry, or the entry's refusal. A conditional create that matched an
 /// existing resource is a read of it.
 fn permit(
-    principal: &Principal,
+    who: (&Principal, Option<&CitizenWrite>),
     interaction: Interaction,
     resource_type: &str,
     target: Target<'_>,
     at: &str,
     now_ms: i64,
 ) -> Result<Basis> {
-    let action = Action::fhir(interaction, resource_type);
-    access::decide(principal, &action, target, &Facts::default(), now_ms)
+    let (principal, citizen) = who;
+    let (action, facts) = match citizen {
+        Some(c) => (
+            Action::Manage(c.function),
+            Facts {
+                acting: Some(&c.acting),
+                function: Some(&c.facts),
+                ..Facts::default()
+            },
+        ),
+        None => (Action::fhir(interaction, resource_type), Facts::default()),
+    };
+    access::decide(principal, &action, target, &facts, now_ms)
         .permit()
         .map(|p| p.basis().clone())
         .map_err(|reasons| {
@@ -342,7 +364,7 @@ pub(crate) async fn apply(
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("{t}/{id} matched but missing")))?;
             let basis = permit(
-                &req.principal,
+                (&req.principal, req.citizen.as_ref()),
                 Interaction::Read,
                 &t,
                 target_of(stored.patient, stored.org.as_deref()),
@@ -496,7 +518,7 @@ pub(crate) async fn apply(
             Interaction::Create
         };
         let basis = permit(
-            &req.principal,
+            (&req.principal, req.citizen.as_ref()),
             interaction,
             &t,
             target_of(patient_key, holder.as_deref()),
@@ -712,6 +734,7 @@ mod tests {
                 ("Observation".into(), None, op.clone()),
                 ("Observation".into(), None, op),
             ],
+            citizen: None,
         };
         let now = time::macros::datetime!(2026-12-01 12:00 UTC);
         let written = apply(&mut fake, req, now).await.unwrap();

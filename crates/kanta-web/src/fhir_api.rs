@@ -635,6 +635,7 @@ async fn write_one(
         principal: caller.principal.clone(),
         org: caller.org().clone(),
         ops: vec![(rtype, None, op)],
+        citizen: None,
     };
     let (receipt, mut written) = write_released(state, caller, rid, action, req).await?;
     let one = written
@@ -720,6 +721,7 @@ pub fn bundle_write_request(
             principal,
             org,
             ops,
+            citizen: None,
         },
         scopes,
     ))

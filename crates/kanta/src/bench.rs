@@ -469,6 +469,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                         if_match: None,
                     },
                 )],
+                citizen: None,
             },
             now,
         )

@@ -64,6 +64,7 @@ pub async fn seed(
                 ),
                 org: OrgId::new(OPERATOR_ORG),
                 ops,
+                citizen: None,
             },
             now,
         )
