@@ -81,7 +81,19 @@ try {
       const facts = await page.locator('dl.facts').innerText();
       expect(/\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]/.test(facts), `the HETU is shown: ${facts}`);
       await page.getByRole('button', { name: w.confirm, exact: true }).click();
-      await page.waitForURL(base + '/');
+      await page.waitForURL((u) => u.pathname === '/' || u.pathname === '/notice');
+      if (new URL(page.url()).pathname === '/notice') {
+        // R-INFO-1: the information notice comes first; the service waits for the tick.
+        await axe(page, 'information notice');
+        await page.screenshot({ path: path.join(shots, `notice-${lang}.png`), fullPage: true });
+        await page.goto(base + '/visits');
+        expect(new URL(page.url()).pathname === '/notice', 'the records wait for the notice');
+        await page.locator('#received').check();
+        await page.locator('form[action="/notice"] button[type=submit]').click();
+        await page.waitForURL(/\/data-use\?done=notice$/);
+        await axe(page, 'data use after the notice');
+        await page.goto(base + '/');
+      }
       const h1 = await page.locator('h1').innerText();
       expect(h1.startsWith(w.hello), `front page greets: ${h1}`);
       await axe(page, 'front page');
@@ -104,6 +116,38 @@ try {
     });
 
     if (lang !== 'en') {
+      await check(`${lang}::data_use_forms`, async () => {
+        // R-VIEW-6, R-ACT-4/5: give a consent, set a prohibition of one visit (allowed in an
+        // emergency), see it in the preview (R-X-1), lift it, revoke the consent.
+        await page.goto(base + '/data-use');
+        await axe(page, 'data use page');
+        const give = page.locator('form:has(input[name=op][value=give-consent]):has(input[value=health]) button');
+        if (await give.count() === 1) {
+          await give.click();
+          await page.waitForURL(/done=consent-given/);
+        }
+        expect(await page.locator('form:has(input[name=op][value=revoke-consent]) button').count() >= 1, 'a consent to revoke');
+        const visitForm = page.locator('form:has(select[name=visit])');
+        await visitForm.locator('input[name=emergency]').check();
+        await visitForm.locator('button[type=submit]').click();
+        await page.waitForURL(/done=prohibition-set/);
+        expect(await page.locator('p.notice[role=status]').count() === 1, 'the effect is explained');
+        await axe(page, 'data use with a prohibition');
+        await page.screenshot({ path: path.join(shots, `data-use-${lang}.png`), fullPage: true });
+        await page.goto(base + '/data-use/preview');
+        await axe(page, 'preview page');
+        await page.locator('select#org').selectOption({ index: 0 });
+        await page.locator('form[action="/data-use/preview"] button').click();
+        await page.waitForURL(/preview\?org=/);
+        expect(await page.locator('table.list tbody tr').count() > 0, 'the preview lists visits');
+        await axe(page, 'preview with a provider');
+        await page.screenshot({ path: path.join(shots, `preview-${lang}.png`), fullPage: true });
+        await page.goto(base + '/data-use');
+        await page.locator('form:has(input[name=op][value=lift-prohibition]) button').first().click();
+        await page.waitForURL(/done=prohibition-lifted/);
+        await page.goto(base + '/');
+      });
+
       await check(`${lang}::every_record_section`, async () => {
         // Every section the records navigation lists (R-VIEW-2), each checked by axe.
         const hrefs = await page.locator('nav ul.sections a[href^="/records/"]').evaluateAll((as) => as.map((a) => a.getAttribute('href')));

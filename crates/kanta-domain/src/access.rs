@@ -1354,7 +1354,7 @@ fn citizen(
                 Asked::View(View::DisclosureLog) | Asked::Manage(_) | Asked::ActFor => {
                     Err(vec![Denial::Inconsistent])
                 }
-            }
+            };
         }
         Target::Request | Target::Patient { .. } | Target::Summary { .. } => {}
     }

@@ -45,6 +45,9 @@ pub enum Action {
     Import,
     /// Read of the audit log itself.
     AuditRead,
+    /// The person flagged a log entry they do not recognise, for the controller's data protection
+    /// officer (R-X-2).
+    Flagged,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

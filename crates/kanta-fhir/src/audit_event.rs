@@ -20,6 +20,8 @@ pub fn audit_event(record: &AuditRecord, seq: u64, patient: Option<&str>) -> Val
         Action::Export => ("110106", "Export", "R"),
         Action::Import => ("110107", "Import", "C"),
         Action::AuditRead => ("110101", "Audit Log Used", "R"),
+        // DICOM 110113 Security Alert: the person reported an entry they do not recognise.
+        Action::Flagged => ("110113", "Security Alert", "E"),
     };
     let recorded =
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.recorded_at) * 1_000_000)

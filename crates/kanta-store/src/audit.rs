@@ -255,7 +255,8 @@ pub struct Subject<'a> {
 }
 
 impl<'a> Subject<'a> {
-    fn of_found(f: &'a Found) -> Subject<'a> {
+    /// A found record as the access decision sees it.
+    pub fn of_found(f: &'a Found) -> Subject<'a> {
         Subject {
             patient: f.patient,
             holder: f.org.as_deref(),

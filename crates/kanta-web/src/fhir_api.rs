@@ -103,14 +103,14 @@ async fn release<T: Gated>(
 ) -> ApiResult<(Receipt, T)> {
     let access = access(state, caller, request_id, action, subject, query);
     let now_ms = access.now_ms;
-    consents.load(state, caller, &sealed).await?;
+    consents.load(state, &caller.principal, &sealed).await?;
     let consents = &*consents;
     state
         .audit
         .release(sealed, &access, |subjects| {
             subjects
                 .iter()
-                .map(|s| consents.decide(caller, fhir, s, now_ms))
+                .map(|s| consents.decide(&caller.principal, fhir, s, now_ms))
                 .collect()
         })
         .await
@@ -136,19 +136,28 @@ impl Consents {
 
     /// Read the consents of every patient some of whose records are held elsewhere. A failure is
     /// the request's failure (503), never a silent refusal.
-    async fn load<T: Gated>(
+    pub(crate) async fn load<T: Gated>(
         &mut self,
         state: &AppState,
-        caller: &Caller,
+        principal: &Principal,
         sealed: &Sealed<T>,
-    ) -> ApiResult<()> {
-        let Some(org) = caller.principal.org() else {
+    ) -> Result<(), kanta_store::StoreError> {
+        let Some(org) = principal.org() else {
             return Ok(());
         };
         for p in sealed.patients_held_elsewhere(org.as_str()) {
-            if self.facts.contains_key(&p) {
-                continue;
-            }
+            self.load_patient(state, p).await?;
+        }
+        Ok(())
+    }
+
+    /// Read one patient's consents (once).
+    pub(crate) async fn load_patient(
+        &mut self,
+        state: &AppState,
+        p: PatientKey,
+    ) -> Result<(), kanta_store::StoreError> {
+        if !self.facts.contains_key(&p) {
             let rows = kanta_store::consents_for_decision(state.store.as_ref(), p).await?;
             let facts = kanta_fhir::consent::facts(rows.iter().map(|(id, v)| (id.as_str(), v)));
             self.facts.insert(p, facts);
@@ -157,27 +166,21 @@ impl Consents {
     }
 
     /// The one decision for one record, with its disclosure facts when another register holds it.
-    fn decide(
+    pub(crate) fn decide(
         &self,
-        caller: &Caller,
+        principal: &Principal,
         fhir: &access::Action,
         s: &Subject<'_>,
         now_ms: i64,
     ) -> access::Decision {
-        let elsewhere = match (caller.principal.org(), s.holder) {
+        let elsewhere = match (principal.org(), s.holder) {
             (Some(org), Some(h)) => org.as_str() != h,
             _ => false,
         };
         let consents = s.patient.and_then(|p| self.facts.get(&p));
         let (Some(holder), true, Some(consents)) = (s.holder, elsewhere, consents) else {
             // Own register, shared data, or facts missing (then the rule fails closed).
-            return access::decide(
-                &caller.principal,
-                fhir,
-                s.target(),
-                &Facts::default(),
-                now_ms,
-            );
+            return access::decide(principal, fhir, s.target(), &Facts::default(), now_ms);
         };
         let clinical = matches!(
             access::Kind::of(s.resource_type),
@@ -208,7 +211,7 @@ impl Consents {
             disclosure: Some(&d),
             ..Facts::default()
         };
-        access::decide(&caller.principal, fhir, s.target(), &facts, now_ms)
+        access::decide(principal, fhir, s.target(), &facts, now_ms)
     }
 }
 
@@ -908,8 +911,12 @@ async fn search(
     // Refused records are dropped before the page is made, and the search reads on until the
     // page has one record more than it shows (so `next` is there exactly when more follow).
     loop {
-        consents.load(&state, &caller, &sealed).await?;
-        sealed.retain(|s| consents.decide(&caller, &fhir, s, now_ms).is_permit());
+        consents.load(&state, &caller.principal, &sealed).await?;
+        sealed.retain(|s| {
+            consents
+                .decide(&caller.principal, &fhir, s, now_ms)
+                .is_permit()
+        });
         match sealed.next() {
             Some(c) if sealed.len() <= count && scanned < SEARCH_SCAN_MAX => {
                 let mut more_q = q.clone();

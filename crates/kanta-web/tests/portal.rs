@@ -298,9 +298,28 @@ impl App {
             (r.status, r.location()),
             (StatusCode::SEE_OTHER, "/".to_string())
         );
+        self.acknowledge_notice().await;
         let front = self.get("/").await;
         assert!(front.body.contains("Hei, Testi Henkilö"), "{}", front.body);
         front.csrf()
+    }
+
+    /// R-INFO-1: an adult who has not received the information notice is shown it first; tick it.
+    async fn acknowledge_notice(&self) {
+        let front = self.get("/").await;
+        if front.status != StatusCode::SEE_OTHER {
+            return;
+        }
+        assert_eq!(front.location(), "/notice");
+        let notice = self.get("/notice").await;
+        assert!(notice.body.contains("name=\"received\""), "{}", notice.body);
+        // Without the tick nothing is recorded and the notice stays.
+        let r = self.post("/notice", &[("csrf", &notice.csrf())]).await;
+        assert_eq!(r.location(), "/notice?missing=1");
+        let r = self
+            .post("/notice", &[("csrf", &notice.csrf()), ("received", "yes")])
+            .await;
+        assert_eq!(r.location(), "/data-use?done=notice");
     }
 
     async fn audit_actions(&self) -> Vec<(Action, Option<String>)> {
@@ -1316,7 +1335,13 @@ async fn sections_filter_page_and_detail(backend: Backend) {
             .collect()
     };
     let first = app.get("/records/lab").await;
-    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(
+        first.status,
+        StatusCode::OK,
+        "{} {}",
+        first.body,
+        first.location()
+    );
     // Twenty rows a page, of which the delayed one is hidden by the rules.
     assert_eq!(hrefs(&first.body).len(), 19, "{}", first.body);
     assert!(

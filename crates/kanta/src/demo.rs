@@ -957,6 +957,73 @@ fn corrections() -> Vec<Visit> {
     }]
 }
 
+/// The demo's consents, recorded at care units through the providers' FHIR path (R-CONSENT-1):
+/// most adults received the information notice and gave a health-care disclosure consent in
+/// care; Aino has not (so MyKanta shows her the notice first, R-INFO-1); Sanni (14) and Emma (16)
+/// received the notice in care and gave no consent (their guardians cannot mark it, R-INFO-2);
+/// Antti forbade the disclosure of Mehiläinen's occupational-health register (so HUS and Pirha
+/// do not see those visits, and Mehiläinen still does); Mikko set the prescription prohibition.
+pub fn consent_submissions(today: Date) -> Vec<DemoSubmission> {
+    let consent = |kind: &str, hetu: &str, at: &str, extra: Value| -> Value {
+        let mut c = json!({
+            "resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "urn:kanta:cs:consent-kind", "code": kind}]}],
+            "patient": {"reference": "urn:uuid:patient"},
+            "dateTime": at,
+            "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": hetu}}],
+            "extension": [{"url": "urn:kanta:ext:recorded-as", "valueCode": "care-unit"}],
+        });
+        if let (Some(o), Some(more)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in more {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    };
+    let mut out = vec![];
+    for p in PEOPLE {
+        if p.key == "aino" {
+            continue;
+        }
+        let hetu = hetu_of(p, today);
+        let at = at(today, 400, 9);
+        let minor = p.years < 18;
+        let mut entries = vec![
+            json!({"fullUrl": "urn:uuid:patient", "resource": {
+                "resourceType": "Patient",
+                "identifier": [{"use": "official", "system": "urn:oid:1.2.246.21", "value": hetu}],
+                "name": [{"use": "official", "family": p.family, "given": [p.given]}],
+                "gender": p.gender, "birthDate": kanta_fhir::datetime::format_date(birth_date(p, today))
+            }, "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{hetu}")}}),
+            json!({"resource": consent("information-notice", &hetu, &at, json!({})), "request": {"method": "POST", "url": "Consent"}}),
+        ];
+        if !minor {
+            entries.push(json!({"resource": consent("disclosure-consent", &hetu, &at, json!({
+                "provision": {"code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}]}})),
+                "request": {"method": "POST", "url": "Consent"}}));
+        }
+        if p.key == "antti" {
+            entries.push(json!({"resource": consent("disclosure-prohibition", &hetu, &at, json!({
+                "provision": {"actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "CST"}]},
+                    "reference": {"reference": "Organization/org-mehilainen-tyoterveys"}}],
+                    "code": [{"coding": [{"system": "urn:oid:1.2.246.537.5.40150", "code": "4"}]}]}})),
+                "request": {"method": "POST", "url": "Consent"}}));
+        }
+        if p.key == "mikko" {
+            entries.push(
+                json!({"resource": consent("prescription-prohibition", &hetu, &at, json!({})),
+                "request": {"method": "POST", "url": "Consent"}}),
+            );
+        }
+        out.push(DemoSubmission {
+            client_id: "demo-hus".into(),
+            bundle: json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        });
+    }
+    out
+}
+
 pub fn clinical_submissions(today: Date) -> Vec<DemoSubmission> {
     let mut ids = Ids(0);
     visits()

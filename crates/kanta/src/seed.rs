@@ -93,7 +93,10 @@ pub async fn seed(
         .await
         .map_err(|e| format!("seeding the population register: {e}"))?;
     let clients = demo::clients();
-    for (i, sub) in demo::clinical_submissions(today).into_iter().enumerate() {
+    let submissions = demo::clinical_submissions(today)
+        .into_iter()
+        .chain(demo::consent_submissions(today));
+    for (i, sub) in submissions.enumerate() {
         let client = clients
             .iter()
             .find(|c| c.client_id == sub.client_id)

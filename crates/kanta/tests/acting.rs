@@ -192,6 +192,15 @@ impl<'a> Browser<'a> {
         let confirm = self.get("/confirm").await;
         let r = self.post("/confirm", &[("csrf", &confirm.csrf())]).await;
         assert_eq!(r.location, "/");
+        // R-INFO-1: the information notice first, for an adult who has not received it.
+        let front = self.get("/").await;
+        if front.status == StatusCode::SEE_OTHER && front.location == "/notice" {
+            let notice = self.get("/notice").await;
+            let r = self
+                .post("/notice", &[("csrf", &notice.csrf()), ("received", "yes")])
+                .await;
+            assert_eq!(r.location, "/data-use?done=notice", "{}", r.body);
+        }
     }
 
     async fn csrf(&self) -> String {

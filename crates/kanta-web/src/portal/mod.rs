@@ -10,6 +10,7 @@
 //! - The session id, the HETU and tokens never reach the logs.
 
 pub mod acting;
+pub mod data_use;
 pub mod facts;
 pub mod i18n;
 pub mod mandates;
@@ -65,6 +66,8 @@ impl PopulationRegister for StoreRegister {
 /// Everything the portal needs besides the store and the audit log.
 #[derive(Clone)]
 pub struct Portal {
+    /// People known to have received the information notice (R-INFO-1).
+    pub informed: Arc<data_use::Informed>,
     pub identification: Option<Arc<dyn Identification>>,
     pub register: Arc<dyn PopulationRegister>,
     pub policy: SessionPolicy,
@@ -99,6 +102,7 @@ impl Portal {
                 secure: public_url.starts_with("https://"),
             },
             limiter: Arc::new(RateLimiter::new(30)),
+            informed: Arc::default(),
             test_idp: None,
             mandates: None,
             // With the standing cache's 5 s: a page rests on a mandate answer at most 120 s old.
@@ -128,6 +132,10 @@ pub fn routes() -> Router<AppState> {
         .route("/session/status", get(session_status))
         .route("/lang", post(set_lang))
         .route("/disclosures", get(disclosures))
+        .route("/disclosures/flag", post(flag_disclosure))
+        .route("/notice", get(data_use::notice).post(data_use::acknowledge))
+        .route("/data-use", get(data_use::page).post(data_use::change))
+        .route("/data-use/preview", get(data_use::preview))
         .route("/act-for", get(acting::page).post(acting::switch))
         .route("/act-for/self", post(acting::back_to_self))
         .route("/act-for/mandate", post(acting::mandate_start))
@@ -368,6 +376,12 @@ pub struct Disclosure {
     pub system: String,
     pub action: String,
     pub items: usize,
+    /// The purpose of use the provider named, in words.
+    pub purpose: String,
+    /// An emergency read (R-X-5): its stated reason.
+    pub emergency: Option<String>,
+    /// The log entry's sequence number (to flag it, R-X-2).
+    pub seq: u64,
 }
 
 #[derive(Template)]
@@ -378,6 +392,8 @@ struct Disclosures<'a> {
     acting_for_other: bool,
     /// The next page, further back in the log.
     older: Option<String>,
+    /// After flagging an entry: whom it went to.
+    flagged: Option<String>,
 }
 
 #[derive(Template)]
@@ -677,6 +693,25 @@ async fn front(
             };
             let principal = citizen_principal(&s);
             let now_ms = kanta_fhir::datetime::millis(now);
+            // R-INFO-1: the information notice comes first.
+            let c = Citizen {
+                now,
+                lang,
+                session: s,
+                principal,
+                whose,
+            };
+            match data_use::notice_first(&state, "/", &c).await {
+                Ok(true) => return see_other("/notice"),
+                Ok(false) => {}
+                Err(e) => return e.into_response(),
+            }
+            let Citizen {
+                session: s,
+                principal,
+                whose,
+                ..
+            } = c;
             // A revoked mandate, a child now 18: the front page says so, and offers the way back.
             if let Err(e) = acting::may(
                 &principal,
@@ -1190,13 +1225,21 @@ impl axum::extract::FromRequestParts<AppState> for Citizen {
         let whose = acting::whose(state, &session, now, lang)
             .await
             .map_err(IntoResponse::into_response)?;
-        Ok(Citizen {
+        let c = Citizen {
             now,
             lang,
             principal: citizen_principal(&session),
             session,
             whose,
-        })
+        };
+        // R-INFO-1: the information notice comes first; the rest of the service waits for it.
+        if data_use::notice_first(state, parts.uri.path(), &c)
+            .await
+            .map_err(IntoResponse::into_response)?
+        {
+            return Err(see_other("/notice"));
+        }
+        Ok(c)
     }
 }
 
@@ -1502,6 +1545,7 @@ const DISCLOSURE_SHOW: usize = 50;
 #[derive(Deserialize)]
 struct DisclosureQuery {
     before: Option<u64>,
+    flagged: Option<String>,
 }
 
 /// The disclosure log (R-VIEW-5, R-CONSENT-3): which care units, pharmacies and other organisations
@@ -1547,6 +1591,7 @@ async fn disclosures(
                 rows: vec![],
                 acting_for_other: true,
                 older: None,
+                flagged: None,
             });
             *res.status_mut() = StatusCode::FORBIDDEN;
             return res;
@@ -1599,12 +1644,25 @@ async fn disclosures(
                 let name = sections::recorder(&state, org.as_str()).await.name;
                 orgs.insert(org.as_str().to_string(), name);
             }
+            let basis = rec.basis.as_ref();
+            let purpose = match basis.and_then(|b| b.purpose.as_deref()) {
+                Some("TREAT") => tr(lang, "purpose-treat", &[]),
+                Some("ETREAT") => tr(lang, "purpose-etreat", &[]),
+                Some(_) => tr(lang, "purpose-other", &[]),
+                None => String::new(),
+            };
+            let emergency = basis
+                .filter(|b| b.ground == kanta_domain::access::Ground::Emergency)
+                .map(|b| b.reason.clone().unwrap_or_default());
             rows.push(Disclosure {
                 when: helsinki_datetime(rec.recorded_at),
                 organisation: orgs.get(org.as_str()).cloned().unwrap_or_default(),
                 system: names.get(client_id).cloned().unwrap_or_default(),
                 action: tr(lang, key, &[]),
                 items: rec.entities.len(),
+                purpose,
+                emergency,
+                seq: stored.seq,
             });
             if rows.len() == DISCLOSURE_SHOW {
                 // More may follow the last one shown.
@@ -1642,7 +1700,113 @@ async fn disclosures(
         older: before
             .filter(|_| more)
             .map(|b| format!("/disclosures?before={b}")),
+        flagged: q
+            .flagged
+            .filter(|f| f.chars().count() <= 200)
+            .map(|f| tr(lang, "disclosures-flagged", &[("dpo", &f)])),
     })
+}
+
+#[derive(Deserialize)]
+struct FlagForm {
+    csrf: String,
+    seq: u64,
+}
+
+/// `POST /disclosures/flag` (R-X-2): the person does not recognise a log entry; it is recorded
+/// for the data protection officer of the organisation that processed the data (the controller
+/// of its records), whose contact the page then names.
+async fn flag_disclosure(
+    State(state): State<AppState>,
+    c: Citizen,
+    request_id: crate::RequestId,
+    Form(f): Form<FlagForm>,
+) -> Response {
+    let lang = c.lang;
+    if !csrf_ok(&f.csrf, &c.session.csrf_token) {
+        return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
+    }
+    let now_ms = kanta_fhir::datetime::millis(c.now);
+    let permit = match kanta_domain::access::decide(
+        &c.principal,
+        &kanta_domain::access::Action::View(kanta_domain::access::View::DisclosureLog),
+        kanta_domain::access::Target::Summary {
+            patient: c.whose.key,
+        },
+        &kanta_domain::access::Facts {
+            acting: Some(&c.whose.acting),
+            ..Default::default()
+        },
+        now_ms,
+    ) {
+        kanta_domain::access::Decision::Permit(p) => p,
+        kanta_domain::access::Decision::Denied(d) => {
+            return acting::refused(lang, &d).into_response()
+        }
+    };
+    // The entry must be one of the person's own (read it back from their log).
+    let records = match state
+        .store
+        .audit_of_patient(c.session.patient_key, Some(f.seq.saturating_add(1)), 1)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return PageError::unavailable(lang, &e).into_response(),
+    };
+    let Some(entry) = records.into_iter().find(|r| r.seq == f.seq) else {
+        return error_page(lang, StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let org = serde_json::from_str::<AuditRecord>(&entry.body)
+        .ok()
+        .and_then(|r| match r.actor {
+            Actor::Organisation { org, .. } => Some(org.as_str().to_string()),
+            _ => None,
+        });
+    let Some(org) = org else {
+        return error_page(lang, StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let record = AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
+        recorded_at: now_ms,
+        patient: Some(c.session.patient_key),
+        actor: Actor::Citizen {
+            person: c.session.patient_key,
+        },
+        on_behalf_of: None,
+        action: Action::Flagged,
+        entities: vec![format!("audit/{}", f.seq), format!("Organization/{org}")],
+        query: Some("flag=unrecognised".into()),
+        outcome: Outcome::Success,
+        request_id: request_id.0,
+        basis: Some(permit.basis().clone()),
+    };
+    if let Err(e) = state.audit.commit(vec![record]).await {
+        tracing::error!(error = %e, "audit log unavailable for a flag");
+        return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+    }
+    let r = sections::recorder(&state, &org).await;
+    let contact = [r.dpo_email.as_str(), r.dpo_phone.as_str()]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dpo = match (r.dpo_name.is_empty(), contact.is_empty()) {
+        (false, false) => format!("{}, {} ({contact})", r.name, r.dpo_name),
+        (false, true) => format!("{}, {}", r.name, r.dpo_name),
+        (true, _) => r.name.clone(),
+    };
+    see_other(&format!("/disclosures?flagged={}", url_encode(&dpo)))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn css() -> Response {
