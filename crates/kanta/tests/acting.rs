@@ -517,3 +517,178 @@ async fn the_mandate_service_down_stops_only_acting_for_adults() {
     assert_eq!(aino.switch_to("Eetu").await.status, StatusCode::SEE_OTHER);
     assert_eq!(aino.get("/visits").await.status, StatusCode::OK);
 }
+
+/// A demo provider's view of a patient's visits: the Encounter ids its search returns.
+async fn provider_sees(s: &Server, client: &str, hetu: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/oauth/token", s.base))
+        .basic_auth(
+            client,
+            Some(format!(
+                "demo-secret-{}",
+                client.trim_start_matches("demo-")
+            )),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.read"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let get = |path: String| {
+        http.get(format!("{}{path}", s.base))
+            .bearer_auth(&token)
+            .header("x-kanta-professional", "urn:oid:1.2.246.537.26|555")
+            .header("x-kanta-purpose-of-use", "TREAT")
+            .send()
+    };
+    let p: serde_json::Value = get(format!(
+        "/fhir/Patient?identifier=urn:oid:1.2.246.21|{hetu}"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let pid = p["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e: serde_json::Value = get(format!("/fhir/Encounter?patient=Patient/{pid}&_count=100"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = e["entry"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["resource"]["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// A change on the data-use page, with the page's CSRF token.
+async fn change(b: &Browser<'_>, form: &[(&str, &str)]) -> Page {
+    let csrf = b.get("/data-use").await.csrf();
+    let mut f: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+    f.extend_from_slice(form);
+    b.post("/data-use", &f).await
+}
+
+/// The preview's rows for `org`: (visit id, readable).
+async fn preview(b: &Browser<'_>, org: &str) -> Vec<(String, bool)> {
+    let page = b.get(&format!("/data-use/preview?org={org}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.body
+        .split("data-visit=\"")
+        .skip(1)
+        .map(|rest| {
+            let id = rest[..rest.find('"').unwrap()].to_string();
+            (
+                id,
+                rest.contains("data-readable=\"true\"")
+                    && rest.find("data-readable=\"true\"") < rest.find("</tr>"),
+            )
+        })
+        .collect()
+}
+
+/// Issue 12's "done means" on the real demo: Aino receives the notice, gives the health-care
+/// consent, forbids HUS's data and lifts it, revokes the consent — and after each change the
+/// preview says what Terveystalo (a demo provider) could read, and Terveystalo's own FHIR search
+/// returns exactly that; her disclosure log names the reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_manages_data_use_and_the_demo_providers_obey() {
+    let s = start("data-use", "");
+    let aino = s.people["Aino"].clone();
+    let tt = "demo-terveystalo";
+    // Before anything: Terveystalo sees its own visit only.
+    let own = provider_sees(&s, tt, &aino).await;
+    assert_eq!(own.len(), 1, "{own:?}");
+    let hus_own = provider_sees(&s, "demo-hus", &aino).await;
+    assert!(hus_own.len() >= 2, "{hus_own:?}");
+    let b = Browser::new(&s);
+    b.login("Aino").await;
+    let page = b.get("/data-use").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // The preview and the API agree: every visit the preview says Terveystalo can read, its search
+    // returns; every one it says it cannot, the search does not.
+    let agree = |rows: Vec<(String, bool)>, api: Vec<String>| {
+        for (id, readable) in &rows {
+            assert_eq!(
+                api.contains(id),
+                *readable,
+                "visit {id}: preview {readable}, API {api:?}"
+            );
+        }
+        rows.iter().filter(|r| r.1).count()
+    };
+    assert_eq!(
+        agree(
+            preview(&b, "org-terveystalo").await,
+            provider_sees(&s, tt, &aino).await
+        ),
+        1
+    );
+    // The health-care consent: Terveystalo reads HUS's visits too.
+    let r = change(&b, &[("op", "give-consent"), ("domain", "health")]).await;
+    assert_eq!(r.location, "/data-use?done=consent-given", "{}", r.body);
+    let now_sees = provider_sees(&s, tt, &aino).await;
+    assert!(hus_own.iter().all(|h| now_sees.contains(h)), "{now_sees:?}");
+    let shown = agree(preview(&b, "org-terveystalo").await, now_sees.clone());
+    assert!(shown >= 3, "{shown}");
+    // A prohibition of all of HUS's data: Terveystalo no longer; HUS still sees its own.
+    let r = change(&b, &[("op", "prohibit"), ("provider", "org-hus")]).await;
+    assert_eq!(r.location, "/data-use?done=prohibition-set", "{}", r.body);
+    let after = provider_sees(&s, tt, &aino).await;
+    assert!(hus_own.iter().all(|h| !after.contains(h)), "{after:?}");
+    let hus_now = provider_sees(&s, "demo-hus", &aino).await;
+    assert!(hus_own.iter().all(|h| hus_now.contains(h)), "{hus_now:?}");
+    agree(preview(&b, "org-terveystalo").await, after);
+    // Lift it (the page's own lift form), then revoke the consent.
+    let page = b.get("/data-use").await;
+    let lift_id = page
+        .body
+        .split("value=\"lift-prohibition\"><input type=\"hidden\" name=\"id\" value=\"")
+        .nth(1)
+        .map(|r| r[..r.find('"').unwrap()].to_string())
+        .expect("a lift form");
+    let r = change(&b, &[("op", "lift-prohibition"), ("id", &lift_id)]).await;
+    assert_eq!(
+        r.location, "/data-use?done=prohibition-lifted",
+        "{}",
+        r.body
+    );
+    assert_eq!(provider_sees(&s, tt, &aino).await, now_sees);
+    let page = b.get("/data-use").await;
+    let consent_id = page
+        .body
+        .split("value=\"revoke-consent\"><input type=\"hidden\" name=\"id\" value=\"")
+        .nth(1)
+        .map(|r| r[..r.find('"').unwrap()].to_string())
+        .expect("a revoke form");
+    let r = change(&b, &[("op", "revoke-consent"), ("id", &consent_id)]).await;
+    assert_eq!(r.location, "/data-use?done=consent-revoked", "{}", r.body);
+    assert_eq!(provider_sees(&s, tt, &aino).await, own);
+    // The versions are kept: the history lists the revoked consent and the lifted prohibition.
+    let page = b.get("/data-use").await;
+    assert!(page.body.matches("(peruttu)").count() >= 2, "{}", page.body);
+    // The disclosure log names Terveystalo's reads, for care.
+    let log = b.get("/disclosures").await;
+    assert!(
+        log.body.contains("Terveystalo") && log.body.contains("Hoito"),
+        "{}",
+        log.body
+    );
+}

@@ -1089,6 +1089,8 @@ pub struct PreviewQuery {
 }
 
 pub struct PreviewRow {
+    /// The visit's id (the person's own; lets a test compare the preview with the API).
+    pub id: String,
     pub date: String,
     pub provider: String,
     pub reason: String,
@@ -1138,6 +1140,7 @@ pub async fn preview(
         for v in &visits {
             let s = kanta_store::audit::Subject::of_found(&v.found);
             rows.push(PreviewRow {
+                id: v.id.clone(),
                 date: v.date.clone(),
                 provider: v.provider.clone(),
                 reason: v.reason.clone(),
