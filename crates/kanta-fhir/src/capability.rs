@@ -18,6 +18,9 @@ pub fn capability_statement(base: &str, version: &str, release_date: &str) -> Va
                 search.push(json!({"name": "patient", "type": "reference", "documentation": "Patient/<id>"}));
                 search.push(json!({"name": "subject", "type": "reference", "documentation": "Patient/<id>"}));
             }
+            if t == "Consent" {
+                search.push(json!({"name": "producer", "type": "reference", "documentation": "Organization/<your own id>: the purchased-services mandates granted to your organisation (R-CONSENT-2)"}));
+            }
             json!({
                 "type": t,
                 "versioning": "versioned",

@@ -28,7 +28,9 @@ pub use audit::Sealed;
 pub mod prelude {
     pub use crate::{AuditStore, Clients, Records, Register, Sessions, Store};
 }
-pub use write::{CitizenWrite, WriteOp, WriteRequest, Written, ENCOUNTER_INDEX};
+pub use write::{
+    CitizenWrite, WriteOp, WriteRequest, Written, ENCOUNTER_INDEX, MANDATE_PRODUCER_INDEX,
+};
 
 use kanta_domain::audit::AuditRecord;
 use kanta_domain::merkle::Hash;

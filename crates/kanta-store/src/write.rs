@@ -16,6 +16,9 @@ use time::OffsetDateTime;
 /// The token system under which a care document's service event (`Encounter/<id>`) is indexed.
 pub const ENCOUNTER_INDEX: &str = "urn:kanta:index:encounter";
 
+/// The token system under which a purchased-services mandate (`Consent`) is indexed by producer.
+pub const MANDATE_PRODUCER_INDEX: &str = "urn:kanta:index:mandate-producer";
+
 /// One write.
 #[derive(Clone, Debug)]
 pub enum WriteOp {
@@ -558,6 +561,13 @@ pub(crate) async fn apply(
                 if let Some(e) = kanta_fhir::display::encounter_reference(&body) {
                     if e.starts_with("Encounter/") {
                         tokens.push((ENCOUNTER_INDEX.to_string(), e.to_string()));
+                    }
+                }
+                // A purchased-services mandate, by its producer: a producer lists the mandates
+                // granted to it (R-CONSENT-2 v2).
+                if let Ok(Some(r)) = kanta_fhir::consent::read(&body) {
+                    if let Some(p) = r.mandate.and_then(|m| m.producer) {
+                        tokens.push((MANDATE_PRODUCER_INDEX.to_string(), p));
                     }
                 }
                 tokens

@@ -875,6 +875,23 @@ async fn search(
                 };
                 kept.insert("_sort", v.clone());
             }
+            // R-CONSENT-2 v2: a producer lists the purchased-services mandates granted to it —
+            // its own organisation only.
+            "producer" if rtype == "Consent" => {
+                let org = v.strip_prefix("Organization/").unwrap_or(v);
+                if caller.principal.org().map(|o| o.as_str()) != Some(org) {
+                    return Err(FhirError::new(
+                        ErrorKind::Forbidden,
+                        "producer= lists the mandates granted to your own organisation only",
+                    )
+                    .into());
+                }
+                q.identifier = Some((
+                    kanta_store::MANDATE_PRODUCER_INDEX.to_string(),
+                    org.to_string(),
+                ));
+                kept.insert("producer", v.clone());
+            }
             "_page" => q.after = Some(decode_cursor(v)?),
             "_format" => {}
             other => {

@@ -40,7 +40,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "records": up(db_up),
             // Not built yet: saying "up" would tell an operator something that is not there.
             "prescriptions": "not-implemented",
-            "consents": "not-implemented",
+            // The consent service is the records store's Consents (the disclosure rule reads them).
+            "consents": up(db_up),
             "wellbeing_data": "not-implemented",
             "population_register": up(db_up),
             "audit_log": up(db_up),

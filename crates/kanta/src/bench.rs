@@ -949,6 +949,126 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         }
     }
 
+    progress(backend, "provider_read_500_across_5_registers");
+    // W2d (issue 12, R-CONSENT-1): a provider reads a patient's 500 records with the disclosure
+    // rule on (the records held in five other organisations' registers: the patient's consents
+    // read and every record decided with its register and service event) and off (the same
+    // number of records, alike, in the reader's own register) — the same query, one run.
+    {
+        let now = Clock::System.now();
+        let own = hetu_for(args.patients + 20)?;
+        let other = hetu_for(args.patients + 21)?;
+        let registers = ["2", "3", "4", "2", "3"];
+        let mut writes = vec![];
+        for (n, register) in registers.iter().enumerate() {
+            let org = format!("org-bench-reg-{n}");
+            let writer = kanta_domain::access::Principal::system(
+                &format!("bench-reg-{n}"),
+                &OrgId::new(&org),
+                &[kanta_domain::ids::ClientRole::Clinician],
+            );
+            for (hetu, who) in [(&own, bench_writer()), (&other, writer)] {
+                let mut b = visit_bundle(hetu.as_str(), n as i64 * 30, 100, n);
+                for e in b["entry"].as_array_mut().into_iter().flatten() {
+                    if e["resource"]["resourceType"] == "Observation" {
+                        e["resource"]["meta"]["tag"][1]["code"] = json!(register);
+                    }
+                }
+                writes.push((who, b));
+            }
+        }
+        let consent = |kind: &str, extra: Value| {
+            let mut c = json!({"resourceType": "Consent", "status": "active",
+                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": "urn:kanta:cs:consent-kind", "code": kind}]}],
+                "patient": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{}", other.as_str())},
+                "dateTime": "2026-01-01T10:00:00+02:00",
+                "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": other.as_str()}}]});
+            if let (Some(o), Some(more)) = (c.as_object_mut(), extra.as_object()) {
+                o.extend(more.clone());
+            }
+            json!({"resource": c, "request": {"method": "POST", "url": "Consent"}})
+        };
+        let consents = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            consent("information-notice", json!({})),
+            consent("disclosure-consent", json!({"provision": {"code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}]}})),
+        ]});
+        writes.push((
+            kanta_domain::access::Principal::system(
+                "bench-reg-0",
+                &OrgId::new("org-bench-reg-0"),
+                &[kanta_domain::ids::ClientRole::Clinician],
+            ),
+            consents,
+        ));
+        for (who, b) in writes {
+            let (req, _) = kanta_web::bundle_write_request(who, b).map_err(|e| e.to_string())?;
+            // Written, not released: nothing leaves the process, so nothing to audit.
+            let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
+        }
+        let read_url = |hetu: Hetu| {
+            let (http, base, bearer) = (http.clone(), base.clone(), bearer.clone());
+            async move {
+                let r: Value = http
+                    .get(format!(
+                        "{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{}",
+                        hetu.as_str()
+                    ))
+                    .header("authorization", &bearer)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let id = r["entry"][0]["resource"]["id"]
+                    .as_str()
+                    .ok_or("no bench patient")?;
+                Ok::<String, String>(format!(
+                    "{base}/fhir/Observation?patient=Patient/{id}&_count=500"
+                ))
+            }
+        };
+        let (own_url, other_url) = (read_url(own).await?, read_url(other).await?);
+        let run = |url: String| {
+            let (http, bearer) = (http.clone(), bearer.clone());
+            drive(args.clients, args.seconds, move |_, _| {
+                let (http, bearer, url) = (http.clone(), bearer.clone(), url.clone());
+                async move {
+                    match http
+                        .get(&url)
+                        .header("authorization", &bearer)
+                        .header("x-kanta-professional", "urn:oid:1.2.246.537.26|1")
+                        .header("x-kanta-purpose-of-use", "TREAT")
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => r
+                            .json::<Value>()
+                            .await
+                            .is_ok_and(|v| v["entry"].as_array().map_or(0, Vec::len) == 500),
+                        _ => false,
+                    }
+                }
+            })
+        };
+        let mut off = run(own_url).await;
+        let mut on = run(other_url).await;
+        let cost = if on.per_sec() > 0.0 {
+            off.per_sec() / on.per_sec()
+        } else {
+            0.0
+        };
+        emit!(
+            "{}",
+            json!({"workload": "provider_read_500_across_5_registers_rule_on_vs_off", "backend": backend,
+                   "clients": args.clients,
+                   "off_ops_per_s": round(off.per_sec()), "on_ops_per_s": round(on.per_sec()),
+                   "off_p99_ms": round(off.pct(0.99)), "on_p99_ms": round(on.pct(0.99)),
+                   "errors": off.errors + on.errors, "cost_ratio": round(cost)})
+        );
+    }
+
     let _ = stop_tx.send(());
     let _ = server.await;
 

@@ -591,6 +591,32 @@ pub async fn a_purchased_services_producer_reads_the_organisers_data(b: Backend)
         sees(&app, &tays, &pid, &[&hus_cond, &tt_cond]).await.1,
         [true, false]
     );
+    // The producer lists the mandates granted to it; another organisation may not list Tays's.
+    let (s, v, _) = app
+        .send(
+            Method::GET,
+            "/fhir/Consent?producer=Organization/org-tays",
+            Some(&tays),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let listed: Vec<&str> = v["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [id.as_str()]);
+    let (s, _, _) = app
+        .send(
+            Method::GET,
+            "/fhir/Consent?producer=Organization/org-tays",
+            Some(&tt),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     // Others gain nothing from it.
     assert_eq!(sees(&app, &tt, &pid, &[&hus_cond]).await.1, [false]);
     // Ended (the test clock is 2026-11-24): nothing again.
