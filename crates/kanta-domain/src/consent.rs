@@ -103,7 +103,7 @@ impl ProhibitionScope {
             ProhibitionScope::ServiceEvent { org, encounter } => {
                 record.holder == org
                     && (record.service_event == Some(encounter.as_str())
-                        || record.self_ref.as_deref() == Some(encounter.as_str()))
+                        || record.self_ref == Some(encounter.as_str()))
             }
         }
     }

@@ -27,12 +27,15 @@ const HOLDER: &str = "org-holder";
 const NOW: i64 = 1_796_198_400_000;
 const DAY: i64 = 86_400_000;
 
-fn readers() -> Vec<(
+/// (name, professional, purpose of use, emergency reason).
+type ReaderRow = (
     &'static str,
     Option<&'static str>,
     Option<&'static str>,
     Option<&'static str>,
-)> {
+);
+
+fn readers() -> Vec<ReaderRow> {
     vec![
         ("professional TREAT", Some("p1"), Some("TREAT"), None),
         (

@@ -157,10 +157,11 @@ impl Consents {
         state: &AppState,
         p: PatientKey,
     ) -> Result<(), kanta_store::StoreError> {
-        if !self.facts.contains_key(&p) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.facts.entry(p) {
             let rows = kanta_store::consents_for_decision(state.store.as_ref(), p).await?;
-            let facts = kanta_fhir::consent::facts(rows.iter().map(|(id, v)| (id.as_str(), v)));
-            self.facts.insert(p, facts);
+            e.insert(kanta_fhir::consent::facts(
+                rows.iter().map(|(id, v)| (id.as_str(), v)),
+            ));
         }
         Ok(())
     }
