@@ -32,6 +32,8 @@ pub const ICD10_SYSTEM: &str = "urn:oid:1.2.246.537.6.1";
 
 /// Social-welfare document register IDs (eArkisto): a record tagged with this system is social care.
 pub const SOCIAL_REGISTER_SYSTEM: &str = "urn:oid:1.2.246.537.6.1264";
+/// The social-welfare register system's OID alone (a quick test of whether a record may name it).
+pub const SOCIAL_REGISTER_OID: &str = "1.2.246.537.6.1264";
 /// What a Kanta `Consent` records (`Consent.category`): see docs/fhir-conventions.md.
 pub const CONSENT_KIND_SYSTEM: &str = "urn:kanta:cs:consent-kind";
 /// The care domain of a disclosure consent (`Consent.provision.code`): `health`, `social`.

@@ -16,7 +16,9 @@ use base64::Engine as _;
 use kanta_domain::access::Disclosure;
 use kanta_domain::access::{self, Facts, Interaction, Principal, Target};
 use kanta_domain::audit::Action;
-use kanta_domain::consent::{CareDomain, CentreAccess, ConsentFacts, RecordFacts};
+use kanta_domain::consent::{
+    CareDomain, CentreAccess, ConsentFacts, ProhibitionScope, RecordFacts,
+};
 use kanta_domain::ids::PatientKey;
 use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
@@ -107,11 +109,13 @@ async fn release<T: Gated>(
     let consents = &*consents;
     state
         .audit
-        .release(sealed, &access, |subjects| {
-            subjects
+        .release(sealed, &access, |subjects| match &consents.decided {
+            // A search's records were decided when its page was made, in this order.
+            Some(d) if d.len() == subjects.len() => d.clone(),
+            _ => subjects
                 .iter()
                 .map(|s| consents.decide(&caller.principal, fhir, s, now_ms))
-                .collect()
+                .collect(),
         })
         .await
         .map_err(|_| audit_unavailable())
@@ -124,6 +128,8 @@ pub(crate) struct Consents {
     facts: HashMap<PatientKey, ConsentFacts>,
     /// How Prescription Centre data is asked for (by id: the presented prescription; by search).
     centre: CentreAccess,
+    /// A search's permits, decided as its page was made (one per kept record, in order).
+    decided: Option<Vec<access::Decision>>,
 }
 
 impl Consents {
@@ -131,6 +137,7 @@ impl Consents {
         Consents {
             facts: HashMap::new(),
             centre,
+            decided: None,
         }
     }
 
@@ -187,19 +194,33 @@ impl Consents {
             access::Kind::of(s.resource_type),
             Some(access::Kind::Clinical | access::Kind::Provenance)
         );
-        let tags = match (&s.json, clinical) {
-            (Json::Raw(r), true) => kanta_fhir::consent::record_tags(r.get()),
-            (Json::Value(v), true) => kanta_fhir::consent::record_tags(&v.to_string()),
+        // The record's tags are read only when the answer can depend on them: a prohibition of
+        // one of this holder's registers or service events, or a record that may be social care
+        // (its text names the social-welfare register system). Otherwise it is health care, and
+        // only provider-wide prohibitions can cover it — no parse.
+        let scoped = consents.prohibitions.iter().any(|p| {
+            p.scope.org() == holder && !matches!(p.scope, ProhibitionScope::Provider { .. })
+        });
+        let text = match &s.json {
+            Json::Raw(r) => Some(std::borrow::Cow::Borrowed(r.get())),
+            Json::Value(v) => Some(std::borrow::Cow::Owned(v.to_string())),
+            Json::None => None,
+        };
+        let maybe_social = text
+            .as_deref()
+            .is_some_and(|t| t.contains(kanta_fhir::codes::SOCIAL_REGISTER_OID));
+        let tags = match text.as_deref() {
+            Some(t) if clinical && (scoped || maybe_social) => kanta_fhir::consent::record_tags(t),
             _ => kanta_fhir::consent::RecordTags::default(),
         };
-        let self_ref = format!("{}/{}", s.resource_type, s.id);
+        let self_ref = scoped.then(|| format!("{}/{}", s.resource_type, s.id));
         let d = Disclosure {
             consents,
             record: Some(RecordFacts {
                 holder,
                 register: tags.register.as_deref(),
                 service_event: tags.service_event.as_deref(),
-                self_ref: Some(&self_ref),
+                self_ref: self_ref.as_deref(),
                 domain: if tags.social {
                     CareDomain::Social
                 } else {
@@ -924,30 +945,47 @@ async fn search(
     let count = q.count;
     let mut consents = Consents::new(CentreAccess::Searched);
     let now_ms = datetime::millis(state.clock.now());
-    let mut sealed = state.store.search(&q).await?;
-    let mut scanned = sealed.len();
+    let mut scanned = q.count;
     // Refused records are dropped before the page is made, and the search reads on until the
     // page has one record more than it shows (so `next` is there exactly when more follow).
-    loop {
-        consents.load(&state, &caller.principal, &sealed).await?;
-        sealed.retain(|s| {
-            consents
-                .decide(&caller.principal, &fhir, s, now_ms)
-                .is_permit()
+    let mut decided = vec![];
+    let mut batch = Some(state.store.search(&q).await?);
+    let mut sealed: Option<Sealed<kanta_store::Page>> = None;
+    while let Some(mut page) = batch.take() {
+        consents.load(&state, &caller.principal, &page).await?;
+        page.retain(|s| {
+            let d = consents.decide(&caller.principal, &fhir, s, now_ms);
+            let keep = d.is_permit();
+            if keep {
+                decided.push(d);
+            }
+            keep
         });
-        match sealed.next() {
-            Some(c) if sealed.len() <= count && scanned < SEARCH_SCAN_MAX => {
+        let kept = match sealed.take() {
+            Some(mut all) => {
+                all.extend(page);
+                all
+            }
+            None => page,
+        };
+        if let Some(c) = kept.next() {
+            if kept.len() <= count && scanned < SEARCH_SCAN_MAX {
                 let mut more_q = q.clone();
                 more_q.after = Some(c);
                 more_q.count = (count * 4).clamp(100, 1000);
                 let more = state.store.search(&more_q).await?;
                 scanned += more.len();
-                sealed.extend(more);
+                batch = Some(more);
             }
-            _ => break,
         }
+        sealed = Some(kept);
     }
+    let Some(mut sealed) = sealed else {
+        return Err(FhirError::new(ErrorKind::Internal, "search produced no page").into());
+    };
     sealed.limit(count);
+    decided.truncate(count);
+    consents.decided = Some(decided);
     let audit_query = audit_query(&rtype, &kept);
     let (_receipt, page) = release(
         &state,

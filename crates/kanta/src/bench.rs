@@ -558,6 +558,23 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         json!({"phase": "load", "backend": backend, "patients": args.patients, "observations": total_records, "seconds": round(load_secs)})
     );
 
+    // The visits-page patients received the information notice in care (R-INFO-1: otherwise their
+    // pages would wait for it).
+    for h in &page_hetus {
+        let notice = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Consent", "status": "active",
+                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": "urn:kanta:cs:consent-kind", "code": "information-notice"}]}],
+                "patient": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{h}")},
+                "dateTime": "2026-01-01T10:00:00+02:00",
+                "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": h}}]},
+             "request": {"method": "POST", "url": "Consent"}}]});
+        let (req, _) =
+            kanta_web::bundle_write_request(bench_writer(), notice).map_err(|e| e.to_string())?;
+        // Written, not released: nothing leaves the process, so nothing to audit.
+        let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
+    }
+
     // The server, on loopback.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1029,7 +1046,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                 ))
             }
         };
-        let (own_url, other_url) = (read_url(own).await?, read_url(other).await?);
+        let (own_url, other_url) = (read_url(own).await?, read_url(other.clone()).await?);
         let run = |url: String| {
             let (http, bearer) = (http.clone(), bearer.clone());
             drive(args.clients, args.seconds, move |_, _| {
@@ -1053,9 +1070,68 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             })
         };
         let mut off = run(own_url).await;
-        let mut on = run(other_url).await;
+        let mut on = run(other_url.clone()).await;
         let cost = if on.per_sec() > 0.0 {
             off.per_sec() / on.per_sec()
+        } else {
+            0.0
+        };
+        // With a prohibition of another register of each of the five (none of the 500 records is
+        // in it): every record's register is then read from its JSON before it is decided.
+        let mut orgs = vec![];
+        for n in 0..registers.len() {
+            let id = format!("org-bench-reg-{n}");
+            orgs.push((
+                format!("Organization/{id}"),
+                None,
+                WriteOp::Update {
+                    resource: check(json!({"resourceType": "Organization", "id": id, "name": id}))
+                        .map_err(|e| e.to_string())?,
+                    id,
+                    if_match: None,
+                },
+            ));
+        }
+        // Written, not released: nothing leaves the process, so nothing to audit.
+        let _stored = store
+            .write(
+                WriteRequest {
+                    principal: kanta_domain::access::Principal::system(
+                        "bench",
+                        &OrgId::new(OPERATOR_ORG),
+                        &[kanta_domain::ids::ClientRole::Operator],
+                    ),
+                    org: OrgId::new(OPERATOR_ORG),
+                    ops: orgs,
+                    citizen: None,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut entries = vec![];
+        for n in 0..registers.len() {
+            entries.push(consent("disclosure-prohibition", json!({"provision": {
+                "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "CST"}]},
+                           "reference": {"reference": format!("Organization/org-bench-reg-{n}")}}],
+                "code": [{"coding": [{"system": "urn:oid:1.2.246.537.5.40150", "code": "9"}]}]}})));
+        }
+        let prohibitions =
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        let (req, _) = kanta_web::bundle_write_request(
+            kanta_domain::access::Principal::system(
+                "bench-reg-0",
+                &OrgId::new("org-bench-reg-0"),
+                &[kanta_domain::ids::ClientRole::Clinician],
+            ),
+            prohibitions,
+        )
+        .map_err(|e| e.to_string())?;
+        // Written, not released: nothing leaves the process, so nothing to audit.
+        let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
+        let mut scoped = run(other_url).await;
+        let scoped_cost = if scoped.per_sec() > 0.0 {
+            off.per_sec() / scoped.per_sec()
         } else {
             0.0
         };
@@ -1065,7 +1141,9 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                    "clients": args.clients,
                    "off_ops_per_s": round(off.per_sec()), "on_ops_per_s": round(on.per_sec()),
                    "off_p99_ms": round(off.pct(0.99)), "on_p99_ms": round(on.pct(0.99)),
-                   "errors": off.errors + on.errors, "cost_ratio": round(cost)})
+                   "scoped_ops_per_s": round(scoped.per_sec()), "scoped_p99_ms": round(scoped.pct(0.99)),
+                   "errors": off.errors + on.errors + scoped.errors, "cost_ratio": round(cost),
+                   "scoped_cost_ratio": round(scoped_cost)})
         );
     }
 

@@ -325,6 +325,38 @@ pub async fn prohibited_data_is_indistinguishable_from_absent(b: Backend) {
         app.token("clinician-tays").await,
     );
     inform_and_consent(&app, &hus, &pid).await;
+    // A social-care record (the social-welfare register system) is not under the health-care
+    // consent; a health-care one is.
+    let social = post(
+        &app,
+        &hus,
+        json!({"resourceType": "Condition", "code": {"text": "Sosiaalihuollon asiakkuus"},
+        "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.1264", "code": "1"}]},
+        "subject": {"reference": format!("Patient/{pid}")}, "recordedDate": "2026-08-01"}),
+    )
+    .await;
+    let (s, _, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Condition/{social}"),
+            Some(&tays),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = app
+        .send(Method::GET, &format!("/fhir/{hus_cond}"), Some(&tays), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = app
+        .send(
+            Method::GET,
+            &format!("/fhir/Condition/{social}"),
+            Some(&hus),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "its own register sees it");
     // Twelve more HUS conditions, then a prohibition of all of HUS's data.
     for i in 0..12 {
         post(&app, &hus, json!({"resourceType": "Condition", "code": {"text": format!("c{i}")},
