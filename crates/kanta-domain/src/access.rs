@@ -1259,7 +1259,19 @@ fn disclosure_rule(
     now: i64,
 ) -> Result<Ground, Vec<Denial>> {
     match kind {
-        Kind::Patient | Kind::Consent => return Ok(Ground::OtherRegister),
+        Kind::Patient => return Ok(Ground::OtherRegister),
+        // The patient's consents and prohibitions, to another organisation: only for care, with
+        // the professional named (they tell of the patient's choices and wills).
+        Kind::Consent => {
+            let reader = Reader {
+                org: c.org.as_str(),
+                professional: c.professional.is_some(),
+                purpose: Purpose::parse(c.purpose.as_deref(), c.emergency_reason.is_some()),
+            };
+            return consent::reader_rule(&reader)
+                .map(|_| Ground::OtherRegister)
+                .map_err(|r| r.into_iter().map(Denial::Disclosure).collect());
+        }
         Kind::Registry => return Err(vec![Denial::Inconsistent]),
         Kind::Clinical | Kind::Provenance | Kind::Prescription | Kind::Dispensation => {}
     }

@@ -97,8 +97,10 @@ impl ProhibitionScope {
     pub fn covers(&self, record: &RecordFacts<'_>) -> bool {
         match self {
             ProhibitionScope::Provider { org } => record.holder == org,
+            // A record that names no register falls under every register prohibition of its
+            // holder (fail closed: its register cannot be told).
             ProhibitionScope::Register { org, register } => {
-                record.holder == org && record.register == Some(register.as_str())
+                record.holder == org && record.register.is_none_or(|r| r == register.as_str())
             }
             ProhibitionScope::ServiceEvent { org, encounter } => {
                 record.holder == org
@@ -276,7 +278,7 @@ impl Refused {
 }
 
 /// The professional and purpose first: without them nothing of another register is disclosed.
-fn reader_rule(reader: &Reader<'_>) -> Result<bool, Vec<Refused>> {
+pub fn reader_rule(reader: &Reader<'_>) -> Result<bool, Vec<Refused>> {
     let mut refused = vec![];
     if !reader.professional {
         refused.push(Refused::NoProfessional);
@@ -362,6 +364,13 @@ pub fn disclose_centre(
     pharmacy: bool,
     facts: &ConsentFacts,
 ) -> Result<Disclosed, Vec<Refused>> {
+    // Health care reads another organisation's prescriptions for care, with the professional named
+    // (a pharmacy serves the customer at the counter).
+    let emergency = if pharmacy {
+        false
+    } else {
+        reader_rule(reader)?
+    };
     let Some(yields) = facts.prescription_prohibition else {
         return Ok(Disclosed::PrescriptionCentre);
     };
@@ -373,13 +382,10 @@ pub fn disclose_centre(
     if pharmacy || !yields {
         return Err(vec![Refused::PrescriptionProhibition]);
     }
-    match reader_rule(reader) {
-        Ok(true) => Ok(Disclosed::Emergency),
-        Ok(false) => Err(vec![Refused::PrescriptionProhibition]),
-        Err(mut r) => {
-            r.push(Refused::PrescriptionProhibition);
-            Err(r)
-        }
+    if emergency {
+        Ok(Disclosed::Emergency)
+    } else {
+        Err(vec![Refused::PrescriptionProhibition])
     }
 }
 

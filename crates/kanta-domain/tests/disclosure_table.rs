@@ -343,8 +343,9 @@ fn header() -> &'static str {
      #   cannot be asked); a professional must still be named;\n\
      # - a producer's mandate overrides prohibitions of the organiser's data only, and stands in for\n\
      #   the consent; without a producer, expired or store-only it grants nothing;\n\
-     # - prescriptions: no consent needed; with the prescription prohibition a pharmacy reads only the\n\
-     #   presented prescription, health care only in an emergency the patient allowed.\n\
+     # - prescriptions: no consent needed, but health care names the professional, for care; with the\n\
+     #   prescription prohibition a pharmacy reads only the presented prescription, health care only in\n\
+     #   an emergency the patient allowed.\n\
      # Read by crates/kanta-domain/tests/disclosure_table.rs.\n"
 }
 

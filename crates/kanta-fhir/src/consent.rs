@@ -431,12 +431,25 @@ pub fn in_force(records: &[(String, ConsentRecord)]) -> Vec<(String, ConsentReco
         .collect()
 }
 
-/// The disclosure rule's facts from a patient's Consents (their current versions' JSON).
-pub fn facts<'a>(consents: impl IntoIterator<Item = (&'a str, &'a Value)>) -> ConsentFacts {
-    let records: Vec<(String, ConsentRecord)> = consents
-        .into_iter()
-        .filter_map(|(id, v)| read(v).ok().flatten().map(|r| (id.to_string(), r)))
-        .collect();
+/// The disclosure rule's facts from a patient's Consents: (id, the register holding it, the current
+/// version's JSON). A Kanta consent that cannot be read is an error (the decision then fails
+/// closed), never skipped: an older record must not decide in its place. A purchased-services
+/// mandate counts only when the organiser's own register holds it.
+pub fn facts<'a>(
+    consents: impl IntoIterator<Item = (&'a str, Option<&'a str>, &'a Value)>,
+) -> Result<ConsentFacts, String> {
+    let mut records: Vec<(String, ConsentRecord)> = vec![];
+    for (id, holder, v) in consents {
+        let Some(r) = read(v).map_err(|e| format!("Consent/{id}: {e}"))? else {
+            continue;
+        };
+        if let Some(m) = &r.mandate {
+            if holder != Some(m.organiser.as_str()) {
+                continue;
+            }
+        }
+        records.push((id.to_string(), r));
+    }
     let mut f = ConsentFacts::default();
     for (_, r) in in_force(&records) {
         match r.kind {
@@ -461,7 +474,7 @@ pub fn facts<'a>(consents: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Co
             ConsentKind::OrganDonationWill | ConsentKind::LivingWill => {}
         }
     }
-    f
+    Ok(f)
 }
 
 /// Who records a consent, as MyKanta writes it.
@@ -627,12 +640,28 @@ pub fn record_tags(json: &str) -> RecordTags {
             _ => {}
         }
     }
-    t.service_event = s.encounter.and_then(|e| e.reference).or_else(|| {
-        s.context
-            .and_then(|c| c.encounter.into_iter().next())
-            .and_then(|e| e.reference)
-    });
+    t.service_event = s
+        .encounter
+        .and_then(|e| e.reference)
+        .or_else(|| {
+            s.context
+                .and_then(|c| c.encounter.into_iter().next())
+                .and_then(|e| e.reference)
+        })
+        .map(|r| service_event_of(&r));
     t
+}
+
+/// `Encounter/<id>` of a reference to an Encounter, however written (absolute, with `_history`).
+fn service_event_of(r: &str) -> String {
+    match r.rfind("Encounter/") {
+        Some(i) => {
+            let rest = &r[i + "Encounter/".len()..];
+            let id = rest.split('/').next().unwrap_or(rest);
+            format!("Encounter/{id}")
+        }
+        None => r.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -679,7 +708,12 @@ mod tests {
             me(),
         )
         .to_json();
-        let f = facts([("a", &v1), ("b", &consent), ("n", &notice)]);
+        let f = facts([
+            ("a", None, &v1),
+            ("b", None, &consent),
+            ("n", None, &notice),
+        ])
+        .unwrap();
         assert!(f.informed);
         assert_eq!(f.prohibitions.len(), 1);
         assert!(f.consent_in_force(CareDomain::Health, 0));
@@ -689,7 +723,7 @@ mod tests {
         lift.active = false;
         lift.recorded_at = "2026-02-01T10:00:00Z".into();
         let v2 = lift.to_json();
-        let f = facts([("a", &v1), ("c", &v2)]);
+        let f = facts([("a", None, &v1), ("c", None, &v2)]).unwrap();
         assert!(f.prohibitions.is_empty());
         // An HL7 example (no Kanta kind) decides nothing and is not an error.
         let hl7 = json!({"resourceType": "Consent", "status": "active", "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}]});
@@ -716,5 +750,9 @@ mod tests {
         assert!(t.social);
         assert_eq!(t.service_event.as_deref(), Some("Encounter/e9"));
         assert_eq!(record_tags("not json"), RecordTags::default());
+        let t = record_tags(
+            r#"{"encounter":{"reference":"https://x.example/fhir/Encounter/e3/_history/2"}}"#,
+        );
+        assert_eq!(t.service_event.as_deref(), Some("Encounter/e3"));
     }
 }

@@ -113,6 +113,14 @@ impl Sealed<Page> {
         self.0.resources.extend(more.0.resources);
         self.0.next = more.0.next;
     }
+    /// The search continues after the last record kept (none kept: it ends here), so that a
+    /// cursor never names a record that was dropped.
+    pub fn limit_after_last(&mut self) {
+        self.0.next = self.0.resources.last().map(|f| Cursor {
+            effective_at: f.effective_at,
+            id: f.id.clone(),
+        });
+    }
     /// At most `n` records; when more were kept, the search continues after the `n`th.
     pub fn limit(&mut self, n: usize) {
         if self.0.resources.len() > n {

@@ -565,12 +565,13 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
 /// A patient's `Consent` resources (current versions), for the access decision's facts only
 /// (R-CONSENT-1): what the disclosure rule reads before it judges the patient's records. They are
 /// never rendered or sent from here — a page or an API that shows consents reads them through
-/// [`Records::search`] and the audited release. At most `CONSENT_FACTS_MAX` records: a patient
+/// [`Records::search`] and the audited release. Each as (id, the register holding it, JSON). At
+/// most `CONSENT_FACTS_MAX` records: a patient
 /// with more fails closed (an error, not a partial set of facts).
 pub async fn consents_for_decision(
     store: &dyn Store,
     patient: PatientKey,
-) -> Result<Vec<(String, Value)>> {
+) -> Result<Vec<(String, Option<String>, Value)>> {
     let mut q = SearchQuery {
         resource_type: "Consent".into(),
         patient: Some(patient),
@@ -584,7 +585,7 @@ pub async fn consents_for_decision(
         let page = store.search(&q).await?.into_inner();
         for f in page.resources {
             let v = f.to_value();
-            out.push((f.id, v));
+            out.push((f.id, f.org, v));
         }
         if out.len() > CONSENT_FACTS_MAX {
             return Err(StoreError::Refused(format!(

@@ -16,6 +16,9 @@ use time::OffsetDateTime;
 /// The token system under which a care document's service event (`Encounter/<id>`) is indexed.
 pub const ENCOUNTER_INDEX: &str = "urn:kanta:index:encounter";
 
+/// How far ahead of the server's clock a consent's `dateTime` may be (clocks of care systems).
+const CONSENT_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// The token system under which a purchased-services mandate (`Consent`) is indexed by producer.
 pub const MANDATE_PRODUCER_INDEX: &str = "urn:kanta:index:mandate-producer";
 
@@ -550,6 +553,27 @@ pub(crate) async fn apply(
         let version = current.map_or(1, |v| v + 1);
         stamp(&mut body, &id, version, now);
         assigned.insert(format!("{t}/{id}"), version);
+        // A Kanta consent: recorded now or earlier (the latest record decides, so a date ahead of
+        // the clock would outrank every later change), and a purchased-services mandate only by
+        // its organiser, into its own register (R-CONSENT-2).
+        if let Ok(Some(r)) = kanta_fhir::consent::read(&body) {
+            if r.recorded_at > now_ms + CONSENT_CLOCK_SKEW_MS {
+                return Err(fail(
+                    ErrorKind::Unprocessable,
+                    &at,
+                    format!("{at}: Consent.dateTime is in the future; a consent is recorded when it is given"),
+                ));
+            }
+            if let Some(m) = &r.mandate {
+                if m.organiser != req.org.as_str() {
+                    return Err(fail(
+                        ErrorKind::Forbidden,
+                        &at,
+                        format!("{at}: a purchased-services mandate is stored by its organiser (Consent.organization names another organisation)"),
+                    ));
+                }
+            }
+        }
         pending.push(Pending {
             index: i,
             effective_at: resource.effective.map_or(now_ms, datetime::millis),

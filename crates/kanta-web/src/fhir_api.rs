@@ -166,9 +166,16 @@ impl Consents {
     ) -> Result<(), kanta_store::StoreError> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.facts.entry(p) {
             let rows = kanta_store::consents_for_decision(state.store.as_ref(), p).await?;
-            e.insert(kanta_fhir::consent::facts(
-                rows.iter().map(|(id, v)| (id.as_str(), v)),
-            ));
+            // An unreadable Kanta consent: no facts for this patient, so another register's
+            // records are refused (fail closed), and the operator is told.
+            match kanta_fhir::consent::facts(
+                rows.iter().map(|(id, h, v)| (id.as_str(), h.as_deref(), v)),
+            ) {
+                Ok(f) => {
+                    e.insert(f);
+                }
+                Err(msg) => tracing::error!(error = %msg, "a patient's consents are unreadable"),
+            }
         }
         Ok(())
     }
@@ -859,6 +866,13 @@ async fn search(
                         codes::HETU_SYSTEM
                     ))
                 })?;
+                // The platform's own indexes are not searchable as identifiers.
+                if system.starts_with("urn:kanta:index:") || q.identifier.is_some() {
+                    return Err(FhirError::bad_request(
+                        "give one identifier (system|value) of the resource, not an internal index",
+                    )
+                    .into());
+                }
                 if system == codes::HETU_SYSTEM {
                     kanta_domain::hetu::Hetu::parse(value).map_err(|e| {
                         FhirError::at(
@@ -901,6 +915,11 @@ async fn search(
             // its own organisation only.
             "producer" if rtype == "Consent" => {
                 let org = v.strip_prefix("Organization/").unwrap_or(v);
+                if q.identifier.is_some() {
+                    return Err(
+                        FhirError::bad_request("give producer= or identifier=, once").into(),
+                    );
+                }
                 if caller.principal.org().map(|o| o.as_str()) != Some(org) {
                     return Err(FhirError::new(
                         ErrorKind::Forbidden,
@@ -961,7 +980,7 @@ async fn search(
             }
             keep
         });
-        let kept = match sealed.take() {
+        let mut kept = match sealed.take() {
             Some(mut all) => {
                 all.extend(page);
                 all
@@ -969,7 +988,11 @@ async fn search(
             None => page,
         };
         if let Some(c) = kept.next() {
-            if kept.len() <= count && scanned < SEARCH_SCAN_MAX {
+            if kept.len() <= count && scanned >= SEARCH_SCAN_MAX {
+                // Read as far as a request may: continue after the last record kept (never after
+                // a refused one), or end here if none was.
+                kept.limit_after_last();
+            } else if kept.len() <= count {
                 let mut more_q = q.clone();
                 more_q.after = Some(c);
                 more_q.count = (count * 4).clamp(100, 1000);

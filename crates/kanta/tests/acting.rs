@@ -684,6 +684,36 @@ async fn a_citizen_manages_data_use_and_the_demo_providers_obey() {
     // The versions are kept: the history lists the revoked consent and the lifted prohibition.
     let page = b.get("/data-use").await;
     assert!(page.body.matches("(peruttu)").count() >= 2, "{}", page.body);
+    // The wills: saved, saved again (a new version), revoked.
+    for text in ["Ei elvytystä.", "Ei elvytystä eikä tehohoitoa."] {
+        let r = change(
+            &b,
+            &[
+                ("op", "living"),
+                ("treatment", text),
+                ("representative", "Mikko Virtanen"),
+            ],
+        )
+        .await;
+        assert_eq!(r.location, "/data-use?done=living-saved", "{}", r.body);
+    }
+    let r = change(&b, &[("op", "organ"), ("willing", "yes"), ("text", "")]).await;
+    assert_eq!(r.location, "/data-use?done=organ-saved", "{}", r.body);
+    let page = b.get("/data-use").await;
+    assert!(
+        page.body.contains("Ei elvytystä eikä tehohoitoa.")
+            && !page.body.contains(">Ei elvytystä.<"),
+        "{}",
+        page.body
+    );
+    let will_id = page
+        .body
+        .split("value=\"revoke-living\"><input type=\"hidden\" name=\"id\" value=\"")
+        .nth(1)
+        .map(|r| r[..r.find('"').unwrap()].to_string())
+        .expect("a revoke form for the will");
+    let r = change(&b, &[("op", "revoke-living"), ("id", &will_id)]).await;
+    assert_eq!(r.location, "/data-use?done=living-revoked", "{}", r.body);
     // The disclosure log names Terveystalo's reads, for care.
     let log = b.get("/disclosures").await;
     assert!(
@@ -691,4 +721,30 @@ async fn a_citizen_manages_data_use_and_the_demo_providers_obey() {
         "{}",
         log.body
     );
+    // An entry she does not recognise, reported: the page names the data protection officer of
+    // the organisation the entry names (looked up from her own log, not from the link).
+    let seq = log
+        .body
+        .split("name=\"seq\" value=\"")
+        .nth(1)
+        .map(|r| r[..r.find('"').unwrap()].to_string())
+        .expect("a report form");
+    let r = b
+        .post("/disclosures/flag", &[("csrf", &log.csrf()), ("seq", &seq)])
+        .await;
+    assert_eq!(
+        r.location,
+        format!("/disclosures?flagged={seq}"),
+        "{}",
+        r.body
+    );
+    let after = b.get(&r.location).await;
+    assert!(after.body.contains("tietosuojavastaava"), "{}", after.body);
+    let r = b
+        .post(
+            "/disclosures/flag",
+            &[("csrf", &log.csrf()), ("seq", "999999999")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -74,7 +74,9 @@ pub async fn notice_first(state: &AppState, path: &str, c: &Citizen) -> Result<b
     let rows = kanta_store::consents_for_decision(state.store.as_ref(), key)
         .await
         .map_err(|e| PageError::unavailable(c.lang, &e))?;
-    let informed = kc::facts(rows.iter().map(|(id, v)| (id.as_str(), v))).informed;
+    let informed = kc::facts(rows.iter().map(|(id, h, v)| (id.as_str(), h.as_deref(), v)))
+        .map_err(|e| PageError::unavailable(c.lang, &e))?
+        .informed;
     if informed {
         state.portal.informed.remember(key);
     }
@@ -107,33 +109,55 @@ async fn consents_of(
         after: None,
     };
     let unavailable = |e: &dyn std::fmt::Display| PageError::unavailable(c.lang, e);
-    let sealed = state.store.search(&q).await.map_err(|e| unavailable(&e))?;
-    let access = access_of(c, request_id, Action::Search, "view=data-use");
     let principal = &c.principal;
     let acting = &c.whose.acting;
-    let (_, page) = state
-        .audit
-        .release(sealed, &access, |subjects| {
-            subjects
-                .iter()
-                .map(|s| {
-                    access::decide(
-                        principal,
-                        &access::Action::View(View::DataUse),
-                        s.target(),
-                        &Facts {
-                            acting: Some(acting),
-                            ..Facts::default()
-                        },
-                        now_ms,
-                    )
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let mut q = q;
+    let mut found = vec![];
+    loop {
+        let sealed = state.store.search(&q).await.map_err(|e| unavailable(&e))?;
+        let access = access_of(c, request_id, Action::Search, "view=data-use");
+        let (_, page) = state
+            .audit
+            .release(sealed, &access, |subjects| {
+                subjects
+                    .iter()
+                    .map(|s| {
+                        // A will is released only to whoever may keep it (not to a proxy or a
+                        // guardian): it is decided as its function, not as the view.
+                        let action = match kc::kind_of(&s.json.to_value()) {
+                            Some(ConsentKind::OrganDonationWill) => {
+                                access::Action::Manage(Function::OrganDonationWill)
+                            }
+                            Some(ConsentKind::LivingWill) => {
+                                access::Action::Manage(Function::LivingWill)
+                            }
+                            _ => access::Action::View(View::DataUse),
+                        };
+                        access::decide(
+                            principal,
+                            &action,
+                            s.target(),
+                            &Facts {
+                                acting: Some(acting),
+                                function: Some(&FunctionFacts::default()),
+                                ..Facts::default()
+                            },
+                            now_ms,
+                        )
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        found.extend(page.resources);
+        match page.next {
+            Some(next) if found.len() < kanta_store::CONSENT_FACTS_MAX => q.after = Some(next),
+            Some(_) => return Err(unavailable(&"too many consent records")),
+            None => break,
+        }
+    }
     let mut out = vec![];
-    for f in page.resources {
+    for f in found {
         let body = f.to_value();
         let version = body
             .pointer("/meta/versionId")
@@ -467,6 +491,20 @@ pub async fn page(
     let lang = c.lang;
     let held = consents_of(&state, &c, &request_id).await?;
     let visits = visible_visits(&state, &c, &request_id).await?;
+    // A guardian or right-holder sees only prohibitions about providers and visits the minor's
+    // rules let them see (a prohibition of a hidden visit would tell of it).
+    let restricted = matches!(
+        c.whose.acting.standing,
+        Standing::Guardian(_) | Standing::RightToInformation { .. }
+    );
+    let told = |h: &Held| match (&h.record.prohibition, restricted) {
+        (_, false) | (None, true) => true,
+        (Some(ProhibitionScope::ServiceEvent { encounter, .. }), true) => visits
+            .iter()
+            .any(|v| format!("Encounter/{}", v.id) == *encounter),
+        (Some(scope), true) => visits.iter().any(|v| v.org == scope.org()),
+    };
+    let held: Vec<Held> = held.into_iter().filter(|h| told(h)).collect();
     let force = in_force(&held);
     let ff = function_facts(&c, &held, None);
     let permits = |f: Function, facts: &FunctionFacts| may(&c, f, facts).is_permit();
@@ -702,6 +740,11 @@ async fn apply(
         }
         "give-consent" => {
             let d = kanta_domain::consent::CareDomain::parse(&f.domain).ok_or_else(bad)?;
+            if force.iter().any(|h| {
+                h.record.kind == ConsentKind::DisclosureConsent && h.record.domain == Some(d)
+            }) {
+                return Ok("unchanged");
+            }
             let mut draft = new(ConsentKind::DisclosureConsent);
             draft.domain = Some(d);
             (Function::GiveConsent, Write::New(draft), "consent-given")
@@ -742,6 +785,13 @@ async fn apply(
                 }
             });
             draft.yields_in_emergency = Some(yields);
+            if force.iter().any(|h| {
+                h.record.kind == ConsentKind::DisclosureProhibition
+                    && h.record.prohibition == draft.prohibition
+                    && h.record.yields_in_emergency == yields
+            }) {
+                return Ok("unchanged");
+            }
             (
                 Function::DisclosureProhibition,
                 Write::New(draft),
@@ -759,6 +809,12 @@ async fn apply(
             )
         }
         "rx" => {
+            if force
+                .iter()
+                .any(|h| h.record.kind == ConsentKind::PrescriptionProhibition)
+            {
+                return Ok("unchanged");
+            }
             let mut draft = new(ConsentKind::PrescriptionProhibition);
             draft.yields_in_emergency = Some(yields);
             (
@@ -884,6 +940,7 @@ async fn write_consent(
         Write::Replace(d, Some(h)) => {
             let mut v = d.to_json();
             v["id"] = json!(h.id);
+            v["patient"] = h.body["patient"].clone();
             (v, Some((h.id.clone(), h.version)))
         }
         Write::Revoke(h) => {

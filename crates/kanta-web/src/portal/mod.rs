@@ -1545,7 +1545,8 @@ const DISCLOSURE_SHOW: usize = 50;
 #[derive(Deserialize)]
 struct DisclosureQuery {
     before: Option<u64>,
-    flagged: Option<String>,
+    /// The log entry just reported (its DPO is named from the person's own log).
+    flagged: Option<u64>,
 }
 
 /// The disclosure log (R-VIEW-5, R-CONSENT-3): which care units, pharmacies and other organisations
@@ -1700,11 +1701,47 @@ async fn disclosures(
         older: before
             .filter(|_| more)
             .map(|b| format!("/disclosures?before={b}")),
-        flagged: q
-            .flagged
-            .filter(|f| f.chars().count() <= 200)
-            .map(|f| tr(lang, "disclosures-flagged", &[("dpo", &f)])),
+        flagged: match q.flagged {
+            Some(seq) => match entry_org(&state, s.patient_key, seq).await {
+                Some(org) => Some(tr(
+                    lang,
+                    "disclosures-flagged",
+                    &[("dpo", &dpo_of(&state, &org).await)],
+                )),
+                None => None,
+            },
+            None => None,
+        },
     })
+}
+
+/// The organisation an entry of the person's own log names as the one that processed the data.
+async fn entry_org(state: &AppState, patient: PatientKey, seq: u64) -> Option<String> {
+    let records = state
+        .store
+        .audit_of_patient(patient, Some(seq.saturating_add(1)), 1)
+        .await
+        .ok()?;
+    let entry = records.into_iter().find(|r| r.seq == seq)?;
+    match serde_json::from_str::<AuditRecord>(&entry.body).ok()?.actor {
+        Actor::Organisation { org, .. } => Some(org.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// Who to contact about an organisation's processing: its data protection officer.
+async fn dpo_of(state: &AppState, org: &str) -> String {
+    let r = sections::recorder(state, org).await;
+    let contact = [r.dpo_email.as_str(), r.dpo_phone.as_str()]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (r.dpo_name.is_empty(), contact.is_empty()) {
+        (false, false) => format!("{}, {} ({contact})", r.name, r.dpo_name),
+        (false, true) => format!("{}, {}", r.name, r.dpo_name),
+        (true, _) => r.name.clone(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1745,24 +1782,7 @@ async fn flag_disclosure(
         }
     };
     // The entry must be one of the person's own (read it back from their log).
-    let records = match state
-        .store
-        .audit_of_patient(c.session.patient_key, Some(f.seq.saturating_add(1)), 1)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return PageError::unavailable(lang, &e).into_response(),
-    };
-    let Some(entry) = records.into_iter().find(|r| r.seq == f.seq) else {
-        return error_page(lang, StatusCode::NOT_FOUND, "error-not-found");
-    };
-    let org = serde_json::from_str::<AuditRecord>(&entry.body)
-        .ok()
-        .and_then(|r| match r.actor {
-            Actor::Organisation { org, .. } => Some(org.as_str().to_string()),
-            _ => None,
-        });
-    let Some(org) = org else {
+    let Some(org) = entry_org(&state, c.session.patient_key, f.seq).await else {
         return error_page(lang, StatusCode::NOT_FOUND, "error-not-found");
     };
     let record = AuditRecord {
@@ -1784,29 +1804,7 @@ async fn flag_disclosure(
         tracing::error!(error = %e, "audit log unavailable for a flag");
         return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
     }
-    let r = sections::recorder(&state, &org).await;
-    let contact = [r.dpo_email.as_str(), r.dpo_phone.as_str()]
-        .into_iter()
-        .filter(|x| !x.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let dpo = match (r.dpo_name.is_empty(), contact.is_empty()) {
-        (false, false) => format!("{}, {} ({contact})", r.name, r.dpo_name),
-        (false, true) => format!("{}, {}", r.name, r.dpo_name),
-        (true, _) => r.name.clone(),
-    };
-    see_other(&format!("/disclosures?flagged={}", url_encode(&dpo)))
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    see_other(&format!("/disclosures?flagged={}", f.seq))
 }
 
 async fn css() -> Response {

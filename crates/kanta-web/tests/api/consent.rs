@@ -711,5 +711,66 @@ pub async fn kanta_consents_are_checked_when_written(b: Backend) {
         assert_eq!(v["resourceType"], "OperationOutcome");
         assert_eq!(v["issue"][0]["expression"][0], at, "{v}");
     }
+    // A consent dated ahead of the clock would outrank every later change: refused.
+    let future = kanta_consent(
+        "information-notice",
+        &pid,
+        "2099-01-01T08:00:00+02:00",
+        json!({}),
+    );
+    let (s, v, _) = app
+        .send(Method::POST, "/fhir/Consent", Some(&hus), Some(future))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A mandate naming another organiser (Terveystalo forging HUS's): refused.
+    let tt = app.token("clinician-tt").await;
+    let forged = kanta_consent(
+        "purchased-service-mandate",
+        &pid,
+        "2026-11-01T08:00:00+02:00",
+        json!({
+        "organization": [{"reference": "Organization/org-hus"}],
+        "provision": {"actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRF"}]},
+            "reference": {"reference": "Organization/org-terveystalo"}}],
+            "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "access"}]}]}}),
+    );
+    let (s, v, _) = app
+        .send(Method::POST, "/fhir/Consent", Some(&tt), Some(forged))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // The platform's own indexes are not identifiers to search by.
+    let (s, _, _) = app
+        .send(
+            Method::GET,
+            "/fhir/Consent?identifier=urn:kanta:index:mandate-producer|org-tays",
+            Some(&tt),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Another organisation reads the patient's consents only for care, naming the professional.
+    let id = post(
+        &app,
+        &hus,
+        kanta_consent(
+            "information-notice",
+            &pid,
+            "2026-11-01T08:00:00+02:00",
+            json!({}),
+        ),
+    )
+    .await;
+    let r = app
+        .http
+        .get(format!("{}/fhir/Consent/{id}", app.base))
+        .bearer_auth(&tt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (s, _, _) = app
+        .send(Method::GET, &format!("/fhir/Consent/{id}"), Some(&tt), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
     app.finish().await;
 }
