@@ -293,7 +293,25 @@ pub(crate) async fn apply(
                     }
                 } else {
                     let scope = scope_of(t).unwrap_or(Scope::Shared);
-                    tx.find_token(scope, t, system, value).await?
+                    let all = tx.find_token(scope, t, system, value).await?;
+                    // Patient data matches only in the writer's own register: another register's
+                    // record with the same identifier is not the writer's to find (it may be one
+                    // the writer may not read, and a match would tell that it exists).
+                    match scope {
+                        Scope::Shared => all,
+                        Scope::Patient => {
+                            let mut own = vec![];
+                            for rid in all {
+                                let key = tx.locate(t, &rid).await?;
+                                // A plain read: no row lock on another's record.
+                                let held = tx.get(key, t, &rid).await?.and_then(|r| r.org);
+                                if held.as_deref() == Some(req.org.as_str()) {
+                                    own.push(rid);
+                                }
+                            }
+                            own
+                        }
+                    }
                 };
                 match found.len() {
                     0 => uuid::Uuid::new_v4().to_string(),

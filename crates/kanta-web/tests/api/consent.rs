@@ -421,6 +421,29 @@ pub async fn prohibited_data_is_indistinguishable_from_absent(b: Backend) {
             "_count={count}: no next page over prohibited records: {v}"
         );
     }
+    // A conditional create naming a prohibited record's identifier answers as for an unused one:
+    // it finds nothing in the writer's own register and creates.
+    let obs = |ident: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "Hb"},
+        "identifier": [{"system": "urn:x:lab", "value": ident}],
+        "subject": {"reference": format!("Patient/{pid}")}, "effectiveDateTime": "2026-09-01"})
+    };
+    post(&app, &hus, obs("hus-1")).await;
+    for ident in ["hus-1", "never-used"] {
+        let r = app
+            .http
+            .post(format!("{}/fhir/Observation", app.base))
+            .bearer_auth(&tays)
+            .header("content-type", "application/fhir+json")
+            .header("if-none-exist", format!("identifier=urn:x:lab|{ident}"))
+            .header("x-kanta-professional", "p")
+            .header("x-kanta-purpose-of-use", "TREAT")
+            .body(obs(ident).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{ident}");
+    }
     // HUS itself still sees all of its own (a prohibition never hides data from its register),
     // and pages through them with next links.
     let (_, v, _) = app
