@@ -19,7 +19,7 @@ use kanta_domain::audit::Action;
 use kanta_domain::consent::{
     CareDomain, CentreAccess, ConsentFacts, ProhibitionScope, RecordFacts,
 };
-use kanta_domain::ids::PatientKey;
+use kanta_domain::ids::{OrgId, PatientKey};
 use kanta_fhir::bundle::{self, Method};
 use kanta_fhir::resource::{scope_of, valid_id};
 use kanta_fhir::{capability, check, codes, datetime, ErrorKind, FhirError, Scope};
@@ -244,6 +244,63 @@ impl Consents {
     }
 }
 
+/// R-CONSENT-2: a producer stores straight into the organiser's register
+/// (`X-Kanta-Register-Of: <organiser>` on a create), under a purchased-services mandate in force
+/// for this patient that lets it store. `None`: the caller's own register.
+async fn organisers_register(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    resource: &kanta_fhir::Checked,
+) -> ApiResult<Option<OrgId>> {
+    let Some(v) = headers.get("x-kanta-register-of") else {
+        return Ok(None);
+    };
+    let organiser = v
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 64 && kanta_fhir::resource::valid_id(s))
+        .ok_or_else(|| FhirError::bad_request("X-Kanta-Register-Of must be an organisation id"))?;
+    if organiser == caller.org().as_str() {
+        return Ok(None);
+    }
+    let refused = || -> ApiError {
+        FhirError::new(
+            ErrorKind::Forbidden,
+            "no purchased-services mandate in force for this patient lets your organisation store into that register",
+        )
+        .into()
+    };
+    let patient = match &resource.patient {
+        Some(kanta_fhir::PatientLink::Reference { reference, .. }) => {
+            reference.strip_prefix("Patient/").map(str::to_string)
+        }
+        _ => None,
+    }
+    .ok_or_else(|| {
+        FhirError::invalid(
+            "subject",
+            "storing into another register names its patient as Patient/<id>",
+        )
+    })?;
+    let Some(key) = state.store.patient_key_of(&patient).await? else {
+        return Err(refused());
+    };
+    let mut consents = Consents::new(CentreAccess::Searched);
+    consents.load_patient(state, key).await?;
+    let now_ms = datetime::millis(state.clock.now());
+    let allowed = consents.facts.get(&key).is_some_and(|f| {
+        f.mandates
+            .iter()
+            .any(|m| m.organiser == organiser && m.lets_store(caller.org().as_str(), now_ms))
+    });
+    if allowed {
+        Ok(Some(OrgId::new(organiser)))
+    } else {
+        Err(refused())
+    }
+}
+
 /// A search reads on past records the disclosure rule refuses, so that a page is what it would
 /// be if they were absent (the same entries, the same `next`): at most this many rows a request.
 const SEARCH_SCAN_MAX: usize = 10_000;
@@ -298,7 +355,10 @@ async fn write_released(
     action: Action,
     request: WriteRequest,
 ) -> ApiResult<(Receipt, Vec<Written>)> {
-    let access = access(state, caller, request_id, action, None, None);
+    // A producer's write into the organiser's register says so in its audit record (R-CONSENT-2).
+    let query =
+        (request.org != *caller.org()).then(|| format!("register-of={}", request.org.as_str()));
+    let access = access(state, caller, request_id, action, None, query);
     let committed = state
         .store
         .write_audited(request, state.clock.now(), &access)
@@ -591,11 +651,19 @@ async fn create(
         state.config.limits.max_references_per_resource,
         &rtype,
     )?;
+    let register = organisers_register(&state, &caller, &headers, &resource).await?;
+    let if_none_exist = if_none_exist(&headers)?;
+    if register.is_some() && if_none_exist.is_some() {
+        return Err(FhirError::bad_request(
+            "If-None-Exist is not supported with X-Kanta-Register-Of",
+        )
+        .into());
+    }
     let op = WriteOp::Create {
         resource,
-        if_none_exist: if_none_exist(&headers)?,
+        if_none_exist,
     };
-    let written = write_one(&state, &caller, &rid, rtype.clone(), op).await?;
+    let written = write_one(&state, &caller, &rid, rtype.clone(), op, register).await?;
     let status = if written.1.created {
         StatusCode::CREATED
     } else {
@@ -636,7 +704,7 @@ async fn update(
         id,
         if_match: if_match(headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()))?,
     };
-    let written = write_one(&state, &caller, &rid, rtype.clone(), op).await?;
+    let written = write_one(&state, &caller, &rid, rtype.clone(), op, None).await?;
     let status = if written.1.created {
         StatusCode::CREATED
     } else {
@@ -657,6 +725,7 @@ async fn write_one(
     rid: &RequestId,
     rtype: String,
     op: WriteOp,
+    register: Option<OrgId>,
 ) -> ApiResult<(Receipt, Written)> {
     let action = if matches!(op, WriteOp::Update { .. }) {
         Action::Update
@@ -665,7 +734,7 @@ async fn write_one(
     };
     let req = WriteRequest {
         principal: caller.principal.clone(),
-        org: caller.org().clone(),
+        org: register.unwrap_or_else(|| caller.org().clone()),
         ops: vec![(rtype, None, op)],
         citizen: None,
     };

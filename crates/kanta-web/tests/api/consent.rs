@@ -672,6 +672,35 @@ pub async fn a_purchased_services_producer_reads_the_organisers_data(b: Backend)
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // The producer stores straight into the organiser's register: HUS holds it as its own.
+    let store_into = |org: &'static str| {
+        let body = json!({"resourceType": "Condition", "code": {"text": "Fysioterapiajakso"},
+            "subject": {"reference": format!("Patient/{pid}")}, "recordedDate": "2026-11-20"});
+        app.http
+            .post(format!("{}/fhir/Condition", app.base))
+            .bearer_auth(&tays)
+            .header("content-type", "application/fhir+json")
+            .header("x-kanta-register-of", org)
+            .header("x-kanta-professional", "p")
+            .header("x-kanta-purpose-of-use", "TREAT")
+            .body(body.to_string())
+            .send()
+    };
+    let r = store_into("org-hus").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let stored: Value = r.json().await.unwrap();
+    let written = format!("Condition/{}", stored["id"].as_str().unwrap());
+    let (s, _, _) = app
+        .send(Method::GET, &format!("/fhir/{written}"), Some(&hus), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "HUS holds it in its own register");
+    let (s, _, _) = app.send(Method::PUT, &format!("/fhir/{written}"), Some(&tays), Some(json!({"resourceType": "Condition", "id": written.trim_start_matches("Condition/"), "code": {"text": "x"}, "subject": {"reference": format!("Patient/{pid}")}}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a new version is the organiser's");
+    // Not into a register no mandate names.
+    assert_eq!(
+        store_into("org-terveystalo").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
     // Others gain nothing from it.
     assert_eq!(sees(&app, &tt, &pid, &[&hus_cond]).await.1, [false]);
     // Ended (the test clock is 2026-11-24): nothing again.
@@ -687,6 +716,23 @@ pub async fn a_purchased_services_producer_reads_the_organisers_data(b: Backend)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(sees(&app, &tays, &pid, &[&hus_cond]).await.1, [false]);
+    let body = json!({"resourceType": "Condition", "code": {"text": "Myöhässä"},
+        "subject": {"reference": format!("Patient/{pid}")}, "recordedDate": "2026-11-22"});
+    let r = app
+        .http
+        .post(format!("{}/fhir/Condition", app.base))
+        .bearer_auth(&tays)
+        .header("content-type", "application/fhir+json")
+        .header("x-kanta-register-of", "org-hus")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "an ended mandate stores nothing"
+    );
     app.finish().await;
 }
 
