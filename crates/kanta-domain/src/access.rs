@@ -1247,6 +1247,16 @@ fn register_rule(
     }
 }
 
+/// The client as the disclosure rule sees the reader: its organisation, whether the request names
+/// the professional, and the purpose of use.
+fn reader_of(c: &Client) -> Reader<'_> {
+    Reader {
+        org: c.org.as_str(),
+        professional: c.professional.is_some(),
+        purpose: Purpose::parse(c.purpose.as_deref(), c.emergency_reason.is_some()),
+    }
+}
+
 /// R-CONSENT-1, R-CONSENT-2, R-RX-2, R-X-5: a read of another organisation's register. The
 /// patient's identity and the consent service's own records are not under the disclosure rule;
 /// clinical data is, record by record; Prescription Centre data follows the prescription
@@ -1263,12 +1273,7 @@ fn disclosure_rule(
         // The patient's consents and prohibitions, to another organisation: only for care, with
         // the professional named (they tell of the patient's choices and wills).
         Kind::Consent => {
-            let reader = Reader {
-                org: c.org.as_str(),
-                professional: c.professional.is_some(),
-                purpose: Purpose::parse(c.purpose.as_deref(), c.emergency_reason.is_some()),
-            };
-            return consent::reader_rule(&reader)
+            return consent::reader_rule(&reader_of(c))
                 .map(|_| Ground::OtherRegister)
                 .map_err(|r| r.into_iter().map(Denial::Disclosure).collect());
         }
@@ -1278,11 +1283,7 @@ fn disclosure_rule(
     let d = facts
         .disclosure
         .ok_or_else(|| vec![Denial::NoConsentFacts])?;
-    let reader = Reader {
-        org: c.org.as_str(),
-        professional: c.professional.is_some(),
-        purpose: Purpose::parse(c.purpose.as_deref(), c.emergency_reason.is_some()),
-    };
+    let reader = reader_of(c);
     let pharmacy = match role {
         ClientRole::Pharmacy => true,
         ClientRole::Clinician | ClientRole::Archivist | ClientRole::Operator => false,

@@ -444,12 +444,25 @@ fn bench_writer() -> kanta_domain::access::Principal {
     )
 }
 
-async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(), String> {
-    let store: Arc<dyn Store> = kanta_store::connect(url).await.map_err(|e| e.to_string())?;
-    store.migrate().await.map_err(|e| e.to_string())?;
-    let now = Clock::System.now();
-    let org =
-        json!({"resourceType": "Organization", "id": "org-bench", "name": "Benchmark Health"});
+/// The registry's Organizations for the benchmark, written by the operator.
+async fn put_organisations(
+    store: &Arc<dyn Store>,
+    orgs: &[(&str, &str)],
+    now: time::OffsetDateTime,
+) -> Result<(), String> {
+    let mut ops = vec![];
+    for (id, name) in orgs {
+        let org = json!({"resourceType": "Organization", "id": id, "name": name});
+        ops.push((
+            format!("Organization/{id}"),
+            None,
+            WriteOp::Update {
+                resource: check(org).map_err(|e| e.to_string())?,
+                id: id.to_string(),
+                if_match: None,
+            },
+        ));
+    }
     // Written, not released: nothing leaves the process, so nothing to audit.
     let _stored = store
         .write(
@@ -460,21 +473,21 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                     &[kanta_domain::ids::ClientRole::Operator],
                 ),
                 org: OrgId::new(OPERATOR_ORG),
-                ops: vec![(
-                    "Organization".into(),
-                    None,
-                    WriteOp::Update {
-                        resource: check(org).map_err(|e| e.to_string())?,
-                        id: "org-bench".into(),
-                        if_match: None,
-                    },
-                )],
+                ops,
                 citizen: None,
             },
             now,
         )
         .await
         .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(), String> {
+    let store: Arc<dyn Store> = kanta_store::connect(url).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let now = Clock::System.now();
+    put_organisations(&store, &[("org-bench", "Benchmark Health")], now).await?;
     store
         .upsert_client(
             &ClientRecord {
@@ -1078,37 +1091,11 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         };
         // With a prohibition of another register of each of the five (none of the 500 records is
         // in it): every record's register is then read from its JSON before it is decided.
-        let mut orgs = vec![];
-        for n in 0..registers.len() {
-            let id = format!("org-bench-reg-{n}");
-            orgs.push((
-                format!("Organization/{id}"),
-                None,
-                WriteOp::Update {
-                    resource: check(json!({"resourceType": "Organization", "id": id, "name": id}))
-                        .map_err(|e| e.to_string())?,
-                    id,
-                    if_match: None,
-                },
-            ));
-        }
-        // Written, not released: nothing leaves the process, so nothing to audit.
-        let _stored = store
-            .write(
-                WriteRequest {
-                    principal: kanta_domain::access::Principal::system(
-                        "bench",
-                        &OrgId::new(OPERATOR_ORG),
-                        &[kanta_domain::ids::ClientRole::Operator],
-                    ),
-                    org: OrgId::new(OPERATOR_ORG),
-                    ops: orgs,
-                    citizen: None,
-                },
-                now,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let ids: Vec<String> = (0..registers.len())
+            .map(|n| format!("org-bench-reg-{n}"))
+            .collect();
+        let orgs: Vec<(&str, &str)> = ids.iter().map(|i| (i.as_str(), i.as_str())).collect();
+        put_organisations(&store, &orgs, now).await?;
         let mut entries = vec![];
         for n in 0..registers.len() {
             entries.push(consent("disclosure-prohibition", json!({"provision": {

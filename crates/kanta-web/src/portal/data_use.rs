@@ -109,8 +109,6 @@ async fn consents_of(
         after: None,
     };
     let unavailable = |e: &dyn std::fmt::Display| PageError::unavailable(c.lang, e);
-    let principal = &c.principal;
-    let acting = &c.whose.acting;
     let mut q = q;
     let mut found = vec![];
     loop {
@@ -133,17 +131,7 @@ async fn consents_of(
                             }
                             _ => access::Action::View(View::DataUse),
                         };
-                        access::decide(
-                            principal,
-                            &action,
-                            s.target(),
-                            &Facts {
-                                acting: Some(acting),
-                                function: Some(&FunctionFacts::default()),
-                                ..Facts::default()
-                            },
-                            now_ms,
-                        )
+                        decide_as(c, &action, s.target(), now_ms)
                     })
                     .collect()
             })
@@ -216,7 +204,7 @@ fn recorder(c: &Citizen) -> Recorder {
     }
 }
 
-/// The facts the R-ACT functions rest on (R-INFO-2/3, R-ACT-5).
+/// The facts the R-ACT functions rest on (R-INFO-2, R-INFO-3, R-ACT-5).
 fn function_facts(c: &Citizen, held: &[Held], consent: Option<&Held>) -> FunctionFacts {
     let notice = in_force(held)
         .into_iter()
@@ -248,6 +236,22 @@ fn may(c: &Citizen, f: Function, facts: &FunctionFacts) -> Decision {
             ..Facts::default()
         },
         kanta_fhir::datetime::millis(c.now),
+    )
+}
+
+/// The one decision for the citizen's page about one record (or the request): the standing as
+/// its fact; a will is a function, whose own facts it needs none of.
+fn decide_as(c: &Citizen, action: &access::Action, target: Target<'_>, now_ms: i64) -> Decision {
+    access::decide(
+        &c.principal,
+        action,
+        target,
+        &Facts {
+            acting: Some(&c.whose.acting),
+            function: Some(&FunctionFacts::default()),
+            ..Facts::default()
+        },
+        now_ms,
     )
 }
 
@@ -642,6 +646,8 @@ pub async fn page(
 }
 
 const LIVING_FIELDS: [&str; 4] = ["treatment", "life-sustaining", "care", "representative"];
+/// The status lines a change may end with (`notice`: R-INFO-4, the consents given earlier may be
+/// renewed below).
 const DONE_KEYS: [&str; 12] = [
     "notice",
     "consent-given",
@@ -658,7 +664,7 @@ const DONE_KEYS: [&str; 12] = [
 ];
 
 /// Everything a change posts (one form per change; unused fields absent).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ChangeForm {
     csrf: String,
     op: String,
@@ -722,7 +728,14 @@ async fn apply(
     let force = in_force(&held);
     let now_text = kanta_fhir::datetime::instant(c.now);
     let new = |kind: ConsentKind| Draft::new(kind, "urn:uuid:subject", &now_text, recorder(c));
-    let current = |id: &str| force.iter().copied().find(|h| h.id == id);
+    // The record in force that the form names, of the kind the change is about.
+    let in_force_of = |kind: ConsentKind| {
+        force
+            .iter()
+            .copied()
+            .find(|h| h.id == f.id && h.record.kind == kind)
+            .ok_or_else(bad)
+    };
     let yields = f.emergency.as_deref() == Some("yes");
     let (function, write, done): (Function, Write, &'static str) = match f.op.as_str() {
         "notice" => {
@@ -750,9 +763,7 @@ async fn apply(
             (Function::GiveConsent, Write::New(draft), "consent-given")
         }
         "revoke-consent" => {
-            let h = current(&f.id)
-                .filter(|h| h.record.kind == ConsentKind::DisclosureConsent)
-                .ok_or_else(bad)?;
+            let h = in_force_of(ConsentKind::DisclosureConsent)?;
             (Function::RevokeConsent, Write::Revoke(h), "consent-revoked")
         }
         "prohibit" => {
@@ -799,9 +810,7 @@ async fn apply(
             )
         }
         "lift-prohibition" => {
-            let h = current(&f.id)
-                .filter(|h| h.record.kind == ConsentKind::DisclosureProhibition)
-                .ok_or_else(bad)?;
+            let h = in_force_of(ConsentKind::DisclosureProhibition)?;
             (
                 Function::DisclosureProhibition,
                 Write::Revoke(h),
@@ -824,9 +833,7 @@ async fn apply(
             )
         }
         "lift-rx" => {
-            let h = current(&f.id)
-                .filter(|h| h.record.kind == ConsentKind::PrescriptionProhibition)
-                .ok_or_else(bad)?;
+            let h = in_force_of(ConsentKind::PrescriptionProhibition)?;
             (
                 Function::PrescriptionProhibition,
                 Write::Revoke(h),
@@ -853,9 +860,7 @@ async fn apply(
             )
         }
         "revoke-organ" => {
-            let h = current(&f.id)
-                .filter(|h| h.record.kind == ConsentKind::OrganDonationWill)
-                .ok_or_else(bad)?;
+            let h = in_force_of(ConsentKind::OrganDonationWill)?;
             (
                 Function::OrganDonationWill,
                 Write::Revoke(h),
@@ -889,9 +894,7 @@ async fn apply(
             )
         }
         "revoke-living" => {
-            let h = current(&f.id)
-                .filter(|h| h.record.kind == ConsentKind::LivingWill)
-                .ok_or_else(bad)?;
+            let h = in_force_of(ConsentKind::LivingWill)?;
             (Function::LivingWill, Write::Revoke(h), "living-revoked")
         }
         _ => return Err(bad()),
@@ -1119,18 +1122,7 @@ pub async fn acknowledge(
     let form = ChangeForm {
         csrf: f.csrf,
         op: "notice".into(),
-        id: String::new(),
-        domain: String::new(),
-        provider: String::new(),
-        register: String::new(),
-        visit: String::new(),
-        emergency: None,
-        willing: String::new(),
-        text: String::new(),
-        treatment: String::new(),
-        life_sustaining: String::new(),
-        care: String::new(),
-        representative: String::new(),
+        ..ChangeForm::default()
     };
     match apply(&state, &c, &request_id, &form).await {
         Ok(_) => see_other("/data-use?done=notice"),
@@ -1242,18 +1234,7 @@ async fn organisations(
         .release(sealed, &access, |subjects| {
             subjects
                 .iter()
-                .map(|s| {
-                    access::decide(
-                        &c.principal,
-                        &access::Action::View(View::DataUse),
-                        s.target(),
-                        &Facts {
-                            acting: Some(&c.whose.acting),
-                            ..Facts::default()
-                        },
-                        now_ms,
-                    )
-                })
+                .map(|s| decide_as(c, &access::Action::View(View::DataUse), s.target(), now_ms))
                 .collect()
         })
         .await
