@@ -10,5 +10,7 @@ pub mod consent;
 pub mod display;
 pub mod hetu;
 pub mod ids;
+pub mod medicines;
 pub mod merkle;
 pub mod population;
+pub mod prescription;

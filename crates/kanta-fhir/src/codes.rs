@@ -52,3 +52,11 @@ pub const PARTICIPATION_TYPE_SYSTEM: &str =
 pub const CONSENT_ACTION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentaction";
 /// FHIR Consent scopes.
 pub const CONSENT_SCOPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
+
+/// The product of a prescription or dispensation, by VNR number (Kanta's own system until the
+/// national one is confirmed; docs/prescription-centre.md).
+pub const VNR_SYSTEM: &str = "urn:kanta:cs:vnr";
+/// Why a prescription was cancelled (R-RX-1, R-DOC-10).
+pub const PRESCRIPTION_CANCELLATION_SYSTEM: &str = "urn:kanta:cs:prescription-cancellation";
+/// The prescriber prohibited renewal (valueBoolean).
+pub const RENEWAL_PROHIBITED_URL: &str = "urn:kanta:ext:renewal-prohibited";

@@ -14,6 +14,7 @@ pub mod datetime;
 pub mod display;
 pub mod outcome;
 pub mod population;
+pub mod prescription;
 pub mod resource;
 pub mod types;
 

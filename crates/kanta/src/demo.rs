@@ -10,6 +10,10 @@ use kanta_domain::hetu::Hetu;
 use serde_json::{json, Value};
 use time::{Date, Duration};
 
+/// The demo medicines database (R-RX-3), written by the project: fictional makers, realistic
+/// products, substitution groups and prices; the format of docs/medicines-database.md.
+pub const MEDICINES: &str = include_str!("../data/medicines-demo.csv");
+
 pub struct DemoPerson {
     pub hetu: String,
     pub name: String,
@@ -1040,6 +1044,32 @@ mod tests {
     use time::Month;
 
     const TODAY: Date = date!(2026 - 11 - 24);
+
+    /// R-RX-3: the demo medicines database passes the importer, and every substitution group
+    /// holds products of one active substance and strength that can stand in for each other.
+    #[test]
+    fn the_demo_medicines_database_imports() {
+        let v = kanta_domain::medicines::parse(MEDICINES).unwrap();
+        assert!(v.len() >= 30, "{} products", v.len());
+        let mut groups: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
+        for p in v.products() {
+            if let Some(g) = &p.substitution_group {
+                groups.entry(g).or_default().push(p);
+            }
+        }
+        assert!(groups.values().filter(|ps| ps.len() > 1).count() >= 8);
+        for (g, ps) in groups {
+            let first = ps[0];
+            for p in &ps {
+                assert_eq!(
+                    (&p.atc, &p.strength, p.package_size),
+                    (&first.atc, &first.strength, first.package_size),
+                    "group {g}"
+                );
+                assert!(v.substitutable(&first.vnr, &p.vnr));
+            }
+        }
+    }
 
     #[test]
     fn every_demo_person_has_a_valid_test_range_hetu() {

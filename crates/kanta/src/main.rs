@@ -100,6 +100,18 @@ enum Command {
         #[command(subcommand)]
         what: ClientWhat,
     },
+    /// The medicines database (R-RX-3): files in the format of docs/medicines-database.md.
+    Medicines {
+        #[command(subcommand)]
+        what: MedicinesWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum MedicinesWhat {
+    /// Read one version file (the importer's checks) and tell what it holds; the built-in demo
+    /// dataset when no file is given.
+    Check { file: Option<PathBuf> },
 }
 
 #[derive(Subcommand)]
@@ -661,6 +673,30 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
             Ok(())
         }
         Command::Client { what } => client_command(&r, what).await,
+        Command::Medicines {
+            what: MedicinesWhat::Check { file },
+        } => {
+            let (name, text) = match &file {
+                Some(path) => (
+                    path.display().to_string(),
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => ("the demo dataset".to_string(), demo::MEDICINES.to_string()),
+            };
+            let v = kanta_domain::medicines::parse(&text).map_err(|e| format!("{name}: {e}"))?;
+            let groups: std::collections::BTreeSet<&str> = v
+                .products()
+                .filter_map(|p| p.substitution_group.as_deref())
+                .collect();
+            emit!(
+                "{name}: {} products in {} substitution groups, valid from {}",
+                v.len(),
+                groups.len(),
+                v.valid_from
+            );
+            Ok(())
+        }
         Command::Bench(args) => {
             bench::run(args, r.database.expose().to_string(), r.data_dir.clone()).await
         }

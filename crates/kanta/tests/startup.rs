@@ -81,3 +81,47 @@ fn the_demo_off_loopback_warns_and_files_are_private() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// R-RX-3: `kanta medicines check` imports the demo dataset, and refuses a broken file naming the
+/// line (exit status 1, nothing half-read).
+#[test]
+fn the_medicines_importer_checks_a_file() {
+    let dir = data_dir("medicines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(KANTA)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["medicines", "check"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("products in") && said.contains("2026-01-01"),
+        "{said}"
+    );
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "# kanta-medicines 1\n# valid-from: 2026-12-15\nVNR;NAME;STRENGTH;FORM;PACKAGE_SIZE;UNIT;ATC;SUBSTITUTION_GROUP;PRICE_EUR;REIMBURSEMENT;STATUS\n401011;X;1 mg;tabletti;30;tabl;C10AA05;;1,00;;R\n40101;Y;1 mg;tabletti;30;tabl;C10AA05;;1,00;;R\n",
+    )
+    .unwrap();
+    let out = Command::new(KANTA)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["medicines", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("line 5") && err.contains("six digits"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
