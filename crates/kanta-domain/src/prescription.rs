@@ -175,6 +175,8 @@ pub enum Refusal {
     ExceedsRemaining,
     /// Zero is not a dispensation.
     NothingDispensed,
+    /// Cancelling more than was dispensed.
+    MoreThanDispensed,
     /// Releasing what one does not hold.
     NotReservedByYou,
     /// A correction may not bring the total below what has been dispensed.
@@ -192,6 +194,7 @@ impl Refusal {
             Refusal::ReservedElsewhere => "reserved-elsewhere",
             Refusal::ExceedsRemaining => "exceeds-remaining",
             Refusal::NothingDispensed => "nothing-dispensed",
+            Refusal::MoreThanDispensed => "more-than-dispensed",
             Refusal::NotReservedByYou => "not-reserved-by-you",
             Refusal::BelowDispensed => "below-dispensed",
             Refusal::RenewalProhibited => "renewal-prohibited",
@@ -208,6 +211,9 @@ impl Refusal {
             }
             Refusal::ExceedsRemaining => "the amount is more than what remains to be dispensed",
             Refusal::NothingDispensed => "a dispensation gives out more than nothing",
+            Refusal::MoreThanDispensed => {
+                "a cancellation gives back no more than what was dispensed"
+            }
             Refusal::NotReservedByYou => "your pharmacy holds no reservation of the prescription",
             Refusal::BelowDispensed => {
                 "a correction may not bring the prescribed total below what has been dispensed"
@@ -256,7 +262,7 @@ pub fn check(state: &State, event: &Event<'_>, now: i64) -> Result<(), Refusal> 
         // A purchase cancelled at the counter is given back whatever the prescription's phase.
         Event::CancelDispensation { amount } => {
             if *amount > state.dispensed {
-                Err(Refusal::ExceedsRemaining)
+                Err(Refusal::MoreThanDispensed)
             } else {
                 Ok(())
             }
