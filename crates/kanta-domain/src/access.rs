@@ -61,6 +61,9 @@ pub enum Kind {
     Prescription,
     /// Dispensations (`MedicationDispense`).
     Dispensation,
+    /// The Prescription Centre's tasks (`Task`): reservations, renewal and review requests, each in
+    /// the queue of the organisation that holds it.
+    PrescriptionTask,
     /// Consents and prohibitions (`Consent`).
     Consent,
     /// `Provenance` of patient data.
@@ -70,7 +73,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Patient,
         Kind::Clinical,
         Kind::Prescription,
@@ -78,6 +81,7 @@ impl Kind {
         Kind::Consent,
         Kind::Provenance,
         Kind::Registry,
+        Kind::PrescriptionTask,
     ];
 
     /// The kind of a resource type this platform stores; `None` for any other type.
@@ -102,6 +106,7 @@ impl Kind {
             | "ServiceRequest" => Kind::Clinical,
             "MedicationRequest" => Kind::Prescription,
             "MedicationDispense" => Kind::Dispensation,
+            "Task" => Kind::PrescriptionTask,
             "Consent" => Kind::Consent,
             "Provenance" => Kind::Provenance,
             "HealthcareService" | "Location" | "Medication" | "Organization" | "Practitioner"
@@ -117,6 +122,7 @@ impl Kind {
             | Kind::Clinical
             | Kind::Prescription
             | Kind::Dispensation
+            | Kind::PrescriptionTask
             | Kind::Consent
             | Kind::Provenance => true,
             Kind::Registry => false,
@@ -129,6 +135,7 @@ impl Kind {
             Kind::Clinical => "clinical",
             Kind::Prescription => "prescription",
             Kind::Dispensation => "dispensation",
+            Kind::PrescriptionTask => "prescription-task",
             Kind::Consent => "consent",
             Kind::Provenance => "provenance",
             Kind::Registry => "registry",
@@ -1195,6 +1202,7 @@ fn fhir_rule(
             Kind::Registry if write => Err(Denial::RegistryIsOperators),
             Kind::Registry => Ok(Ground::Registry),
             Kind::Dispensation if write => Err(Denial::RoleMayNot),
+            Kind::PrescriptionTask => queue_rule(org, target),
             Kind::Patient
             | Kind::Clinical
             | Kind::Prescription
@@ -1206,6 +1214,7 @@ fn fhir_rule(
             Kind::Registry if write => Err(Denial::RegistryIsOperators),
             Kind::Registry => Ok(Ground::Registry),
             Kind::Dispensation => register_rule(org, interaction, target),
+            Kind::PrescriptionTask => queue_rule(org, target),
             Kind::Patient | Kind::Prescription if !write => register_rule(org, interaction, target),
             Kind::Patient
             | Kind::Prescription
@@ -1216,12 +1225,29 @@ fn fhir_rule(
         ClientRole::Archivist => Err(Denial::ArchivistViewOnly),
         ClientRole::Operator => match kind {
             Kind::Registry => Ok(Ground::Registry),
+            // The review requests of the Prescription Centre's controller (R-ACT-12).
+            Kind::PrescriptionTask => queue_rule(org, target),
             Kind::Patient
             | Kind::Clinical
             | Kind::Prescription
             | Kind::Dispensation
             | Kind::Consent
             | Kind::Provenance => Err(Denial::OperatorReadsNoPatientData),
+        },
+    }
+}
+
+/// A Prescription Centre task is the business of the organisation whose queue holds it (the
+/// pharmacy's reservation, the unit's renewal request, the controller's review request), for
+/// reads and writes alike; a new one is filed by the writer (the write path puts it into its
+/// owner's queue).
+fn queue_rule(org: &OrgId, target: Target<'_>) -> Result<Ground, Denial> {
+    match target {
+        Target::Request | Target::Shared | Target::Summary { .. } => Ok(Ground::OwnRegister),
+        Target::Patient { holder, .. } => match holder {
+            None => Ok(Ground::OwnRegister),
+            Some(h) if h == org.as_str() => Ok(Ground::OwnRegister),
+            Some(_) => Err(Denial::NotOwnOrganisation),
         },
     }
 }
@@ -1277,7 +1303,8 @@ fn disclosure_rule(
                 .map(|_| Ground::OtherRegister)
                 .map_err(|r| r.into_iter().map(Denial::Disclosure).collect());
         }
-        Kind::Registry => return Err(vec![Denial::Inconsistent]),
+        // Never another organisation's queue (queue_rule refuses before this).
+        Kind::Registry | Kind::PrescriptionTask => return Err(vec![Denial::Inconsistent]),
         Kind::Clinical | Kind::Provenance | Kind::Prescription | Kind::Dispensation => {}
     }
     let d = facts
@@ -1292,7 +1319,12 @@ fn disclosure_rule(
         Kind::Prescription | Kind::Dispensation => {
             consent::disclose_centre(&reader, d.centre, pharmacy, d.consents)
         }
-        Kind::Clinical | Kind::Provenance | Kind::Patient | Kind::Consent | Kind::Registry => {
+        Kind::Clinical
+        | Kind::Provenance
+        | Kind::Patient
+        | Kind::Consent
+        | Kind::Registry
+        | Kind::PrescriptionTask => {
             let record = d.record.ok_or_else(|| vec![Denial::NoConsentFacts])?;
             consent::disclose(&reader, &record, d.consents, now)
         }

@@ -46,6 +46,7 @@ fn kind_index(k: Kind) -> usize {
         Kind::Consent => 4,
         Kind::Provenance => 5,
         Kind::Registry => 6,
+        Kind::PrescriptionTask => 7,
     }
 }
 fn interaction_index(i: Interaction) -> usize {
@@ -120,7 +121,7 @@ fn the_enums_are_listed_whole() {
     for (i, k) in Kind::ALL.iter().enumerate() {
         assert_eq!(kind_index(*k), i);
     }
-    assert_eq!(Kind::ALL.len(), 7);
+    assert_eq!(Kind::ALL.len(), 8);
     for (i, x) in Interaction::ALL.iter().enumerate() {
         assert_eq!(interaction_index(*x), i);
     }
@@ -149,6 +150,7 @@ fn type_of(k: Kind) -> &'static str {
         Kind::Consent => "Consent",
         Kind::Provenance => "Provenance",
         Kind::Registry => "Organization",
+        Kind::PrescriptionTask => "Task",
     }
 }
 

@@ -60,3 +60,18 @@ pub const VNR_SYSTEM: &str = "urn:kanta:cs:vnr";
 pub const PRESCRIPTION_CANCELLATION_SYSTEM: &str = "urn:kanta:cs:prescription-cancellation";
 /// The prescriber prohibited renewal (valueBoolean).
 pub const RENEWAL_PROHIBITED_URL: &str = "urn:kanta:ext:renewal-prohibited";
+/// The server-maintained state of a prescription (complex extension: `measure`, `total`,
+/// `dispensed`, `remaining`, `validUntil`, `reservedBy`, `reservedUntil`); never taken from a client.
+pub const PRESCRIPTION_STATE_URL: &str = "urn:kanta:ext:prescription-state";
+/// A correction's justification (valueString), required on every new version by the prescriber.
+pub const CORRECTION_JUSTIFICATION_URL: &str = "urn:kanta:ext:correction-justification";
+/// What a dispensation took, in the prescription's measure (server-set, valueUnsignedInt).
+pub const DISPENSED_AMOUNT_URL: &str = "urn:kanta:ext:dispensed-amount";
+/// The retail price of a dispensation, VAT included (server-set, valueMoney EUR).
+pub const RETAIL_PRICE_URL: &str = "urn:kanta:ext:retail-price";
+/// What a substitution cost more (or less) than the prescribed product (server-set, valueMoney).
+pub const PRICE_DIFFERENCE_URL: &str = "urn:kanta:ext:price-difference";
+/// A dispensation abroad: the country (valueCoding, ISO 3166-1 alpha-2).
+pub const DISPENSED_ABROAD_URL: &str = "urn:kanta:ext:dispensed-abroad";
+/// The kinds of Prescription Centre task (`Task.code`): reservation, renewal-request, review-request.
+pub const PRESCRIPTION_TASK_SYSTEM: &str = "urn:kanta:cs:prescription-task";

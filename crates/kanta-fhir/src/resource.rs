@@ -79,6 +79,7 @@ pub const PATIENT_TYPES: &[&str] = &[
     "Provenance",
     "QuestionnaireResponse",
     "ServiceRequest",
+    "Task",
 ];
 pub const SHARED_TYPES: &[&str] = &[
     "HealthcareService",
@@ -308,6 +309,14 @@ pub fn check(value: Value) -> Result<Checked, FhirError> {
             }
             effective = date(t, "whenHandedOver", r.when_handed_over.or(r.when_prepared))?;
             patient = Some(subject(t, "subject", &r.subject)?);
+        }
+        "Task" => {
+            let r: types::Task = view(&value, t)?;
+            status = Some(code_in(t, "status", r.status, TASK_STATUS)?);
+            code_in(t, "intent", r.intent, TASK_INTENT)?;
+            effective = date(t, "authoredOn", r.authored_on)?;
+            let whose = r.for_.ok_or_else(|| missing(t, "for"))?;
+            patient = Some(subject(t, "for", &whose)?);
         }
         "Provenance" => {
             let r: types::Provenance = view(&value, t)?;
@@ -642,6 +651,31 @@ const MEDREQ_STATUS: &[&str] = &[
     "stopped",
     "draft",
     "unknown",
+];
+const TASK_STATUS: &[&str] = &[
+    "draft",
+    "requested",
+    "received",
+    "accepted",
+    "rejected",
+    "ready",
+    "cancelled",
+    "in-progress",
+    "on-hold",
+    "failed",
+    "completed",
+    "entered-in-error",
+];
+const TASK_INTENT: &[&str] = &[
+    "unknown",
+    "proposal",
+    "plan",
+    "order",
+    "original-order",
+    "reflex-order",
+    "filler-order",
+    "instance-order",
+    "option",
 ];
 const DISPENSE_STATUS: &[&str] = &[
     "preparation",

@@ -295,6 +295,16 @@ pub struct MedicationDispense {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub status: String,
+    pub intent: String,
+    #[serde(rename = "for")]
+    pub for_: Option<Reference>,
+    pub authored_on: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Provenance {
     pub target: Vec<Reference>,
     pub recorded: String,

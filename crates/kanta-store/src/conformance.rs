@@ -110,6 +110,7 @@ fn req(ops: Vec<WriteOp>) -> WriteRequest {
             .map(|(i, o)| (format!("Bundle.entry[{i}]"), None, o))
             .collect(),
         citizen: None,
+        centre: None,
     }
 }
 
@@ -123,6 +124,7 @@ fn req_urls(ops: Vec<(Option<&str>, WriteOp)>) -> WriteRequest {
             .map(|(i, (u, o))| (format!("Bundle.entry[{i}]"), u.map(str::to_string), o))
             .collect(),
         citizen: None,
+        centre: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod audit;
 mod backend;
+pub mod centre;
 pub mod conformance;
 pub mod testing;
 mod write;

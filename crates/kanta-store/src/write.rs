@@ -61,6 +61,9 @@ pub struct WriteRequest {
     /// A citizen's change through MyKanta: each entry is decided as this R-ACT function, with its
     /// facts, rather than as a FHIR interaction.
     pub citizen: Option<CitizenWrite>,
+    /// The Prescription Centre's medicines database and settings; without them no prescription,
+    /// dispensation or task is written.
+    pub centre: Option<std::sync::Arc<crate::centre::Centre>>,
 }
 
 /// What a citizen's write is, for the one decision (R-ACT).
@@ -81,6 +84,9 @@ pub struct Written {
     pub basis: Basis,
     /// An existing resource that a conditional create found: a read of it, audited as one.
     pub matched: bool,
+    /// A version the server wrote as the consequence of another entry (a prescription's new state
+    /// after a dispensation): audited, but not an entry of the response.
+    pub derived: bool,
 }
 
 /// The access decision for one entry, or the entry's refusal. A conditional create that matched an
@@ -341,6 +347,8 @@ pub(crate) async fn apply(
 
     // Phase 2: write, in order.
     let mut known = Known::default();
+    let mut locked = crate::centre::Locked::default();
+    let mut derived_basis: Option<Basis> = None;
     let mut pending: Vec<Pending> = Vec::with_capacity(n);
     let mut assigned: HashMap<String, i32> = HashMap::new();
     let mut out: Vec<Option<Written>> = vec![None; n];
@@ -400,6 +408,7 @@ pub(crate) async fn apply(
                 created: false,
                 basis,
                 matched: true,
+                derived: false,
             });
             continue;
         }
@@ -528,6 +537,7 @@ pub(crate) async fn apply(
         }
         // What it replaces, and whose register holds that: this request's own earlier entry, or
         // the stored current version.
+        let assigned_before = assigned.contains_key(&format!("{t}/{id}"));
         let (current, holder) = match assigned.get(&format!("{t}/{id}")) {
             Some(v) => (Some(*v), Some(req.org.as_str().to_string())),
             None if is_update => match tx.current_version(patient_key, &t, &id).await? {
@@ -592,6 +602,53 @@ pub(crate) async fn apply(
                 }
             }
         }
+        // The Prescription Centre's rules, with the prescription locked (R-RX-1, R-RX-2).
+        let previous = match (current, t.as_str()) {
+            (Some(_), "MedicationRequest" | "MedicationDispense" | "Task") if !assigned_before => {
+                tx.get(patient_key, &t, &id).await?
+            }
+            _ => None,
+        };
+        if assigned_before
+            && matches!(
+                t.as_str(),
+                "MedicationRequest" | "MedicationDispense" | "Task"
+            )
+        {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                &at,
+                format!("{at}: {t}/{id} is written once in a request"),
+            ));
+        }
+        let effect = crate::centre::check(
+            tx,
+            req.centre.as_deref(),
+            &mut locked,
+            crate::centre::Entry {
+                principal: &req.principal,
+                org: req.org.as_str(),
+                resource_type: &t,
+                at: &at,
+                patient: patient_key,
+                previous: previous.as_ref(),
+                now_ms,
+            },
+            &mut body,
+        )
+        .await?;
+        if matches!(t.as_str(), "MedicationDispense" | "Task") {
+            derived_basis = Some(basis.clone());
+        }
+        let row_org = effect
+            .holder
+            .or_else(|| {
+                previous
+                    .as_ref()
+                    .and_then(|p| p.org.clone())
+                    .filter(|_| t == "Task")
+            })
+            .unwrap_or_else(|| req.org.as_str().to_string());
         pending.push(Pending {
             index: i,
             effective_at: resource.effective.map_or(now_ms, datetime::millis),
@@ -612,6 +669,7 @@ pub(crate) async fn apply(
                         tokens.push((MANDATE_PRODUCER_INDEX.to_string(), p));
                     }
                 }
+                tokens.extend(effect.tokens);
                 tokens
             },
         });
@@ -626,13 +684,43 @@ pub(crate) async fn apply(
                 version,
                 last_updated: now,
                 patient: patient_key,
-                org: Some(req.org.as_str().to_string()),
+                org: Some(row_org),
                 body,
             },
             created: current.is_none(),
             basis,
             matched: false,
+            derived: false,
         });
+    }
+
+    // The prescriptions' new states, one version each.
+    let mut derived: Vec<(Pending, Written)> = vec![];
+    for stored in locked.changed() {
+        let checked = kanta_fhir::check(stored.body.clone())
+            .map_err(|e| StoreError::Corrupt(format!("a prescription's new state: {e:?}")))?;
+        let basis = derived_basis
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt("a prescription changed by no entry".into()))?;
+        derived.push((
+            Pending {
+                index: usize::MAX,
+                effective_at: checked.effective.map_or(now_ms, datetime::millis),
+                status: checked.status,
+                section: kanta_fhir::display::section(&stored.body).map(|s| s.code()),
+                tokens: checked.identifiers,
+            },
+            Written {
+                stored: Stored {
+                    last_updated: now,
+                    ..stored
+                },
+                created: false,
+                basis,
+                matched: false,
+                derived: true,
+            },
+        ));
     }
 
     // Write everything at once.
@@ -648,12 +736,25 @@ pub(crate) async fn apply(
                 last_updated: now_ms,
                 effective_at: p.effective_at,
                 status: p.status.as_deref(),
-                org_id: req.org.as_str(),
+                org_id: w.stored.org.as_deref().unwrap_or(req.org.as_str()),
                 section: p.section,
                 body: &w.stored.body,
                 tokens: &p.tokens,
             })
         })
+        .chain(derived.iter().map(|(p, w)| Row {
+            patient_key: w.stored.patient,
+            resource_type: &w.stored.resource_type,
+            id: &w.stored.id,
+            version: w.stored.version,
+            last_updated: now_ms,
+            effective_at: p.effective_at,
+            status: p.status.as_deref(),
+            org_id: w.stored.org.as_deref().unwrap_or(req.org.as_str()),
+            section: p.section,
+            body: &w.stored.body,
+            tokens: &p.tokens,
+        }))
         .collect();
     tx.put_many(&rows).await?;
     drop(rows);
@@ -679,6 +780,7 @@ pub(crate) async fn apply(
     }
     out.into_iter()
         .map(|w| w.ok_or_else(|| StoreError::Corrupt("a write produced no result".into())))
+        .chain(derived.into_iter().map(|(_, w)| Ok(w)))
         .collect()
 }
 
@@ -787,6 +889,7 @@ mod tests {
                 ("Observation".into(), None, op),
             ],
             citizen: None,
+            centre: None,
         };
         let now = time::macros::datetime!(2026-12-01 12:00 UTC);
         let written = apply(&mut fake, req, now).await.unwrap();

@@ -737,10 +737,12 @@ async fn write_one(
         org: register.unwrap_or_else(|| caller.org().clone()),
         ops: vec![(rtype, None, op)],
         citizen: None,
+        centre: state.centre.clone(),
     };
-    let (receipt, mut written) = write_released(state, caller, rid, action, req).await?;
+    let (receipt, written) = write_released(state, caller, rid, action, req).await?;
     let one = written
-        .pop()
+        .into_iter()
+        .find(|w| !w.derived)
         .ok_or_else(|| ApiError(FhirError::internal()))?;
     Ok((receipt, one))
 }
@@ -823,6 +825,7 @@ pub fn bundle_write_request(
             org,
             ops,
             citizen: None,
+            centre: None,
         },
         scopes,
     ))
@@ -852,7 +855,8 @@ async fn transaction(
         )
         .into());
     }
-    let (request, entries) = bundle_write_request(caller.principal.clone(), value)?;
+    let (mut request, entries) = bundle_write_request(caller.principal.clone(), value)?;
+    request.centre = state.centre.clone();
     for (at, _, op) in &request.ops {
         references_within(op_resource(op), limits.max_references_per_resource, at)?;
     }
@@ -868,6 +872,7 @@ async fn transaction(
     let base = state.config.fhir_base();
     let entries = written
         .into_iter()
+        .filter(|w| !w.derived)
         .map(|w| bundle::ResponseEntry {
             status: if w.created { "201 Created" } else { "200 OK" },
             location: format!(
@@ -906,6 +911,7 @@ async fn search(
     };
     let mut kept: BTreeMap<&str, String> = BTreeMap::new();
     let mut patient_ref: Option<String> = None;
+    let mut queue: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     let max = state.config.limits.max_search_value;
     if params.len() > 16 {
         return Err(FhirError::bad_request("at most 16 search parameters").into());
@@ -1002,6 +1008,33 @@ async fn search(
                 ));
                 kept.insert("producer", v.clone());
             }
+            // A queue of the Prescription Centre: the caller's own (docs/prescription-centre.md).
+            "owner" | "code" | "status" if rtype == "Task" => {
+                let slot = match k.as_str() {
+                    "owner" => &mut queue.0,
+                    "code" => &mut queue.1,
+                    _ => &mut queue.2,
+                };
+                if slot.replace(v.clone()).is_some() {
+                    return Err(FhirError::bad_request(format!("give {k} once")).into());
+                }
+                kept.insert(k.as_str(), v.clone());
+            }
+            // The dispensations of one prescription.
+            "prescription" if rtype == "MedicationDispense" => {
+                let id = v.strip_prefix("MedicationRequest/").unwrap_or(v);
+                if !valid_id(id) || q.identifier.is_some() {
+                    return Err(FhirError::bad_request(
+                        "prescription= names one prescription (MedicationRequest/<id>)",
+                    )
+                    .into());
+                }
+                q.identifier = Some((
+                    kanta_store::centre::PRESCRIPTION_INDEX.to_string(),
+                    format!("MedicationRequest/{id}"),
+                ));
+                kept.insert("prescription", v.clone());
+            }
             "_page" => q.after = Some(decode_cursor(v)?),
             "_format" => {}
             other => {
@@ -1010,6 +1043,44 @@ async fn search(
                 ))
                 .into())
             }
+        }
+    }
+    match queue {
+        (None, None, None) => {}
+        (Some(owner), code, status) => {
+            let org = owner.strip_prefix("Organization/").unwrap_or(&owner);
+            if caller.principal.org().map(|o| o.as_str()) != Some(org) {
+                return Err(FhirError::new(
+                    ErrorKind::Forbidden,
+                    "owner= lists your own organisation's queue only",
+                )
+                .into());
+            }
+            if q.identifier.is_some() {
+                return Err(FhirError::bad_request("give owner= or identifier=, once").into());
+            }
+            q.identifier = Some(match (code, status) {
+                (None, None) => (
+                    kanta_store::centre::TASK_OWNER_INDEX.to_string(),
+                    org.to_string(),
+                ),
+                (Some(c), Some(st)) => (
+                    kanta_store::centre::TASK_QUEUE_INDEX.to_string(),
+                    format!("{org}|{c}|{st}"),
+                ),
+                _ => {
+                    return Err(FhirError::bad_request(
+                        "a queue is owner= alone, or owner= with both code= and status=",
+                    )
+                    .into())
+                }
+            });
+        }
+        (None, _, _) => {
+            return Err(FhirError::bad_request(
+                "code= and status= of a Task go with owner= (your organisation's queue)",
+            )
+            .into())
         }
     }
     if let Some(r) = &patient_ref {

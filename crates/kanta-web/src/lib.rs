@@ -86,6 +86,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The citizen portal: identification, sessions, the test identification service.
     pub portal: Arc<portal::Portal>,
+    /// The Prescription Centre's medicines database and settings (none: prescriptions, dispensations
+    /// and their tasks are refused with 503).
+    pub centre: Option<Arc<kanta_store::centre::Centre>>,
 }
 
 impl AppState {
@@ -101,6 +104,7 @@ impl AppState {
             store,
             audit,
             portal,
+            centre: None,
             config: Arc::new(config),
             clock,
             token_keys: auth::TokenKeys::from_secret(token_secret),
@@ -112,6 +116,12 @@ impl AppState {
 
 impl AppState {
     /// The same state with this portal set-up (identification, session policy, test service).
+    /// Connect the Prescription Centre (its medicines database and settings).
+    pub fn with_centre(mut self, centre: kanta_store::centre::Centre) -> Self {
+        self.centre = Some(Arc::new(centre));
+        self
+    }
+
     pub fn with_portal(mut self, portal: portal::Portal) -> Self {
         self.portal = Arc::new(portal);
         self

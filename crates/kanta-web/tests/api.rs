@@ -48,6 +48,7 @@ impl TestApp {
             ("clinician-tays", "org-tays", "clinician"),
             ("clinician-tt", "org-terveystalo", "clinician"),
             ("pharmacy", "org-apteekki", "pharmacy"),
+            ("pharmacy-2", "org-apteekki-2", "pharmacy"),
             ("archivist", "org-hus", "archivist"),
             ("archivist-tt", "org-terveystalo", "archivist"),
             ("operator", "org-kanta-operator", "operator"),
@@ -102,7 +103,14 @@ impl TestApp {
             config,
             clock.clone(),
             b"test-secret-test-secret-test-secret!",
-        );
+        )
+        .with_centre(kanta_store::centre::Centre {
+            medicines: kanta_domain::medicines::Database::new(vec![
+                kanta_domain::medicines::parse(MEDICINES).unwrap(),
+            ]),
+            reservation_ms: 3_600_000,
+            controller: Some("org-kanta-operator".into()),
+        });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(kanta_web::serve(listener, state, async move {
             let _ = rx.await;
@@ -172,6 +180,34 @@ impl TestApp {
             headers,
         )
     }
+}
+
+/// A medicines database of four packages: two atorvastatins of one substitution group, a
+/// sertraline, and a salbutamol inhaler.
+const MEDICINES: &str = "# kanta-medicines 1\n# valid-from: 2026-01-01\n\
+VNR;NAME;STRENGTH;FORM;PACKAGE_SIZE;UNIT;ATC;SUBSTITUTION_GROUP;PRICE_EUR;REIMBURSEMENT;STATUS\n\
+401011;Atorvastatin Pohjola;20 mg;tabletti;30;tabl;C10AA05;1201;6,45;40;R\n\
+401012;Atorvastatin Kaamos;20 mg;tabletti;30;tabl;C10AA05;1201;5,90;40;R\n\
+402001;Sertralin Pohjola;50 mg;tabletti;30;tabl;N06AB06;2201;9,80;40;R\n\
+403001;Salbutamol Revontuli;0,1 mg/annos;inhalaatiosumute;1;kpl;R03AC02;;7,20;65;R\n";
+
+/// A prescription of `packages` packages of `vnr` (R-RX-1).
+fn prescription(patient_ref: &str, vnr: &str, packages: u32) -> Value {
+    json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": {"reference": patient_ref}, "authoredOn": "2026-11-01",
+        "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": vnr}]},
+        "dosageInstruction": [{"text": "1 tabletti illalla"}],
+        "dispenseRequest": {"quantity": {"value": packages, "code": "{package}", "system": "http://unitsofmeasure.org"}}})
+}
+
+/// A dispensation of `packages` packages of `vnr` for a prescription (R-RX-2).
+fn dispensation(patient_ref: &str, rx_id: &str, vnr: &str, packages: u32) -> Value {
+    json!({"resourceType": "MedicationDispense", "status": "completed",
+        "subject": {"reference": patient_ref},
+        "authorizingPrescription": [{"reference": format!("MedicationRequest/{rx_id}")}],
+        "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": vnr}]},
+        "quantity": {"value": packages, "code": "{package}", "system": "http://unitsofmeasure.org"},
+        "whenHandedOver": "2026-11-24T10:00:00+02:00"})
 }
 
 fn patient(hetu: &str) -> Value {
@@ -1272,6 +1308,9 @@ use concurrency::*;
 #[path = "api/consent.rs"]
 mod consent;
 use consent::*;
+#[path = "api/prescriptions.rs"]
+mod prescriptions;
+use prescriptions::*;
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -1316,6 +1355,8 @@ both!(
     a_conditional_create_that_finds_is_a_read,
     malformed_paths_get_an_operation_outcome,
     half_sent_headers_are_closed,
+    prescriber_pharmacy_and_renewal,
+    dispensing_is_exactly_once_under_contention,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

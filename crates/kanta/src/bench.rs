@@ -475,6 +475,7 @@ async fn put_organisations(
                 org: OrgId::new(OPERATOR_ORG),
                 ops,
                 citizen: None,
+                centre: None,
             },
             now,
         )

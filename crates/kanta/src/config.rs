@@ -45,6 +45,15 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// The built-in test services and demo data.
     pub demo: Option<bool>,
+    /// The medicines database (R-RX-3): files in the format of docs/medicines-database.md, one
+    /// dated version each. Without them prescriptions are refused (503), unless `demo`, which
+    /// loads the built-in demo dataset.
+    pub medicines_files: Option<Vec<PathBuf>>,
+    /// Hours a pharmacy's reservation of a prescription holds (default 72).
+    pub reservation_hours: Option<u64>,
+    /// The organisation that controls the Prescription Centre: review requests go to its queue
+    /// (R-ACT-12). Default in the demo: `org-kanta-operator`.
+    pub prescription_controller: Option<String>,
     /// Largest accepted request body in bytes (default 8 MiB).
     pub max_body_bytes: Option<usize>,
     /// Most entries in one transaction Bundle (default 5,000; more: 413).

@@ -295,6 +295,49 @@ fn audit_signer(r: &Resolved, public_url: &str) -> Result<kanta_store::audit::Si
     kanta_store::audit::Signer::from_pkcs8(&name, &key)
 }
 
+/// The Prescription Centre: the medicines database from the configured files (or, in the demo, the
+/// built-in dataset), the reservation time and the controller.
+fn centre_setup(
+    file: &FileConfig,
+    demo: bool,
+) -> Result<Option<kanta_store::centre::Centre>, String> {
+    let texts: Vec<(String, String)> = match &file.medicines_files {
+        Some(paths) => paths
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| (p.display().to_string(), t))
+                    .map_err(|e| format!("reading the medicines database {}: {e}", p.display()))
+            })
+            .collect::<Result<_, String>>()?,
+        None if demo => vec![("the demo dataset".into(), demo::MEDICINES.to_string())],
+        None => {
+            tracing::warn!("no medicines database (medicines_files): prescriptions are refused");
+            return Ok(None);
+        }
+    };
+    let mut versions = vec![];
+    for (name, text) in texts {
+        versions.push(
+            kanta_domain::medicines::parse(&text)
+                .map_err(|e| format!("the medicines database {name}: {e}"))?,
+        );
+    }
+    let controller = file
+        .prescription_controller
+        .clone()
+        .or_else(|| demo.then(|| "org-kanta-operator".to_string()));
+    Ok(Some(kanta_store::centre::Centre {
+        medicines: kanta_domain::medicines::Database::new(versions),
+        reservation_ms: file
+            .reservation_hours
+            .map_or(kanta_store::centre::DEFAULT_RESERVATION_MS, |h| {
+                i64::try_from(h.saturating_mul(3_600_000)).unwrap_or(i64::MAX)
+            }),
+        controller,
+    }))
+}
+
 /// The citizen portal: the identity provider from the configuration, or, in the demo (or with
 /// `test_idp = true`) and with none configured, the built-in test identification service.
 fn portal_setup(
@@ -585,9 +628,14 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 seed::seed(&store, &audit, clock.now()).await?;
             }
             let portal = portal_setup(&store, &file, &config.public_url, demo)?;
+            let centre = centre_setup(&file, demo)?;
             tracing::info!(%addr, backend = ?store.backend(), demo, test_idp = portal.test_idp.is_some(), "kanta is listening");
             let state =
                 AppState::new(store, audit, config, clock, &token_secret).with_portal(portal);
+            let state = match centre {
+                Some(c) => state.with_centre(c),
+                None => state,
+            };
             let pruning = state.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(Duration::from_secs(60));

@@ -65,6 +65,7 @@ pub async fn seed(
                 org: OrgId::new(OPERATOR_ORG),
                 ops,
                 citizen: None,
+                centre: None,
             },
             now,
         )

@@ -1020,6 +1020,7 @@ async fn write_consent(
             acting: c.whose.acting,
             facts,
         }),
+        centre: state.centre.clone(),
     };
     let access = access_of(
         c,

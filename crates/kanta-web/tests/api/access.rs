@@ -19,8 +19,7 @@ async fn records_of_every_kind(app: &TestApp) -> BTreeMap<&'static str, String> 
         {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "F32.1"}], "text": "Masennus"},
             "subject": {"reference": "urn:uuid:p"}, "encounter": {"reference": "urn:uuid:e"}, "recordedDate": "2026-11-01"},
          "request": {"method": "POST", "url": "Condition"}},
-        {"fullUrl": "urn:uuid:m", "resource": {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
-            "subject": {"reference": "urn:uuid:p"}, "medicationCodeableConcept": {"text": "Sertralin 50 mg"}, "authoredOn": "2026-11-01"},
+        {"fullUrl": "urn:uuid:m", "resource": prescription("urn:uuid:p", "402001", 2),
          "request": {"method": "POST", "url": "MedicationRequest"}},
         {"fullUrl": "urn:uuid:k", "resource": {"resourceType": "Consent", "status": "active", "scope": {"text": "patient-privacy"},
             "category": [{"text": "disclosure"}], "patient": {"reference": "urn:uuid:p"}, "dateTime": "2026-11-01T09:00:00+02:00"},
@@ -53,9 +52,12 @@ async fn records_of_every_kind(app: &TestApp) -> BTreeMap<&'static str, String> 
     // The patient was informed and gave a health-care disclosure consent at HUS (R-CONSENT-1).
     super::consent::inform_and_consent(app, &t, &ids["Patient"]).await;
     let pharmacy = app.token("pharmacy").await;
-    let dispense = json!({"resourceType": "MedicationDispense", "status": "completed",
-        "subject": {"reference": format!("Patient/{}", ids["Patient"])},
-        "medicationCodeableConcept": {"text": "Sertralin 50 mg"}, "whenHandedOver": "2026-11-02T10:00:00+02:00"});
+    let dispense = dispensation(
+        &format!("Patient/{}", ids["Patient"]),
+        &ids["MedicationRequest"],
+        "402001",
+        1,
+    );
     let (s, v, _) = app
         .send(
             Method::POST,
@@ -727,7 +729,21 @@ pub async fn authorization_matrix(b: Backend) {
                     "update",
                     Method::PUT,
                     format!("/fhir/{rtype}/{id}"),
-                    Some(body.clone()),
+                    // A valid new version: a prescription's correction states its justification,
+                    // a dispensation's only new version is its cancellation.
+                    Some(match rtype {
+                        "MedicationRequest" => {
+                            let mut b = body.clone();
+                            b["extension"] = json!([{"url": "urn:kanta:ext:correction-justification", "valueString": "annos tarkennettu"}]);
+                            b
+                        }
+                        "MedicationDispense" => {
+                            let mut b = body.clone();
+                            b["status"] = json!("cancelled");
+                            b
+                        }
+                        _ => body.clone(),
+                    }),
                     register,
                 ),
             ];

@@ -132,8 +132,12 @@ async fn patient_in_two_registers(app: &TestApp) -> (String, String, String, Str
     assert_eq!(s, StatusCode::OK, "{v}");
     let b = ids(&v);
     let pid = a[0].trim_start_matches("Patient/").to_string();
-    let rx = post(app, &hus, json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
-        "subject": {"reference": format!("Patient/{pid}")}, "medicationCodeableConcept": {"text": "Salbutamol"}, "authoredOn": "2026-10-01"})).await;
+    let rx = post(
+        app,
+        &hus,
+        prescription(&format!("Patient/{pid}"), "403001", 1),
+    )
+    .await;
     (
         pid,
         a[1].clone(),

@@ -1,0 +1,537 @@
+//! The Prescription Centre over HTTP (issue 13; R-RX-1, R-RX-2, R-ACT-1, R-ACT-11): a prescriber
+//! writes, a pharmacy finds, reserves and dispenses in parts, the prescriber's unit answers a
+//! renewal request; corrections and cancellations; and exactly-once dispensing under contention.
+
+use super::*;
+
+/// The patient and the organisations the tasks name; returns the patient id.
+async fn setup(app: &TestApp) -> String {
+    let op = app.token("operator").await;
+    for (id, name) in [
+        ("org-hus", "HUS"),
+        ("org-apteekki", "Apteekki"),
+        ("org-apteekki-2", "Toinen apteekki"),
+        ("org-kanta-operator", "Kanta"),
+    ] {
+        let (s, v, _) = app
+            .send(
+                Method::PUT,
+                &format!("/fhir/Organization/{id}"),
+                Some(&op),
+                Some(json!({"resourceType": "Organization", "id": id, "name": name})),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let t = app.token("clinician").await;
+    let (s, v, _) = app
+        .send(Method::POST, "/fhir/Patient", Some(&t), Some(patient(HETU)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn part(rx: &Value, name: &str) -> Value {
+    rx["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:kanta:ext:prescription-state")
+        .unwrap()["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["url"] == name)
+        .map(|p| {
+            p.as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| k.starts_with("value"))
+                .unwrap()
+                .1
+                .clone()
+        })
+        .unwrap_or(Value::Null)
+}
+
+fn task(pid: &str, rx: &str, code: &str, status: &str, owner: Option<&str>) -> Value {
+    let mut t = json!({"resourceType": "Task", "status": status, "intent": "order",
+        "code": {"coding": [{"system": "urn:kanta:cs:prescription-task", "code": code}]},
+        "focus": {"reference": format!("MedicationRequest/{rx}")},
+        "for": {"reference": format!("Patient/{pid}")}, "authoredOn": "2026-11-24T12:00:00Z"});
+    if let Some(o) = owner {
+        t["owner"] = json!({"reference": format!("Organization/{o}")});
+    }
+    t
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
+    let (s, v, _) = app.send(Method::GET, path, Some(token), None).await;
+    (s, v)
+}
+
+async fn post_to(app: &TestApp, token: &str, t: &str, body: Value) -> (StatusCode, Value) {
+    let (s, v, _) = app
+        .send(Method::POST, &format!("/fhir/{t}"), Some(token), Some(body))
+        .await;
+    (s, v)
+}
+
+async fn put_to(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let (s, v, _) = app.send(Method::PUT, path, Some(token), Some(body)).await;
+    (s, v)
+}
+
+fn says(v: &Value, what: &str) -> bool {
+    v["issue"][0]["diagnostics"]
+        .as_str()
+        .is_some_and(|d| d.contains(what))
+}
+
+/// Done means (issue 13): a prescriber writes a prescription, a pharmacy finds it, reserves it and
+/// dispenses it in two parts (one a substitute, with its price difference), the prescriber's
+/// system answers a renewal request with a new prescription; corrections and cancellations
+/// behave as the rules say.
+pub async fn prescriber_pharmacy_and_renewal(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let pid = setup(&app).await;
+    let me = format!("Patient/{pid}");
+    let doc = app.token("clinician").await;
+    let ph = app.token("pharmacy").await;
+    let ph2 = app.token("pharmacy-2").await;
+
+    // Checked against the medicines database, with the place of each fault.
+    let mut bad = prescription(&me, "999999", 3);
+    let (s, v) = post_to(&app, &doc, "MedicationRequest", bad.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(says(&v, "not in the medicines database"), "{v}");
+    bad = prescription(&me, "401011", 3);
+    bad["dosageInstruction"] = json!([]);
+    let (s, v) = post_to(&app, &doc, "MedicationRequest", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(says(&v, "dose instructions"), "{v}");
+    // A pharmacy does not prescribe.
+    let (s, _) = post_to(
+        &app,
+        &ph,
+        "MedicationRequest",
+        prescription(&me, "401011", 3),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Three packages of 30: 90 tablets, valid two years.
+    let (s, rx) = post_to(
+        &app,
+        &doc,
+        "MedicationRequest",
+        prescription(&me, "401011", 3),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{rx}");
+    let id = rx["id"].as_str().unwrap().to_string();
+    assert_eq!(part(&rx, "remaining"), json!(90));
+    assert_eq!(part(&rx, "validUntil"), json!("2028-11-01T22:00:00.000Z"));
+    let rx_path = format!("/fhir/MedicationRequest/{id}");
+
+    // The pharmacy finds it among the patient's prescriptions.
+    let (s, found) = get(&app, &ph, &format!("/fhir/MedicationRequest?patient={me}")).await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], json!(id));
+
+    // It reserves it: the other pharmacy sees the reservation and can neither reserve nor dispense.
+    let (s, res) = post_to(
+        &app,
+        &ph,
+        "Task",
+        task(&pid, &id, "reservation", "in-progress", None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{res}");
+    assert_eq!(
+        res["owner"]["reference"],
+        json!("Organization/org-apteekki")
+    );
+    assert!(res["executionPeriod"]["end"].is_string());
+    let (_, now) = get(&app, &ph2, &rx_path).await;
+    assert_eq!(
+        part(&now, "reservedBy")["reference"],
+        json!("Organization/org-apteekki")
+    );
+    let (s, v) = post_to(
+        &app,
+        &ph2,
+        "Task",
+        task(&pid, &id, "reservation", "in-progress", None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = post_to(
+        &app,
+        &ph2,
+        "MedicationDispense",
+        dispensation(&me, &id, "401011", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(says(&v, "reserved-elsewhere"), "{v}");
+
+    // Substitution only within the substitution group.
+    let (s, v) = post_to(
+        &app,
+        &ph,
+        "MedicationDispense",
+        dispensation(&me, &id, "402001", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(says(&v, "substitution group"), "{v}");
+
+    // First part: one package of the cheaper substitute, with its price and the difference.
+    let (s, d1) = post_to(
+        &app,
+        &ph,
+        "MedicationDispense",
+        dispensation(&me, &id, "401012", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d1}");
+    let ext = |v: &Value, url: &str| {
+        v["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == url)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        ext(&d1, "urn:kanta:ext:retail-price")["valueMoney"]["value"],
+        json!(5.9)
+    );
+    assert_eq!(
+        ext(&d1, "urn:kanta:ext:price-difference")["valueMoney"]["value"],
+        json!(-0.55)
+    );
+    let (_, now) = get(&app, &ph, &rx_path).await;
+    assert_eq!(part(&now, "remaining"), json!(60));
+    assert_eq!(
+        part(&now, "reservedBy"),
+        Value::Null,
+        "dispensing ends the reservation"
+    );
+    assert_eq!(now["meta"]["versionId"], json!("3"));
+
+    // Second part: the rest. Then nothing remains, and a third is refused.
+    let (s, d2) = post_to(
+        &app,
+        &ph2,
+        "MedicationDispense",
+        dispensation(&me, &id, "401011", 2),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{d2}");
+    let (_, now) = get(&app, &ph, &rx_path).await;
+    assert_eq!(
+        (part(&now, "remaining"), now["status"].clone()),
+        (json!(0), json!("completed"))
+    );
+    let (s, v) = post_to(
+        &app,
+        &ph,
+        "MedicationDispense",
+        dispensation(&me, &id, "401011", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // More than remains is refused, never below zero; a cancelled dispensation gives back.
+    let d2_id = d2["id"].as_str().unwrap().to_string();
+    let mut cancel = d2.clone();
+    cancel["status"] = json!("cancelled");
+    let (s, v) = put_to(
+        &app,
+        &ph,
+        &format!("/fhir/MedicationDispense/{d2_id}"),
+        cancel.clone(),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "another pharmacy's dispensation: {v}"
+    );
+    let (s, v) = put_to(
+        &app,
+        &ph2,
+        &format!("/fhir/MedicationDispense/{d2_id}"),
+        cancel.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = put_to(
+        &app,
+        &ph2,
+        &format!("/fhir/MedicationDispense/{d2_id}"),
+        cancel,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "cancelled once: {v}");
+    let (_, now) = get(&app, &ph, &rx_path).await;
+    assert_eq!(
+        (part(&now, "remaining"), now["status"].clone()),
+        (json!(60), json!("active"))
+    );
+    let (s, v) = post_to(
+        &app,
+        &ph,
+        "MedicationDispense",
+        dispensation(&me, &id, "401011", 3),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(says(&v, "exceeds-remaining"), "{v}");
+    let (s, history) = get(
+        &app,
+        &ph,
+        &format!("/fhir/MedicationDispense?prescription=MedicationRequest/{id}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{history}");
+    assert_eq!(history["entry"].as_array().map_or(0, Vec::len), 2);
+
+    // A correction states its justification and never goes below what was dispensed.
+    let mut corr = now.clone();
+    corr["dispenseRequest"]["quantity"]["value"] = json!(2);
+    let (s, v) = put_to(&app, &doc, &rx_path, corr.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(says(&v, "justification"), "{v}");
+    corr["extension"] =
+        json!([{"url": "urn:kanta:ext:correction-justification", "valueString": "määrä korjattu"}]);
+    corr["dispenseRequest"]["quantity"]["value"] = json!(2);
+    let (s, v) = put_to(&app, &doc, &rx_path, corr.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(part(&v, "remaining"), json!(30));
+    // Another organisation cannot correct it.
+    let tays = app.token("clinician-tays").await;
+    let (s, _) = put_to(&app, &tays, &rx_path, corr).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A renewal request from the pharmacy goes to the prescriber's unit's queue.
+    let (s, req) = post_to(
+        &app,
+        &ph,
+        "Task",
+        task(&pid, &id, "renewal-request", "requested", None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{req}");
+    assert_eq!(req["owner"]["reference"], json!("Organization/org-hus"));
+    let req_id = req["id"].as_str().unwrap().to_string();
+    let (s, _) = get(&app, &ph, &format!("/fhir/Task/{req_id}")).await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the unit's queue is the unit's (as if absent)"
+    );
+    let (s, _) = get(&app, &ph, "/fhir/Task?owner=Organization/org-hus").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, queue) = get(
+        &app,
+        &doc,
+        "/fhir/Task?owner=Organization/org-hus&code=renewal-request&status=requested",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{queue}");
+    assert_eq!(queue["entry"][0]["resource"]["id"], json!(req_id));
+    // The unit renews: a new prescription, and the request completed with it.
+    let mut renewed = prescription(&me, "401011", 3);
+    renewed["authoredOn"] = json!("2026-11-24");
+    renewed["priorPrescription"] = json!({"reference": format!("MedicationRequest/{id}")});
+    let (s, new_rx) = post_to(&app, &doc, "MedicationRequest", renewed).await;
+    assert_eq!(s, StatusCode::CREATED, "{new_rx}");
+    let mut answer = req.clone();
+    answer["status"] = json!("completed");
+    let (s, v) = put_to(&app, &doc, &format!("/fhir/Task/{req_id}"), answer.clone()).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "answered with the new prescription: {v}"
+    );
+    answer["output"] = json!([{"type": {"text": "renewed"}, "valueReference": {"reference": format!("MedicationRequest/{}", new_rx["id"].as_str().unwrap())}}]);
+    let (s, v) = put_to(&app, &doc, &format!("/fhir/Task/{req_id}"), answer.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = put_to(&app, &doc, &format!("/fhir/Task/{req_id}"), answer).await;
+    assert_eq!(s, StatusCode::CONFLICT, "answered once: {v}");
+    let (_, queue) = get(
+        &app,
+        &doc,
+        "/fhir/Task?owner=Organization/org-hus&code=renewal-request&status=requested",
+    )
+    .await;
+    assert!(
+        queue["entry"].as_array().is_none_or(Vec::is_empty),
+        "{queue}"
+    );
+
+    // Cancelled at the patient's request: nothing more is dispensed or renewed.
+    let (_, now) = get(&app, &doc, &rx_path).await;
+    let mut cancelled = now.clone();
+    cancelled["status"] = json!("cancelled");
+    let (s, v) = put_to(&app, &doc, &rx_path, cancelled.clone()).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a cancellation states its reason: {v}"
+    );
+    cancelled["statusReason"] = json!({"coding": [{"system": "urn:kanta:cs:prescription-cancellation", "code": "patient-request"}]});
+    let (s, v) = put_to(&app, &doc, &rx_path, cancelled).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = post_to(
+        &app,
+        &ph,
+        "MedicationDispense",
+        dispensation(&me, &id, "401011", 1),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(says(&v, "cancelled"), "{v}");
+    let (s, _) = post_to(
+        &app,
+        &ph,
+        "Task",
+        task(&pid, &id, "renewal-request", "requested", None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Renewal prohibited by the prescriber: no renewal request.
+    let mut no_renewal = prescription(&me, "402001", 1);
+    no_renewal["extension"] =
+        json!([{"url": "urn:kanta:ext:renewal-prohibited", "valueBoolean": true}]);
+    let (s, nr) = post_to(&app, &doc, "MedicationRequest", no_renewal).await;
+    assert_eq!(s, StatusCode::CREATED, "{nr}");
+    let (s, v) = post_to(
+        &app,
+        &ph,
+        "Task",
+        task(
+            &pid,
+            nr["id"].as_str().unwrap(),
+            "renewal-request",
+            "requested",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(says(&v, "renewal-prohibited"), "{v}");
+    // A review request goes to the controller's queue, which the operator reads.
+    let (s, rv) = post_to(
+        &app,
+        &ph,
+        "Task",
+        task(
+            &pid,
+            nr["id"].as_str().unwrap(),
+            "review-request",
+            "requested",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{rv}");
+    let op = app.token("operator").await;
+    let (s, queue) = get(
+        &app,
+        &op,
+        "/fhir/Task?owner=Organization/org-kanta-operator",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{queue}");
+    assert_eq!(queue["entry"][0]["resource"]["id"], rv["id"]);
+    // The server keeps the state: what a client sends of it is not taken.
+    let (_, mut forged) = get(
+        &app,
+        &doc,
+        &format!("/fhir/MedicationRequest/{}", nr["id"].as_str().unwrap()),
+    )
+    .await;
+    forged["extension"] = json!([{"url": "urn:kanta:ext:correction-justification", "valueString": "x"},
+        {"url": "urn:kanta:ext:prescription-state", "extension": [{"url": "dispensed", "valueUnsignedInt": 0}, {"url": "total", "valueUnsignedInt": 999}]}]);
+    let (s, v) = put_to(
+        &app,
+        &doc,
+        &format!("/fhir/MedicationRequest/{}", nr["id"].as_str().unwrap()),
+        forged,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(part(&v, "total"), json!(30));
+    app.finish().await;
+}
+
+/// R-RX-2: eight pharmacies' systems dispense one package each of a prescription of three at the
+/// same moment: exactly three succeed, the others get 409, and what was dispensed is exactly
+/// what the prescription allowed (no over-dispensing).
+pub async fn dispensing_is_exactly_once_under_contention(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let pid = setup(&app).await;
+    let me = format!("Patient/{pid}");
+    let doc = app.token("clinician").await;
+    for packages in [1u32, 3] {
+        let (s, rx) = post_to(
+            &app,
+            &doc,
+            "MedicationRequest",
+            prescription(&me, "401011", packages),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{rx}");
+        let id = rx["id"].as_str().unwrap().to_string();
+        let tokens = [app.token("pharmacy").await, app.token("pharmacy-2").await];
+        let mut all = vec![];
+        for k in 0..8 {
+            let req = app
+                .http
+                .post(format!("{}/fhir/MedicationDispense", app.base))
+                .bearer_auth(&tokens[k % 2])
+                .header("content-type", "application/fhir+json")
+                .body(dispensation(&me, &id, "401011", 1).to_string());
+            all.push(tokio::spawn(
+                async move { req.send().await.unwrap().status() },
+            ));
+        }
+        let mut statuses = vec![];
+        for t in all {
+            statuses.push(t.await.unwrap());
+        }
+        let won = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count();
+        let lost = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count();
+        assert_eq!(
+            (won, lost),
+            (packages as usize, 8 - packages as usize),
+            "{statuses:?}"
+        );
+        let (_, now) = get(&app, &doc, &format!("/fhir/MedicationRequest/{id}")).await;
+        assert_eq!(part(&now, "dispensed"), json!(30 * packages));
+        assert_eq!(part(&now, "remaining"), json!(0));
+        let ph = app.token("pharmacy").await;
+        let (_, history) = get(
+            &app,
+            &ph,
+            &format!("/fhir/MedicationDispense?prescription=MedicationRequest/{id}"),
+        )
+        .await;
+        assert_eq!(
+            history["entry"].as_array().map_or(0, Vec::len),
+            packages as usize
+        );
+    }
+    app.finish().await;
+}
