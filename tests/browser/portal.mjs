@@ -287,6 +287,30 @@ try {
       expect(await page.locator('section.acting').count() === 0, 'back to own data');
       await context.close();
     });
+    await check(`${lang}::prescriptions_and_renewal`, async () => {
+      // Issue 13: the prescriptions page (R-VIEW-1), a renewal request (R-ACT-1), the sheet.
+      const context = await browser.newContext({ locale: `${lang}-FI` });
+      const page = await context.newPage();
+      await login(page, 'Aino Virtanen');
+      await page.goto(base + '/records/prescriptions');
+      expect(await page.locator('section.prescription').count() >= 2, 'her prescriptions are listed');
+      expect(await page.locator('section.prescription table tbody tr').count() >= 1, 'a dispensation with its pharmacy and price');
+      await axe(page, 'prescriptions page');
+      await page.screenshot({ path: path.join(shots, `prescriptions-${lang}.png`), fullPage: true });
+      const renew = page.locator('form:has(input[name=kind][value=renewal]) button');
+      const before = await renew.count();
+      expect(before >= 1, 'a renewal is offered');
+      await renew.first().click();
+      await page.waitForURL(/done=renewal/);
+      expect(await page.locator('p.notice[role=status]').count() === 1, 'the request is confirmed');
+      expect(await renew.count() === before - 1, 'one request at a time');
+      await axe(page, 'prescriptions page after a renewal request');
+      await page.locator('section.prescription a[href^="/records/prescriptions/"]').first().click();
+      await page.waitForURL(/\/records\/prescriptions\/[0-9a-f-]+$/);
+      await axe(page, 'prescription sheet');
+      await page.screenshot({ path: path.join(shots, `prescription-sheet-${lang}.png`), fullPage: true });
+      await context.close();
+    });
     await check(`${lang}::act_for_an_adult_by_mandate`, async () => {
       const context = await browser.newContext({ locale: `${lang}-FI` });
       const page = await context.newPage();

@@ -547,10 +547,13 @@ pub enum Function {
     LivingWill,
     /// R-ACT-8 wellbeing data: delete, permit or revoke wellbeing apps.
     WellbeingData,
+    /// R-ACT-12 ask the controller of the Prescription Centre to check a prescription. The seeds
+    /// give it no column of its own: it is decided as a request about a prescription, like R-ACT-1.
+    ReviewRequest,
 }
 
 impl Function {
-    pub const ALL: [Function; 9] = [
+    pub const ALL: [Function; 10] = [
         Function::RenewalRequest,
         Function::PrescriptionProhibition,
         Function::AcknowledgeNotice,
@@ -560,11 +563,13 @@ impl Function {
         Function::OrganDonationWill,
         Function::LivingWill,
         Function::WellbeingData,
+        Function::ReviewRequest,
     ];
 
     pub fn code(self) -> &'static str {
         match self {
             Function::RenewalRequest => "renewal-request",
+            Function::ReviewRequest => "review-request",
             Function::PrescriptionProhibition => "prescription-prohibition",
             Function::AcknowledgeNotice => "acknowledge-notice",
             Function::DisclosureProhibition => "disclosure-prohibition",
@@ -1577,7 +1582,7 @@ fn function_rule(
         Column::SelfAdult => Ok(()),
         Column::RightHolder => no(Denial::RightHolderViewOnly),
         Column::SelfMinor { age } => match f {
-            Function::RenewalRequest => Ok(()),
+            Function::RenewalRequest | Function::ReviewRequest => Ok(()),
             Function::WellbeingData if age >= 16 => Ok(()),
             Function::WellbeingData => no(Denial::UnderSixteen),
             Function::PrescriptionProhibition
@@ -1589,7 +1594,7 @@ fn function_rule(
             | Function::LivingWill => no(Denial::NotForMinorSelf),
         },
         Column::Guardian => match f {
-            Function::RenewalRequest => Ok(()),
+            Function::RenewalRequest | Function::ReviewRequest => Ok(()),
             Function::AcknowledgeNotice => match fact(|x| x.notice_received_in_care)? {
                 false => Ok(()),
                 true => no(Denial::NoticeReceivedInCare),
@@ -1607,9 +1612,10 @@ fn function_rule(
         },
         // R-PROXY-2: almost the principal's rights — not the wills, wellbeing data or the log.
         Column::Proxy => match f {
-            Function::RenewalRequest | Function::DisclosureProhibition | Function::GiveConsent => {
-                Ok(())
-            }
+            Function::RenewalRequest
+            | Function::ReviewRequest
+            | Function::DisclosureProhibition
+            | Function::GiveConsent => Ok(()),
             Function::AcknowledgeNotice => match fact(|x| x.notice_acknowledged_by_principal)? {
                 false => Ok(()),
                 true => no(Denial::NoticeAlreadyAcknowledged),

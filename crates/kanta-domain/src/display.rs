@@ -88,6 +88,8 @@ pub enum Hidden {
     InpatientContent,
     /// R-DOC-8: archived on a form, not as journal text.
     Form,
+    /// R-DOC-10, R-DOC-11: a Prescription Centre item that is not shown.
+    Centre(PrescriptionHidden),
 }
 
 impl Hidden {
@@ -105,6 +107,11 @@ impl Hidden {
             Hidden::ViewNotDisplayed { .. } => "view-not-displayed",
             Hidden::InpatientContent => "inpatient-content",
             Hidden::Form => "form",
+            Hidden::Centre(PrescriptionHidden::CancelledTechnical) => {
+                "prescription-cancelled-technical"
+            }
+            Hidden::Centre(PrescriptionHidden::CancelledDeath) => "prescription-cancelled-death",
+            Hidden::Centre(PrescriptionHidden::DispensationCancelled) => "dispensation-cancelled",
         }
     }
 
@@ -119,6 +126,10 @@ impl Hidden {
             Hidden::LocalView | Hidden::NoView | Hidden::ViewNotDisplayed { .. } => "R-DOC-6",
             Hidden::InpatientContent => "R-DOC-7",
             Hidden::Form => "R-DOC-8",
+            Hidden::Centre(
+                PrescriptionHidden::CancelledTechnical | PrescriptionHidden::CancelledDeath,
+            ) => "R-DOC-10",
+            Hidden::Centre(PrescriptionHidden::DispensationCancelled) => "R-DOC-11",
         }
     }
 }
@@ -299,7 +310,7 @@ pub enum PrescriptionCancellation {
 }
 
 /// Why a Prescription Centre item is hidden.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PrescriptionHidden {
     /// R-DOC-10.
     CancelledTechnical,
@@ -317,6 +328,44 @@ pub fn decide_prescription(
         Some(PrescriptionCancellation::Technical) => Err(PrescriptionHidden::CancelledTechnical),
         Some(PrescriptionCancellation::PatientDeath) => Err(PrescriptionHidden::CancelledDeath),
         Some(PrescriptionCancellation::Other) | None => Ok(()),
+    }
+}
+
+/// A Prescription Centre item, as the display rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CentreItem {
+    /// A prescription, and why it was cancelled if it was.
+    Prescription(Option<PrescriptionCancellation>),
+    /// A dispensation, and whether it was cancelled.
+    Dispensation { cancelled: bool },
+    /// The citizen's own request about a prescription (renewal, review), or a pharmacy's
+    /// reservation of it: always shown to whoever sees the prescriptions.
+    Request,
+}
+
+/// R-DOC-10, R-DOC-11: the decision for a Prescription Centre item.
+pub fn decide_centre(item: CentreItem) -> Decision {
+    let r = match item {
+        CentreItem::Prescription(c) => decide_prescription(c),
+        CentreItem::Dispensation { cancelled } => decide_dispensation(cancelled),
+        CentreItem::Request => Ok(()),
+    };
+    match r {
+        Ok(()) => Decision::Shown,
+        Err(h) => Decision::Hidden(vec![Hidden::Centre(h)]),
+    }
+}
+
+impl<T> Visible<T> {
+    /// Apply the Prescription Centre's rules (R-DOC-10, R-DOC-11).
+    pub fn check_centre(item: T, what: CentreItem) -> Result<Visible<T>, Vec<Hidden>> {
+        match decide_centre(what) {
+            Decision::Shown | Decision::VisitOnly => Ok(Visible {
+                item,
+                visit_only: false,
+            }),
+            Decision::Hidden(reasons) => Err(reasons),
+        }
     }
 }
 

@@ -89,6 +89,7 @@ fn function_index(f: Function) -> usize {
         Function::OrganDonationWill => 6,
         Function::LivingWill => 7,
         Function::WellbeingData => 8,
+        Function::ReviewRequest => 9,
     }
 }
 /// The actions that are not FHIR interactions or views; a new `Action` variant fails to compile
@@ -137,7 +138,7 @@ fn the_enums_are_listed_whole() {
     for (i, f) in Function::ALL.iter().enumerate() {
         assert_eq!(function_index(*f), i);
     }
-    assert_eq!(Function::ALL.len(), 9);
+    assert_eq!(Function::ALL.len(), 10);
 }
 
 /// A resource type of each kind, for the FHIR rows.
@@ -795,6 +796,7 @@ fn function_facts(f: Function) -> Vec<(&'static str, Option<FunctionFacts>)> {
             ),
         ],
         Function::RenewalRequest
+        | Function::ReviewRequest
         | Function::PrescriptionProhibition
         | Function::DisclosureProhibition
         | Function::GiveConsent

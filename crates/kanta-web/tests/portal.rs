@@ -167,7 +167,8 @@ impl App {
             clock.clone(),
             b"0123456789abcdef0123456789abcdef",
         )
-        .with_portal(portal);
+        .with_portal(portal)
+        .with_centre(test_centre());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(kanta_web::serve(listener, state.clone(), async move {
             let _ = rx.await;
@@ -1395,7 +1396,7 @@ async fn sections_filter_page_and_detail(backend: Backend) {
         .get("/records/prescriptions")
         .await
         .body
-        .contains("Reseptikeskus"));
+        .contains("Sinulla ei ole voimassa olevia reseptejä"));
     // The detail view, with the data protection officer (R-ACT-12).
     let detail = app.get(&hrefs(&first.body)[1]).await;
     assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
@@ -1450,6 +1451,362 @@ async fn sections_filter_page_and_detail(backend: Backend) {
 
 /// A test's writer storing data directly: a provider system writing its own records, with the
 /// operator's role for the registry entries (organisations) those records refer to.
+/// The Prescription Centre of these tests: three packages in one substitution group and one other.
+fn test_centre() -> kanta_store::centre::Centre {
+    let text = "# kanta-medicines 1\n# valid-from: 2026-01-01\n\
+VNR;NAME;STRENGTH;FORM;PACKAGE_SIZE;UNIT;ATC;SUBSTITUTION_GROUP;PRICE_EUR;REIMBURSEMENT;STATUS\n\
+401011;Atorvastatin Pohjola;20 mg;tabletti;30;tabl;C10AA05;1201;6,45;40;R\n\
+401021;Atorvastatin Kaamos;20 mg;tabletti;30;tabl;C10AA05;1201;5,80;40;R\n\
+409011;Varfariini Revontuli;3 mg;tabletti;100;tabl;B01AA03;;8,25;40;R\n";
+    kanta_store::centre::Centre {
+        medicines: kanta_domain::medicines::Database::new(vec![kanta_domain::medicines::parse(
+            text,
+        )
+        .unwrap()]),
+        reservation_ms: 3_600_000,
+        controller: Some("org-kanta-operator".into()),
+    }
+}
+
+/// The audit frame of a provider system's write or read in these tests.
+fn system_access(
+    app: &App,
+    who: &kanta_domain::access::Principal,
+    action: Action,
+) -> kanta_store::audit::Access {
+    kanta_store::audit::Access {
+        actor: kanta_domain::audit::Actor::Organisation {
+            org: who.org().unwrap().clone(),
+            client_id: "test".into(),
+            professional: None,
+            purpose: Some("care".into()),
+        },
+        on_behalf_of: None,
+        action,
+        query: None,
+        request_id: None,
+        now_ms: kanta_fhir::datetime::millis(app.clock.now()),
+        subject: None,
+    }
+}
+
+/// Write as `who` through the store with the Prescription Centre, audited as the system's write.
+async fn write_rx(
+    app: &App,
+    who: kanta_domain::access::Principal,
+    bundle: serde_json::Value,
+) -> Vec<kanta_store::Written> {
+    let access = system_access(app, &who, Action::Create);
+    let (mut req, _) = kanta_web::bundle_write_request(who, bundle).unwrap();
+    req.centre = app.state.centre.clone();
+    let committed = app
+        .store
+        .write_audited(req, app.clock.now(), &access)
+        .await
+        .unwrap();
+    app.state.audit.settle(committed, &access).await.unwrap().1
+}
+
+/// The patient's tasks as the unit's system reads them (its own queue), through the decision.
+async fn tasks_as(
+    app: &App,
+    who: &kanta_domain::access::Principal,
+    pid: &str,
+) -> Vec<(String, serde_json::Value)> {
+    let sealed = app
+        .store
+        .search(&kanta_store::SearchQuery {
+            resource_type: "Task".into(),
+            patient: app.store.patient_key_of(pid).await.unwrap(),
+            identifier: None,
+            ascending: false,
+            count: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let access = system_access(app, who, Action::Search);
+    let now_ms = kanta_fhir::datetime::millis(app.clock.now());
+    let action =
+        kanta_domain::access::Action::fhir(kanta_domain::access::Interaction::Search, "Task");
+    let (_, page) = app
+        .state
+        .audit
+        .release(sealed, &access, |subjects| {
+            subjects
+                .iter()
+                .map(|s| {
+                    kanta_domain::access::decide(
+                        who,
+                        &action,
+                        s.target(),
+                        &Default::default(),
+                        now_ms,
+                    )
+                })
+                .collect()
+        })
+        .await
+        .unwrap();
+    page.resources
+        .into_iter()
+        .map(|f| (f.id.clone(), f.to_value()))
+        .collect()
+}
+
+/// Issue 13, R-VIEW-1, R-DOC-10, R-DOC-11, R-ACT-1, R-ACT-11: the citizen's prescriptions page —
+/// what remains, the dispensation with its pharmacy and price, the renewal button only where
+/// allowed, a renewal request sent and answered, a prescription cancelled for a technical error
+/// not shown, a cancelled dispensation not shown, the printable sheet; in Finnish and Swedish.
+async fn prescriptions_page_and_renewal(backend: Backend) {
+    use serde_json::json;
+    let app = App::spawn(backend, Opts::default()).await;
+    let today = kanta_fhir::datetime::helsinki(kanta_fhir::datetime::millis(app.clock.now()))
+        .unwrap()
+        .date();
+    let day = |ago: i64| kanta_fhir::datetime::format_date(today - time::Duration::days(ago));
+    let operator = clinician("org-kanta-operator");
+    for (id, name) in [
+        ("org-hus", "HUS"),
+        ("org-apteekki", "Kampin apteekki"),
+        ("org-kanta-operator", "Kanta"),
+    ] {
+        write_rx(
+            &app,
+            operator.clone(),
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"resource": {"resourceType": "Organization", "id": id, "name": name},
+                 "request": {"method": "PUT", "url": format!("Organization/{id}")}}]}),
+        )
+        .await;
+    }
+    let rx = |vnr: &str, dose: &str, extra: serde_json::Value| {
+        let mut r = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "urn:uuid:p"}, "authoredOn": day(30),
+            "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": vnr}]},
+            "dosageInstruction": [{"text": dose}],
+            "dispenseRequest": {"quantity": {"value": 3, "code": "{package}", "system": "http://unitsofmeasure.org"}}});
+        if let (Some(o), Some(e)) = (r.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        json!({"resource": r, "request": {"method": "POST", "url": "MedicationRequest"}})
+    };
+    let written = write_rx(
+        &app,
+        clinician("org-hus"),
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.246.21", "value": HETU}]},
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{HETU}")}},
+            rx("401011", "1 tabletti illalla", json!({})),
+            rx("409011", "INR-arvon mukaan", json!({"extension": [{"url": "urn:kanta:ext:renewal-prohibited", "valueBoolean": true}]})),
+            rx("401021", "Väärä resepti", json!({})),
+        ]}),
+    )
+    .await;
+    let ids: Vec<String> = written
+        .iter()
+        .filter(|w| w.stored.resource_type == "MedicationRequest")
+        .map(|w| w.stored.id.clone())
+        .collect();
+    let pid = written[0].stored.id.clone();
+    // The third is cancelled for a technical error: never shown (R-DOC-10).
+    let mut wrong = written[3].stored.body.clone();
+    wrong["status"] = json!("cancelled");
+    wrong["statusReason"] = json!({"coding": [{"system": "urn:kanta:cs:prescription-cancellation", "code": "technical-error"}]});
+    write_rx(
+        &app,
+        clinician("org-hus"),
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": wrong, "request": {"method": "PUT", "url": format!("MedicationRequest/{}", ids[2])}}]}),
+    )
+    .await;
+    // The pharmacy dispenses one package of the substitute, and one more that it cancels (R-DOC-11).
+    let pharmacy = kanta_domain::access::Principal::system(
+        "test-apteekki",
+        &kanta_domain::ids::OrgId::new("org-apteekki"),
+        &[kanta_domain::ids::ClientRole::Pharmacy],
+    );
+    let md = |n: u32| {
+        json!({"resource": {"resourceType": "MedicationDispense", "status": "completed",
+        "subject": {"reference": format!("Patient/{pid}")},
+        "authorizingPrescription": [{"reference": format!("MedicationRequest/{}", ids[0])}],
+        "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": "401021"}]},
+        "quantity": {"value": n, "code": "{package}"}, "whenHandedOver": format!("{}T10:00:00+02:00", day(2))},
+        "request": {"method": "POST", "url": "MedicationDispense"}})
+    };
+    write_rx(
+        &app,
+        pharmacy.clone(),
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [md(1)]}),
+    )
+    .await;
+    let second = write_rx(
+        &app,
+        pharmacy.clone(),
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [md(1)]}),
+    )
+    .await;
+    let mut cancel = second[0].stored.body.clone();
+    cancel["status"] = json!("cancelled");
+    write_rx(&app, pharmacy, json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": cancel, "request": {"method": "PUT", "url": format!("MedicationDispense/{}", second[0].stored.id)}}]})).await;
+
+    let csrf = app.login_confirmed().await;
+    let page = app.get("/records/prescriptions").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let b = &page.body;
+    for shown in [
+        "Atorvastatin Pohjola 20 mg",
+        "1 tabletti illalla",
+        "60 tabl / 90 tabl",
+        "Kampin apteekki",
+        "Atorvastatin Kaamos 20 mg",
+        "5,80 € (hintaero −0,65 €)",
+        "Varfariini Revontuli",
+        "Lääkäri on kieltänyt reseptin uusimisen.",
+    ] {
+        assert!(b.contains(shown), "{shown} missing: {b}");
+    }
+    assert!(
+        !b.contains("Väärä resepti"),
+        "cancelled for a technical error: {b}"
+    );
+    assert_eq!(
+        b.matches("5,80 €").count(),
+        1,
+        "the cancelled dispensation is not shown: {b}"
+    );
+    // The renewal button for the first only (the second prohibits renewal).
+    assert_eq!(
+        b.matches("name=\"kind\" value=\"renewal\"").count(),
+        1,
+        "{b}"
+    );
+    assert!(b.contains(&format!("/records/prescriptions/{}/request", ids[0])));
+    // Without the page's token nothing is sent; a request the page does not offer is refused.
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{}/request", ids[0]),
+            &[("csrf", "x"), ("kind", "renewal")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{}/request", ids[1]),
+            &[("csrf", &csrf), ("kind", "renewal")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{}/request", ids[2]),
+            &[("csrf", &csrf), ("kind", "renewal")],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "a hidden prescription is not there: {}",
+        r.body
+    );
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{}/request", ids[0]),
+            &[("csrf", &csrf), ("kind", "renewal")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (
+            StatusCode::SEE_OTHER,
+            "/records/prescriptions?done=renewal".to_string()
+        ),
+        "{}",
+        r.body
+    );
+    let page = app.get("/records/prescriptions?done=renewal").await;
+    assert!(
+        page.body.contains("Uusimispyyntö on lähetetty"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Uusimispyyntö,"), "{}", page.body);
+    assert!(
+        page.body.contains("<strong>lähetetty</strong>"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("value=\"renewal\"").count(),
+        0,
+        "one request at a time"
+    );
+    // The unit's system answers: renewed.
+    let tasks = tasks_as(&app, &clinician("org-hus"), &pid).await;
+    assert_eq!(tasks.len(), 1);
+    let task = tasks[0].1.clone();
+    assert_eq!(task["owner"]["reference"], json!("Organization/org-hus"));
+    let renewed = write_rx(&app, clinician("org-hus"), json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        rx("401011", "1 tabletti illalla (uusittu)", json!({"subject": {"reference": format!("Patient/{pid}")}, "authoredOn": day(0)}))]})).await;
+    let mut answer = task.clone();
+    answer["status"] = json!("completed");
+    answer["output"] = json!([{"type": {"text": "renewed"}, "valueReference": {"reference": format!("MedicationRequest/{}", renewed[0].stored.id)}}]);
+    write_rx(&app, clinician("org-hus"), json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": answer, "request": {"method": "PUT", "url": format!("Task/{}", tasks[0].0)}}]})).await;
+    let page = app.get("/records/prescriptions").await;
+    assert!(
+        page.body.contains("<strong>käsitelty</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("1 tabletti illalla (uusittu)"),
+        "{}",
+        page.body
+    );
+    // The printable sheet; another id is not found.
+    let sheet = app.get(&format!("/records/prescriptions/{}", ids[0])).await;
+    assert_eq!(sheet.status, StatusCode::OK, "{}", sheet.body);
+    assert!(
+        sheet.body.contains("Reseptin potilasohje") && sheet.body.contains("1 tabletti illalla")
+    );
+    assert_eq!(
+        app.get(&format!("/records/prescriptions/{}", ids[2]))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // In Swedish.
+    let r = app
+        .post(
+            "/lang",
+            &[
+                ("csrf", &csrf),
+                ("lang", "sv"),
+                ("return", "/records/prescriptions"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let sv = app.get("/records/prescriptions").await;
+    assert!(
+        sv.body.contains("Giltiga recept") && sv.body.contains("Expedieringar från apotek"),
+        "{}",
+        sv.body
+    );
+    let actions = app.audit_actions().await;
+    assert!(
+        actions.contains(&(Action::Search, Some("view=section:prescriptions".into()))),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&(Action::Create, Some("function=renewal-request".into()))),
+        "{actions:?}"
+    );
+    app.finish().await;
+}
+
 fn clinician(org: &str) -> kanta_domain::access::Principal {
     use kanta_domain::ids::ClientRole;
     kanta_domain::access::Principal::system(
@@ -1819,6 +2176,7 @@ macro_rules! both {
 }
 
 both!(
+    prescriptions_page_and_renewal,
     refusals,
     state_and_nonce,
     expired_id_token,

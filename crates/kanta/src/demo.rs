@@ -1028,6 +1028,92 @@ pub fn consent_submissions(today: Date) -> Vec<DemoSubmission> {
     out
 }
 
+/// The demo prescriptions (issue 13): HUS prescribes; the pharmacy dispenses the first package of
+/// each person's first prescription when the demo is seeded (see seed.rs). Each entry: person, VNR,
+/// packages, dose instructions, days ago, renewal prohibited.
+pub const PRESCRIPTIONS: &[(&str, &str, u32, &str, i64, bool)] = &[
+    (
+        "aino",
+        "404011",
+        3,
+        "1 tabletti aamulla tyhjään mahaan",
+        90,
+        false,
+    ),
+    (
+        "aino",
+        "405011",
+        1,
+        "1 kapseli aamulla tarvittaessa",
+        20,
+        false,
+    ),
+    ("mikko", "401011", 3, "1 tabletti illalla", 60, false),
+    (
+        "eetu",
+        "406041",
+        1,
+        "5 ml kahdesti päivässä 7 vuorokauden ajan",
+        10,
+        true,
+    ),
+    (
+        "antti",
+        "402011",
+        3,
+        "1 tabletti aamuin illoin aterian yhteydessä",
+        120,
+        false,
+    ),
+    ("antti", "403011", 3, "1 tabletti aamulla", 120, false),
+    ("sofia", "407011", 2, "1 tablett på morgonen", 45, false),
+    (
+        "matti",
+        "409011",
+        2,
+        "Annostus INR-arvon mukaan hoitokortista",
+        30,
+        true,
+    ),
+];
+
+pub fn prescription_submissions(today: Date) -> Vec<DemoSubmission> {
+    let mut out = vec![];
+    for p in PEOPLE {
+        let mine: Vec<_> = PRESCRIPTIONS.iter().filter(|r| r.0 == p.key).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let hetu = hetu_of(p, today);
+        let mut entries = vec![json!({"fullUrl": "urn:uuid:patient", "resource": {
+            "resourceType": "Patient",
+            "identifier": [{"use": "official", "system": "urn:oid:1.2.246.21", "value": hetu}],
+            "name": [{"use": "official", "family": p.family, "given": [p.given]}],
+            "gender": p.gender, "birthDate": kanta_fhir::datetime::format_date(birth_date(p, today))
+        }, "request": {"method": "POST", "url": "Patient", "ifNoneExist": format!("identifier=urn:oid:1.2.246.21|{hetu}")}})];
+        for (_, vnr, packages, dose, days_ago, no_renewal) in mine {
+            let mut rx = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                "subject": {"reference": "urn:uuid:patient"},
+                "authoredOn": kanta_fhir::datetime::format_date(today - Duration::days(*days_ago)),
+                "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": vnr}]},
+                "dosageInstruction": [{"text": dose}],
+                "dispenseRequest": {"quantity": {"value": packages, "code": "{package}", "system": "http://unitsofmeasure.org"}}});
+            if *no_renewal {
+                rx["extension"] =
+                    json!([{"url": "urn:kanta:ext:renewal-prohibited", "valueBoolean": true}]);
+            }
+            entries.push(
+                json!({"resource": rx, "request": {"method": "POST", "url": "MedicationRequest"}}),
+            );
+        }
+        out.push(DemoSubmission {
+            client_id: "demo-hus".into(),
+            bundle: json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        });
+    }
+    out
+}
+
 pub fn clinical_submissions(today: Date) -> Vec<DemoSubmission> {
     let mut ids = Ids(0);
     visits()

@@ -96,14 +96,18 @@ pub async fn seed(
     let clients = demo::clients();
     let submissions = demo::clinical_submissions(today)
         .into_iter()
-        .chain(demo::consent_submissions(today));
+        .chain(demo::consent_submissions(today))
+        .chain(demo::prescription_submissions(today));
+    let centre = std::sync::Arc::new(demo_centre()?);
+    let mut dispense_first: Vec<(String, String, String)> = vec![];
     for (i, sub) in submissions.enumerate() {
         let client = clients
             .iter()
             .find(|c| c.client_id == sub.client_id)
             .ok_or_else(|| format!("demo submission {i} names unknown client {}", sub.client_id))?;
-        let (req, _) = kanta_web::bundle_write_request(demo_principal(client), sub.bundle)
+        let (mut req, _) = kanta_web::bundle_write_request(demo_principal(client), sub.bundle)
             .map_err(|e| format!("demo submission {i}: {e}"))?;
+        req.centre = Some(centre.clone());
         // Through the providers' own path: each submission is in the audit log as the provider's
         // write, so the demo citizens' disclosure logs (R-VIEW-5) show who stored what.
         let access = kanta_store::audit::Access {
@@ -124,12 +128,70 @@ pub async fn seed(
             .write_audited(req, now, &access)
             .await
             .map_err(|e| format!("demo submission {i}: {e}"))?;
-        audit
+        let written = audit
             .settle(committed, &access)
             .await
-            .map_err(|e| format!("demo submission {i}: audit: {e}"))?;
+            .map_err(|e| format!("demo submission {i}: audit: {e}"))?
+            .1;
+        // The first prescription of each person gets its first package from the pharmacy.
+        if let Some(w) = written
+            .iter()
+            .find(|w| w.stored.resource_type == "MedicationRequest")
+        {
+            let vnr = kanta_fhir::prescription::vnr_of(&w.stored.body)
+                .unwrap_or_default()
+                .to_string();
+            let subject = w.stored.body["subject"]["reference"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            dispense_first.push((subject, w.stored.id.clone(), vnr));
+        }
+    }
+    let pharmacy = clients
+        .iter()
+        .find(|c| c.roles.iter().any(|r| r == "pharmacy"))
+        .ok_or("no demo pharmacy")?;
+    for (subject, rx, vnr) in dispense_first {
+        let md = serde_json::json!({"resourceType": "MedicationDispense", "status": "completed",
+            "subject": {"reference": subject},
+            "authorizingPrescription": [{"reference": format!("MedicationRequest/{rx}")}],
+            "medicationCodeableConcept": {"coding": [{"system": kanta_fhir::codes::VNR_SYSTEM, "code": vnr}]},
+            "quantity": {"value": 1, "code": "{package}", "system": "http://unitsofmeasure.org"},
+            "whenHandedOver": kanta_fhir::datetime::instant(now)});
+        let req = WriteRequest {
+            principal: demo_principal(pharmacy),
+            org: OrgId::new(&pharmacy.organisation),
+            ops: vec![(
+                "MedicationDispense".into(),
+                None,
+                WriteOp::Create {
+                    resource: kanta_fhir::check(md).map_err(|e| e.to_string())?,
+                    if_none_exist: None,
+                },
+            )],
+            citizen: None,
+            centre: Some(centre.clone()),
+        };
+        // Written, not released (nothing leaves the process).
+        let _written = store
+            .write(req, now)
+            .await
+            .map_err(|e| format!("demo dispensation: {e}"))?;
     }
     Ok(())
+}
+
+/// The demo's Prescription Centre: the built-in medicines dataset.
+pub fn demo_centre() -> Result<kanta_store::centre::Centre, String> {
+    Ok(kanta_store::centre::Centre {
+        medicines: kanta_domain::medicines::Database::new(vec![kanta_domain::medicines::parse(
+            demo::MEDICINES,
+        )
+        .map_err(|e| format!("the demo medicines: {e}"))?]),
+        reservation_ms: kanta_store::centre::DEFAULT_RESERVATION_MS,
+        controller: Some("org-kanta-operator".into()),
+    })
 }
 
 /// A demo client as the access decision sees it when the seed writes its submissions.

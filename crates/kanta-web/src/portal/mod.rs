@@ -16,6 +16,7 @@ pub mod i18n;
 pub mod mandates;
 pub mod narrative;
 pub mod oidc;
+pub mod prescriptions;
 pub mod records;
 pub mod sections;
 pub mod session;
@@ -141,6 +142,12 @@ pub fn routes() -> Router<AppState> {
         .route("/act-for/mandate", post(acting::mandate_start))
         .route("/act-for/mandate/callback", get(acting::mandate_callback))
         .route("/visits", get(records::visits))
+        .route("/records/prescriptions", get(prescriptions::page))
+        .route("/records/prescriptions/{id}", get(prescriptions::sheet))
+        .route(
+            "/records/prescriptions/{id}/request",
+            post(prescriptions::request),
+        )
         .route("/records/{section}", get(sections::list))
         .route("/records/{section}/{type}/{id}", get(sections::detail))
         .route("/static/portal.css", get(css))
