@@ -21,6 +21,14 @@ pub fn capability_statement(base: &str, version: &str, release_date: &str) -> Va
             if t == "Consent" {
                 search.push(json!({"name": "producer", "type": "reference", "documentation": "Organization/<your own id>: the purchased-services mandates granted to your organisation (R-CONSENT-2)"}));
             }
+            if t == "Task" {
+                search.push(json!({"name": "owner", "type": "reference", "documentation": "Organization/<your own id>: your organisation's queue of the Prescription Centre (reservations, renewal requests, review requests)"}));
+                search.push(json!({"name": "code", "type": "token", "documentation": "with owner and status: reservation, renewal-request or review-request"}));
+                search.push(json!({"name": "status", "type": "token", "documentation": "with owner and code: requested, in-progress, completed, rejected, cancelled"}));
+            }
+            if t == "MedicationDispense" {
+                search.push(json!({"name": "prescription", "type": "reference", "documentation": "MedicationRequest/<id>: the dispensations of one prescription"}));
+            }
             json!({
                 "type": t,
                 "versioning": "versioned",

@@ -425,6 +425,114 @@ impl Floor {
         }
     }
 
+    /// The prescriptions as rows of their own (the floor of the Prescription Centre): each with
+    /// its total and what was dispensed, and a table of dispensations.
+    async fn pharmacy_setup(&self) -> Result<(), String> {
+        let (rx, md) = match self {
+            Floor::Sqlite(_) => (
+                "CREATE TABLE floor_rx (id TEXT PRIMARY KEY, patient_id BIGINT NOT NULL, total BIGINT NOT NULL, dispensed BIGINT NOT NULL, body TEXT NOT NULL)",
+                "CREATE TABLE floor_dispense (id INTEGER PRIMARY KEY, rx_id TEXT NOT NULL, amount BIGINT NOT NULL, body TEXT NOT NULL)",
+            ),
+            Floor::Pg(_) => (
+                "CREATE TABLE floor_rx (id TEXT PRIMARY KEY, patient_id BIGINT NOT NULL, total BIGINT NOT NULL, dispensed BIGINT NOT NULL, body JSONB NOT NULL)",
+                "CREATE TABLE floor_dispense (id BIGSERIAL PRIMARY KEY, rx_id TEXT NOT NULL, amount BIGINT NOT NULL, body JSONB NOT NULL)",
+            ),
+        };
+        self.exec(rx).await?;
+        self.exec(md).await?;
+        self.exec("CREATE INDEX floor_rx_patient ON floor_rx (patient_id)")
+            .await?;
+        self.exec("INSERT INTO floor_rx (id, patient_id, total, dispensed, body) SELECT id, patient_key, 30000000, 0, body FROM resource WHERE resource_type = 'MedicationRequest'")
+            .await
+    }
+
+    async fn prescription_patients(&self) -> Result<Vec<i64>, String> {
+        let sql = "SELECT DISTINCT patient_id FROM floor_rx";
+        match self {
+            Floor::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Floor::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    async fn prescription_of(&self, id: &str) -> Result<String, String> {
+        let sql = "SELECT id FROM floor_rx WHERE id = $1";
+        match self {
+            Floor::Sqlite(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await,
+            Floor::Pg(p) => sqlx::query_scalar(sql).bind(id).fetch_one(p).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// The patient's prescriptions (bodies as text), then a dispensation of the first.
+    async fn look_up_and_dispense(&self, patient: i64) -> bool {
+        let first: Option<String> = match self {
+            Floor::Sqlite(p) => {
+                sqlx::query("SELECT id, body FROM floor_rx WHERE patient_id = $1 LIMIT 20")
+                    .bind(patient)
+                    .fetch_all(p)
+                    .await
+                    .ok()
+                    .and_then(|rows| rows.first().and_then(|r| r.try_get::<String, _>(0).ok()))
+            }
+            Floor::Pg(p) => {
+                sqlx::query("SELECT id, body::text FROM floor_rx WHERE patient_id = $1 LIMIT 20")
+                    .bind(patient)
+                    .fetch_all(p)
+                    .await
+                    .ok()
+                    .and_then(|rows| rows.first().and_then(|r| r.try_get::<String, _>(0).ok()))
+            }
+        };
+        match first {
+            Some(id) => self.dispense(&id).await,
+            None => false,
+        }
+    }
+
+    /// One dispensation of a package: lock the prescription, check what remains, insert, update.
+    async fn dispense(&self, id: &str) -> bool {
+        macro_rules! go {
+            ($p:expr, $lock:literal, $cast:literal) => {{
+                let Ok(mut tx) = $p.begin().await else {
+                    return false;
+                };
+                let row: Result<(i64, i64), _> = sqlx::query_as(concat!(
+                    "SELECT total, dispensed FROM floor_rx WHERE id = $1",
+                    $lock
+                ))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await;
+                let Ok((total, dispensed)) = row else {
+                    return false;
+                };
+                if dispensed + 30 > total {
+                    return false;
+                }
+                let ins = sqlx::query(concat!(
+                    "INSERT INTO floor_dispense (rx_id, amount, body) VALUES ($1, 30, $2",
+                    $cast,
+                    ")"
+                ))
+                .bind(id)
+                .bind(r#"{"resourceType":"MedicationDispense","status":"completed"}"#)
+                .execute(&mut *tx)
+                .await;
+                let upd =
+                    sqlx::query("UPDATE floor_rx SET dispensed = dispensed + 30 WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await;
+                ins.is_ok() && upd.is_ok() && tx.commit().await.is_ok()
+            }};
+        }
+        match self {
+            Floor::Sqlite(p) => go!(p, "", ""),
+            Floor::Pg(p) => go!(p, " FOR UPDATE", "::jsonb"),
+        }
+    }
+
     async fn patient_keys(&self) -> Result<Vec<i64>, String> {
         let sql = "SELECT DISTINCT patient_id FROM floor_doc";
         match self {
@@ -640,7 +748,8 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         Clock::System,
         b"bench-token-secret-bench-token-secret",
     )
-    .with_portal(portal);
+    .with_portal(portal)
+    .with_centre(crate::seed::demo_centre()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kanta_web::serve(listener, state, async move {
         let _ = stop_rx.await;
@@ -795,6 +904,20 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                "ratio": round(if naive_audited > 0.0 { reads.per_sec() / naive_audited } else { 0.0 }), "p99_ms": round(reads.pct(0.99))})
     );
     report("read_latest_20", backend, args, reads, floor_reads);
+
+    progress(backend, "pharmacy");
+    bench_pharmacy(
+        args,
+        backend,
+        &store,
+        &http,
+        &base,
+        &bearer,
+        &floor,
+        &patient_ids,
+        now,
+    )
+    .await?;
 
     progress(backend, "visits_page");
     // W2b: "open my visits page" (issue 4): a signed-in citizen's /visits — session check, the
@@ -1213,6 +1336,268 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     Ok(())
 }
 
+/// A prescription of `packages` packages of the demo atorvastatin (VNR 401011, 30 tablets).
+fn bench_prescription(patient_id: &str, packages: u32, today: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": {"reference": format!("Patient/{patient_id}")}, "authoredOn": today,
+        "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": "401011"}]},
+        "dosageInstruction": [{"text": "1 tabletti illalla"}],
+        "dispenseRequest": {"quantity": {"value": packages, "code": "{package}", "system": "http://unitsofmeasure.org"}}})
+}
+
+fn bench_dispensation(patient_id: &str, rx_id: &str) -> String {
+    json!({"resourceType": "MedicationDispense", "status": "completed",
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "authorizingPrescription": [{"reference": format!("MedicationRequest/{rx_id}")}],
+        "medicationCodeableConcept": {"coding": [{"system": "urn:kanta:cs:vnr", "code": "401011"}]},
+        "quantity": {"value": 1, "code": "{package}", "system": "http://unitsofmeasure.org"},
+        "whenHandedOver": "2026-12-01T10:00:00+02:00"})
+    .to_string()
+}
+
+async fn post_json(http: &reqwest::Client, url: &str, bearer: &str, body: String) -> Option<Value> {
+    let r = http
+        .post(url)
+        .header("authorization", bearer)
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Issue 13: the pharmacy workload (look up a patient's prescriptions, then dispense one package
+/// in one transaction) and the contention workload (2 and 8 pharmacies on one prescription), each
+/// against the raw database doing the same (a row lock, a check, an insert and an update), and the
+/// exactly-once check: 8 pharmacies racing for the last packages dispense exactly what remains.
+#[allow(clippy::too_many_arguments)]
+async fn bench_pharmacy(
+    args: &BenchArgs,
+    backend: &str,
+    store: &Arc<dyn Store>,
+    http: &reqwest::Client,
+    base: &str,
+    doctor: &str,
+    floor: &Arc<Floor>,
+    patient_ids: &Arc<Vec<String>>,
+    now: time::OffsetDateTime,
+) -> Result<(), String> {
+    store
+        .upsert_client(
+            &ClientRecord {
+                client_id: "bench-pharmacy".into(),
+                org: OrgId::new("org-bench-apteekki"),
+                name: "bench pharmacy".into(),
+                roles: vec!["pharmacy".into()],
+                secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())),
+                jwks: None,
+                enabled: true,
+                scopes: "system/*.cruds".into(),
+            },
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("bench-pharmacy", Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let pharmacy = format!(
+        "Bearer {}",
+        token["access_token"].as_str().ok_or("no pharmacy token")?
+    );
+    let today = kanta_fhir::datetime::helsinki(kanta_fhir::datetime::millis(now))
+        .map(|t| kanta_fhir::datetime::format_date(t.date()))
+        .ok_or("clock out of range")?;
+    // One large prescription for each of up to 200 patients: nothing runs out during the run.
+    let mut rx_of: Vec<(String, String)> = vec![];
+    for pid in patient_ids.iter().take(200) {
+        let v = post_json(
+            http,
+            &format!("{base}/fhir/MedicationRequest"),
+            doctor,
+            bench_prescription(pid, 1_000_000, &today).to_string(),
+        )
+        .await
+        .ok_or("writing a bench prescription failed")?;
+        rx_of.push((
+            pid.clone(),
+            v["id"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    let rx_of = Arc::new(rx_of);
+    let ours = {
+        let (http, base, pharmacy, rx_of) = (
+            http.clone(),
+            base.to_string(),
+            pharmacy.clone(),
+            rx_of.clone(),
+        );
+        drive(args.clients, args.seconds, move |c, i| {
+            let (http, base, pharmacy, rx_of) =
+                (http.clone(), base.clone(), pharmacy.clone(), rx_of.clone());
+            async move {
+                let mut rng = Rng(0xA076_1D64_78BD_642F ^ ((c as u64) << 32 | i));
+                let (pid, _) = &rx_of[rng.below(rx_of.len())];
+                let found: Option<Value> = match http
+                    .get(format!(
+                        "{base}/fhir/MedicationRequest?patient=Patient/{pid}&_count=20"
+                    ))
+                    .header("authorization", &pharmacy)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => r.json().await.ok(),
+                    _ => None,
+                };
+                let Some(rx) = found
+                    .as_ref()
+                    .and_then(|f| f["entry"][0]["resource"]["id"].as_str())
+                else {
+                    return false;
+                };
+                post_json(
+                    &http,
+                    &format!("{base}/fhir/MedicationDispense"),
+                    &pharmacy,
+                    bench_dispensation(pid, rx),
+                )
+                .await
+                .is_some()
+            }
+        })
+        .await
+    };
+    floor.pharmacy_setup().await?;
+    let floor_keys = Arc::new(floor.prescription_patients().await?);
+    let theirs = {
+        let (floor, keys) = (floor.clone(), floor_keys.clone());
+        drive(args.clients, args.seconds, move |c, i| {
+            let (floor, keys) = (floor.clone(), keys.clone());
+            async move {
+                let mut rng = Rng(0xA076_1D64_78BD_642F ^ ((c as u64) << 32 | i));
+                let key = keys[rng.below(keys.len())];
+                floor.look_up_and_dispense(key).await
+            }
+        })
+        .await
+    };
+    report("pharmacy_look_up_and_dispense", backend, args, ours, theirs);
+
+    // Contention: every client on one prescription.
+    let (one_pid, one_rx) = rx_of.first().cloned().ok_or("no bench prescription")?;
+    let floor_one = floor.prescription_of(&one_rx).await?;
+    for clients in [2usize, 8] {
+        let ours = {
+            let (http, base, pharmacy, pid, rx) = (
+                http.clone(),
+                base.to_string(),
+                pharmacy.clone(),
+                one_pid.clone(),
+                one_rx.clone(),
+            );
+            drive(clients, args.seconds, move |_, _| {
+                let (http, base, pharmacy, pid, rx) = (
+                    http.clone(),
+                    base.clone(),
+                    pharmacy.clone(),
+                    pid.clone(),
+                    rx.clone(),
+                );
+                async move {
+                    post_json(
+                        &http,
+                        &format!("{base}/fhir/MedicationDispense"),
+                        &pharmacy,
+                        bench_dispensation(&pid, &rx),
+                    )
+                    .await
+                    .is_some()
+                }
+            })
+            .await
+        };
+        let theirs = {
+            let floor = floor.clone();
+            let id = floor_one.clone();
+            drive(clients, args.seconds, move |_, _| {
+                let (floor, id) = (floor.clone(), id.clone());
+                async move { floor.dispense(&id).await }
+            })
+            .await
+        };
+        report_clients(
+            &format!("pharmacy_contention_{clients}_clients"),
+            backend,
+            args,
+            clients,
+            ours,
+            theirs,
+        );
+    }
+
+    // Exactly once: 10 packages, 8 pharmacies trying 3 each at once.
+    let (pid, _) = rx_of.first().cloned().ok_or("no bench prescription")?;
+    let v = post_json(
+        http,
+        &format!("{base}/fhir/MedicationRequest"),
+        doctor,
+        bench_prescription(&pid, 10, &today).to_string(),
+    )
+    .await
+    .ok_or("writing the contended prescription failed")?;
+    let rx = v["id"].as_str().unwrap_or_default().to_string();
+    let mut tasks = vec![];
+    for _ in 0..24 {
+        let (http, url, pharmacy, body) = (
+            http.clone(),
+            format!("{base}/fhir/MedicationDispense"),
+            pharmacy.clone(),
+            bench_dispensation(&pid, &rx),
+        );
+        tasks.push(tokio::spawn(async move {
+            post_json(&http, &url, &pharmacy, body).await.is_some()
+        }));
+    }
+    let mut won = 0usize;
+    for t in tasks {
+        if t.await.unwrap_or(false) {
+            won += 1;
+        }
+    }
+    let stored: Value = http
+        .get(format!("{base}/fhir/MedicationRequest/{rx}"))
+        .header("authorization", &pharmacy)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let dispensed = kanta_fhir::prescription::state_of(&stored).map_or(u64::MAX, |s| s.dispensed);
+    let over = (won as i64 - 10).max(0) + ((dispensed as i64 - 300) / 30).max(0);
+    emit!(
+        "{}",
+        json!({"workload": "pharmacy_exactly_once_8_clients_10_packages", "backend": backend,
+               "attempts": 24, "dispensed_packages": won, "stored_dispensed_units": dispensed,
+               "over_dispensations": over, "ok": won == 10 && dispensed == 300})
+    );
+    if over != 0 || won != 10 {
+        return Err(format!("{backend}: exactly-once dispensing failed: {won} of 10 packages, stored {dispensed} units"));
+    }
+    Ok(())
+}
+
 /// The batch number of the record at `size - 1` (the writer numbers batches from 1).
 async fn last_batch(store: &dyn Store, size: u64) -> Result<u64, String> {
     if size == 0 {
@@ -1229,7 +1614,18 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn report(workload: &str, backend: &str, args: &BenchArgs, mut ours: Run, mut floor: Run) {
+fn report(workload: &str, backend: &str, args: &BenchArgs, ours: Run, floor: Run) {
+    report_clients(workload, backend, args, args.clients, ours, floor);
+}
+
+fn report_clients(
+    workload: &str,
+    backend: &str,
+    args: &BenchArgs,
+    clients: usize,
+    mut ours: Run,
+    mut floor: Run,
+) {
     let ratio = if floor.per_sec() > 0.0 {
         ours.per_sec() / floor.per_sec()
     } else {
@@ -1238,7 +1634,7 @@ fn report(workload: &str, backend: &str, args: &BenchArgs, mut ours: Run, mut fl
     emit!(
         "{}",
         json!({
-            "workload": workload, "backend": backend, "patients": args.patients, "clients": args.clients,
+            "workload": workload, "backend": backend, "patients": args.patients, "clients": clients,
             "ops": ours.ops, "errors": ours.errors, "ops_per_s": round(ours.per_sec()),
             "p50_ms": round(ours.pct(0.5)), "p99_ms": round(ours.pct(0.99)),
             "floor_ops_per_s": round(floor.per_sec()), "floor_p99_ms": round(floor.pct(0.99)), "floor_errors": floor.errors,
