@@ -16,7 +16,11 @@
 //!   document is refused (an amendment is a new resource of its own, pointing at the original).
 //!   Reads the shared registry; never writes it. Records no dispensations.
 //! - **Pharmacy**: reads the patient, prescriptions, dispensations and the registry; writes
-//!   dispensations only (its own register). No diagnoses, no other clinical data.
+//!   dispensations only (its own register) and files Prescription Centre tasks (reservations in its
+//!   own queue, renewal requests into the prescriber's). No diagnoses, no other clinical data.
+//! - **Prescription Centre tasks** (`Task`): the business of the organisation whose queue holds
+//!   them, for every role (`queue_rule`): the unit answers its renewal requests, the operator its
+//!   review requests (R-ACT-11, R-ACT-12).
 //! - **Archivist**: the archivist view only, for documents its own organisation recorded.
 //! - **Operator**: the population register, the shared registry (reads and writes), the audit
 //!   export. No clinical reads through `/fhir`.

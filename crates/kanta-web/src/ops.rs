@@ -38,10 +38,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "demo": state.config.demo,
         "subsystems": {
             "records": up(db_up),
-            // Not built yet: saying "up" would tell an operator something that is not there.
-            "prescriptions": "not-implemented",
+            // The Prescription Centre is the records store with a medicines database loaded;
+            // without one every prescription is refused, and that is what this says.
+            "prescriptions": match &state.centre {
+                Some(c) if !c.medicines.versions().is_empty() => up(db_up),
+                Some(_) | None => "no-medicines-database",
+            },
             // The consent service is the records store's Consents (the disclosure rule reads them).
             "consents": up(db_up),
+            // Not built yet: saying "up" would tell an operator something that is not there.
             "wellbeing_data": "not-implemented",
             "population_register": up(db_up),
             "audit_log": up(db_up),
