@@ -306,3 +306,57 @@ pub fn check(state: &State, event: &Event<'_>, now: i64) -> Result<(), Refusal> 
         },
     }
 }
+
+/// Who files a task of the Prescription Centre.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Filer {
+    Pharmacy,
+    Clinician,
+    Operator,
+    Citizen,
+}
+
+/// The kinds of Prescription Centre task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskKind {
+    Reservation,
+    RenewalRequest,
+    ReviewRequest,
+}
+
+impl Filer {
+    pub const ALL: [Filer; 4] = [
+        Filer::Pharmacy,
+        Filer::Clinician,
+        Filer::Operator,
+        Filer::Citizen,
+    ];
+}
+
+impl TaskKind {
+    pub const ALL: [TaskKind; 3] = [
+        TaskKind::Reservation,
+        TaskKind::RenewalRequest,
+        TaskKind::ReviewRequest,
+    ];
+}
+
+/// Who may file which task (R-RX-2, R-ACT-1, R-ACT-11, R-ACT-12): a pharmacy reserves, and asks a
+/// renewal for its customer; the citizen asks a renewal (as `access::decide` allows the standing)
+/// and a review. The units and the operator answer the tasks in their queues; they file none.
+pub fn may_file(filer: Filer, kind: TaskKind) -> bool {
+    match kind {
+        TaskKind::Reservation => match filer {
+            Filer::Pharmacy => true,
+            Filer::Clinician | Filer::Operator | Filer::Citizen => false,
+        },
+        TaskKind::RenewalRequest => match filer {
+            Filer::Pharmacy | Filer::Citizen => true,
+            Filer::Clinician | Filer::Operator => false,
+        },
+        TaskKind::ReviewRequest => match filer {
+            Filer::Citizen => true,
+            Filer::Pharmacy | Filer::Clinician | Filer::Operator => false,
+        },
+    }
+}

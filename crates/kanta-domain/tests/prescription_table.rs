@@ -272,3 +272,21 @@ fn cancellation_reasons_follow_the_display_rule() {
         assert_eq!(CancelReason::parse(r.code()), Some(r));
     }
 }
+
+/// Who files which task: every (filer, kind) cell.
+#[test]
+fn who_files_which_task() {
+    use kanta_domain::prescription::{may_file, Filer, TaskKind};
+    let table = [
+        (Filer::Pharmacy, [true, true, false]),
+        (Filer::Clinician, [false, false, false]),
+        (Filer::Operator, [false, false, false]),
+        (Filer::Citizen, [false, true, true]),
+    ];
+    assert_eq!(table.len(), Filer::ALL.len());
+    for (filer, row) in table {
+        for (kind, want) in TaskKind::ALL.iter().zip(row) {
+            assert_eq!(may_file(filer, *kind), want, "{filer:?} {kind:?}");
+        }
+    }
+}

@@ -23,6 +23,8 @@ pub const PRESCRIPTION_INDEX: &str = "urn:kanta:index:prescription";
 pub const TASK_OWNER_INDEX: &str = "urn:kanta:index:task-owner";
 /// … and by `owner|code|status`, for a queue of one kind in one state.
 pub const TASK_QUEUE_INDEX: &str = "urn:kanta:index:task-queue";
+/// An open request (renewal, review) by `MedicationRequest/<id>|<code>`: one at a time.
+pub const OPEN_REQUEST_INDEX: &str = "urn:kanta:index:open-request";
 
 /// What the Prescription Centre needs besides the database: the medicines database, how long a
 /// reservation holds, and the controller whose queue takes review requests.
@@ -77,10 +79,41 @@ fn refused(at: &str, r: rx::Refusal) -> StoreError {
     )
 }
 
-fn is_pharmacy(p: &Principal) -> bool {
+/// Who files a task, as the rule sees the writer.
+fn filer(p: &Principal) -> Option<rx::Filer> {
     match p {
-        Principal::Client(c) => c.roles.contains(&ClientRole::Pharmacy),
-        Principal::Citizen { .. } | Principal::Identified => false,
+        Principal::Client(c) if c.roles.contains(&ClientRole::Pharmacy) => {
+            Some(rx::Filer::Pharmacy)
+        }
+        Principal::Client(c) if c.roles.contains(&ClientRole::Clinician) => {
+            Some(rx::Filer::Clinician)
+        }
+        Principal::Client(c) if c.roles.contains(&ClientRole::Operator) => {
+            Some(rx::Filer::Operator)
+        }
+        Principal::Client(_) | Principal::Identified => None,
+        Principal::Citizen { .. } => Some(rx::Filer::Citizen),
+    }
+}
+
+fn kind_of(code: TaskCode) -> rx::TaskKind {
+    match code {
+        TaskCode::Reservation => rx::TaskKind::Reservation,
+        TaskCode::RenewalRequest => rx::TaskKind::RenewalRequest,
+        TaskCode::ReviewRequest => rx::TaskKind::ReviewRequest,
+    }
+}
+
+/// The server's own extensions of a dispensation, whatever a client sent.
+const SERVER_STAMPED: [&str; 3] = [
+    codes::DISPENSED_AMOUNT_URL,
+    codes::RETAIL_PRICE_URL,
+    codes::PRICE_DIFFERENCE_URL,
+];
+
+fn strip(body: &mut Value, urls: &[&str]) {
+    if let Some(es) = body.get_mut("extension").and_then(Value::as_array_mut) {
+        es.retain(|e| e["url"].as_str().is_none_or(|u| !urls.contains(&u)));
     }
 }
 
@@ -200,8 +233,37 @@ fn prescription(centre: &Centre, locked: &Locked, e: &Entry<'_>, body: &mut Valu
             "a prescription and its dispensation or reservation are written in requests of their own",
         ));
     }
+    // A cancellation changes nothing but the status and its reason: the rest stays as prescribed.
+    if let Some(prev) = e
+        .previous
+        .filter(|_| body["status"].as_str() == Some("cancelled"))
+    {
+        let mut kept = prev.body.clone();
+        kept["status"] = body["status"].clone();
+        kept["statusReason"] = body["statusReason"].clone();
+        kept["meta"] = body["meta"].clone();
+        *body = kept;
+    }
     let p = fx::read(body, &centre.medicines).map_err(|err| StoreError::Fhir(err.within(e.at)))?;
     let prior = e.previous.and_then(|s| fx::state_of(&s.body));
+    if let (Some(prev), Some(prior)) = (e.previous, &prior) {
+        // A correction keeps the date its validity runs from, and, once anything was dispensed,
+        // its product.
+        if prev.body["authoredOn"] != body["authoredOn"] {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                e.at,
+                "a correction keeps the prescription's date (authoredOn): a new date is a new prescription",
+            ));
+        }
+        if prior.dispensed > 0 && fx::vnr_of(&prev.body) != fx::vnr_of(body) {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                e.at,
+                "a prescription partly dispensed keeps its product; cancel it and prescribe anew",
+            ));
+        }
+    }
     let state = match prior {
         None => {
             if p.state.cancelled.is_some() {
@@ -263,6 +325,7 @@ async fn dispensation(
     body: &mut Value,
 ) -> Result<Effect> {
     let d = fx::read_dispense(body).map_err(|err| StoreError::Fhir(err.within(e.at)))?;
+    strip(body, &SERVER_STAMPED);
     let effect = Effect {
         holder: None,
         tokens: vec![(
@@ -294,11 +357,7 @@ async fn dispensation(
         state.dispensed = state.dispensed.saturating_sub(amount);
         locked.put(stored, &state, e.now_ms);
         // What the server stamped stays as it was.
-        for url in [
-            codes::DISPENSED_AMOUNT_URL,
-            codes::RETAIL_PRICE_URL,
-            codes::PRICE_DIFFERENCE_URL,
-        ] {
+        for url in SERVER_STAMPED {
             let kept = prev.body["extension"]
                 .as_array()
                 .and_then(|es| es.iter().find(|x| x["url"].as_str() == Some(url)))
@@ -361,18 +420,8 @@ async fn dispensation(
         }
     }
     let package = u64::from(given.package_size.max(1));
-    let amount = match (state.measure, &d.quantity, d.days) {
-        (Measure::Days, _, Some(days)) => days,
-        (Measure::Days, _, None) => {
-            return Err(fail(
-                ErrorKind::Unprocessable,
-                e.at,
-                "this prescription is for a treatment time: give the days dispensed (daysSupply)",
-            ))
-        }
-        (Measure::Units, Some(Quantity::Packages(n)), _) => n * package,
-        (Measure::Units, Some(Quantity::Amount(n, unit)), _) if *unit == given.unit => *n,
-        (Measure::Units, Some(Quantity::Amount(_, unit)), _) => {
+    if let Some(Quantity::Amount(_, unit)) = &d.quantity {
+        if *unit != given.unit {
             return Err(fail(
                 ErrorKind::Unprocessable,
                 e.at,
@@ -380,16 +429,27 @@ async fn dispensation(
                     "the quantity is in packages ({{package}}) or in the product's unit ({}), not '{unit}'",
                     given.unit
                 ),
-            ))
+            ));
         }
-        (Measure::Units, None, _) => {
-            return Err(fail(
+    }
+    let amount =
+        match (state.measure, &d.quantity, d.days) {
+            (Measure::Days, _, Some(days)) => days,
+            (Measure::Days, _, None) => return Err(fail(
                 ErrorKind::Unprocessable,
                 e.at,
-                "this prescription is for an amount: give the quantity dispensed",
-            ))
-        }
-    };
+                "this prescription is for a treatment time: give the days dispensed (daysSupply)",
+            )),
+            (Measure::Units, Some(Quantity::Packages(n)), _) => n * package,
+            (Measure::Units, Some(Quantity::Amount(n, _)), _) => *n,
+            (Measure::Units, None, _) => {
+                return Err(fail(
+                    ErrorKind::Unprocessable,
+                    e.at,
+                    "this prescription is for an amount: give the quantity dispensed",
+                ))
+            }
+        };
     rx::check(
         &state,
         &Event::Dispense {
@@ -474,12 +534,16 @@ async fn task(
                     }
                     let (stored, mut state) =
                         locked.take(tx, e.patient, &t.prescription, e.at).await?;
-                    // A lapsed reservation ends without touching the prescription, unless the
-                    // prescription still names this pharmacy.
+                    // Only the reservation this task made is released (a lapsed one, or one
+                    // ended by a dispensation, leaves the prescription as it is).
+                    let until = prev.body["executionPeriod"]["end"]
+                        .as_str()
+                        .and_then(datetime::parse_start)
+                        .map(datetime::millis);
                     if state
                         .reservation
                         .as_ref()
-                        .is_some_and(|r| r.pharmacy == e.org)
+                        .is_some_and(|r| r.pharmacy == e.org && Some(r.until_ms) == until)
                     {
                         if state.reserved_at(e.now_ms).is_some() {
                             rx::check(&state, &Event::Release { pharmacy: e.org }, e.now_ms)
@@ -497,17 +561,24 @@ async fn task(
                     {
                         return Err(bad("a refusal states its reason (statusReason.text)"));
                     }
-                    "completed"
-                        if t.code == TaskCode::RenewalRequest
-                            && !body["output"].as_array().is_some_and(|os| {
-                                os.iter().any(|o| {
-                                    o["valueReference"]["reference"]
-                                        .as_str()
-                                        .is_some_and(|r| r.starts_with("MedicationRequest/"))
-                                })
-                            }) =>
-                    {
-                        return Err(bad("a renewal is answered with the new prescription (output.valueReference MedicationRequest/<id>)"));
+                    "completed" if t.code == TaskCode::RenewalRequest => {
+                        let renewed: Vec<String> = body["output"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|o| o["valueReference"]["reference"].as_str())
+                            .filter_map(|r| r.strip_prefix("MedicationRequest/"))
+                            .map(str::to_string)
+                            .collect();
+                        if renewed.is_empty() {
+                            return Err(bad("a renewal is answered with the new prescription (output.valueReference MedicationRequest/<id>)"));
+                        }
+                        // The patient's own new prescription, not another's.
+                        for id in renewed {
+                            if tx.locate("MedicationRequest", &id).await? != e.patient {
+                                return Err(bad("the renewed prescription is the same patient's (output.valueReference)"));
+                            }
+                        }
                     }
                     _ => {}
                 },
@@ -515,16 +586,41 @@ async fn task(
             (prev.org.clone(), old.owner)
         }
         None => {
+            // Who may file it, before anything is read of the prescription.
+            if !filer(e.principal).is_some_and(|f| rx::may_file(f, kind_of(t.code))) {
+                return Err(fail(
+                    ErrorKind::Forbidden,
+                    e.at,
+                    match t.code {
+                        TaskCode::Reservation => "only a pharmacy reserves a prescription",
+                        TaskCode::RenewalRequest => {
+                            "a renewal request is the patient's (in MyKanta) or a pharmacy's for its customer"
+                        }
+                        TaskCode::ReviewRequest => "a review request is the patient's, in MyKanta",
+                    },
+                ));
+            }
             let (_, state) = locked.take(tx, e.patient, &t.prescription, e.at).await?;
+            // One open request of a kind at a time (the prescription is locked: no race).
+            if t.code != TaskCode::Reservation {
+                let open = tx
+                    .find_token(
+                        kanta_fhir::Scope::Patient,
+                        "Task",
+                        OPEN_REQUEST_INDEX,
+                        &format!("MedicationRequest/{}|{}", t.prescription, t.code.code()),
+                    )
+                    .await?;
+                if !open.is_empty() {
+                    return Err(fail(
+                        ErrorKind::Conflict,
+                        e.at,
+                        format!("a {} of this prescription is open already", t.code.code()),
+                    ));
+                }
+            }
             match t.code {
                 TaskCode::Reservation => {
-                    if !is_pharmacy(e.principal) {
-                        return Err(fail(
-                            ErrorKind::Forbidden,
-                            e.at,
-                            "only a pharmacy reserves a prescription",
-                        ));
-                    }
                     if t.owner.as_deref().is_some_and(|o| o != e.org) || t.status != "in-progress" {
                         return Err(bad(
                             "a reservation is the pharmacy's own (owner: itself) and in-progress",
@@ -554,8 +650,10 @@ async fn task(
                         .map_err(|r| refused(e.at, r))?;
                     // To the prescriber's unit unless another was chosen.
                     let (stored, _) = locked.take(tx, e.patient, &t.prescription, e.at).await?;
-                    let owner = t.owner.clone().or(stored.org.clone());
-                    (owner.clone(), owner)
+                    let Some(owner) = t.owner.clone().or(stored.org.clone()) else {
+                        return Err(bad("name the unit the request goes to (owner)"));
+                    };
+                    (Some(owner.clone()), Some(owner))
                 }
                 TaskCode::ReviewRequest => {
                     if t.status != "requested" {
@@ -576,16 +674,20 @@ async fn task(
     };
     let owner = owner.unwrap_or_else(|| e.org.to_string());
     body["owner"] = json!({ "reference": format!("Organization/{owner}") });
-    Ok(Effect {
-        holder,
-        tokens: vec![
-            (TASK_OWNER_INDEX.to_string(), owner.clone()),
-            (
-                TASK_QUEUE_INDEX.to_string(),
-                format!("{owner}|{}|{}", t.code.code(), t.status),
-            ),
-        ],
-    })
+    let mut tokens = vec![
+        (TASK_OWNER_INDEX.to_string(), owner.clone()),
+        (
+            TASK_QUEUE_INDEX.to_string(),
+            format!("{owner}|{}|{}", t.code.code(), t.status),
+        ),
+    ];
+    if t.code != TaskCode::Reservation && matches!(t.status.as_str(), "requested" | "in-progress") {
+        tokens.push((
+            OPEN_REQUEST_INDEX.to_string(),
+            format!("MedicationRequest/{}|{}", t.prescription, t.code.code()),
+        ));
+    }
+    Ok(Effect { holder, tokens })
 }
 
 fn instant(ms: i64) -> String {

@@ -68,6 +68,16 @@ impl StoreError {
                 kanta_fhir::ErrorKind::Unavailable,
                 "the record store is busy; try again shortly",
             ),
+            // PostgreSQL broke a deadlock or a serialisation conflict (two Bundles locking the
+            // same prescriptions in another order): nothing was written; the client may retry.
+            StoreError::Database(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                FhirError::new(
+                    kanta_fhir::ErrorKind::Conflict,
+                    "a concurrent write took the same records; nothing was stored; retry",
+                )
+            }
             e if e.is_storage_full() => FhirError::new(
                 kanta_fhir::ErrorKind::Unavailable,
                 "the record store has no room to write; nothing was stored; try again later",

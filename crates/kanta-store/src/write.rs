@@ -697,6 +697,17 @@ pub(crate) async fn apply(
     // The prescriptions' new states, one version each.
     let mut derived: Vec<(Pending, Written)> = vec![];
     for stored in locked.changed() {
+        // Its own entry and its new state would be two versions of one number.
+        if assigned.contains_key(&format!("MedicationRequest/{}", stored.id)) {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                "Bundle",
+                format!(
+                    "MedicationRequest/{} is written by this request and dispensed or reserved in it: write each in a request of its own",
+                    stored.id
+                ),
+            ));
+        }
         let checked = kanta_fhir::check(stored.body.clone())
             .map_err(|e| StoreError::Corrupt(format!("a prescription's new state: {e:?}")))?;
         let basis = derived_basis

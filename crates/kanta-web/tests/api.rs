@@ -1357,6 +1357,8 @@ both!(
     half_sent_headers_are_closed,
     prescriber_pharmacy_and_renewal,
     dispensing_is_exactly_once_under_contention,
+    prescription_bundles,
+    the_server_keeps_its_own,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -1765,6 +1765,37 @@ async fn prescriptions_page_and_renewal(backend: Backend) {
         "{}",
         page.body
     );
+    // A review request goes to the controller's queue (R-ACT-12), once.
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{}/request", ids[1]),
+            &[("csrf", &csrf), ("kind", "review")],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        "/records/prescriptions?done=review",
+        "{}",
+        r.body
+    );
+    let queue = tasks_as(&app, &clinician("org-kanta-operator"), &pid).await;
+    assert_eq!(queue.len(), 1, "the operator's queue: {queue:?}");
+    assert_eq!(
+        queue[0].1["code"]["coding"][0]["code"],
+        json!("review-request")
+    );
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{}/request", ids[1]),
+            &[("csrf", &csrf), ("kind", "review")],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "not offered twice: {}",
+        r.body
+    );
     // The printable sheet; another id is not found.
     let sheet = app.get(&format!("/records/prescriptions/{}", ids[0])).await;
     assert_eq!(sheet.status, StatusCode::OK, "{}", sheet.body);

@@ -335,6 +335,7 @@ async fn items(
         }
         let mut reqs = vec![];
         let mut open_renewal = false;
+        let mut open_review = false;
         for (r, rf) in &requests {
             let Ok(task) = fx::read_task(r) else { continue };
             if task.prescription != f.id || task.code == fx::TaskCode::Reservation {
@@ -343,6 +344,9 @@ async fn items(
             let open = matches!(task.status.as_str(), "requested" | "in-progress");
             if task.code == fx::TaskCode::RenewalRequest && open {
                 open_renewal = true;
+            }
+            if task.code == fx::TaskCode::ReviewRequest && open {
+                open_review = true;
             }
             let item = Request {
                 kind: t(&format!("rx-request-{}", task.code.code())),
@@ -396,6 +400,7 @@ async fn items(
                 && !open_renewal
                 && may_request(c, target, Function::RenewalRequest, now_ms),
             may_review: phase != Phase::Cancelled
+                && !open_review
                 && state
                     .centre
                     .as_ref()
@@ -600,7 +605,12 @@ async fn make_request(
             kanta_store::StoreError::Fhir(f) if f.kind == kanta_fhir::ErrorKind::Forbidden => {
                 forbidden()
             }
-            kanta_store::StoreError::Fhir(f) if f.kind == kanta_fhir::ErrorKind::Conflict => {
+            kanta_store::StoreError::Fhir(f)
+                if matches!(
+                    f.kind,
+                    kanta_fhir::ErrorKind::Conflict | kanta_fhir::ErrorKind::Unprocessable
+                ) =>
+            {
                 PageError {
                     lang,
                     status: StatusCode::CONFLICT,

@@ -348,6 +348,7 @@ pub async fn prescriber_pharmacy_and_renewal(b: Backend) {
     renewed["authoredOn"] = json!("2026-11-24");
     renewed["priorPrescription"] = json!({"reference": format!("MedicationRequest/{id}")});
     let (s, new_rx) = post_to(&app, &doc, "MedicationRequest", renewed).await;
+    let new_rx_id = new_rx["id"].as_str().unwrap_or_default().to_string();
     assert_eq!(s, StatusCode::CREATED, "{new_rx}");
     let mut answer = req.clone();
     answer["status"] = json!("completed");
@@ -425,21 +426,34 @@ pub async fn prescriber_pharmacy_and_renewal(b: Backend) {
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(says(&v, "renewal-prohibited"), "{v}");
-    // A review request goes to the controller's queue, which the operator reads.
-    let (s, rv) = post_to(
-        &app,
-        &ph,
-        "Task",
-        task(
-            &pid,
-            nr["id"].as_str().unwrap(),
-            "review-request",
-            "requested",
-            None,
-        ),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{rv}");
+    // Tasks are filed by whom the rules say: a review request is the patient's (MyKanta), a
+    // unit and the operator file none; the operator's queue is its own and empty here.
+    for (who, code) in [
+        ("pharmacy", "review-request"),
+        ("clinician", "renewal-request"),
+        ("operator", "renewal-request"),
+        ("clinician", "reservation"),
+    ] {
+        let t = app.token(who).await;
+        let (s, v) = post_to(
+            &app,
+            &t,
+            "Task",
+            task(
+                &pid,
+                nr["id"].as_str().unwrap(),
+                code,
+                if code == "reservation" {
+                    "in-progress"
+                } else {
+                    "requested"
+                },
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{who} {code}: {v}");
+    }
     let op = app.token("operator").await;
     let (s, queue) = get(
         &app,
@@ -448,7 +462,27 @@ pub async fn prescriber_pharmacy_and_renewal(b: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{queue}");
-    assert_eq!(queue["entry"][0]["resource"]["id"], rv["id"]);
+    assert!(
+        queue["entry"].as_array().is_none_or(Vec::is_empty),
+        "{queue}"
+    );
+    // One open renewal request at a time.
+    let (s, _) = post_to(
+        &app,
+        &ph,
+        "Task",
+        task(&pid, &new_rx_id, "renewal-request", "requested", None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = post_to(
+        &app,
+        &ph2,
+        "Task",
+        task(&pid, &new_rx_id, "renewal-request", "requested", None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
     // The server keeps the state: what a client sends of it is not taken.
     let (_, mut forged) = get(
         &app,
@@ -533,5 +567,148 @@ pub async fn dispensing_is_exactly_once_under_contention(b: Backend) {
             packages as usize
         );
     }
+    app.finish().await;
+}
+
+/// Bundles: two dispensations of one prescription in one transaction make one new version of it
+/// (what remains falls by both); a prescription corrected and dispensed in one Bundle is refused
+/// whole (its entry and its new state would be two versions of one number); nothing is half-written.
+pub async fn prescription_bundles(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let pid = setup(&app).await;
+    let me = format!("Patient/{pid}");
+    let doc = app.token("clinician").await;
+    let ph = app.token("pharmacy").await;
+    let (_, rx) = post_to(
+        &app,
+        &doc,
+        "MedicationRequest",
+        prescription(&me, "401011", 3),
+    )
+    .await;
+    let id = rx["id"].as_str().unwrap().to_string();
+    let entry = |r: Value| json!({"resource": r, "request": {"method": "POST", "url": "MedicationDispense"}});
+    let two = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(dispensation(&me, &id, "401011", 1)), entry(dispensation(&me, &id, "401021", 1))]});
+    let (s, v, _) = app.send(Method::POST, "/fhir", Some(&ph), Some(two)).await;
+    // 401021 is not in this test database: the whole Bundle is refused, nothing dispensed.
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (_, now) = get(&app, &ph, &format!("/fhir/MedicationRequest/{id}")).await;
+    assert_eq!(
+        (part(&now, "remaining"), now["meta"]["versionId"].clone()),
+        (json!(90), json!("1"))
+    );
+    let two = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(dispensation(&me, &id, "401011", 1)), entry(dispensation(&me, &id, "401012", 1))]});
+    let (s, v, _) = app.send(Method::POST, "/fhir", Some(&ph), Some(two)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["entry"].as_array().unwrap().len(),
+        2,
+        "the derived version is not an entry: {v}"
+    );
+    let (_, now) = get(&app, &ph, &format!("/fhir/MedicationRequest/{id}")).await;
+    assert_eq!(
+        (part(&now, "remaining"), now["meta"]["versionId"].clone()),
+        (json!(30), json!("2"))
+    );
+    // Corrected and dispensed at once: refused whole.
+    let mut corr = now.clone();
+    corr["extension"] =
+        json!([{"url": "urn:kanta:ext:correction-justification", "valueString": "x"}]);
+    let both = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": corr, "request": {"method": "PUT", "url": format!("MedicationRequest/{id}")}},
+        entry(dispensation(&me, &id, "401011", 1))]});
+    let (s, v, _) = app
+        .send(Method::POST, "/fhir", Some(&doc), Some(both))
+        .await;
+    assert!(
+        s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::FORBIDDEN,
+        "{s} {v}"
+    );
+    let (_, after) = get(&app, &ph, &format!("/fhir/MedicationRequest/{id}")).await;
+    assert_eq!(after["meta"]["versionId"], json!("2"), "nothing written");
+    app.finish().await;
+}
+
+/// What the server stamps is the server's: a client's price on a dispensation is replaced (or
+/// dropped when no quantity is given); a cancellation changes nothing but the status and its
+/// reason; a correction keeps the date the validity runs from.
+pub async fn the_server_keeps_its_own(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let pid = setup(&app).await;
+    let me = format!("Patient/{pid}");
+    let doc = app.token("clinician").await;
+    let ph = app.token("pharmacy").await;
+    // A treatment time of 90 days.
+    let mut days = prescription(&me, "401011", 1);
+    days["dispenseRequest"] = json!({"expectedSupplyDuration": {"value": 90, "unit": "d"}});
+    let (s, rx) = post_to(&app, &doc, "MedicationRequest", days).await;
+    assert_eq!(s, StatusCode::CREATED, "{rx}");
+    let id = rx["id"].as_str().unwrap().to_string();
+    let forged = json!([{"url": "urn:kanta:ext:retail-price", "valueMoney": {"value": 0.01, "currency": "EUR"}},
+        {"url": "urn:kanta:ext:dispensed-amount", "valueUnsignedInt": 1}]);
+    let mut md = dispensation(&me, &id, "401011", 1);
+    md.as_object_mut().unwrap().remove("quantity");
+    md["daysSupply"] = json!({"value": 30, "unit": "d"});
+    md["extension"] = forged.clone();
+    let (s, d) = post_to(&app, &ph, "MedicationDispense", md).await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let urls: Vec<&str> = d["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["url"].as_str())
+        .collect();
+    assert!(
+        !urls.contains(&"urn:kanta:ext:retail-price"),
+        "no quantity, no price: {d}"
+    );
+    assert!(
+        d["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["url"] == "urn:kanta:ext:dispensed-amount" && e["valueUnsignedInt"] == 30),
+        "{d}"
+    );
+    let (_, now) = get(&app, &ph, &format!("/fhir/MedicationRequest/{id}")).await;
+    assert_eq!(part(&now, "remaining"), json!(60));
+    let mut md = dispensation(&me, &id, "401011", 1);
+    md["daysSupply"] = json!({"value": 30, "unit": "d"});
+    md["extension"] = forged;
+    let (s, d) = post_to(&app, &ph, "MedicationDispense", md).await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let price = d["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:kanta:ext:retail-price")
+        .unwrap();
+    assert_eq!(
+        price["valueMoney"]["value"],
+        json!(6.45),
+        "the database's price, not the client's: {d}"
+    );
+    // A correction keeps its date; a cancellation keeps the rest as prescribed.
+    let mut moved = now.clone();
+    moved["authoredOn"] = json!("2026-11-20");
+    moved["extension"] =
+        json!([{"url": "urn:kanta:ext:correction-justification", "valueString": "x"}]);
+    let (s, v) = put_to(&app, &doc, &format!("/fhir/MedicationRequest/{id}"), moved).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let mut cancel = now.clone();
+    cancel["status"] = json!("cancelled");
+    cancel["statusReason"] =
+        json!({"coding": [{"system": "urn:kanta:cs:prescription-cancellation", "code": "other"}]});
+    cancel["dosageInstruction"] = json!([{"text": "muutettu"}]);
+    let (s, v) = put_to(&app, &doc, &format!("/fhir/MedicationRequest/{id}"), cancel).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["dosageInstruction"][0]["text"],
+        json!("1 tabletti illalla"),
+        "{v}"
+    );
+    assert_eq!(v["status"], json!("cancelled"));
     app.finish().await;
 }
