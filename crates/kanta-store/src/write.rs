@@ -735,37 +735,12 @@ pub(crate) async fn apply(
     }
 
     // Write everything at once.
+    let writer = req.org.as_str();
+    let row = |p, w| row_of(p, w, now_ms, writer);
     let rows: Vec<Row<'_>> = pending
         .iter()
-        .filter_map(|p| {
-            let w = out[p.index].as_ref()?;
-            Some(Row {
-                patient_key: w.stored.patient,
-                resource_type: &w.stored.resource_type,
-                id: &w.stored.id,
-                version: w.stored.version,
-                last_updated: now_ms,
-                effective_at: p.effective_at,
-                status: p.status.as_deref(),
-                org_id: w.stored.org.as_deref().unwrap_or(req.org.as_str()),
-                section: p.section,
-                body: &w.stored.body,
-                tokens: &p.tokens,
-            })
-        })
-        .chain(derived.iter().map(|(p, w)| Row {
-            patient_key: w.stored.patient,
-            resource_type: &w.stored.resource_type,
-            id: &w.stored.id,
-            version: w.stored.version,
-            last_updated: now_ms,
-            effective_at: p.effective_at,
-            status: p.status.as_deref(),
-            org_id: w.stored.org.as_deref().unwrap_or(req.org.as_str()),
-            section: p.section,
-            body: &w.stored.body,
-            tokens: &p.tokens,
-        }))
+        .filter_map(|p| out[p.index].as_ref().map(|w| row(p, w)))
+        .chain(derived.iter().map(|(p, w)| row(p, w)))
         .collect();
     tx.put_many(&rows).await?;
     drop(rows);
@@ -793,6 +768,23 @@ pub(crate) async fn apply(
         .map(|w| w.ok_or_else(|| StoreError::Corrupt("a write produced no result".into())))
         .chain(derived.into_iter().map(|(_, w)| Ok(w)))
         .collect()
+}
+
+/// The row of one write: its version, and where and how it is listed.
+fn row_of<'a>(p: &'a Pending, w: &'a Written, now_ms: i64, writer: &'a str) -> Row<'a> {
+    Row {
+        patient_key: w.stored.patient,
+        resource_type: &w.stored.resource_type,
+        id: &w.stored.id,
+        version: w.stored.version,
+        last_updated: now_ms,
+        effective_at: p.effective_at,
+        status: p.status.as_deref(),
+        org_id: w.stored.org.as_deref().unwrap_or(writer),
+        section: p.section,
+        body: &w.stored.body,
+        tokens: &p.tokens,
+    }
 }
 
 /// Set `id` and `meta.versionId`/`meta.lastUpdated`, keeping the rest of `meta`.

@@ -758,20 +758,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
         .pool_max_idle_per_host(args.clients * 2)
         .build()
         .map_err(|e| e.to_string())?;
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(CLIENT, Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let bearer = format!(
-        "Bearer {}",
-        token["access_token"].as_str().ok_or("no access token")?
-    );
+    let bearer = bearer_for(&http, &base, CLIENT).await?;
 
     // Patient ids for reads.
     let mut patient_ids = vec![];
@@ -1336,6 +1323,26 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     Ok(())
 }
 
+/// `Bearer <token>` for a bench client (client credentials with the bench secret).
+async fn bearer_for(http: &reqwest::Client, base: &str, client: &str) -> Result<String, String> {
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(client, Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "Bearer {}",
+        token["access_token"]
+            .as_str()
+            .ok_or_else(|| format!("no access token for {client}"))?
+    ))
+}
+
 /// A prescription of `packages` packages of the demo atorvastatin (VNR 401011, 30 tablets).
 fn bench_prescription(patient_id: &str, packages: u32, today: &str) -> Value {
     json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
@@ -1402,20 +1409,7 @@ async fn bench_pharmacy(
         )
         .await
         .map_err(|e| e.to_string())?;
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth("bench-pharmacy", Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let pharmacy = format!(
-        "Bearer {}",
-        token["access_token"].as_str().ok_or("no pharmacy token")?
-    );
+    let pharmacy = bearer_for(http, base, "bench-pharmacy").await?;
     let today = kanta_fhir::datetime::helsinki(kanta_fhir::datetime::millis(now))
         .map(|t| kanta_fhir::datetime::format_date(t.date()))
         .ok_or("clock out of range")?;

@@ -164,7 +164,12 @@ async fn consents_of(
     Ok(out)
 }
 
-fn access_of(c: &Citizen, request_id: &crate::RequestId, action: Action, query: &str) -> Access {
+pub(crate) fn access_of(
+    c: &Citizen,
+    request_id: &crate::RequestId,
+    action: Action,
+    query: &str,
+) -> Access {
     Access {
         actor: Actor::Citizen {
             person: c.session.patient_key,
@@ -1011,6 +1016,22 @@ async fn write_consent(
             },
         ),
     });
+    commit_citizen_write(state, c, request_id, function, facts, ops).await
+}
+
+/// A citizen's change (R-ACT), with its audit record: decided entry by entry as `function` in the
+/// write's transaction; a refusal is a translated 403, a change meanwhile (or a refusal of the
+/// Prescription Centre's rules) a 409 asking to look again.
+pub(crate) async fn commit_citizen_write(
+    state: &AppState,
+    c: &Citizen,
+    request_id: &crate::RequestId,
+    function: Function,
+    facts: FunctionFacts,
+    ops: Vec<(String, Option<String>, WriteOp)>,
+) -> Result<(), PageError> {
+    let lang = c.lang;
+    let unavailable = |e: &dyn std::fmt::Display| PageError::unavailable(lang, e);
     let req = WriteRequest {
         principal: c.principal.clone(),
         org: OrgId::new(MYKANTA_REGISTER),
@@ -1041,7 +1062,12 @@ async fn write_consent(
                 }
             }
             kanta_store::StoreError::Fhir(f)
-                if f.kind == kanta_fhir::ErrorKind::PreconditionFailed =>
+                if matches!(
+                    f.kind,
+                    kanta_fhir::ErrorKind::PreconditionFailed
+                        | kanta_fhir::ErrorKind::Conflict
+                        | kanta_fhir::ErrorKind::Unprocessable
+                ) =>
             {
                 // Changed meanwhile (another tab, another guardian): ask to look again.
                 PageError {

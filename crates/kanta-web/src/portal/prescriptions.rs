@@ -15,14 +15,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kanta_domain::access::{self, Facts, Function, View};
 use kanta_domain::acting::{FunctionFacts, MinorRecord};
-use kanta_domain::audit::{Action, Actor};
+use kanta_domain::audit::Action;
 use kanta_domain::display::{self, CentreItem, Section, Visible};
-use kanta_domain::ids::OrgId;
 use kanta_domain::prescription::{self as rx, Event, Measure, Phase};
 use kanta_fhir::prescription as fx;
 use kanta_fhir::{codes, datetime};
-use kanta_store::audit::Access;
-use kanta_store::{CitizenWrite, Found, SearchQuery, WriteOp, WriteRequest};
+use kanta_store::{Found, SearchQuery, WriteOp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -47,6 +45,8 @@ pub struct Request {
 
 pub struct Rx {
     pub id: String,
+    /// `Patient/<id>` as the prescription names its patient (for a request about it; not shown).
+    subject: Value,
     pub product: String,
     pub dose: String,
     pub prescribed: String,
@@ -93,20 +93,6 @@ pub struct RequestForm {
     kind: String,
 }
 
-fn audit_frame(c: &Citizen, rid: &crate::RequestId, action: Action, query: &str) -> Access {
-    Access {
-        actor: Actor::Citizen {
-            person: c.session.patient_key,
-        },
-        on_behalf_of: c.whose.on_behalf_of,
-        action,
-        query: Some(query.into()),
-        request_id: rid.0.clone(),
-        now_ms: datetime::millis(c.now),
-        subject: Some(c.whose.key),
-    }
-}
-
 /// What the display rules see of a Prescription Centre item.
 fn centre_item(resource_type: &str, body: &Value) -> CentreItem {
     match resource_type {
@@ -151,7 +137,7 @@ async fn load(
         .and_then(|a| Ok(a.zip(b?)))
         .and_then(|ab| Ok(ab.zip(d?)))
         .map_err(|e| unavailable(&e))?;
-    let access = audit_frame(c, rid, Action::Search, "view=section:prescriptions");
+    let access = super::data_use::access_of(c, rid, Action::Search, "view=section:prescriptions");
     let view = View::Section(Section::Prescriptions);
     let (_, ((rxs, dispensed), tasks)) = state
         .audit
@@ -373,6 +359,7 @@ async fn items(
         };
         let item = Rx {
             id: f.id.clone(),
+            subject: body["subject"]["reference"].clone(),
             product: product_name(&vnr, authored),
             dose: body["dosageInstruction"][0]["text"]
                 .as_str()
@@ -426,6 +413,23 @@ fn done_key(s: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// The prescriptions the citizen may see now, with what the page shows of each.
+async fn visible_prescriptions(
+    state: &AppState,
+    c: &Citizen,
+    rid: &crate::RequestId,
+) -> Result<Vec<Visible<Rx>>, PageError> {
+    super::acting::may(
+        &c.principal,
+        &c.whose.acting,
+        View::Section(Section::Prescriptions),
+        datetime::millis(c.now),
+        c.lang,
+    )?;
+    let (rxs, dispensed, tasks) = load(state, c, rid).await?;
+    Ok(items(state, c, rxs, dispensed, tasks).await)
+}
+
 /// `GET /records/prescriptions`.
 pub async fn page(
     State(state): State<AppState>,
@@ -433,16 +437,7 @@ pub async fn page(
     rid: crate::RequestId,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
-    let now_ms = datetime::millis(c.now);
-    super::acting::may(
-        &c.principal,
-        &c.whose.acting,
-        View::Section(Section::Prescriptions),
-        now_ms,
-        c.lang,
-    )?;
-    let (rxs, dispensed, tasks) = load(&state, &c, &rid).await?;
-    let all = items(&state, &c, rxs, dispensed, tasks).await;
+    let all = visible_prescriptions(&state, &c, &rid).await?;
     let ui = ui_for(
         &state,
         c.lang,
@@ -468,16 +463,7 @@ pub async fn sheet(
     rid: crate::RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let now_ms = datetime::millis(c.now);
-    super::acting::may(
-        &c.principal,
-        &c.whose.acting,
-        View::Section(Section::Prescriptions),
-        now_ms,
-        c.lang,
-    )?;
-    let (rxs, dispensed, tasks) = load(&state, &c, &rid).await?;
-    let all = items(&state, &c, rxs, dispensed, tasks).await;
+    let all = visible_prescriptions(&state, &c, &rid).await?;
     let Some(rx) = all.iter().find(|r| r.get().id == id) else {
         return Err(PageError::not_found(c.lang));
     };
@@ -545,12 +531,7 @@ async fn make_request(
         _ => return Err(PageError::bad_page(lang)),
     };
     // Only a prescription this page shows, and only a request it offers.
-    let (rxs, dispensed, tasks) = load(state, c, rid).await?;
-    let subject_ref = rxs
-        .iter()
-        .find(|f| f.id == id)
-        .map(|f| f.to_value()["subject"]["reference"].clone());
-    let all = items(state, c, rxs, dispensed, tasks).await;
+    let all = visible_prescriptions(state, c, rid).await?;
     let Some(rx) = all.iter().find(|r| r.get().id == id) else {
         return Err(PageError::not_found(lang));
     };
@@ -567,62 +548,21 @@ async fn make_request(
         "intent": "order",
         "code": {"coding": [{"system": codes::PRESCRIPTION_TASK_SYSTEM, "code": code.code()}]},
         "focus": {"reference": format!("MedicationRequest/{id}")},
-        "for": {"reference": subject_ref.unwrap_or(Value::Null)},
+        "for": {"reference": rx.get().subject.clone()},
         "authoredOn": datetime::instant(c.now),
         "note": [{"text": tr(lang, "rx-request-note", &[])}],
     });
     let resource =
         kanta_fhir::check(task).map_err(|e| PageError::unavailable(lang, &e.to_string()))?;
-    let req = WriteRequest {
-        principal: c.principal.clone(),
-        org: OrgId::new(super::data_use::MYKANTA_REGISTER),
-        ops: vec![(
-            "Task".into(),
-            None,
-            WriteOp::Create {
-                resource,
-                if_none_exist: None,
-            },
-        )],
-        citizen: Some(CitizenWrite {
-            function,
-            acting: c.whose.acting,
-            facts: FunctionFacts::default(),
-        }),
-        centre: state.centre.clone(),
-    };
-    let access = audit_frame(
-        c,
-        rid,
-        Action::Create,
-        &format!("function={}", function.code()),
-    );
-    let committed = state
-        .store
-        .write_audited(req, c.now, &access)
-        .await
-        .map_err(|e| match e {
-            kanta_store::StoreError::Fhir(f) if f.kind == kanta_fhir::ErrorKind::Forbidden => {
-                forbidden()
-            }
-            kanta_store::StoreError::Fhir(f)
-                if matches!(
-                    f.kind,
-                    kanta_fhir::ErrorKind::Conflict | kanta_fhir::ErrorKind::Unprocessable
-                ) =>
-            {
-                PageError {
-                    lang,
-                    status: StatusCode::CONFLICT,
-                    key: "error-changed-meanwhile",
-                }
-            }
-            other => PageError::unavailable(lang, &other),
-        })?;
-    state
-        .audit
-        .settle(committed, &access)
-        .await
-        .map_err(|e| PageError::unavailable(lang, &e))?;
+    let ops = vec![(
+        "Task".into(),
+        None,
+        WriteOp::Create {
+            resource,
+            if_none_exist: None,
+        },
+    )];
+    super::data_use::commit_citizen_write(state, c, rid, function, FunctionFacts::default(), ops)
+        .await?;
     Ok(done)
 }
