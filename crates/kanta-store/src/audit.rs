@@ -172,10 +172,12 @@ pub enum AuditError {
     Unavailable,
 }
 
-/// A write as the store returns it: already audited in its own transaction, or sealed.
+/// A write as the store returns it: audited in its own transaction (its records leaves already,
+/// or waiting in the outbox with these ids for the writer to make them leaves), or sealed.
 #[must_use = "written data is released only through AuditLog::settle"]
 pub enum Committed<T> {
     Released(Receipt, T),
+    Pending(Vec<i64>, Sealed<T>),
     Sealed(Sealed<T>),
 }
 
@@ -592,9 +594,25 @@ pub struct AuditConfig {
     pub witness_channel: Option<mpsc::Sender<String>>,
 }
 
+/// What a request asks of the writer: records to append, or its write's records in the outbox to
+/// make leaves.
+enum Work {
+    Append(Vec<AuditRecord>),
+    Drain(Vec<i64>),
+}
+
 struct Job {
-    records: Vec<AuditRecord>,
+    work: Work,
     done: oneshot::Sender<Result<Receipt, AuditError>>,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        match &self.work {
+            Work::Append(r) => r.len(),
+            Work::Drain(ids) => ids.len(),
+        }
+    }
 }
 
 /// The handle requests use; cheap to clone.
@@ -657,9 +675,13 @@ impl AuditLog {
                 batch: 0,
             });
         }
+        self.send(Work::Append(records)).await
+    }
+
+    async fn send(&self, work: Work) -> Result<Receipt, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { records, done })
+            .send(Job { work, done })
             .await
             .map_err(|_| AuditError::Unavailable)?;
         wait.await.map_err(|_| AuditError::Unavailable)?
@@ -674,6 +696,17 @@ impl AuditLog {
     ) -> Result<(Receipt, T), AuditError> {
         match committed {
             Committed::Released(receipt, value) => Ok((receipt, value)),
+            // Stored with the write; released once they are leaves. If this fails, the records
+            // stay in the outbox and become leaves at the next drain: the write is never without
+            // them, and the caller hears that nothing was released.
+            Committed::Pending(ids, sealed) => {
+                let receipt = if ids.is_empty() {
+                    Receipt::new(0, 0, 0)
+                } else {
+                    self.send(Work::Drain(ids)).await?
+                };
+                Ok((receipt, sealed.0))
+            }
             Committed::Sealed(sealed) => {
                 let records = records_for(sealed.0.touched(), access);
                 let receipt = self.commit(records).await?;
@@ -718,6 +751,8 @@ impl Writer {
         let mut tick =
             tokio::time::interval(self.config.checkpoint_every.max(Duration::from_millis(200)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // After a crash: what writes committed with their records but never saw made leaves.
+        self.drain_pending().await;
         loop {
             let first = tokio::select! {
                 job = rx.recv() => match job {
@@ -725,26 +760,40 @@ impl Writer {
                     None => break,
                 },
                 _ = tick.tick() => {
+                    // Records another instance left in the outbox when it died.
+                    self.drain_pending().await;
                     if let Ok((size, root)) = self.store.audit_head().await {
                         self.maybe_checkpoint(size, root).await;
                     }
                     continue;
                 }
             };
-            let mut n = first.records.len();
-            let mut jobs = vec![first];
+            let mut n = first.len();
+            let mut all = vec![first];
             while n < self.config.max_batch {
                 match rx.try_recv() {
                     Ok(j) => {
-                        n += j.records.len();
-                        jobs.push(j);
+                        n += j.len();
+                        all.push(j);
                     }
                     Err(_) => break,
                 }
             }
+            let (drains, jobs): (Vec<Job>, Vec<Job>) = all
+                .into_iter()
+                .partition(|j| matches!(j.work, Work::Drain(_)));
+            if !drains.is_empty() {
+                self.drain(drains).await;
+            }
+            if jobs.is_empty() {
+                continue;
+            }
             let records: Vec<AuditRecord> = jobs
                 .iter()
-                .flat_map(|j| j.records.iter().cloned())
+                .flat_map(|j| match &j.work {
+                    Work::Append(r) => r.clone(),
+                    Work::Drain(_) => vec![],
+                })
                 .collect();
             let result = if self.injected_failure() {
                 Err(StoreError::Corrupt("injected audit failure".into()))
@@ -757,7 +806,7 @@ impl Writer {
                     metrics::counter!("kanta_audit_records_total").increment(records.len() as u64);
                     let mut seq = app.first_seq;
                     for j in jobs {
-                        let count = j.records.len() as u64;
+                        let count = j.len() as u64;
                         let _ = j.done.send(Ok(Receipt {
                             first_seq: seq,
                             count,
@@ -773,6 +822,74 @@ impl Writer {
                     for j in jobs {
                         let _ = j.done.send(Err(AuditError::Unavailable));
                     }
+                }
+            }
+        }
+    }
+
+    /// Make the outbox records of these jobs' writes leaves, in one transaction, and answer each
+    /// job (its first record's sequence number; 0 when another writer made them leaves first).
+    async fn drain(&mut self, jobs: Vec<Job>) {
+        let ids: Vec<i64> = jobs
+            .iter()
+            .flat_map(|j| match &j.work {
+                Work::Drain(ids) => ids.clone(),
+                Work::Append(_) => vec![],
+            })
+            .collect();
+        let result = if self.injected_failure() {
+            Err(StoreError::Corrupt("injected audit failure".into()))
+        } else {
+            self.store.audit_drain(Some(&ids)).await
+        };
+        match result {
+            Ok(drained) => {
+                metrics::counter!("kanta_audit_records_total").increment(drained.seqs.len() as u64);
+                let seqs: std::collections::HashMap<i64, u64> = drained.seqs.into_iter().collect();
+                let batch = drained.append.map_or(0, |a| a.batch);
+                for j in jobs {
+                    let mine: &[i64] = match &j.work {
+                        Work::Drain(ids) => ids,
+                        Work::Append(_) => &[],
+                    };
+                    let first = mine.iter().filter_map(|id| seqs.get(id)).min().copied();
+                    let _ = j.done.send(Ok(Receipt {
+                        first_seq: first.unwrap_or(0),
+                        count: mine.len() as u64,
+                        batch,
+                    }));
+                }
+                if let Some(a) = drained.append {
+                    self.maybe_checkpoint(a.tree_size, a.root).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = ids.len(), "audit drain failed; the requests in this batch fail closed, their records stay pending");
+                metrics::counter!("kanta_audit_failures_total").increment(1);
+                for j in jobs {
+                    let _ = j.done.send(Err(AuditError::Unavailable));
+                }
+            }
+        }
+    }
+
+    /// Everything pending in the outbox, 1,000 at a time, until none is left.
+    async fn drain_pending(&mut self) {
+        loop {
+            match self.store.audit_drain(None).await {
+                Ok(d) if d.seqs.is_empty() => return,
+                Ok(d) => {
+                    tracing::info!(
+                        records = d.seqs.len(),
+                        "audit records pending in the outbox made leaves"
+                    );
+                    if let Some(a) = d.append {
+                        self.maybe_checkpoint(a.tree_size, a.root).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "draining the audit outbox failed; retried on the next tick");
+                    return;
                 }
             }
         }
@@ -825,6 +942,19 @@ impl Writer {
 }
 
 /// Sign and store a checkpoint of (size, root), and publish it to the witness file.
+/// Make every record pending in the outbox a leaf (the recovery after a crash, before serving):
+/// how many there were.
+pub async fn drain_outbox(store: &dyn Store) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let d = store.audit_drain(None).await?;
+        if d.seqs.is_empty() {
+            return Ok(total);
+        }
+        total += d.seqs.len();
+    }
+}
+
 pub async fn checkpoint_now(
     store: &dyn Store,
     signer: &Signer,

@@ -7,7 +7,7 @@ use crate::audit::{records_for, Access, Committed, Receipt, Sealed, Touches};
 use crate::prelude::*;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
-    ActingFor, ActingVia, AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Found,
+    ActingFor, ActingVia, AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Drained, Found,
     ImportSummary, Page, PendingLogin, Result, SearchQuery, SectionCursor, SectionPage,
     SectionProviders, SectionQuery, SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit,
     VisitsPage, WriteRequest, Written,
@@ -414,6 +414,20 @@ macro_rules! backend {
         /// Append records inside an open transaction, extending the tree (the writer's batch, or a
         /// write's own records on a backend that audits writes in the same transaction).
         async fn append_in(conn: &mut <$db as sqlx::Database>::Connection, records: &[AuditRecord]) -> Result<AuditAppend> {
+                let bodies = records
+                    .iter()
+                    .map(|r| {
+                        String::from_utf8(r.canonical_bytes())
+                            .map(|b| (r.patient.map_or(0, |k| k.0), r.recorded_at, b))
+                            .map_err(|_| StoreError::Corrupt("audit body".into()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                append_bodies_in(conn, &bodies).await
+        }
+
+        /// Append records given as (patient key or 0, recorded at, canonical body) — the bytes a
+        /// leaf covers, as they were made (a record waiting in the outbox is never re-encoded).
+        async fn append_bodies_in(conn: &mut <$db as sqlx::Database>::Connection, records: &[(i64, i64, String)]) -> Result<AuditAppend> {
                 let row = sqlx::query(concat!("SELECT tree_size, batch, frontier FROM audit_state WHERE id = 1", $for_update))
                     .fetch_one(&mut *conn).await?;
                 let size: i64 = row.try_get(0)?;
@@ -430,12 +444,11 @@ macro_rules! backend {
                         sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6));
                     }
                     let mut q = sqlx::query(&sql);
-                    for r in chunk {
-                        let body = String::from_utf8(r.canonical_bytes()).map_err(|_| StoreError::Corrupt("audit body".into()))?;
+                    for (patient, recorded_at, body) in chunk {
                         let leaf = leaf_hash(body.as_bytes());
                         let seq = frontier.size() as i64;
                         frontier.push(leaf);
-                        q = q.bind(r.patient.map_or(0, |k| k.0)).bind(seq).bind(r.recorded_at).bind(batch).bind(leaf.to_vec()).bind(body);
+                        q = q.bind(*patient).bind(seq).bind(*recorded_at).bind(batch).bind(leaf.to_vec()).bind(body.as_str());
                     }
                     q.execute(&mut *conn).await?;
                 }
@@ -444,6 +457,29 @@ macro_rules! backend {
                     .bind(frontier.size() as i64).bind(batch).bind(frontier_text)
                     .execute(&mut *conn).await?;
                 Ok(AuditAppend { first_seq, tree_size: frontier.size(), batch: batch as u64, root: frontier.root() })
+        }
+
+        /// A write's audit records into the outbox, in the write's transaction; their ids.
+        async fn outbox_in(conn: &mut <$db as sqlx::Database>::Connection, records: &[AuditRecord]) -> Result<Vec<i64>> {
+            let mut ids = Vec::with_capacity(records.len());
+            for chunk in records.chunks(AUDIT_CHUNK) {
+                let mut sql = String::from("INSERT INTO audit_outbox (patient_key, recorded_at, body) VALUES ");
+                for i in 0..chunk.len() {
+                    let b = i * 3;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+                }
+                sql.push_str(" RETURNING id");
+                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                for r in chunk {
+                    let body = String::from_utf8(r.canonical_bytes()).map_err(|_| StoreError::Corrupt("audit body".into()))?;
+                    q = q.bind(r.patient.map_or(0, |k| k.0)).bind(r.recorded_at).bind(body);
+                }
+                ids.extend(q.fetch_all(&mut *conn).await?);
+            }
+            Ok(ids)
         }
 
         fn audit_row(r: &<$db as sqlx::Database>::Row) -> Result<StoredAudit> {
@@ -882,7 +918,18 @@ macro_rules! backend {
 
             async fn write_audited(&self, request: WriteRequest, now: OffsetDateTime, access: &Access) -> Result<Committed<Vec<Written>>> {
                 if !$audit_in_write {
-                    return Ok(Committed::Sealed(self.write(request, now).await?));
+                    // The write's records go into the outbox in its own transaction: the write
+                    // and its records commit together; the writer makes them leaves.
+                    let r = async {
+                        let mut tx = $tx { tx: self.write.begin().await? };
+                        let written = apply(&mut tx, request, now).await?;
+                        let records = records_for(written.touched(), access);
+                        let ids = outbox_in(&mut *tx.tx, &records).await?;
+                        tx.tx.commit().await?;
+                        Ok(Committed::Pending(ids, Sealed::new(written)))
+                    }
+                    .await;
+                    return self.settle(r).await;
                 }
                 // One writer connection serialises SQLite's writes anyway: the write's audit records
                 // join its transaction, so data and record commit together with one sync.
@@ -1108,6 +1155,61 @@ macro_rules! backend {
                     let app = append_in(&mut *tx, records).await?;
                     tx.commit().await?;
                     Ok(app)
+                }
+                .await;
+                self.settle(r).await
+            }
+
+            async fn audit_drain(&self, ids: Option<&[i64]>) -> Result<Drained> {
+                let r = async {
+                    let mut tx = self.write.begin().await?;
+                    // Row locks first: a record another writer is making a leaf is waited for and
+                    // then not seen (it is gone), never appended twice.
+                    let rows = match ids {
+                        Some([]) => vec![],
+                        Some(ids) => {
+                            let mut all = vec![];
+                            for chunk in ids.chunks(AUDIT_CHUNK) {
+                                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                                let sql = format!(
+                                    "SELECT id, patient_key, recorded_at, body FROM audit_outbox WHERE id IN ({}) ORDER BY id{}",
+                                    marks.join(", "),
+                                    $for_update
+                                );
+                                let mut q = sqlx::query(&sql);
+                                for id in chunk {
+                                    q = q.bind(*id);
+                                }
+                                all.extend(q.fetch_all(&mut *tx).await?);
+                            }
+                            all
+                        }
+                        None => sqlx::query(concat!("SELECT id, patient_key, recorded_at, body FROM audit_outbox ORDER BY id LIMIT 1000", $for_update))
+                            .fetch_all(&mut *tx)
+                            .await?,
+                    };
+                    if rows.is_empty() {
+                        return Ok(Drained::default());
+                    }
+                    let mut taken = Vec::with_capacity(rows.len());
+                    let mut bodies = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        taken.push(r.try_get::<i64, _>(0)?);
+                        bodies.push((r.try_get::<i64, _>(1)?, r.try_get::<i64, _>(2)?, r.try_get::<String, _>(3)?));
+                    }
+                    let app = append_bodies_in(&mut *tx, &bodies).await?;
+                    for chunk in taken.chunks(AUDIT_CHUNK) {
+                        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                        let sql = format!("DELETE FROM audit_outbox WHERE id IN ({})", marks.join(", "));
+                        let mut q = sqlx::query(&sql);
+                        for id in chunk {
+                            q = q.bind(*id);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    let seqs = taken.iter().enumerate().map(|(i, id)| (*id, app.first_seq + i as u64)).collect();
+                    Ok(Drained { append: Some(app), seqs })
                 }
                 .await;
                 self.settle(r).await

@@ -266,6 +266,14 @@ pub struct StoredAudit {
     pub pruned_at: Option<i64>,
 }
 
+/// What a drain of the outbox did: the append (none if nothing was pending) and, for each outbox
+/// id it drained, the record's sequence number.
+#[derive(Clone, Debug, Default)]
+pub struct Drained {
+    pub append: Option<AuditAppend>,
+    pub seqs: Vec<(i64, u64)>,
+}
+
 /// Where an appended batch landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditAppend {
@@ -523,6 +531,10 @@ pub trait Sessions: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Append records in one durable transaction, extending the Merkle tree.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<AuditAppend>;
+    /// Make records waiting in the outbox leaves of the tree, in one transaction that also removes
+    /// them: these ids (those still there), or with `None` up to 1,000 of whatever is pending (the
+    /// recovery after a crash). Returns the append and each drained id's sequence number.
+    async fn audit_drain(&self, ids: Option<&[i64]>) -> Result<Drained>;
     /// The tree size and root now.
     async fn audit_head(&self) -> Result<(u64, Hash)>;
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;

@@ -607,6 +607,17 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     }
                 },
             };
+            // Writes that committed with their audit records but died before the records became
+            // leaves: finished before anything is served (R-OPS-3, R-OPS-4).
+            let pending = kanta_store::audit::drain_outbox(store.as_ref())
+                .await
+                .map_err(|e| format!("finishing the audit records left pending: {e}"))?;
+            if pending > 0 {
+                tracing::warn!(
+                    records = pending,
+                    "audit records left pending by a stop were made leaves"
+                );
+            }
             let signer = audit_signer(&r, &config.public_url)?;
             let audit = kanta_store::audit::AuditLog::start(
                 store.clone(),

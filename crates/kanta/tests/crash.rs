@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `kill -9` during load, many times over, on both backends (R-OPS-3, R-OPS-4): after each restart
-//! every response the clients received with personal data has its audit record, and the log
-//! verifies (`kanta audit verify`).
+//! every response the clients received with personal data has its audit record, every write the
+//! database committed has its audit record (acknowledged or not: a write and its record commit
+//! together), and the log verifies (`kanta audit verify`).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -91,9 +92,31 @@ async fn crash_many_times(database: Option<String>, iterations: usize) {
             tasks.push(tokio::spawn(async move {
                 let mut acked = vec![];
                 let mut n = start_seq;
+                let mut patient: Option<String> = None;
                 while Instant::now() < stop_at + Duration::from_millis(200) {
                     n += 1;
                     let id = format!("crash-{i}-{n}");
+                    // One client writes: an Observation of the patient, each its own request.
+                    if c == 3 {
+                        if let Some(pid) = &patient {
+                            let obs = serde_json::json!({"resourceType": "Observation", "status": "final",
+                                "code": {"text": format!("crash {id}")}, "subject": {"reference": format!("Patient/{pid}")},
+                                "effectiveDateTime": "2026-11-01T10:00:00+02:00", "valueQuantity": {"value": 1, "unit": "x"}});
+                            let id = format!("crash-w-{i}-{n}");
+                            let r = http
+                                .post(format!("{base}/fhir/Observation"))
+                                .bearer_auth(&t)
+                                .header("x-request-id", &id)
+                                .header("content-type", "application/fhir+json")
+                                .body(obs.to_string())
+                                .send()
+                                .await;
+                            if matches!(r, Ok(r) if r.status().is_success()) {
+                                acked.push(id);
+                            }
+                            continue;
+                        }
+                    }
                     let r = http
                         .get(format!(
                             "{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{hetu}"
@@ -107,6 +130,11 @@ async fn crash_many_times(database: Option<String>, iterations: usize) {
                             if let Ok(body) = r.text().await {
                                 if body.contains("\"Patient\"") {
                                     acked.push(id);
+                                }
+                                if patient.is_none() {
+                                    patient = serde_json::from_str::<serde_json::Value>(&body)
+                                        .ok()
+                                        .and_then(|v| v["entry"][0]["resource"]["id"].as_str().map(str::to_string));
                                 }
                             }
                         }
@@ -144,17 +172,52 @@ async fn crash_many_times(database: Option<String>, iterations: usize) {
         .unwrap_or_else(|| format!("sqlite://{data_dir}/kanta.db"));
     let store = kanta_store::connect(&url).await.unwrap();
     let (size, _) = store.audit_head().await.unwrap();
-    let logged: HashSet<String> = store
-        .audit_range(0, size)
-        .await
-        .unwrap()
+    let records = store.audit_range(0, size).await.unwrap();
+    let bodies: Vec<serde_json::Value> = records
         .iter()
-        .filter_map(|r| {
-            serde_json::from_str::<serde_json::Value>(&r.body).ok()?["request_id"]
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
         .collect();
+    let logged: HashSet<String> = bodies
+        .iter()
+        .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+        .collect();
+    // Every Observation the database holds (each written once by the load) was logged as created.
+    let created: HashSet<String> = bodies
+        .iter()
+        .filter(|v| v["action"] == "create")
+        .flat_map(|v| v["entities"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    let stored: Vec<String> = {
+        let sql = "SELECT id FROM resource WHERE resource_type = 'Observation'";
+        let ids: Vec<String> = if url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let ids = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            ids
+        } else {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let ids = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            ids
+        };
+        ids.into_iter()
+            .map(|id| format!("Observation/{id}"))
+            .collect()
+    };
+    let unlogged: Vec<&String> = stored.iter().filter(|e| !created.contains(*e)).collect();
+    let writes = acknowledged
+        .iter()
+        .filter(|id| id.starts_with("crash-w-"))
+        .count();
+    assert!(writes > 0, "the load acknowledged no write");
+    assert!(
+        unlogged.is_empty(),
+        "{} of {} stored Observations have no audit record of their creation, e.g. {:?}",
+        unlogged.len(),
+        stored.len(),
+        unlogged.first()
+    );
     let missing: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !logged.contains(*id))
@@ -179,9 +242,11 @@ async fn crash_many_times(database: Option<String>, iterations: usize) {
         String::from_utf8_lossy(&out.stdout)
     );
     eprintln!(
-        "{} kills; {} acknowledged responses, all in the log; {}",
+        "{} kills; {} acknowledged responses ({} writes), all in the log; {} stored Observations, each logged as created; {}",
         iterations,
         acknowledged.len(),
+        writes,
+        stored.len(),
         String::from_utf8_lossy(&out.stdout).trim()
     );
     let _ = std::fs::remove_dir_all(&dir);
