@@ -435,10 +435,85 @@ async fn retention_keeps_the_tree(backend: Backend) {
     db.cleanup().await;
 }
 
+/// A log that mixes version-1 records (written before the access decision: no `schema`, no
+/// `basis`) with version-2 ones verifies, keeps each leaf over the bytes as written, and reads the
+/// old records as version 1 without a basis (issue 17). The version-1 bytes enter through the
+/// outbox, whose bodies become leaves as they are (never re-encoded).
+async fn a_log_of_version_1_and_2_records_verifies(backend: Backend) {
+    let (db, key, public) = filled(backend, 10).await;
+    let v1 = r#"{"recorded_at":1700000000100,"patient":3,"actor":{"kind":"citizen","person":3},"on_behalf_of":null,"action":"read","entities":["Observation/old"],"query":null,"outcome":"success","request_id":"req-v1"}"#;
+    let insert =
+        "INSERT INTO audit_outbox (patient_key, recorded_at, body) VALUES (3, 1700000000100, $1)";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(insert).bind(v1).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(insert).bind(v1).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let drained = audit::drain_outbox(db.store.as_ref()).await.unwrap();
+    assert_eq!(drained, 1);
+    // More version-2 records after it, and a checkpoint over all.
+    let log = AuditLog::start(
+        db.store.clone(),
+        AuditConfig {
+            max_batch: 1000,
+            checkpoint_every: Duration::ZERO,
+            signer: signer(&key),
+            witness_file: None,
+            witness_channel: None,
+        },
+    );
+    log.commit(vec![record(100), record(101)]).await.unwrap();
+    let mut signed = false;
+    for _ in 0..3000 {
+        if db
+            .store
+            .checkpoints()
+            .await
+            .unwrap()
+            .last()
+            .map(|c| c.tree_size)
+            == Some(13)
+        {
+            signed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(signed, "no checkpoint over the mixed log");
+    let report = audit::verify(db.store.as_ref(), NAME, &public, None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.records, 13);
+    let stored = db.store.audit_range(10, 13).await.unwrap();
+    assert_eq!(stored[0].body, v1, "the version-1 bytes as written");
+    assert_eq!(stored[0].leaf_hash, merkle::leaf_hash(v1.as_bytes()));
+    let old: AuditRecord = serde_json::from_str(&stored[0].body).unwrap();
+    assert_eq!((old.schema, old.basis), (1, None));
+    let new: AuditRecord = serde_json::from_str(&stored[1].body).unwrap();
+    assert_eq!(new.schema, kanta_domain::audit::AUDIT_SCHEMA);
+    // The patient's history reads both.
+    let of_3 = db
+        .store
+        .audit_of_patient(PatientKey(3), None, 100)
+        .await
+        .unwrap();
+    assert!(of_3.iter().any(|r| r.body == v1), "{of_3:?}");
+    db.cleanup().await;
+}
+
 both!(
     group_commit_and_verify,
     append_only_and_tamper_evident,
-    retention_keeps_the_tree
+    retention_keeps_the_tree,
+    a_log_of_version_1_and_2_records_verifies
 );
 
 /// A backup taken while the log grows restores to a log that verifies and is a prefix of the live
