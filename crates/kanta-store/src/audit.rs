@@ -760,8 +760,9 @@ impl Writer {
                     None => break,
                 },
                 _ = tick.tick() => {
-                    // Records another instance left in the outbox when it died.
-                    self.drain_pending().await;
+                    // Records another instance left in the outbox when it died: one bounded pass
+                    // a tick, so that a steady stream of new writes never holds the queue up.
+                    self.drain_once().await;
                     if let Ok((size, root)) = self.store.audit_head().await {
                         self.maybe_checkpoint(size, root).await;
                     }
@@ -830,13 +831,17 @@ impl Writer {
     /// Make the outbox records of these jobs' writes leaves, in one transaction, and answer each
     /// job (its first record's sequence number; 0 when another writer made them leaves first).
     async fn drain(&mut self, jobs: Vec<Job>) {
-        let ids: Vec<i64> = jobs
+        // Ascending, once each: every drain locks outbox rows in id order, so two writers never
+        // wait for each other in a circle.
+        let mut ids: Vec<i64> = jobs
             .iter()
             .flat_map(|j| match &j.work {
                 Work::Drain(ids) => ids.clone(),
                 Work::Append(_) => vec![],
             })
             .collect();
+        ids.sort_unstable();
+        ids.dedup();
         let result = if self.injected_failure() {
             Err(StoreError::Corrupt("injected audit failure".into()))
         } else {
@@ -873,24 +878,30 @@ impl Writer {
         }
     }
 
-    /// Everything pending in the outbox, 1,000 at a time, until none is left.
+    /// Everything pending in the outbox, 1,000 at a time, until none is left (at start).
     async fn drain_pending(&mut self) {
-        loop {
-            match self.store.audit_drain(None).await {
-                Ok(d) if d.seqs.is_empty() => return,
-                Ok(d) => {
-                    tracing::info!(
-                        records = d.seqs.len(),
-                        "audit records pending in the outbox made leaves"
-                    );
-                    if let Some(a) = d.append {
-                        self.maybe_checkpoint(a.tree_size, a.root).await;
-                    }
+        while self.drain_once().await {}
+    }
+
+    /// Up to 1,000 pending records; whether there were any.
+    async fn drain_once(&mut self) -> bool {
+        match self.store.audit_drain(None).await {
+            Ok(d) if d.seqs.is_empty() => false,
+            Ok(d) => {
+                metrics::counter!("kanta_audit_records_total").increment(d.seqs.len() as u64);
+                tracing::debug!(
+                    records = d.seqs.len(),
+                    "audit records pending in the outbox made leaves"
+                );
+                if let Some(a) = d.append {
+                    self.maybe_checkpoint(a.tree_size, a.root).await;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "draining the audit outbox failed; retried on the next tick");
-                    return;
-                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "draining the audit outbox failed; retried on the next tick");
+                metrics::counter!("kanta_audit_failures_total").increment(1);
+                false
             }
         }
     }
@@ -941,7 +952,6 @@ impl Writer {
     }
 }
 
-/// Sign and store a checkpoint of (size, root), and publish it to the witness file.
 /// Make every record pending in the outbox a leaf (the recovery after a crash, before serving):
 /// how many there were.
 pub async fn drain_outbox(store: &dyn Store) -> Result<usize, StoreError> {
@@ -955,6 +965,7 @@ pub async fn drain_outbox(store: &dyn Store) -> Result<usize, StoreError> {
     }
 }
 
+/// Sign and store a checkpoint of (size, root), and publish it to the witness file.
 pub async fn checkpoint_now(
     store: &dyn Store,
     signer: &Signer,

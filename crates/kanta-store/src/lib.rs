@@ -424,9 +424,10 @@ pub trait Records: Send + Sync {
         request: WriteRequest,
         now: OffsetDateTime,
     ) -> Result<Sealed<Vec<Written>>>;
-    /// A write whose audit records (one per patient written, for `access`) are committed with it
-    /// where the backend can do so without a global lock (SQLite); otherwise the result comes back
-    /// sealed for `AuditLog::settle` to release through the group-commit writer.
+    /// A write whose audit records (one per patient written, for `access`) commit with it: as
+    /// leaves of the tree in its transaction (SQLite, one writer), or into the outbox in its
+    /// transaction (PostgreSQL), which `AuditLog::settle` has the group-commit writer make leaves
+    /// before anything is released.
     async fn write_audited(
         &self,
         request: WriteRequest,

@@ -394,3 +394,5 @@ archivist-hidden-prescription-cancelled-technical = prescription cancelled for a
 archivist-hidden-prescription-cancelled-death = prescription cancelled because of the patient's death
 archivist-hidden-dispensation-cancelled = dispensation cancelled
 rx-price-with-difference = { $price } (price difference { $difference })
+rx-renew-unit = Send the request to
+rx-renew-unit-prescriber = The unit that prescribed it

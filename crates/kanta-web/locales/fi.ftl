@@ -394,3 +394,5 @@ archivist-hidden-prescription-cancelled-technical = resepti mitätöity teknisen
 archivist-hidden-prescription-cancelled-death = resepti mitätöity potilaan kuoleman vuoksi
 archivist-hidden-dispensation-cancelled = toimitus peruttu
 rx-price-with-difference = { $price } (hintaero { $difference })
+rx-renew-unit = Mihin yksikköön pyyntö lähetetään
+rx-renew-unit-prescriber = Reseptin määrännyt yksikkö

@@ -394,3 +394,5 @@ archivist-hidden-prescription-cancelled-technical = receptet makulerat på grund
 archivist-hidden-prescription-cancelled-death = receptet makulerat på grund av patientens död
 archivist-hidden-dispensation-cancelled = expedieringen makulerad
 rx-price-with-difference = { $price } (prisskillnad { $difference })
+rx-renew-unit = Till vilken enhet begäran skickas
+rx-renew-unit-prescriber = Enheten som förskrev receptet

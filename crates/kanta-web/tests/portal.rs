@@ -1568,6 +1568,7 @@ async fn prescriptions_page_and_renewal(backend: Backend) {
     let operator = clinician("org-kanta-operator");
     for (id, name) in [
         ("org-hus", "HUS"),
+        ("org-tays", "TAYS"),
         ("org-apteekki", "Kampin apteekki"),
         ("org-kanta-operator", "Kanta"),
     ] {
@@ -1764,6 +1765,45 @@ async fn prescriptions_page_and_renewal(backend: Backend) {
         page.body.contains("1 tabletti illalla (uusittu)"),
         "{}",
         page.body
+    );
+    // A renewal of the renewed prescription to another unit the citizen chooses (R-ACT-11); a unit
+    // the page does not offer is refused.
+    let renewed_id = renewed[0].stored.id.clone();
+    let page = app.get("/records/prescriptions").await;
+    assert!(
+        page.body
+            .contains("<option value=\"org-tays\">TAYS</option>"),
+        "{}",
+        page.body
+    );
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{renewed_id}/request"),
+            &[
+                ("csrf", &csrf),
+                ("kind", "renewal"),
+                ("unit", "org-nowhere"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = app
+        .post(
+            &format!("/records/prescriptions/{renewed_id}/request"),
+            &[("csrf", &csrf), ("kind", "renewal"), ("unit", "org-tays")],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        "/records/prescriptions?done=renewal",
+        "{}",
+        r.body
+    );
+    let tays = tasks_as(&app, &clinician("org-tays"), &pid).await;
+    assert_eq!(tays.len(), 1, "in the chosen unit's queue: {tays:?}");
+    assert_eq!(
+        tays[0].1["owner"]["reference"],
+        json!("Organization/org-tays")
     );
     // A review request goes to the controller's queue (R-ACT-12), once.
     let r = app

@@ -1234,7 +1234,7 @@ pub async fn preview(
 }
 
 /// The providers to choose from: the registry's organisations and those of the person's visits.
-async fn organisations(
+pub(crate) async fn organisations(
     state: &AppState,
     c: &Citizen,
     request_id: &crate::RequestId,

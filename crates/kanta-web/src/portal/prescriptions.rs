@@ -51,6 +51,8 @@ pub struct Rx {
     pub dose: String,
     pub prescribed: String,
     pub prescriber: String,
+    /// The prescriber's unit (the organisation whose register holds it): a renewal's default.
+    pub prescriber_org: String,
     pub valid_until: String,
     pub remaining: String,
     pub status: String,
@@ -72,6 +74,8 @@ struct Page<'a> {
     other: Vec<&'a Visible<Rx>>,
     done: Option<&'static str>,
     no_names: bool,
+    /// The care units a renewal request may go to instead of the prescriber's (R-ACT-11).
+    units: Vec<super::data_use::Choice>,
 }
 
 #[derive(Template)]
@@ -91,6 +95,8 @@ pub struct PageQuery {
 pub struct RequestForm {
     csrf: String,
     kind: String,
+    /// For a renewal: the unit to send it to (default: the prescriber's).
+    unit: Option<String>,
 }
 
 /// What the display rules see of a Prescription Centre item.
@@ -367,6 +373,7 @@ async fn items(
                 .to_string(),
             prescribed: date_of(f.effective_at),
             prescriber,
+            prescriber_org: f.org.clone().unwrap_or_default(),
             valid_until: date_of(st.valid_until_ms - 1),
             remaining: tr(
                 lang,
@@ -438,6 +445,11 @@ pub async fn page(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
     let all = visible_prescriptions(&state, &c, &rid).await?;
+    let units = if all.iter().any(|r| r.get().may_renew) {
+        super::data_use::organisations(&state, &c, &rid, &[]).await?
+    } else {
+        vec![]
+    };
     let ui = ui_for(
         &state,
         c.lang,
@@ -452,6 +464,7 @@ pub async fn page(
         other: all.iter().filter(|r| !r.get().valid).collect(),
         done: done_key(query.as_ref().ok().and_then(|q| q.done.as_deref())),
         no_names: c.session.display_name.trim().is_empty(),
+        units,
     };
     Ok(render(&page))
 }
@@ -498,7 +511,7 @@ pub async fn request(
     if !csrf_ok(&f.csrf, &c.session.csrf_token) {
         return error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
     }
-    match make_request(&state, &c, &rid, &id, &f.kind).await {
+    match make_request(&state, &c, &rid, &id, &f.kind, f.unit.as_deref()).await {
         Ok(done) => see_other(&format!("/records/prescriptions?done={done}")),
         Err(e) => e.into_response(),
     }
@@ -510,6 +523,7 @@ async fn make_request(
     rid: &crate::RequestId,
     id: &str,
     kind: &str,
+    unit: Option<&str>,
 ) -> Result<&'static str, PageError> {
     let lang = c.lang;
     let forbidden = || PageError {
@@ -542,6 +556,17 @@ async fn make_request(
     if !offered {
         return Err(forbidden());
     }
+    // A renewal to another care unit than the prescriber's: one of those the page offers.
+    let owner = match (code, unit.filter(|u| !u.is_empty())) {
+        (fx::TaskCode::RenewalRequest, Some(u)) if u != rx.get().prescriber_org => {
+            let units = super::data_use::organisations(state, c, rid, &[]).await?;
+            if !units.iter().any(|ch| ch.value == u) {
+                return Err(PageError::bad_page(lang));
+            }
+            Some(u.to_string())
+        }
+        _ => None,
+    };
     let task = json!({
         "resourceType": "Task",
         "status": "requested",
@@ -552,6 +577,10 @@ async fn make_request(
         "authoredOn": datetime::instant(c.now),
         "note": [{"text": tr(lang, "rx-request-note", &[])}],
     });
+    let mut task = task;
+    if let Some(o) = owner {
+        task["owner"] = json!({ "reference": format!("Organization/{o}") });
+    }
     let resource =
         kanta_fhir::check(task).map_err(|e| PageError::unavailable(lang, &e.to_string()))?;
     let ops = vec![(
