@@ -279,6 +279,18 @@ try {
       expect(await page.locator('section.acting').count() === 1, 'the banner on the visits page');
       await axe(page, 'visits acting for a child');
       await page.screenshot({ path: path.join(shots, `acting-visits-${lang}.png`), fullPage: true });
+      // The child's prescriptions, and a renewal the guardian may ask for (R-ACT-1).
+      await page.goto(base + '/records/prescriptions');
+      expect(await page.locator('section.prescription').count() >= 2, 'the child\'s prescriptions');
+      await axe(page, 'prescriptions acting for a child');
+      const renewChild = page.locator('form:has(input[name=kind][value=renewal]) button');
+      // The first run asks for it; the second finds it asked (one open request at a time).
+      if (lang === 'fi') expect(await renewChild.count() >= 1, 'a guardian may ask for a renewal');
+      if (await renewChild.count() > 0) {
+        await renewChild.first().click();
+        await page.waitForURL(/done=renewal/);
+        expect(await page.locator('section.acting').count() === 1, 'the banner after the request');
+      }
       const refused = await page.goto(base + '/disclosures');
       expect(refused.status() === 403, `the disclosure log asked for directly: ${refused.status()}`);
       await axe(page, 'disclosure log refused');

@@ -1051,6 +1051,14 @@ pub const PRESCRIPTIONS: &[(&str, &str, u32, &str, i64, bool)] = &[
     ("mikko", "401011", 3, "1 tabletti illalla", 60, false),
     (
         "eetu",
+        "408011",
+        1,
+        "1–2 annosta tarvittaessa hengenahdistukseen",
+        40,
+        false,
+    ),
+    (
+        "eetu",
         "406041",
         1,
         "5 ml kahdesti päivässä 7 vuorokauden ajan",
@@ -1067,6 +1075,7 @@ pub const PRESCRIPTIONS: &[(&str, &str, u32, &str, i64, bool)] = &[
     ),
     ("antti", "403011", 3, "1 tabletti aamulla", 120, false),
     ("sofia", "407011", 2, "1 tablett på morgonen", 45, false),
+    ("matti", "403011", 3, "1 tabletti aamulla", 100, false),
     (
         "matti",
         "409011",
