@@ -14,25 +14,71 @@ use time::OffsetDateTime;
 
 pub const OPERATOR_ORG: &str = "org-kanta-operator";
 
-/// Whether the demo has been seeded into this database.
+/// The mark of a complete seed: a disabled client record (it can get no token), written last.
+const SEEDED_MARK: &str = "kanta-demo-seed-complete";
+/// The identifier system of each record the seed writes, so that a seed started again after an
+/// interruption finds what it wrote and writes the rest (issue 16).
+const SEED_SYSTEM: &str = "urn:kanta:demo-seed";
+
+/// Whether the demo has been seeded into this database, to the end.
 pub async fn is_seeded(store: &Arc<dyn Store>) -> Result<bool, String> {
-    let first = demo::clients()
-        .into_iter()
-        .next()
-        .ok_or("the demo has no clients")?;
     Ok(store
-        .client(&first.client_id)
+        .client(SEEDED_MARK)
         .await
         .map_err(|e| e.to_string())?
         .is_some())
 }
 
-/// Seed everything. Idempotent in effect only if the database is fresh; callers check [`is_seeded`].
+/// Seed everything; started again after an interruption (a crash, a full disk), it finds what was
+/// written — every record it creates carries its own identifier and is created only if none has
+/// it — and writes the rest, and only then marks the demo seeded.
 pub async fn seed(
     store: &Arc<dyn Store>,
     audit: &kanta_store::audit::AuditLog,
     now: OffsetDateTime,
 ) -> Result<(), String> {
+    seed_until(store, audit, now, None).await
+}
+
+/// Give each created record of a submission its own seed identifier and create it only if none
+/// has it (a resumed seed matches what an interrupted one wrote).
+fn resumable(mut bundle: serde_json::Value, submission: &str) -> serde_json::Value {
+    let entries = bundle["entry"].as_array_mut().into_iter().flatten();
+    for (j, e) in entries.enumerate() {
+        if e["request"]["method"] != "POST" || e["request"].get("ifNoneExist").is_some() {
+            continue;
+        }
+        let value = format!("{submission}.{j}");
+        let ident = serde_json::json!({"system": SEED_SYSTEM, "value": value});
+        let r = &mut e["resource"];
+        let single = r["resourceType"] == "Composition";
+        match r.get_mut("identifier") {
+            Some(serde_json::Value::Array(a)) => a.push(ident),
+            Some(_) => continue,
+            None if single => r["identifier"] = ident,
+            None => r["identifier"] = serde_json::json!([ident]),
+        }
+        e["request"]["ifNoneExist"] =
+            serde_json::json!(format!("identifier={SEED_SYSTEM}|{value}"));
+    }
+    bundle
+}
+
+/// The seed, stopping with an error after `stop_after` steps (a test's interruption).
+async fn seed_until(
+    store: &Arc<dyn Store>,
+    audit: &kanta_store::audit::AuditLog,
+    now: OffsetDateTime,
+    stop_after: Option<usize>,
+) -> Result<(), String> {
+    let mut steps = 0usize;
+    let mut step = || -> Result<(), String> {
+        steps += 1;
+        match stop_after {
+            Some(n) if steps > n => Err(format!("seed interrupted after {n} steps")),
+            _ => Ok(()),
+        }
+    };
     let today = now.date();
     // Organisations: shared reference data, written by the operator.
     let mut ops = vec![];
@@ -53,6 +99,7 @@ pub async fn seed(
             },
         ));
     }
+    step()?;
     // Written, not released: nothing leaves the process, so nothing to audit.
     let _stored = store
         .write(
@@ -71,6 +118,7 @@ pub async fn seed(
         )
         .await
         .map_err(|e| format!("seeding organisations: {e}"))?;
+    step()?;
     for c in demo::clients() {
         let record = ClientRecord {
             client_id: c.client_id.clone(),
@@ -87,6 +135,7 @@ pub async fn seed(
             .await
             .map_err(|e| format!("seeding client {}: {e}", c.client_id))?;
     }
+    step()?;
     let records = kanta_fhir::population::parse_import(&demo::population_bundle(today))
         .map_err(|e| format!("demo population: {e}"))?;
     store
@@ -101,11 +150,13 @@ pub async fn seed(
     let centre = std::sync::Arc::new(demo_centre()?);
     let mut dispense_first: Vec<(String, String, String)> = vec![];
     for (i, sub) in submissions.enumerate() {
+        step()?;
         let client = clients
             .iter()
             .find(|c| c.client_id == sub.client_id)
             .ok_or_else(|| format!("demo submission {i} names unknown client {}", sub.client_id))?;
-        let (mut req, _) = kanta_web::bundle_write_request(demo_principal(client), sub.bundle)
+        let bundle = resumable(sub.bundle, &format!("s{i}"));
+        let (mut req, _) = kanta_web::bundle_write_request(demo_principal(client), bundle)
             .map_err(|e| format!("demo submission {i}: {e}"))?;
         req.centre = Some(centre.clone());
         // Through the providers' own path: each submission is in the audit log as the provider's
@@ -152,8 +203,11 @@ pub async fn seed(
         .iter()
         .find(|c| c.roles.iter().any(|r| r == "pharmacy"))
         .ok_or("no demo pharmacy")?;
-    for (subject, rx, vnr) in dispense_first {
+    for (k, (subject, rx, vnr)) in dispense_first.into_iter().enumerate() {
+        step()?;
+        let mark = format!("d{k}");
         let md = serde_json::json!({"resourceType": "MedicationDispense", "status": "completed",
+            "identifier": [{"system": SEED_SYSTEM, "value": mark}],
             "subject": {"reference": subject},
             "authorizingPrescription": [{"reference": format!("MedicationRequest/{rx}")}],
             "medicationCodeableConcept": {"coding": [{"system": kanta_fhir::codes::VNR_SYSTEM, "code": vnr}]},
@@ -167,7 +221,7 @@ pub async fn seed(
                 None,
                 WriteOp::Create {
                     resource: kanta_fhir::check(md).map_err(|e| e.to_string())?,
-                    if_none_exist: None,
+                    if_none_exist: Some((SEED_SYSTEM.to_string(), mark)),
                 },
             )],
             citizen: None,
@@ -179,6 +233,23 @@ pub async fn seed(
             .await
             .map_err(|e| format!("demo dispensation: {e}"))?;
     }
+    step()?;
+    store
+        .upsert_client(
+            &ClientRecord {
+                client_id: SEEDED_MARK.into(),
+                org: OrgId::new(OPERATOR_ORG),
+                name: "the demo seed is complete".into(),
+                roles: vec![],
+                secret_sha256: None,
+                jwks: None,
+                enabled: false,
+                scopes: String::new(),
+            },
+            now,
+        )
+        .await
+        .map_err(|e| format!("marking the demo seeded: {e}"))?;
     Ok(())
 }
 
@@ -202,4 +273,93 @@ fn demo_principal(c: &demo::DemoClient) -> Principal {
         .filter_map(|r| ClientRole::parse(r))
         .collect();
     Principal::system(&c.client_id, &OrgId::new(&c.organisation), &roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kanta_store::testing::TestDb;
+    use kanta_store::Backend;
+
+    /// What a seeded database holds: current records by type, people, clients.
+    async fn contents(db: &TestDb) -> Vec<(String, i64)> {
+        let sql = "SELECT resource_type, count(*) FROM resource GROUP BY resource_type \
+                   UNION ALL SELECT 'person', count(*) FROM person \
+                   UNION ALL SELECT 'client', count(*) FROM api_client \
+                   UNION ALL SELECT 'organisation', count(*) FROM shared_resource ORDER BY 1";
+        if db.url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        } else {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+    }
+
+    fn log(store: &Arc<dyn Store>) -> kanta_store::audit::AuditLog {
+        let key = kanta_store::audit::Signer::generate_pkcs8().unwrap();
+        kanta_store::audit::AuditLog::start(
+            store.clone(),
+            kanta_store::audit::AuditConfig {
+                max_batch: 1000,
+                checkpoint_every: std::time::Duration::from_secs(60),
+                signer: kanta_store::audit::Signer::from_pkcs8("seed.test/audit", &key).unwrap(),
+                witness_file: None,
+                witness_channel: None,
+            },
+        )
+    }
+
+    /// Issue 16: the seed interrupted after any step and started again ends with exactly the demo
+    /// a seed never interrupted writes (nothing missing, nothing twice), and only then says it is
+    /// seeded; on both backends.
+    async fn an_interrupted_seed_resumes_to_the_end(backend: Backend) {
+        let now = time::macros::datetime!(2026-12-01 10:00 UTC);
+        let whole = TestDb::new(backend).await;
+        seed(&whole.store, &log(&whole.store), now).await.unwrap();
+        assert!(is_seeded(&whole.store).await.unwrap());
+        let want = contents(&whole).await;
+        whole.cleanup().await;
+        assert!(
+            want.iter()
+                .any(|(t, n)| t == "MedicationDispense" && *n > 0),
+            "{want:?}"
+        );
+        let steps = 3
+            + demo::clinical_submissions(now.date()).len()
+            + demo::consent_submissions(now.date()).len()
+            + demo::prescription_submissions(now.date()).len();
+        for stop in [0, 1, 2, 3, steps / 2, steps - 1, steps + 2] {
+            let db = TestDb::new(backend).await;
+            let audit = log(&db.store);
+            let e = seed_until(&db.store, &audit, now, Some(stop))
+                .await
+                .unwrap_err();
+            assert!(e.contains("interrupted"), "{e}");
+            assert!(
+                !is_seeded(&db.store).await.unwrap(),
+                "not seeded after {stop} steps"
+            );
+            // Started again, perhaps interrupted again, then to the end.
+            let _ = seed_until(&db.store, &audit, now, Some(stop + 2)).await;
+            seed(&db.store, &audit, now).await.unwrap();
+            assert!(is_seeded(&db.store).await.unwrap());
+            assert_eq!(contents(&db).await, want, "interrupted after {stop} steps");
+            db.cleanup().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_seed_resumes_to_the_end_sqlite() {
+        an_interrupted_seed_resumes_to_the_end(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_seed_resumes_to_the_end_postgres() {
+        an_interrupted_seed_resumes_to_the_end(Backend::Postgres).await;
+    }
 }
