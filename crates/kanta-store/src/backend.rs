@@ -992,8 +992,15 @@ macro_rules! backend {
                     sqlx::query("DELETE FROM relation WHERE patient_key = $1").bind(key.0).execute(&mut *tx.tx).await?;
                     for rel in &rec.relations {
                         let holder = rel.holder.as_str();
-                        let known: Option<i64> = sqlx::query_scalar("SELECT p.patient_key FROM patient_hetu h JOIN person p ON p.patient_key = h.patient_key WHERE h.hetu = $1")
+                        // The HETU's key through the routing table first, then the person on that
+                        // key's shard: no join between tables distributed by different columns.
+                        let holder_key: Option<i64> = sqlx::query_scalar("SELECT patient_key FROM patient_hetu WHERE hetu = $1")
                             .bind(holder).fetch_optional(&mut *tx.tx).await?;
+                        let known: Option<i64> = match holder_key {
+                            Some(k) => sqlx::query_scalar("SELECT patient_key FROM person WHERE patient_key = $1")
+                                .bind(k).fetch_optional(&mut *tx.tx).await?,
+                            None => None,
+                        };
                         if known.is_none() && !in_batch.contains(holder) {
                             return Err(StoreError::Fhir(FhirError::invalid(
                                 "Bundle.entry",

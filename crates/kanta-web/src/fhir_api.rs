@@ -1083,6 +1083,21 @@ async fn search(
             .into())
         }
     }
+    // A patient by HETU: the key through the HETU routing table first, then one patient's data
+    // (a single-shard query, R-X-8), never a scan of every patient's identifiers.
+    if rtype == "Patient" && q.patient.is_none() {
+        if let Some((system, value)) = &q.identifier {
+            if system == codes::HETU_SYSTEM {
+                let hetu = kanta_domain::hetu::Hetu::parse(value).map_err(|e| {
+                    FhirError::bad_request(format!("identifier: invalid HETU: {e}"))
+                })?;
+                match state.store.patient_key_for_hetu(&hetu).await? {
+                    Some(k) => q.patient = Some(k),
+                    None => return Ok(searchset(&state, &rtype, &[], &kept, None)),
+                }
+            }
+        }
+    }
     if let Some(r) = &patient_ref {
         let id = r.strip_prefix("Patient/").unwrap_or(r);
         match state.store.patient_key_of(id).await? {
