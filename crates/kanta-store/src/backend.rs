@@ -1222,6 +1222,11 @@ macro_rules! backend {
                 self.settle(r).await
             }
 
+            async fn audit_pending(&self) -> Result<u64> {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_outbox").fetch_one(&self.read).await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
             async fn audit_head(&self) -> Result<(u64, Hash)> {
                 let row = sqlx::query("SELECT tree_size, frontier FROM audit_state WHERE id = 1").fetch_one(&self.read).await?;
                 let f = parse_frontier(row.try_get(0)?, &row.try_get::<String, _>(1)?)?;

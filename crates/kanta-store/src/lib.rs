@@ -536,6 +536,8 @@ pub trait AuditStore: Send + Sync {
     /// them: these ids (those still there), or with `None` up to 1,000 of whatever is pending (the
     /// recovery after a crash). Returns the append and each drained id's sequence number.
     async fn audit_drain(&self, ids: Option<&[i64]>) -> Result<Drained>;
+    /// How many records wait in the outbox (committed with their writes, not yet leaves).
+    async fn audit_pending(&self) -> Result<u64>;
     /// The tree size and root now.
     async fn audit_head(&self) -> Result<(u64, Hash)>;
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;

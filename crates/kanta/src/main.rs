@@ -813,7 +813,7 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
                     let line = serde_json::json!({"ok": report.ok(), "records": report.records, "checkpoints_verified": report.checkpoints_verified,
-                        "head_size": report.head_size, "problems": report.problems, "seconds": started.elapsed().as_secs_f64()});
+                        "head_size": report.head_size, "pending": report.pending, "problems": report.problems, "seconds": started.elapsed().as_secs_f64()});
                     emit!("{line}");
                     if report.ok() {
                         Ok(())
