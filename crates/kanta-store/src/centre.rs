@@ -600,7 +600,7 @@ async fn task(
                     },
                 ));
             }
-            let (_, state) = locked.take(tx, e.patient, &t.prescription, e.at).await?;
+            let (stored, mut state) = locked.take(tx, e.patient, &t.prescription, e.at).await?;
             // One open request of a kind at a time (the prescription is locked: no race).
             if t.code != TaskCode::Reservation {
                 let open = tx
@@ -633,8 +633,6 @@ async fn task(
                         "start": instant(e.now_ms),
                         "end": instant(until),
                     });
-                    let (stored, mut state) =
-                        locked.take(tx, e.patient, &t.prescription, e.at).await?;
                     state.reservation = Some(Reservation {
                         pharmacy: e.org.to_string(),
                         until_ms: until,
@@ -649,7 +647,6 @@ async fn task(
                     rx::check(&state, &Event::RequestRenewal, e.now_ms)
                         .map_err(|r| refused(e.at, r))?;
                     // To the prescriber's unit unless another was chosen.
-                    let (stored, _) = locked.take(tx, e.patient, &t.prescription, e.at).await?;
                     let Some(owner) = t.owner.clone().or(stored.org.clone()) else {
                         return Err(bad("name the unit the request goes to (owner)"));
                     };

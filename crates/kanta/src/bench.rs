@@ -597,22 +597,7 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     store.migrate().await.map_err(|e| e.to_string())?;
     let now = Clock::System.now();
     put_organisations(&store, &[("org-bench", "Benchmark Health")], now).await?;
-    store
-        .upsert_client(
-            &ClientRecord {
-                client_id: CLIENT.into(),
-                org: OrgId::new("org-bench"),
-                name: "bench".into(),
-                roles: vec!["clinician".into()],
-                secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())),
-                jwks: None,
-                enabled: true,
-                scopes: "system/*.cruds".into(),
-            },
-            now,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    bench_client(store.as_ref(), CLIENT, "org-bench", "clinician", now).await?;
 
     // Load the dataset through the store's write path, 4 writers at a time.
     let load_start = Instant::now();
@@ -1323,6 +1308,32 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     Ok(())
 }
 
+/// Register a bench client (the bench secret, every scope) with one role.
+async fn bench_client(
+    store: &dyn Store,
+    client_id: &str,
+    org: &str,
+    role: &str,
+    now: time::OffsetDateTime,
+) -> Result<(), String> {
+    store
+        .upsert_client(
+            &ClientRecord {
+                client_id: client_id.into(),
+                org: OrgId::new(org),
+                name: client_id.into(),
+                roles: vec![role.into()],
+                secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())),
+                jwks: None,
+                enabled: true,
+                scopes: "system/*.cruds".into(),
+            },
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// `Bearer <token>` for a bench client (client credentials with the bench secret).
 async fn bearer_for(http: &reqwest::Client, base: &str, client: &str) -> Result<String, String> {
     let token: Value = http
@@ -1393,22 +1404,14 @@ async fn bench_pharmacy(
     patient_ids: &Arc<Vec<String>>,
     now: time::OffsetDateTime,
 ) -> Result<(), String> {
-    store
-        .upsert_client(
-            &ClientRecord {
-                client_id: "bench-pharmacy".into(),
-                org: OrgId::new("org-bench-apteekki"),
-                name: "bench pharmacy".into(),
-                roles: vec!["pharmacy".into()],
-                secret_sha256: Some(kanta_web::auth::sha256_hex(SECRET.as_bytes())),
-                jwks: None,
-                enabled: true,
-                scopes: "system/*.cruds".into(),
-            },
-            now,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    bench_client(
+        store.as_ref(),
+        "bench-pharmacy",
+        "org-bench-apteekki",
+        "pharmacy",
+        now,
+    )
+    .await?;
     let pharmacy = bearer_for(http, base, "bench-pharmacy").await?;
     let today = kanta_fhir::datetime::helsinki(kanta_fhir::datetime::millis(now))
         .map(|t| kanta_fhir::datetime::format_date(t.date()))

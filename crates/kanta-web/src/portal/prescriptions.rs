@@ -23,6 +23,7 @@ use kanta_fhir::{codes, datetime};
 use kanta_store::{Found, SearchQuery, WriteOp};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// At most this many prescriptions, dispensations and requests are read for the page.
 const MAX_ITEMS: usize = 500;
@@ -233,9 +234,32 @@ async fn items(
             .map(|p| p.label())
             .unwrap_or_else(|| format!("VNR {vnr}"))
     };
-    let dispensations: Vec<(Value, Found)> =
-        dispensed.into_iter().map(|f| (f.to_value(), f)).collect();
-    let requests: Vec<(Value, Found)> = tasks.into_iter().map(|f| (f.to_value(), f)).collect();
+    // Each dispensation and request read once, grouped by the prescription it belongs to.
+    let mut dispensations: HashMap<String, Vec<(Value, Found)>> = HashMap::new();
+    for f in dispensed {
+        let v = f.to_value();
+        if let Some(rx) = v["authorizingPrescription"][0]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("MedicationRequest/"))
+        {
+            dispensations
+                .entry(rx.to_string())
+                .or_default()
+                .push((v, f));
+        }
+    }
+    let mut requests: HashMap<String, Vec<(Value, fx::RxTask, Found)>> = HashMap::new();
+    for f in tasks {
+        let v = f.to_value();
+        if let Ok(task) = fx::read_task(&v) {
+            if task.code != fx::TaskCode::Reservation {
+                requests
+                    .entry(task.prescription.clone())
+                    .or_default()
+                    .push((v, task, f));
+            }
+        }
+    }
     let mut out = vec![];
     for f in rxs {
         let body = f.to_value();
@@ -279,12 +303,8 @@ async fn items(
                 _ => t("rx-status-cancelled"),
             },
         };
-        let reference = format!("MedicationRequest/{}", f.id);
         let mut dispensed = vec![];
-        for (d, df) in &dispensations {
-            if d["authorizingPrescription"][0]["reference"].as_str() != Some(reference.as_str()) {
-                continue;
-            }
+        for (d, df) in dispensations.get(&f.id).into_iter().flatten() {
             let what = centre_item("MedicationDispense", d);
             let pharmacy = match df.org.as_deref() {
                 Some(o) => orgs.get(state, o).await.name.clone(),
@@ -328,11 +348,7 @@ async fn items(
         let mut reqs = vec![];
         let mut open_renewal = false;
         let mut open_review = false;
-        for (r, rf) in &requests {
-            let Ok(task) = fx::read_task(r) else { continue };
-            if task.prescription != f.id || task.code == fx::TaskCode::Reservation {
-                continue;
-            }
+        for (r, task, rf) in requests.get(&f.id).into_iter().flatten() {
             let open = matches!(task.status.as_str(), "requested" | "in-progress");
             if task.code == fx::TaskCode::RenewalRequest && open {
                 open_renewal = true;
