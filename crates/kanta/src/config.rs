@@ -122,7 +122,31 @@ pub struct MandatesConfig {
 pub struct IdentificationConfig {
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: Secret,
+    /// For `client_secret_basic` only (providers that do not require the FTN profile).
+    pub client_secret: Option<Secret>,
+    /// `private_key_jwt` (default when signing keys are given) or `client_secret_basic`.
+    pub client_auth: Option<String>,
+    /// The FTN profile (Traficom 213/2023 S): our RSA signing keys (PEM files, 2048 bits or more),
+    /// for client assertions and request objects. All are published; one signs.
+    pub signing_keys: Option<Vec<PathBuf>>,
+    /// The `kid` (RFC 7638 thumbprint, as `/auth/jwks` shows it) of the signing key in use;
+    /// default the first. Rotation: publish the new key, register, then switch this.
+    pub signing_key_id: Option<String>,
+    /// RS256 (default) or PS256.
+    pub signing_alg: Option<String>,
+    /// Our RSA encryption keys (PEM files): ID tokens and userinfo responses encrypted to any of
+    /// them are decrypted.
+    pub encryption_keys: Option<Vec<PathBuf>>,
+    /// RSA-OAEP-256 (default) or RSA-OAEP.
+    pub encryption_alg: Option<String>,
+    /// A256GCM (default), A128GCM, A256CBC-HS512 or A128CBC-HS256.
+    pub encryption_enc: Option<String>,
+    /// Refuse plain ID tokens and userinfo (default: true when encryption keys are given).
+    pub require_encryption: Option<bool>,
+    /// `signed` (a request object by value, default with signing keys), `pushed` (PAR) or `plain`.
+    pub authorization_request: Option<String>,
+    /// "Continue" asks the provider with `prompt=none` whether its session lives (default true).
+    pub check_provider_session: Option<bool>,
     /// Default `openid profile hetu`.
     pub scopes: Option<String>,
     /// The claim carrying the HETU (default `urn:oid:1.2.246.21`).

@@ -346,7 +346,8 @@ fn portal_setup(
     public_url: &str,
     demo: bool,
 ) -> Result<kanta_web::portal::Portal, String> {
-    use kanta_web::portal::oidc::{OidcClient, OidcConfig};
+    use kanta_web::portal::jose::RpKeys;
+    use kanta_web::portal::oidc::{OidcClient, OidcConfig, RequestMode};
     use kanta_web::portal::test_idp::{TestIdp, TestPerson};
     let mut portal = kanta_web::portal::Portal::new(store.clone(), public_url);
     let s = file.session.clone().unwrap_or_default();
@@ -365,27 +366,7 @@ fn portal_setup(
     }
     match (&file.identification, demo || file.test_idp.unwrap_or(false)) {
         (Some(c), _) => {
-            let mut oc = OidcConfig::new(
-                &c.issuer,
-                &c.client_id,
-                c.client_secret.expose(),
-                public_url,
-            );
-            if let Some(v) = &c.scopes {
-                oc.scopes = v.clone();
-            }
-            if let Some(v) = &c.hetu_claim {
-                oc.hetu_claim = v.clone();
-            }
-            if let Some(v) = &c.loa_claim {
-                oc.loa_claim = v.clone();
-            }
-            if let Some(v) = &c.loa_accepted {
-                oc.loa_accepted = v.clone();
-            }
-            if let Some(v) = &c.acr_values {
-                oc.acr_values = Some(v.clone());
-            }
+            let oc = identification_config(c, public_url)?;
             portal.identification = Some(Arc::new(OidcClient::new(oc)));
         }
         (None, true) => {
@@ -399,8 +380,12 @@ fn portal_setup(
                     situation: p.situation,
                 })
                 .collect();
-            let idp = TestIdp::new(public_url, people)?;
-            let oc = OidcConfig::new(&idp.issuer, &idp.client_id, &idp.client_secret, public_url);
+            // The demo speaks the FTN profile too: keys of its own for this process's life.
+            let keys = Arc::new(RpKeys::generate()?);
+            let idp = TestIdp::new(public_url, people, &keys.public_jwks())?;
+            let oc = OidcConfig::new(&idp.issuer, &idp.client_id, "", public_url)
+                .ftn(keys, RequestMode::Signed);
+            oc.check()?;
             portal.identification = Some(Arc::new(OidcClient::new(oc)));
             portal.test_idp = Some(Arc::new(idp));
             tracing::warn!(
@@ -413,6 +398,94 @@ fn portal_setup(
     }
     mandates_setup(&mut portal, file, public_url, demo)?;
     Ok(portal)
+}
+
+/// The relying party's settings from `[identification]`: the provider, the attributes, and the
+/// FTN profile (keys read from their files, algorithms checked) when keys are given.
+fn identification_config(
+    c: &config::IdentificationConfig,
+    public_url: &str,
+) -> Result<kanta_web::portal::oidc::OidcConfig, String> {
+    use kanta_web::portal::jose::{KeySpec, RpKeys};
+    use kanta_web::portal::oidc::{ClientAuth, OidcConfig, RequestMode};
+    let secret = c.client_secret.as_ref().map(|s| s.expose()).unwrap_or("");
+    let mut oc = OidcConfig::new(&c.issuer, &c.client_id, secret, public_url);
+    if let Some(v) = &c.scopes {
+        oc.scopes = v.clone();
+    }
+    if let Some(v) = &c.hetu_claim {
+        oc.hetu_claim = v.clone();
+    }
+    if let Some(v) = &c.loa_claim {
+        oc.loa_claim = v.clone();
+    }
+    if let Some(v) = &c.loa_accepted {
+        oc.loa_accepted = v.clone();
+    }
+    if let Some(v) = &c.acr_values {
+        oc.acr_values = Some(v.clone());
+    }
+    let read = |paths: &Option<Vec<PathBuf>>| -> Result<Vec<Vec<u8>>, String> {
+        paths
+            .iter()
+            .flatten()
+            .map(|p| {
+                std::fs::read(p).map_err(|e| format!("identification key {}: {e}", p.display()))
+            })
+            .collect()
+    };
+    let (signing, decryption) = (read(&c.signing_keys)?, read(&c.encryption_keys)?);
+    if !signing.is_empty() || !decryption.is_empty() {
+        let keys = RpKeys::new(&KeySpec {
+            signing_pems: &signing,
+            active_kid: c.signing_key_id.as_deref(),
+            decryption_pems: &decryption,
+            sign_alg: c.signing_alg.as_deref().unwrap_or("RS256"),
+            enc_alg: c.encryption_alg.as_deref().unwrap_or("RSA-OAEP-256"),
+            enc: c.encryption_enc.as_deref().unwrap_or("A256GCM"),
+        })
+        .map_err(|e| format!("identification: {e}"))?;
+        let mode = if keys.can_sign() {
+            RequestMode::Signed
+        } else {
+            RequestMode::Plain
+        };
+        oc.require_encryption = keys.can_decrypt();
+        if keys.can_sign() {
+            oc.client_auth = ClientAuth::PrivateKeyJwt;
+        }
+        oc.request_mode = mode;
+        oc.keys = Some(Arc::new(keys));
+    }
+    match c.client_auth.as_deref() {
+        None => {}
+        Some("private_key_jwt") => oc.client_auth = ClientAuth::PrivateKeyJwt,
+        Some("client_secret_basic") => oc.client_auth = ClientAuth::ClientSecretBasic,
+        Some(other) => {
+            return Err(format!(
+                "identification: client_auth {other} (private_key_jwt or client_secret_basic)"
+            ))
+        }
+    }
+    match c.authorization_request.as_deref() {
+        None => {}
+        Some("signed") => oc.request_mode = RequestMode::Signed,
+        Some("pushed") => oc.request_mode = RequestMode::Pushed,
+        Some("plain") => oc.request_mode = RequestMode::Plain,
+        Some(other) => {
+            return Err(format!(
+                "identification: authorization_request {other} (signed, pushed or plain)"
+            ))
+        }
+    }
+    if let Some(v) = c.require_encryption {
+        oc.require_encryption = v;
+    }
+    if let Some(v) = c.check_provider_session {
+        oc.check_provider_session = v;
+    }
+    oc.check().map_err(|e| format!("identification: {e}"))?;
+    Ok(oc)
 }
 
 /// The mandate service (R-PROXY): the configured Suomi.fi mandates Web API, or, in the demo (or

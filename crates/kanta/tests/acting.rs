@@ -174,10 +174,17 @@ impl<'a> Browser<'a> {
         let hetu = &self.s.people[who];
         let first = self.get("/login").await;
         assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
-        let url = reqwest::Url::parse(&first.location).unwrap();
-        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        form.push(("hetu".into(), hetu.clone()));
-        form.push(("method".into(), "bank".into()));
+        // The test service's page holds the checked request under an interaction id.
+        let page = self.get(&first.location).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let marker = "name=\"interaction\" value=\"";
+        let at = page.body.find(marker).expect("an interaction id") + marker.len();
+        let interaction = page.body[at..].split('"').next().unwrap().to_string();
+        let form: Vec<(String, String)> = vec![
+            ("interaction".into(), interaction),
+            ("hetu".into(), hetu.clone()),
+            ("method".into(), "bank".into()),
+        ];
         let r = self
             .http
             .post(self.url("/test-idp/authorize"))

@@ -13,6 +13,7 @@ pub mod acting;
 pub mod data_use;
 pub mod facts;
 pub mod i18n;
+pub mod jose;
 pub mod mandates;
 pub mod narrative;
 pub mod oidc;
@@ -32,6 +33,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use base64::Engine as _;
 use i18n::{tr, Lang};
 use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome};
 use kanta_domain::hetu::Hetu;
@@ -126,6 +128,8 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login))
         .route("/auth/callback", get(callback))
         .route("/auth/backchannel-logout", post(backchannel_logout))
+        .route("/auth/frontchannel-logout", get(frontchannel_logout))
+        .route("/auth/jwks", get(rp_jwks))
         .route("/confirm", get(confirm_page).post(confirm))
         .route("/logout", post(logout))
         .route("/logged-out", get(logged_out))
@@ -168,15 +172,35 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     if !safe && is_portal && !same_origin(req.headers(), &state.config.public_url) {
         let lang = lang_of(req.headers());
         let mut res = error_page(lang, StatusCode::FORBIDDEN, "error-cross-site");
-        security_headers(res.headers_mut(), &state);
+        security_headers(res.headers_mut(), &state, "");
         return res;
     }
+    let path = req.uri().path().to_string();
     let mut res = next.run(req).await;
-    security_headers(res.headers_mut(), &state);
+    security_headers(res.headers_mut(), &state, &path);
     res
 }
 
-fn security_headers(h: &mut HeaderMap, state: &AppState) {
+fn security_headers(h: &mut HeaderMap, state: &AppState, path: &str) {
+    if path == "/auth/frontchannel-logout" {
+        // Framed by the identification service's logout page, and by nobody else.
+        let idp = state
+            .portal
+            .identification
+            .as_ref()
+            .map(|i| i.origin())
+            .unwrap_or_default();
+        let csp = format!("default-src 'none'; frame-ancestors {idp}; base-uri 'none'");
+        if let Ok(v) = HeaderValue::from_str(csp.trim()) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return;
+    }
     let csp = state.portal.csp.get_or_init(|| {
         let idp = state
             .portal
@@ -792,12 +816,14 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
     let nonce = random_token(32);
     let verifier = random_token(32);
     let url = match ident
-        .authorization_url(
-            &login_state,
-            &nonce,
-            &session::pkce_challenge(&verifier),
-            lang.code(),
-        )
+        .authorization_url(&oidc::AuthRequest {
+            state: &login_state,
+            nonce: &nonce,
+            pkce_challenge: &session::pkce_challenge(&verifier),
+            lang: lang.code(),
+            silent: None,
+            now,
+        })
         .await
     {
         Ok(u) => u,
@@ -889,6 +915,29 @@ fn refusal_for(e: &IdentError) -> Refusal {
             "foreign-eid",
         ),
         IdentError::NoHetu => refusal("login-error-no-hetu", StatusCode::FORBIDDEN, "no-hetu"),
+        IdentError::NotEncrypted => refusal(
+            "login-error-not-encrypted",
+            StatusCode::BAD_REQUEST,
+            "not-encrypted",
+        ),
+        IdentError::UnknownEncryptionKey => refusal(
+            "login-error-unknown-key",
+            StatusCode::BAD_REQUEST,
+            "unknown-encryption-key",
+        ),
+        IdentError::Unsigned => {
+            refusal("login-error-unsigned", StatusCode::BAD_REQUEST, "unsigned")
+        }
+        IdentError::WrongAlgorithm(_) => refusal(
+            "login-error-algorithm",
+            StatusCode::BAD_REQUEST,
+            "wrong-algorithm",
+        ),
+        IdentError::ProviderSessionEnded => refusal(
+            "session-provider-ended",
+            StatusCode::OK,
+            "provider-session-ended",
+        ),
     }
 }
 
@@ -907,6 +956,12 @@ async fn callback(
         .allow(client_ip(&state.portal, &req), now)
     {
         return error_page(lang, StatusCode::TOO_MANY_REQUESTS, "error-rate-limited");
+    }
+    if let Some(kept) = cookie(&headers, state.portal.cookies.silent()) {
+        let (kept_state, _) = kept.split_once('~').unwrap_or((kept, ""));
+        if same_secret(params.state.as_deref().unwrap_or(""), kept_state) {
+            return silent_callback(&state, &headers, &params, kept, now, request_id).await;
+        }
     }
     // The login cookie is cleared only by the callback that matches it: a forged callback must
     // not be able to cancel a login under way.
@@ -1417,6 +1472,13 @@ async fn continue_session(
     let lang = lang_of(&headers);
     match posting_session(&state, &headers, &form.csrf, now, false).await {
         Ok(Some(s)) => {
+            let return_to = local_path(form.return_to.as_deref());
+            // R-AUTH-5: go on only if the identification service's own session is alive.
+            if let (Some(ident), Some(hint)) = (&state.portal.identification, &s.id_token) {
+                if ident.checks_provider_session() {
+                    return silent_check(&state, ident.as_ref(), hint, &return_to, lang, now).await;
+                }
+            }
             if let Err(e) = state
                 .store
                 .session_touch(&s.id_hash, kanta_fhir::datetime::millis(now))
@@ -1425,10 +1487,186 @@ async fn continue_session(
                 tracing::error!(error = %e, "session touch failed");
                 return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
             }
-            see_other(&local_path(form.return_to.as_deref()))
+            see_other(&return_to)
         }
         Ok(None) => see_other("/"),
         Err(res) => res,
+    }
+}
+
+/// "Continue" under a provider that keeps a session: a silent authorization request
+/// (`prompt=none`, our ID token as the hint). Its answer comes to the callback, which extends our
+/// session only if the provider still knows the same person (R-AUTH-5).
+async fn silent_check(
+    state: &AppState,
+    ident: &dyn Identification,
+    hint: &str,
+    return_to: &str,
+    lang: Lang,
+    now: OffsetDateTime,
+) -> Response {
+    let check_state = random_token(32);
+    let nonce = random_token(32);
+    let verifier = random_token(32);
+    let url = match ident
+        .authorization_url(&oidc::AuthRequest {
+            state: &check_state,
+            nonce: &nonce,
+            pkce_challenge: &session::pkce_challenge(&verifier),
+            lang: lang.code(),
+            silent: Some(hint),
+            now,
+        })
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "identification service unavailable for a session check");
+            return error_page(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login-error-idp-unavailable",
+            );
+        }
+    };
+    let pending = PendingLogin {
+        state_hash: hash(&check_state),
+        nonce,
+        pkce_verifier: verifier,
+        lang: lang.code().to_string(),
+        created_at: kanta_fhir::datetime::millis(now),
+    };
+    if let Err(e) = state.store.login_begin(&pending).await {
+        tracing::error!(error = %e, "cannot record a session check under way");
+        return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
+    }
+    let max_age = state.portal.policy.login_window.as_secs() as i64;
+    // The state and where to return, for this browser only.
+    let value = format!(
+        "{check_state}~{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(return_to)
+    );
+    with_cookies(
+        see_other(&url),
+        [state
+            .portal
+            .cookies
+            .set(state.portal.cookies.silent(), &value, Some(max_age))],
+    )
+}
+
+/// The provider's answer to a silent check: the same person's fresh identification extends the
+/// session; anything else (`login_required` above all) ends it, audited, with a message.
+async fn silent_callback(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &CallbackParams,
+    kept: &str,
+    now: OffsetDateTime,
+    request_id: crate::RequestId,
+) -> Response {
+    let lang = lang_of(headers);
+    let clear = state.portal.cookies.clear(state.portal.cookies.silent());
+    let (kept_state, encoded_return) = kept.split_once('~').unwrap_or((kept, ""));
+    let return_to = local_path(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded_return)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .as_deref(),
+    );
+    let session = match load_session(state, headers, now, false).await {
+        Ok(SessionLookup::Live(s)) => s,
+        Ok(_) => return with_cookies(see_other("/"), [clear]),
+        Err(res) => return res,
+    };
+    let pending = match state.store.login_take(&hash(kept_state)).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "login store unavailable");
+            return with_cookies(
+                error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+                [clear],
+            );
+        }
+    };
+    let now_ms = kanta_fhir::datetime::millis(now);
+    let outcome = match (
+        &pending,
+        &params.error,
+        &params.code,
+        &state.portal.identification,
+    ) {
+        (None, _, _, _) => Err(IdentError::BadToken("no session check under way".into())),
+        (Some(p), _, _, _) if now_ms - p.created_at > millis(state.portal.policy.login_window) => {
+            Err(IdentError::ProviderSessionEnded)
+        }
+        (Some(_), Some(error), _, _) => {
+            tracing::info!(error = %error, "the identification service's session has ended");
+            Err(IdentError::ProviderSessionEnded)
+        }
+        (Some(p), None, Some(code), Some(ident)) => ident
+            .complete(code, &p.pkce_verifier, &p.nonce, now)
+            .await
+            .and_then(|id| {
+                if id.issuer == session.idp_issuer && id.sub == session.idp_sub {
+                    Ok(())
+                } else {
+                    Err(IdentError::BadToken(
+                        "the provider's session is another person's".into(),
+                    ))
+                }
+            }),
+        _ => Err(IdentError::BadToken("neither code nor error".into())),
+    };
+    match outcome {
+        Ok(()) => {
+            if let Err(e) = state.store.session_touch(&session.id_hash, now_ms).await {
+                tracing::error!(error = %e, "session touch failed");
+                return with_cookies(
+                    error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable"),
+                    [clear],
+                );
+            }
+            with_cookies(see_other(&return_to), [clear])
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "session check failed: the session ends");
+            let reason = if e == IdentError::ProviderSessionEnded {
+                "provider-session-ended"
+            } else {
+                "provider-session-check-failed"
+            };
+            if let Ok(Some(gone)) = state.store.session_delete(&session.id_hash).await {
+                let r = session_record(
+                    &gone,
+                    Action::Logout,
+                    Outcome::Success,
+                    reason,
+                    now,
+                    request_id.0,
+                );
+                if let Err(e) = state.audit.commit(vec![r]).await {
+                    tracing::error!(error = %e, "audit log unavailable at a session end");
+                }
+            }
+            let page = if e == IdentError::ProviderSessionEnded {
+                error_page(lang, StatusCode::OK, "session-provider-ended")
+            } else {
+                error_page(
+                    lang,
+                    refusal_for(&e).status,
+                    "session-provider-check-failed",
+                )
+            };
+            with_cookies(
+                page,
+                [
+                    clear,
+                    state.portal.cookies.clear(state.portal.cookies.session()),
+                ],
+            )
+        }
     }
 }
 
@@ -1540,6 +1778,91 @@ async fn backchannel_logout(
     }
     tracing::info!(sessions = ended.len(), "back-channel logout");
     (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
+#[derive(Deserialize)]
+struct FrontChannelParams {
+    iss: Option<String>,
+    sid: Option<String>,
+}
+
+/// OpenID Connect Front-Channel Logout 1.0: the provider's logout page loads this in a hidden,
+/// cross-site iframe, where our `SameSite=Lax` cookie is not sent; the sessions to end are named
+/// by `iss` (ours only) and `sid`. The one route the provider may frame ([`security_headers`]).
+async fn frontchannel_logout(
+    State(state): State<AppState>,
+    Query(q): Query<FrontChannelParams>,
+) -> Response {
+    let now = state.clock.now();
+    let page = |status: StatusCode| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!DOCTYPE html><html lang=\"fi\"><head><meta charset=\"utf-8\"><title>Kanta</title></head><body></body></html>",
+        )
+            .into_response()
+    };
+    let Some(ident) = state.portal.identification.as_ref() else {
+        return page(StatusCode::NOT_FOUND);
+    };
+    let (Some(iss), Some(sid)) = (q.iss.as_deref(), q.sid.as_deref()) else {
+        return page(StatusCode::BAD_REQUEST);
+    };
+    if iss.trim_end_matches('/') != ident.issuer() || sid.is_empty() || sid.len() > 256 {
+        tracing::info!("front-channel logout refused: another issuer or no session id");
+        return page(StatusCode::BAD_REQUEST);
+    }
+    let ended = match state
+        .store
+        .sessions_end_for_idp(ident.issuer(), Some(sid), None)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "front-channel logout failed");
+            return page(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let records: Vec<AuditRecord> = ended
+        .iter()
+        .map(|s| {
+            session_record(
+                s,
+                Action::Logout,
+                Outcome::Success,
+                "provider-logout",
+                now,
+                None,
+            )
+        })
+        .collect();
+    if let Err(e) = state.audit.commit(records).await {
+        tracing::error!(error = %e, "audit log unavailable at front-channel logout");
+    }
+    tracing::info!(sessions = ended.len(), "front-channel logout");
+    page(StatusCode::OK)
+}
+
+/// Our public keys as a JWK set (FTN profile), for registration with the identification broker:
+/// the signing keys of our client assertions and request objects, and the keys it encrypts ID
+/// tokens and userinfo to. 404 when the relying party has none.
+async fn rp_jwks(State(state): State<AppState>) -> Response {
+    match state
+        .portal
+        .identification
+        .as_ref()
+        .and_then(|i| i.public_jwks())
+    {
+        Some(jwks) => (
+            [
+                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            jwks.to_string(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The disclosure view reads the log a batch at a time, shows up to `DISCLOSURE_SHOW` uses by

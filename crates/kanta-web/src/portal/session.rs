@@ -133,6 +133,14 @@ impl Cookies {
             "kanta_login"
         }
     }
+    /// A silent check of the provider's session under way (R-AUTH-5): its state and return path.
+    pub fn silent(&self) -> &'static str {
+        if self.secure {
+            "__Host-kanta_silent"
+        } else {
+            "kanta_silent"
+        }
+    }
     /// The language choice is not a secret; readable so that it survives logout.
     pub fn lang(&self) -> &'static str {
         "kanta_lang"
