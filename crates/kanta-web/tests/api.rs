@@ -272,11 +272,24 @@ async fn health_metadata_and_auth(b: Backend) {
     for path in [
         "/test-idp/.well-known/openid-configuration",
         "/test-idp/authorize",
+        "/test-idp/jwks",
+        "/test-idp/userinfo",
+        "/test-idp/session",
+        "/test-idp/logout",
         "/test-mandates/manage",
         "/test-mandates/oauth/authorize",
         "/test-mandates/service/rest/hpa/authorization/c/010594Y9021/010594Y9021?issue=x",
     ] {
         let (s, _, _) = app.send(Method::GET, path, None, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    for path in [
+        "/test-idp/token",
+        "/test-idp/par",
+        "/test-idp/authorize",
+        "/test-idp/session/end",
+    ] {
+        let (s, _, _) = app.send(Method::POST, path, None, None).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
     }
     let (s, cap, h) = app.send(Method::GET, "/fhir/metadata", None, None).await;

@@ -13,7 +13,8 @@ use kanta_domain::population::{Person, PersonRecord};
 use kanta_store::audit::{AuditConfig, AuditLog, Signer};
 use kanta_store::testing::TestDb;
 use kanta_store::{Backend, PendingLogin, Store};
-use kanta_web::portal::oidc::{OidcClient, OidcConfig};
+use kanta_web::portal::jose::{KeySpec, RpKeys};
+use kanta_web::portal::oidc::{OidcClient, OidcConfig, RequestMode};
 use kanta_web::portal::session::{hash, SessionPolicy};
 use kanta_web::portal::{PopulationRegister, Portal, RateLimiter};
 use kanta_web::{AppState, Clock, WebConfig};
@@ -33,6 +34,11 @@ struct Opts {
     policy: SessionPolicy,
     rate: u32,
     client_ip_header: Option<&'static str>,
+    /// The FTN profile: the provider's client to use and how requests travel.
+    ftn: Option<(&'static str, RequestMode)>,
+    /// "Continue" checks the provider's session (prompt=none). Off where a test moves the clock
+    /// far from the provider's.
+    check_provider_session: bool,
 }
 
 impl Default for Opts {
@@ -43,8 +49,49 @@ impl Default for Opts {
             policy: SessionPolicy::default(),
             rate: 1000,
             client_ip_header: None,
+            ftn: None,
+            check_provider_session: false,
         }
     }
+}
+
+/// The portal's keys in the FTN tests, made once per test binary: two signing keys (the second
+/// in use, as after a rotation) and two encryption keys, all published to the provider.
+fn ftn_keys() -> Arc<RpKeys> {
+    static PEMS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    let pems = PEMS.get_or_init(|| {
+        (0..4)
+            .map(|_| {
+                josekit::jwk::alg::rsa::RsaKeyPair::generate(2048)
+                    .unwrap()
+                    .to_pem_private_key()
+            })
+            .collect()
+    });
+    let probe = RpKeys::new(&KeySpec {
+        signing_pems: &pems[..2],
+        active_kid: None,
+        decryption_pems: &pems[2..],
+        sign_alg: "RS256",
+        enc_alg: "RSA-OAEP-256",
+        enc: "A256GCM",
+    })
+    .unwrap();
+    let second = probe.public_jwks()["keys"][1]["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Arc::new(
+        RpKeys::new(&KeySpec {
+            signing_pems: &pems[..2],
+            active_kid: Some(&second),
+            decryption_pems: &pems[2..],
+            sign_alg: "RS256",
+            enc_alg: "RSA-OAEP-256",
+            enc: "A256GCM",
+        })
+        .unwrap(),
+    )
 }
 
 struct App {
@@ -71,7 +118,7 @@ impl Drop for Node {
 
 /// The test provider, started once the portal's address is known (its client registration names
 /// our callback).
-fn start_idp(rp_base: &str, ttl: u32) -> (Node, String) {
+fn start_idp(rp_base: &str, ttl: u32, rp_jwks: Option<&serde_json::Value>) -> (Node, String) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp");
     assert!(
         std::path::Path::new(dir).join("node_modules/oidc-provider").exists(),
@@ -82,6 +129,14 @@ fn start_idp(rp_base: &str, ttl: u32) -> (Node, String) {
         .current_dir(dir)
         .env("RP_BASE", rp_base)
         .env("ID_TOKEN_TTL", ttl.to_string())
+        .env(
+            "RP_JWKS",
+            rp_jwks.map(|j| j.to_string()).unwrap_or_default(),
+        )
+        .env(
+            "MINIMAL_ID_TOKEN",
+            if rp_jwks.is_some() { "1" } else { "0" },
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -129,7 +184,12 @@ impl App {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (node, idp) = start_idp(&base, opts.id_token_ttl);
+        let keys = opts.ftn.map(|_| ftn_keys());
+        let (node, idp) = start_idp(
+            &base,
+            opts.id_token_ttl,
+            keys.as_ref().map(|k| k.public_jwks()).as_ref(),
+        );
         let key = Signer::generate_pkcs8().unwrap();
         let audit = AuditLog::start(
             db.store.clone(),
@@ -148,12 +208,15 @@ impl App {
             limits: kanta_web::Limits::default(),
         };
         let mut portal = Portal::new(db.store.clone(), &base);
-        portal.identification = Some(Arc::new(OidcClient::new(OidcConfig::new(
-            &idp,
-            "kanta-portal",
-            "test-secret",
-            &base,
-        ))));
+        let mut oc = match (opts.ftn, keys) {
+            (Some((client, mode)), Some(keys)) => {
+                OidcConfig::new(&idp, client, "", &base).ftn(keys, mode)
+            }
+            _ => OidcConfig::new(&idp, "kanta-portal", "test-secret", &base),
+        };
+        oc.check_provider_session = opts.check_provider_session;
+        oc.check().unwrap();
+        portal.identification = Some(Arc::new(OidcClient::new(oc)));
         portal.policy = opts.policy;
         portal.limiter = Arc::new(RateLimiter::new(opts.rate));
         portal.client_ip_header = opts.client_ip_header.map(str::to_string);
@@ -2238,6 +2301,310 @@ async fn display_rules_end_to_end(backend: Backend) {
     app.finish().await;
 }
 
+/// The provider's test controls (its session forgotten or remembered).
+async fn idp_control(app: &App, what: &str) {
+    let r = app
+        .http
+        .post(format!("{}/test-control/{what}", app.idp))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// The query parameters of a URL.
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// The session row behind the browser's session cookie, as the callback set it.
+async fn session_of(app: &App, callback: &Page) -> Option<kanta_store::SessionRow> {
+    let id = callback
+        .set_cookie("kanta_session")
+        .expect("a session cookie");
+    app.store.session_get(&hash(&id)).await.unwrap()
+}
+
+/// R-AUTH-1 under the FTN profile (Traficom 213/2023 S) against a provider that enforces it:
+/// private_key_jwt, a signed request object (signed with the second, newly active key while both
+/// are published), the ID token and userinfo signed and encrypted to our keys, the person's
+/// attributes only in userinfo; then "continue" checked with prompt=none (R-AUTH-5): alive → the
+/// session goes on; ended at the provider → ours ends with a message; front-channel logout by
+/// `iss` and `sid`; RP-initiated logout with the decrypted ID token as the hint.
+async fn ftn_profile_flow(backend: Backend) {
+    let keys = ftn_keys();
+    let app = App::spawn(
+        backend,
+        Opts {
+            ftn: Some(("ftn", RequestMode::Signed)),
+            check_provider_session: true,
+            ..Opts::default()
+        },
+    )
+    .await;
+    // Our keys, published for the broker: two for signing, two for encryption, no private parts.
+    let jwks: serde_json::Value = app
+        .http
+        .get(app.url("/auth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let published = jwks["keys"].as_array().unwrap();
+    assert_eq!(published.len(), 4, "{jwks}");
+    assert!(published
+        .iter()
+        .all(|k| k.get("d").is_none() && k["kty"] == "RSA"));
+    assert_eq!(published.iter().filter(|k| k["use"] == "enc").count(), 2);
+
+    app.clock.catch_up();
+    app.choose_account("ok").await;
+    let first = app.get("/login").await;
+    let q = query_of(&first.location());
+    assert!(
+        q.contains_key("request") && !q.contains_key("nonce") && !q.contains_key("state"),
+        "{q:?}"
+    );
+    let header = jsonwebtoken::decode_header(&q["request"]).unwrap();
+    assert_eq!(
+        header.kid.as_deref(),
+        keys.active_kid(),
+        "signed with the key in use"
+    );
+    assert_eq!(header.typ.as_deref(), Some("oauth-authz-req+jwt"));
+    assert_eq!(
+        header.kid.as_deref(),
+        published[1]["kid"].as_str(),
+        "the second, rotated-in key"
+    );
+    let cb_url = app.follow_to_callback(&first.location()).await;
+    let cb = app.get(&cb_url).await;
+    assert_eq!(
+        (cb.status, cb.location()),
+        (StatusCode::SEE_OTHER, "/confirm".to_string()),
+        "{}",
+        cb.body
+    );
+    let row = session_of(&app, &cb).await.unwrap();
+    assert!(row.idp_sid.is_some(), "the provider's session id is kept");
+    // The hint kept is the signed token inside the encrypted one.
+    assert_eq!(row.id_token.as_deref().unwrap().split('.').count(), 3);
+    let csrf = app.confirm().await;
+
+    // Continue while the provider's session lives: a silent round trip, then the page asked for.
+    let r = app
+        .post(
+            "/session/continue",
+            &[("csrf", &csrf), ("return", "/visits")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let q = query_of(&r.location());
+    let claims: serde_json::Value = {
+        use base64::Engine as _;
+        let body = q["request"].split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["prompt"], "none", "a silent request: {claims}");
+    assert_eq!(
+        claims["id_token_hint"]
+            .as_str()
+            .map(|h| h.split('.').count()),
+        Some(3)
+    );
+    let back = app.follow_to_callback(&r.location()).await;
+    let done = app.get(&back).await;
+    assert_eq!(
+        (done.status, done.location()),
+        (StatusCode::SEE_OTHER, "/visits".to_string()),
+        "{}",
+        done.body
+    );
+    assert!(app.get("/").await.body.contains("Hei, Testi Henkilö"));
+
+    // The provider's session ends; continue finds that out and ends ours, saying so.
+    idp_control(&app, "forget-sessions").await;
+    let r = app
+        .post("/session/continue", &[("csrf", &csrf), ("return", "/")])
+        .await;
+    let back = app.follow_to_callback(&r.location()).await;
+    assert!(
+        query_of(&back)
+            .get("error")
+            .is_some_and(|e| e == "login_required"),
+        "{back}"
+    );
+    let ended = app.get(&back).await;
+    assert!(
+        ended
+            .body
+            .contains("Istuntosi tunnistuspalvelussa on päättynyt"),
+        "{}",
+        ended.body
+    );
+    assert!(!app.get("/").await.body.contains("Hei, Testi"));
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&(Action::Logout, Some("reason=provider-session-ended".into()))));
+    idp_control(&app, "remember-sessions").await;
+
+    // Front-channel logout: framed by the provider, no cookie of ours; by iss and sid.
+    let cb = app.login("ok").await;
+    assert_eq!(cb.status, StatusCode::SEE_OTHER, "{}", cb.body);
+    let row = session_of(&app, &cb).await.unwrap();
+    let sid = row.idp_sid.clone().unwrap();
+    let framed = browser();
+    let front_channel = |iss: &str| {
+        format!(
+            "{}/auth/frontchannel-logout?{}",
+            app.base,
+            serde_urlencoded_pairs(&[("iss", iss), ("sid", &sid)])
+        )
+    };
+    let r = framed
+        .get(front_channel("https://evil.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        app.store.session_get(&row.id_hash).await.unwrap().is_some(),
+        "another issuer ends nothing"
+    );
+    let r = framed
+        .get(front_channel(&app.idp))
+        .header("sec-fetch-dest", "iframe")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains(&format!("frame-ancestors {}", app.idp)),
+        "{csp}"
+    );
+    assert!(r.headers().get("x-frame-options").is_none());
+    assert!(
+        app.store.session_get(&row.id_hash).await.unwrap().is_none(),
+        "front-channel logout ended it"
+    );
+    // Every other page still refuses to be framed.
+    assert!(app.get("/").await.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+
+    // RP-initiated logout names the decrypted ID token as the hint.
+    app.login_confirmed().await;
+    let csrf = app.get("/").await.csrf();
+    let out = app.post("/logout", &[("csrf", &csrf)]).await;
+    let q = query_of(&out.location());
+    assert_eq!(
+        q.get("id_token_hint").map(|h| h.split('.').count()),
+        Some(3),
+        "{q:?}"
+    );
+    app.finish().await;
+}
+
+fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut u = reqwest::Url::parse("x:/").unwrap();
+    u.query_pairs_mut().extend_pairs(pairs);
+    u.query().unwrap_or_default().to_string()
+}
+
+/// R-AUTH-1: a pushed authorization request (PAR) where the provider requires it, and a response
+/// encrypted to our second encryption key (both published: either is decrypted).
+async fn ftn_pushed_request_and_second_key(backend: Backend) {
+    for (client, mode) in [
+        ("ftn-par", RequestMode::Pushed),
+        ("ftn-second-key", RequestMode::Signed),
+    ] {
+        let app = App::spawn(
+            backend,
+            Opts {
+                ftn: Some((client, mode)),
+                ..Opts::default()
+            },
+        )
+        .await;
+        app.clock.catch_up();
+        app.choose_account("ok").await;
+        let first = app.get("/login").await;
+        let q = query_of(&first.location());
+        if mode == RequestMode::Pushed {
+            assert!(
+                q["request_uri"].starts_with("urn:ietf:params:oauth:request_uri:")
+                    && !q.contains_key("request"),
+                "{q:?}"
+            );
+        }
+        let cb = app
+            .get(&app.follow_to_callback(&first.location()).await)
+            .await;
+        assert_eq!(cb.status, StatusCode::SEE_OTHER, "{client}: {}", cb.body);
+        app.confirm().await;
+        app.finish().await;
+    }
+}
+
+/// R-AUTH-1 under the FTN profile: each way a provider's answer can fall short, refused with its
+/// own translated message, audited, and no session made.
+async fn ftn_refusals(backend: Backend) {
+    for (client, text, reason) in [
+        ("ftn-plain", "salaamattomina", "not-encrypted"),
+        (
+            "ftn-other-key",
+            "salattu toiselle palvelulle",
+            "unknown-encryption-key",
+        ),
+        (
+            "ftn-wrong-enc",
+            "tavalla, jota tämä palvelu ei hyväksy",
+            "wrong-algorithm",
+        ),
+    ] {
+        let app = App::spawn(
+            backend,
+            Opts {
+                ftn: Some((client, RequestMode::Signed)),
+                ..Opts::default()
+            },
+        )
+        .await;
+        let cb = app.login("ok").await;
+        assert_eq!(cb.status, StatusCode::BAD_REQUEST, "{client}: {}", cb.body);
+        assert!(cb.body.contains(text), "{client}: {}", cb.body);
+        assert!(
+            cb.set_cookie("kanta_session").is_none(),
+            "{client}: no session"
+        );
+        assert!(
+            app.audit_actions()
+                .await
+                .contains(&(Action::FailedLogin, Some(format!("reason={reason}")))),
+            "{client}"
+        );
+        app.finish().await;
+    }
+}
+
 /// Every portal test on both backends (SQLite, and PostgreSQL as production runs it).
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -2247,6 +2614,9 @@ macro_rules! both {
 }
 
 both!(
+    ftn_profile_flow,
+    ftn_pushed_request_and_second_key,
+    ftn_refusals,
     prescriptions_page_and_renewal,
     refusals,
     state_and_nonce,

@@ -171,15 +171,20 @@ impl RpKeys {
         for (i, pem) in spec.signing_pems.iter().enumerate() {
             let what = format!("signing key {}", i + 1);
             let (kid, mut public) = rsa_key(pem, &what)?;
+            // From the JWK form: PS256 takes a plain RSA key that way (its PEM reader wants an
+            // RSA-PSS key).
+            let private = RsaKeyPair::from_pem(pem)
+                .map_err(|e| format!("{what}: {e}"))?
+                .to_jwk_private_key();
             let signer: Box<dyn JwsSigner> = match sign_alg {
                 SignAlg::RS256 => Box::new(
                     josekit::jws::RS256
-                        .signer_from_pem(pem)
+                        .signer_from_jwk(&private)
                         .map_err(|e| format!("{what}: {e}"))?,
                 ),
                 SignAlg::PS256 => Box::new(
                     josekit::jws::PS256
-                        .signer_from_pem(pem)
+                        .signer_from_jwk(&private)
                         .map_err(|e| format!("{what}: {e}"))?,
                 ),
             };
@@ -420,7 +425,10 @@ mod tests {
         let t = encrypt_to(&forged, inner, "RSA-OAEP-256", "A256GCM").unwrap();
         assert!(matches!(ours.decrypt(&t), Err(JweError::Undecryptable(_))));
         assert_eq!(ours.decrypt(inner), Err(JweError::NotEncrypted));
-        let t = encrypt_to(&enc_key(&ours), inner, "RSA-OAEP", "A256GCM").unwrap();
+        // A sender that ignores the key's `alg`.
+        let mut any_alg = enc_key(&ours);
+        any_alg.as_object_mut().unwrap().remove("alg");
+        let t = encrypt_to(&any_alg, inner, "RSA-OAEP", "A256GCM").unwrap();
         assert_eq!(
             ours.decrypt(&t),
             Err(JweError::WrongAlgorithm("alg RSA-OAEP".into()))

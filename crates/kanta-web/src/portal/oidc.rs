@@ -1166,6 +1166,49 @@ mod tests {
         assert!(!ok(&c), "stale");
     }
 
+    /// R-AUTH-1 (FTN profile): what arrives is opened only if it is encrypted to us (when that is
+    /// required) and signed inside; an unsigned inner token is refused however it is wrapped.
+    #[test]
+    fn responses_are_opened_by_the_profile() {
+        let keys = Arc::new(super::super::jose::RpKeys::generate().unwrap());
+        let enc_key = keys.public_jwks()["keys"][1].clone();
+        assert_eq!(enc_key["use"], "enc");
+        let client = OidcClient::new(config().ftn(keys, RequestMode::Signed));
+        let (k, _) = key();
+        let signed = sign(&k, &claims());
+        let unsigned = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            signed.split('.').nth(1).unwrap()
+        );
+        let wrap = |inner: &str| {
+            super::super::jose::encrypt_to(&enc_key, inner, "RSA-OAEP-256", "A256GCM").unwrap()
+        };
+        assert_eq!(client.open(&wrap(&signed)).unwrap(), signed);
+        assert_eq!(client.open(&wrap(&unsigned)), Err(IdentError::Unsigned));
+        assert_eq!(client.open(&signed), Err(IdentError::NotEncrypted));
+        assert_eq!(client.open(&unsigned), Err(IdentError::NotEncrypted));
+        // Without the profile, a plain token is taken but an unsigned one still is not, and an
+        // encrypted one cannot be opened.
+        let plain = OidcClient::new(config());
+        assert_eq!(plain.open(&signed).unwrap(), signed);
+        assert_eq!(plain.open(&unsigned), Err(IdentError::Unsigned));
+        assert_eq!(
+            plain.open(&wrap(&signed)),
+            Err(IdentError::UnknownEncryptionKey)
+        );
+        assert!(config()
+            .ftn(
+                Arc::new(super::super::jose::RpKeys::generate().unwrap()),
+                RequestMode::Pushed
+            )
+            .check()
+            .is_ok());
+        let mut c = config();
+        c.request_mode = RequestMode::Signed;
+        assert!(c.check().is_err(), "a signed request needs a signing key");
+    }
+
     #[test]
     fn client_credentials_are_form_encoded_for_basic_auth() {
         assert_eq!(form_encode("a b:c"), "a+b%3Ac");

@@ -19,6 +19,7 @@ use super::session::{cookie, hash, pkce_challenge, random_token};
 use super::{error_page, lang_of, render, Ui};
 use crate::AppState;
 use askama::Template;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -515,12 +516,15 @@ struct AuthorizeForm {
 async fn authorize(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(f): Form<AuthorizeForm>,
+    f: Result<Form<AuthorizeForm>, FormRejection>,
 ) -> Response {
     let Some(idp) = enabled(&state) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let lang = lang_of(&headers);
+    let Ok(Form(f)) = f else {
+        return error_page(lang, StatusCode::BAD_REQUEST, "idp-bad-request");
+    };
     let now = now_s();
     let hetu = f.hetu.trim().to_string();
     let method = Method::ALL
@@ -578,9 +582,15 @@ fn token_error(status: StatusCode, error: &str) -> Response {
 
 /// RFC 9126: a signed request object pushed by the authenticated client; the browser then carries
 /// only the `request_uri`.
-async fn par(State(state): State<AppState>, Form(f): Form<HashMap<String, String>>) -> Response {
+async fn par(
+    State(state): State<AppState>,
+    f: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
     let Some(idp) = enabled(&state) else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(Form(f)) = f else {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_request");
     };
     let now = now_s();
     if !idp.client_authenticated(&f, &idp.endpoint("par"), now) {
@@ -612,9 +622,15 @@ async fn par(State(state): State<AppState>, Form(f): Form<HashMap<String, String
         .into_response()
 }
 
-async fn token(State(state): State<AppState>, Form(f): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(state): State<AppState>,
+    f: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
     let Some(idp) = enabled(&state) else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(Form(f)) = f else {
+        return token_error(StatusCode::BAD_REQUEST, "invalid_request");
     };
     let now = now_s();
     if !idp.client_authenticated(&f, &idp.endpoint("token"), now) {

@@ -2,7 +2,20 @@
 // (OpenID Certified), configured like a national identification service: it releases the HETU in
 // the claim urn:oid:1.2.246.21, a level of assurance in `acr`, a session id for back-channel logout.
 //
-// Usage: node idp.mjs   (env: RP_BASE = the portal's public URL; ID_TOKEN_TTL seconds)
+// Usage: node idp.mjs   (env: RP_BASE = the portal's public URL; ID_TOKEN_TTL seconds; RP_JWKS =
+// the portal's public JWK set, for the clients of the Finnish Trust Network profile; MINIMAL_ID_TOKEN
+// = 1: the person's attributes only in the userinfo response)
+//
+// Clients: `kanta-portal` (client_secret_basic, plain requests and tokens) and, with RP_JWKS, the
+// FTN profile's clients, each requiring private_key_jwt and signed request objects:
+//   ftn            ID token and userinfo signed and encrypted (RSA-OAEP-256, A256GCM)
+//   ftn-par        the same, and pushed authorization requests required
+//   ftn-plain      ID token and userinfo not encrypted (the portal must refuse them)
+//   ftn-other-key  encrypted to a key that is not the portal's
+//   ftn-wrong-enc  encrypted with A128CBC-HS256 content encryption
+//   ftn-second-key encrypted to the portal's second encryption key only (key rotation)
+// POST /test-control/forget-sessions makes the provider see no session of its own (as after its
+// session ended); POST /test-control/remember-sessions undoes that.
 // Prints "LISTENING <port>" once it serves on 127.0.0.1. Logins need no browser: /interaction/<uid>
 // logs in the account the test chose beforehand (POST /test-control/next-account?name=…) and grants
 // the scopes asked for. POST /test-control/rogue-keys makes /jwks publish other keys under the real
@@ -30,6 +43,8 @@ const ACCOUNTS = {
 };
 let nextAccount = 'ok';
 let rogueJwks = null;
+let forgetSessions = false;
+const RP_JWKS = process.env.RP_JWKS ? JSON.parse(process.env.RP_JWKS) : null;
 
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
@@ -47,15 +62,54 @@ server.listen(0, '127.0.0.1', () => {
     token_endpoint_auth_method: 'client_secret_basic',
     ...extra,
   });
+  const ftnClients = [];
+  if (RP_JWKS) {
+    const sig = RP_JWKS.keys.filter((k) => k.use === 'sig');
+    const enc = RP_JWKS.keys.filter((k) => k.use === 'enc');
+    const { publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const foreignEnc = { ...publicKey.export({ format: 'jwk' }), kid: 'not-the-portals', use: 'enc', alg: 'RSA-OAEP-256' };
+    const ftn = (id, extra) => {
+      const c = client(id, {
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: RP_JWKS,
+        require_signed_request_object: true,
+        id_token_encrypted_response_alg: 'RSA-OAEP-256',
+        id_token_encrypted_response_enc: 'A256GCM',
+        userinfo_signed_response_alg: 'RS256',
+        userinfo_encrypted_response_alg: 'RSA-OAEP-256',
+        userinfo_encrypted_response_enc: 'A256GCM',
+        ...extra,
+      });
+      delete c.client_secret;
+      for (const k of Object.keys(c)) if (c[k] === undefined) delete c[k];
+      return c;
+    };
+    ftnClients.push(
+      ftn('ftn'),
+      ftn('ftn-par', { require_pushed_authorization_requests: true }),
+      ftn('ftn-plain', {
+        id_token_encrypted_response_alg: undefined, id_token_encrypted_response_enc: undefined,
+        userinfo_encrypted_response_alg: undefined, userinfo_encrypted_response_enc: undefined,
+      }),
+      ftn('ftn-other-key', { jwks: { keys: [...sig, foreignEnc] } }),
+      // Our published key says RSA-OAEP-256, so only the content encryption can differ.
+      ftn('ftn-wrong-enc', { id_token_encrypted_response_enc: 'A128CBC-HS256' }),
+      ftn('ftn-second-key', { jwks: { keys: [...sig, enc[enc.length - 1]] } }),
+    );
+  }
   const provider = new Provider(issuer, {
-    clients: [client('kanta-portal')],
+    clients: [client('kanta-portal'), ...ftnClients],
     claims: { openid: ['sub'], profile: ['given_name', 'family_name'], hetu: [HETU, EIDAS] },
-    conformIdTokenClaims: false,
+    conformIdTokenClaims: process.env.MINIMAL_ID_TOKEN === '1',
     acrValues: [SUBSTANTIAL, 'http://eidas.europa.eu/LoA/high', LOW],
     features: {
       devInteractions: { enabled: false },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      requestObjects: { enabled: true },
+      encryption: { enabled: true },
+      jwtUserinfo: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true },
     },
     pkce: { required: () => true },
     ttl: { IdToken: Number(process.env.ID_TOKEN_TTL || 3600) },
@@ -85,6 +139,20 @@ server.listen(0, '127.0.0.1', () => {
       rogueJwks = { keys: real.keys.map((k) => ({ ...jwk, kid: k.kid, use: 'sig', alg: 'RS256' })) };
       ctx.body = 'ok';
       return;
+    }
+    if (ctx.path === '/test-control/forget-sessions' && ctx.method === 'POST') {
+      forgetSessions = true;
+      ctx.body = 'ok';
+      return;
+    }
+    if (ctx.path === '/test-control/remember-sessions' && ctx.method === 'POST') {
+      forgetSessions = false;
+      ctx.body = 'ok';
+      return;
+    }
+    if (forgetSessions && ctx.path.startsWith('/auth')) {
+      // The browser's session cookies no longer name a session here.
+      delete ctx.req.headers.cookie;
     }
     if (ctx.path === '/jwks' && rogueJwks) {
       ctx.body = rogueJwks;
