@@ -244,6 +244,30 @@ try {
     await axe(page, 'refusal page');
     await context.close();
   });
+  // R-AUTH-5: "continue" goes on only while the identification service's own session lives.
+  await check('provider_session_ended_ends_ours', async () => {
+    const context = await browser.newContext({ locale: 'fi-FI' });
+    const page = await context.newPage();
+    await page.goto(base + '/login');
+    await page.waitForURL(/\/test-idp\/authorize/);
+    await page.locator('ul.people button').first().click();
+    await page.waitForURL(/\/confirm$/);
+    await page.getByRole('button', { name: 'Jatka', exact: true }).click();
+    await page.waitForURL((u) => u.pathname === '/' || u.pathname === '/notice');
+    await page.goto(base + '/test-idp/session');
+    await axe(page, 'test identification session page');
+    await page.locator('form[action="/test-idp/session/end"] button').click();
+    await page.waitForURL(/\/test-idp\/session$/);
+    expect((await page.locator('main').innerText()).includes('Sinulla ei ole istuntoa'), 'the provider session ended');
+    await page.goto(base + '/');
+    await page.locator('form[action="/session/continue"] button:visible').first().click();
+    await page.waitForURL(/\/auth\/callback/);
+    expect((await page.locator('main').innerText()).includes('Istuntosi tunnistuspalvelussa on päättynyt'), 'our session ended, and says why');
+    await axe(page, 'provider session ended');
+    await page.goto(base + '/');
+    expect(await page.getByRole('link', { name: 'Kirjaudu sisään' }).isVisible(), 'logged out');
+    await context.close();
+  });
   // Acting for someone else (R-MINOR, R-PROXY): the switch, whose data is shown and as whom, the
   // disclosure log not offered, one click back; a proxy through the mandate service's selection page.
   const ACT = {
