@@ -946,8 +946,6 @@ fn form_encode(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
     use jsonwebtoken::{EncodingKey, Header};
     use ring::signature::KeyPair as _;
     use serde_json::json;

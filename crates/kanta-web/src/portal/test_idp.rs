@@ -268,7 +268,7 @@ impl TestIdp {
 
     fn signed_request(&self, request: &str) -> Result<AuthorizeParams, &'static str> {
         let claims = self
-            .verify_portal_jwt(request, &[self.issuer.clone()])
+            .verify_portal_jwt(request, std::slice::from_ref(&self.issuer))
             .map_err(|e| {
                 tracing::info!(error = %e, "test identification: request object refused");
                 "the request object is not validly signed by the client"
