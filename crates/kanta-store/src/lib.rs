@@ -10,6 +10,7 @@
 pub mod audit;
 mod backend;
 pub mod centre;
+pub mod citus;
 pub mod conformance;
 pub mod testing;
 mod write;

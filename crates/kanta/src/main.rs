@@ -70,7 +70,13 @@ enum Command {
         public_url: Option<String>,
     },
     /// Run database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Then distribute the tables on Citus (the coordinator's URL): patient-scoped tables by
+        /// patient, co-located; routing tables by their look-up key; reference tables replicated.
+        /// Idempotent; refuses on a server without the Citus extension.
+        #[arg(long)]
+        citus: bool,
+    },
     /// The demo population and clients, as JSON lines.
     Demo {
         #[command(subcommand)]
@@ -760,9 +766,26 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
-        Command::Migrate => {
+        Command::Migrate { citus } => {
+            if citus && !r.database.expose().starts_with("postgres") {
+                return Err(
+                    "--citus needs a PostgreSQL coordinator's URL (--database postgres://…)".into(),
+                );
+            }
             let store = open(&r).await?;
             emit!("migrations applied ({:?})", store.backend());
+            if citus {
+                let report = kanta_store::citus::distribute(r.database.expose())
+                    .await
+                    .map_err(|e| format!("kanta migrate --citus: {e}"))?;
+                emit!(
+                    "citus: {} tables placed now ({}), {} already placed; {} worker nodes",
+                    report.placed.len(),
+                    report.placed.join(", "),
+                    report.already.len(),
+                    report.workers
+                );
+            }
             Ok(())
         }
         Command::Demo { what } => {

@@ -125,3 +125,52 @@ fn the_medicines_importer_checks_a_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kanta migrate --citus` (R-X-8, issue 16) on a server without Citus: the ordinary migrations
+/// run, then a clear refusal naming the extension and the way on, and a failing exit; on SQLite
+/// it refuses before touching anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_citus_refuses_without_the_extension() {
+    let db = kanta_store::testing::TestDb::new(kanta_store::Backend::Postgres).await;
+    let out = Command::new(KANTA)
+        .args(["--database", &db.url, "migrate", "--citus"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        // Either no Citus at all, or installed but not preloaded: both say what to do.
+        err.contains("Citus extension") && err.contains("shared_preload_libraries"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&db.url),
+        "the URL (and its password) is not repeated: {err}"
+    );
+    // The ordinary migrations ran: the schema is there for plain PostgreSQL.
+    let out = Command::new(KANTA)
+        .args(["--database", &db.url, "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db.cleanup().await;
+
+    let dir = data_dir("citus-sqlite");
+    let out = Command::new(KANTA)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["migrate", "--citus"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("PostgreSQL coordinator"),
+        "{err}"
+    );
+    assert!(!dir.join("kanta.db").exists(), "nothing was created");
+    let _ = std::fs::remove_dir_all(&dir);
+}
