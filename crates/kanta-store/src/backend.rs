@@ -1170,8 +1170,13 @@ macro_rules! backend {
             async fn audit_drain(&self, ids: Option<&[i64]>) -> Result<Drained> {
                 let r = async {
                     let mut tx = self.write.begin().await?;
-                    // Row locks first: a record another writer is making a leaf is waited for and
-                    // then not seen (it is gone), never appended twice.
+                    // The tree's lock first: another writer making leaves is waited for, and the
+                    // outbox is read after it committed, so what it took is gone and never appended
+                    // twice. (Not row locks on the outbox: on Citus a FOR UPDATE that spans shards
+                    // is refused, and the outbox is distributed by id.)
+                    sqlx::query(concat!("SELECT tree_size FROM audit_state WHERE id = 1", $for_update))
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     let rows = match ids {
                         Some([]) => vec![],
                         Some(ids) => {
@@ -1179,9 +1184,8 @@ macro_rules! backend {
                             for chunk in ids.chunks(AUDIT_CHUNK) {
                                 let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
                                 let sql = format!(
-                                    "SELECT id, patient_key, recorded_at, body FROM audit_outbox WHERE id IN ({}) ORDER BY id{}",
+                                    "SELECT id, patient_key, recorded_at, body FROM audit_outbox WHERE id IN ({}) ORDER BY id",
                                     marks.join(", "),
-                                    $for_update
                                 );
                                 let mut q = sqlx::query(&sql);
                                 for id in chunk {
@@ -1191,7 +1195,7 @@ macro_rules! backend {
                             }
                             all
                         }
-                        None => sqlx::query(concat!("SELECT id, patient_key, recorded_at, body FROM audit_outbox ORDER BY id LIMIT 1000", $for_update))
+                        None => sqlx::query("SELECT id, patient_key, recorded_at, body FROM audit_outbox ORDER BY id LIMIT 1000")
                             .fetch_all(&mut *tx)
                             .await?,
                     };
