@@ -194,11 +194,26 @@ fn security_headers(h: &mut HeaderMap, state: &AppState, path: &str) {
         if let Ok(v) = HeaderValue::from_str(csp.trim()) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // Front-Channel Logout 1.0 §3: never cached.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store"),
+        );
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         h.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        if state.portal.cookies.secure {
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
         return;
     }
     let csp = state.portal.csp.get_or_init(|| {
@@ -1440,7 +1455,10 @@ async fn logout(
     };
     let mut res = with_cookies(
         see_other(&next),
-        [state.portal.cookies.clear(state.portal.cookies.session())],
+        [
+            state.portal.cookies.clear(state.portal.cookies.session()),
+            state.portal.cookies.clear(state.portal.cookies.silent()),
+        ],
     );
     res.headers_mut().insert(
         "clear-site-data",
@@ -1575,11 +1593,7 @@ async fn silent_callback(
             .and_then(|b| String::from_utf8(b).ok())
             .as_deref(),
     );
-    let session = match load_session(state, headers, now, false).await {
-        Ok(SessionLookup::Live(s)) => s,
-        Ok(_) => return with_cookies(see_other("/"), [clear]),
-        Err(res) => return res,
-    };
+    // Taken first, whatever follows: a state and verifier are used once.
     let pending = match state.store.login_take(&hash(kept_state)).await {
         Ok(p) => p,
         Err(e) => {
@@ -1590,6 +1604,11 @@ async fn silent_callback(
             );
         }
     };
+    let session = match load_session(state, headers, now, false).await {
+        Ok(SessionLookup::Live(s)) => s,
+        Ok(_) => return with_cookies(see_other("/"), [clear]),
+        Err(res) => return with_cookies(res, [clear]),
+    };
     let now_ms = kanta_fhir::datetime::millis(now);
     let outcome = match (
         &pending,
@@ -1599,7 +1618,9 @@ async fn silent_callback(
     ) {
         (None, _, _, _) => Err(IdentError::BadToken("no session check under way".into())),
         (Some(p), _, _, _) if now_ms - p.created_at > millis(state.portal.policy.login_window) => {
-            Err(IdentError::ProviderSessionEnded)
+            Err(IdentError::BadToken(
+                "the session check took too long".into(),
+            ))
         }
         (Some(_), Some(error), _, _) => {
             tracing::info!(error = %error, "the identification service's session has ended");
@@ -1609,7 +1630,10 @@ async fn silent_callback(
             .complete(code, &p.pkce_verifier, &p.nonce, now)
             .await
             .and_then(|id| {
-                if id.issuer == session.idp_issuer && id.sub == session.idp_sub {
+                if id.issuer == session.idp_issuer
+                    && id.sub == session.idp_sub
+                    && Hetu::parse(&id.hetu).is_ok_and(|h| h.as_str() == session.hetu.as_str())
+                {
                     Ok(())
                 } else {
                     Err(IdentError::BadToken(

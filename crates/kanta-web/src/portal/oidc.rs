@@ -416,6 +416,15 @@ impl OidcClient {
         Ok(inner)
     }
 
+    /// Whether our ID token may travel through the browser as `id_token_hint`. It holds the HETU:
+    /// when the provider encrypts tokens to us, the decrypted one must not appear in a URL or in a
+    /// signed (readable) request object (OpenID Connect Core §3.1.2.1), so it goes only inside a
+    /// pushed request (server to server). The hint is optional; the callback of a silent check
+    /// compares `iss` and `sub` with the session's either way.
+    fn may_send_hint(&self) -> bool {
+        !self.config.require_encryption || self.config.request_mode == RequestMode::Pushed
+    }
+
     /// A back-channel logout token: like an ID token it may come encrypted to us; the profile
     /// does not require it to be (the provider decides per client), so a plain one is taken, but
     /// never an unsigned one.
@@ -515,8 +524,7 @@ impl OidcClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/jwt"));
-        let body = res
-            .text()
+        let body = read_capped(res)
             .await
             .map_err(|e| IdentError::Unavailable(format!("userinfo: {e}")))?;
         let claims = if is_jwt {
@@ -526,7 +534,7 @@ impl OidcClient {
             return Err(IdentError::NotEncrypted);
         } else {
             serde_json::from_str(&body)
-                .map_err(|e| IdentError::BadToken(format!("userinfo: {e}")))?
+                .map_err(|_| IdentError::BadToken("userinfo: not a JSON object".into()))?
         };
         if claim_str(&claims, "sub").as_deref() != Some(sub) {
             return Err(IdentError::BadToken(
@@ -663,6 +671,23 @@ const NOT_FROM_USERINFO: [&str; 11] = [
     "iss", "aud", "sub", "exp", "iat", "nbf", "nonce", "acr", "amr", "sid", "azp",
 ];
 
+/// A response body, at most [`super::jose::MAX_TOKEN_BYTES`] (the provider's answers are tokens and
+/// small JSON; anything larger is refused rather than read).
+async fn read_capped(mut res: reqwest::Response) -> Result<String, String> {
+    let cap = super::jose::MAX_TOKEN_BYTES;
+    if res.content_length().is_some_and(|n| n > cap as u64) {
+        return Err("the response is too large".into());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > cap {
+            return Err("the response is too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the response is not text".to_string())
+}
+
 /// Whether a compact JWS says `alg: none`.
 fn is_unsigned(token: &str) -> bool {
     token
@@ -717,7 +742,9 @@ impl Identification for OidcClient {
         }
         if let Some(hint) = r.silent {
             params.push(("prompt", "none".into()));
-            params.push(("id_token_hint", hint.into()));
+            if self.may_send_hint() {
+                params.push(("id_token_hint", hint.into()));
+            }
         }
         let signed = || {
             let claims: Map<String, Value> = params
@@ -750,7 +777,7 @@ impl Identification for OidcClient {
                     .map_err(|e| IdentError::Unavailable(format!("PAR endpoint: {e}")))?;
                 let status = res.status();
                 if !status.is_success() {
-                    let body = res.text().await.unwrap_or_default();
+                    let body = read_capped(res).await.unwrap_or_default();
                     let error = serde_json::from_str::<TokenError>(&body)
                         .map(|e| e.error)
                         .unwrap_or_else(|_| format!("status {status}"));
@@ -801,12 +828,11 @@ impl Identification for OidcClient {
             .await
             .map_err(|e| IdentError::Unavailable(format!("token endpoint: {e}")))?;
         let status = res.status();
-        let body = res
-            .bytes()
+        let body = read_capped(res)
             .await
             .map_err(|e| IdentError::Unavailable(format!("token endpoint: {e}")))?;
         if !status.is_success() {
-            let error = serde_json::from_slice::<TokenError>(&body)
+            let error = serde_json::from_str::<TokenError>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| format!("status {status}"));
             return Err(if status.is_server_error() {
@@ -815,8 +841,10 @@ impl Identification for OidcClient {
                 IdentError::ProviderError(error)
             });
         }
-        let token: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| IdentError::Unavailable(format!("token response: {e}")))?;
+        // The error names no value: a token response holds tokens.
+        let token: TokenResponse = serde_json::from_str(&body).map_err(|_| {
+            IdentError::Unavailable("the token response is not the expected JSON".into())
+        })?;
         let received = token
             .id_token
             .ok_or_else(|| IdentError::BadToken("the token response has no id_token".into()))?;
@@ -869,7 +897,7 @@ impl Identification for OidcClient {
                     &self.config.post_logout_redirect_uri,
                 )
                 .append_pair("ui_locales", lang);
-            if let Some(hint) = id_token_hint {
+            if let Some(hint) = id_token_hint.filter(|_| self.may_send_hint()) {
                 q.append_pair("id_token_hint", hint);
             }
         }
