@@ -77,9 +77,6 @@ pub struct Portal {
     pub cookies: Cookies,
     pub limiter: Arc<RateLimiter>,
     pub test_idp: Option<Arc<test_idp::TestIdp>>,
-    /// The Content-Security-Policy header, made at the first response (it names the identity
-    /// provider's origin, which is fixed once the portal is set up).
-    csp: Arc<std::sync::OnceLock<HeaderValue>>,
     /// The mandate service (R-PROXY): `None` when none is configured (acting for adults is then
     /// refused, naming the service; R-OPS-2).
     pub mandates: Option<Arc<dyn mandates::MandateService>>,
@@ -117,7 +114,6 @@ impl Portal {
                 5,
             ))),
             client_ip_header: None,
-            csp: Arc::default(),
         }
     }
 }
@@ -216,22 +212,22 @@ fn security_headers(h: &mut HeaderMap, state: &AppState, path: &str) {
         }
         return;
     }
-    let csp = state.portal.csp.get_or_init(|| {
-        let idp = state
-            .portal
-            .identification
-            .as_ref()
-            .map(|i| i.origin())
-            .unwrap_or_default();
-        // Forms post to ourselves; logout redirects to the identity provider: form-action covers it.
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
-             form-action 'self' {idp}; frame-ancestors 'none'; base-uri 'none'"
-        );
-        HeaderValue::from_str(csp.trim())
-            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
-    });
-    h.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+    // Made per response: the provider's endpoints' origins are known once discovery has run.
+    let idp = state
+        .portal
+        .identification
+        .as_ref()
+        .map(|i| i.origin())
+        .unwrap_or_default();
+    // Forms post to ourselves; logout and "continue" redirect to the identity provider:
+    // form-action covers those.
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+         form-action 'self' {idp}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let csp = HeaderValue::from_str(csp.trim())
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -237,7 +237,7 @@ pub struct LogoutOrder {
 #[async_trait]
 pub trait Identification: Send + Sync {
     fn issuer(&self) -> &str;
-    /// The origin of the provider's pages (for the CSP `form-action`).
+    /// The origins of the provider's pages, space-separated (for the CSP `form-action`).
     fn origin(&self) -> String;
     /// Whether the provider's metadata and keys can be had (cached).
     async fn reachable(&self) -> bool;
@@ -291,6 +291,9 @@ pub struct OidcClient {
     config: OidcConfig,
     http: reqwest::Client,
     discovered: RwLock<Option<Discovered>>,
+    /// The origins the browser is sent to (the issuer's, and its authorization and end-session
+    /// endpoints' once discovered), for the CSP's `form-action` and the front-channel frame.
+    origins: std::sync::RwLock<String>,
 }
 
 /// Discovery and keys are re-read after this long, and at once when a token names an unknown key.
@@ -315,6 +318,7 @@ impl OidcClient {
             .build()
             .unwrap_or_default();
         OidcClient {
+            origins: std::sync::RwLock::new(origin_of(&config.issuer)),
             config,
             http,
             discovered: RwLock::new(None),
@@ -365,6 +369,22 @@ impl OidcClient {
             )));
         }
         let keys: JwkSet = self.fetch_json(&meta.jwks_uri).await?;
+        let mut origins = vec![origin_of(&self.config.issuer)];
+        for endpoint in [
+            Some(&meta.authorization_endpoint),
+            meta.end_session_endpoint.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let o = origin_of(endpoint);
+            if !o.is_empty() && !origins.contains(&o) {
+                origins.push(o);
+            }
+        }
+        if let Ok(mut held) = self.origins.write() {
+            *held = origins.join(" ");
+        }
         *self.discovered.write().await = Some(Discovered {
             meta: meta.clone(),
             keys: keys.clone(),
@@ -714,7 +734,10 @@ impl Identification for OidcClient {
     }
 
     fn origin(&self) -> String {
-        origin_of(&self.config.issuer)
+        self.origins
+            .read()
+            .map(|o| o.clone())
+            .unwrap_or_else(|_| origin_of(&self.config.issuer))
     }
 
     async fn reachable(&self) -> bool {
