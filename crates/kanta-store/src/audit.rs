@@ -753,6 +753,7 @@ impl Writer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // After a crash: what writes committed with their records but never saw made leaves.
         self.drain_pending().await;
+        self.gauge_pending().await;
         loop {
             let first = tokio::select! {
                 job = rx.recv() => match job {
@@ -763,6 +764,7 @@ impl Writer {
                     // Records another instance left in the outbox when it died: one bounded pass
                     // a tick, so that a steady stream of new writes never holds the queue up.
                     self.drain_once().await;
+                    self.gauge_pending().await;
                     if let Ok((size, root)) = self.store.audit_head().await {
                         self.maybe_checkpoint(size, root).await;
                     }
@@ -875,6 +877,15 @@ impl Writer {
                     let _ = j.done.send(Err(AuditError::Unavailable));
                 }
             }
+        }
+    }
+
+    /// For the operator: how many records wait in the outbox (committed with their writes, not yet
+    /// leaves) — `kanta_audit_outbox_pending` on `/metrics`; a number that keeps growing means the
+    /// writer cannot keep up or keeps failing.
+    async fn gauge_pending(&self) {
+        if let Ok(n) = self.store.audit_pending().await {
+            metrics::gauge!("kanta_audit_outbox_pending").set(n as f64);
         }
     }
 

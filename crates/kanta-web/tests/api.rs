@@ -357,6 +357,24 @@ async fn health_metadata_and_auth(b: Backend) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let (s, _, _) = app.send(Method::GET, "/metrics", None, None).await;
     assert_eq!(s, StatusCode::OK);
+    // The audit outbox's backlog, for the operator (the writer sets it every tick, 200 ms here).
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if seen.contains("kanta_audit_outbox_pending 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains("kanta_audit_outbox_pending 0"), "{seen}");
     app.finish().await;
 }
 
