@@ -266,6 +266,10 @@ try {
     await axe(page, 'provider session ended');
     await page.goto(base + '/');
     expect(await page.getByRole('link', { name: 'Kirjaudu sisään' }).isVisible(), 'logged out');
+    // The front-channel logout page (framed by a provider) is a page of its own too.
+    await page.goto(base + '/auth/frontchannel-logout?iss=x&sid=y');
+    expect((await page.locator('h1').innerText()).length > 0, 'the front-channel page has a heading');
+    await axe(page, 'front-channel logout page');
     await context.close();
   });
   // Acting for someone else (R-MINOR, R-PROXY): the switch, whose data is shown and as whom, the

@@ -2496,6 +2496,12 @@ async fn ftn_profile_flow(backend: Backend) {
         "{csp}"
     );
     assert!(r.headers().get("x-frame-options").is_none());
+    assert_eq!(r.headers()["pragma"], "no-cache");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<main><h1>Olet kirjautunut ulos</h1></main>"),
+        "{body}"
+    );
     assert!(
         app.store.session_get(&row.id_hash).await.unwrap().is_none(),
         "front-channel logout ended it"

@@ -1811,14 +1811,34 @@ struct FrontChannelParams {
 /// by `iss` (ours only) and `sid`. The one route the provider may frame ([`security_headers`]).
 async fn frontchannel_logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<FrontChannelParams>,
 ) -> Response {
     let now = state.clock.now();
+    let lang = lang_of(&headers);
+    // A small page of its own (it is shown in the provider's hidden frame): translated, with a
+    // heading and a main landmark, naming nothing of the session.
     let page = |status: StatusCode| {
+        let heading = tr(
+            lang,
+            if status == StatusCode::OK {
+                "logged-out-title"
+            } else {
+                "error-title"
+            },
+            &[],
+        );
+        let html = format!(
+            "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{} – {}</title></head><body><main><h1>{}</h1></main></body></html>",
+            lang.code(),
+            escape_text(&heading),
+            escape_text(&tr(lang, "app-name", &[])),
+            escape_text(&heading),
+        );
         (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            "<!DOCTYPE html><html lang=\"fi\"><head><meta charset=\"utf-8\"><title>Kanta</title></head><body></body></html>",
+            html,
         )
             .into_response()
     };
@@ -1861,6 +1881,14 @@ async fn frontchannel_logout(
     }
     tracing::info!(sessions = ended.len(), "front-channel logout");
     page(StatusCode::OK)
+}
+
+/// Text for HTML outside the templates (which escape by themselves).
+fn escape_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Our public keys as a JWK set (FTN profile), for registration with the identification broker:
