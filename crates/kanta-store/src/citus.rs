@@ -20,6 +20,7 @@
 //! distributed is left as it is.
 
 use sqlx::{Connection as _, PgConnection};
+use std::collections::BTreeMap;
 
 /// Where a table lives on Citus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,85 +213,103 @@ pub async fn distribute(url: &str) -> Result<Report, CitusError> {
     Ok(report)
 }
 
+/// The PostgreSQL migrations, for reading their markers.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_records.sql"),
+    include_str!("../migrations/postgres/0002_audit.sql"),
+    include_str!("../migrations/postgres/0003_portal_session.sql"),
+    include_str!("../migrations/postgres/0004_section.sql"),
+    include_str!("../migrations/postgres/0005_audit_retention.sql"),
+    include_str!("../migrations/postgres/0006_client_scopes.sql"),
+    include_str!("../migrations/postgres/0007_acting_for.sql"),
+    include_str!("../migrations/postgres/0008_audit_outbox.sql"),
+];
+
+/// Each table the migrations create, with the marker its comment block gives it (`patient`,
+/// `routing`, `reference`, or `unmarked`) and its primary key's columns. The marker leads the
+/// comment lines right above `CREATE TABLE`, or follows the table's name there
+/// (`audit_record [patient]`). Used by the placement's test and by the shard-key guard.
+pub fn marked_tables() -> BTreeMap<String, (String, Vec<String>)> {
+    let mut out = BTreeMap::new();
+    for text in MIGRATIONS {
+        let mut block = String::new();
+        let mut current: Option<(String, String)> = None;
+        for line in text.lines() {
+            if let Some(c) = line.strip_prefix("--") {
+                block.push_str(c);
+                block.push('\n');
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
+                let name = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let kind = ["patient", "routing", "reference"]
+                    .into_iter()
+                    .find(|k| {
+                        let tag = format!("[{k}]");
+                        block.lines().any(|l| {
+                            let l = l.trim();
+                            l.starts_with(&tag) || l.starts_with(&format!("{name} {tag}"))
+                        })
+                    })
+                    .unwrap_or("unmarked")
+                    .to_string();
+                out.insert(name.clone(), (kind.clone(), Vec::new()));
+                current = Some((name, kind));
+            } else if let Some((name, kind)) = &current {
+                let l = line.trim();
+                let pk = if let Some(cols) = l.strip_prefix("PRIMARY KEY (") {
+                    Some(
+                        cols.trim_end_matches([')', ','])
+                            .split(',')
+                            .map(|c| c.trim().to_string())
+                            .collect(),
+                    )
+                } else if l.contains(" PRIMARY KEY") {
+                    Some(vec![l
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()])
+                } else {
+                    None
+                };
+                if let Some(pk) = pk {
+                    out.insert(name.clone(), (kind.clone(), pk));
+                }
+                let _ = kind;
+                if l.starts_with(");") {
+                    current = None;
+                }
+            }
+            // A comment block is the comment lines right above the statement.
+            block.clear();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use std::collections::BTreeMap;
-
-    const MIGRATIONS: &[&str] = &[
-        include_str!("../migrations/postgres/0001_records.sql"),
-        include_str!("../migrations/postgres/0002_audit.sql"),
-        include_str!("../migrations/postgres/0003_portal_session.sql"),
-        include_str!("../migrations/postgres/0004_section.sql"),
-        include_str!("../migrations/postgres/0005_audit_retention.sql"),
-        include_str!("../migrations/postgres/0006_client_scopes.sql"),
-        include_str!("../migrations/postgres/0007_acting_for.sql"),
-        include_str!("../migrations/postgres/0008_audit_outbox.sql"),
-    ];
-
-    /// Each table the migrations create, with the marker its comment block gives it and its
-    /// primary key's columns.
-    fn tables() -> BTreeMap<String, (String, Vec<String>)> {
-        let mut out = BTreeMap::new();
-        for text in MIGRATIONS {
-            let mut block = String::new();
-            let mut current: Option<(String, String)> = None;
-            for line in text.lines() {
-                if let Some(c) = line.strip_prefix("--") {
-                    block.push_str(c);
-                    block.push('\n');
-                    continue;
-                }
-                if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
-                    let name = rest.split_whitespace().next().unwrap().to_string();
-                    let kind = ["patient", "routing", "reference", "sessions"]
-                        .into_iter()
-                        .find(|k| {
-                            let tag = format!("[{k}]");
-                            block.lines().any(|l| {
-                                let l = l.trim();
-                                l.starts_with(&tag) || l.starts_with(&format!("{name} {tag}"))
-                            })
-                        })
-                        .unwrap_or("unmarked")
-                        .to_string();
-                    out.insert(name.clone(), (kind.clone(), Vec::new()));
-                    current = Some((name, kind));
-                } else if let Some((name, kind)) = &current {
-                    let l = line.trim();
-                    let pk = if let Some(cols) = l.strip_prefix("PRIMARY KEY (") {
-                        Some(
-                            cols.trim_end_matches([')', ','])
-                                .split(',')
-                                .map(|c| c.trim().to_string())
-                                .collect(),
-                        )
-                    } else if l.contains(" PRIMARY KEY") {
-                        Some(vec![l.split_whitespace().next().unwrap().to_string()])
-                    } else {
-                        None
-                    };
-                    if let Some(pk) = pk {
-                        out.insert(name.clone(), (kind.clone(), pk));
-                    }
-                    let _ = kind;
-                    if l.starts_with(");") {
-                        current = None;
-                    }
-                }
-                // A comment block is the comment lines right above the statement.
-                block.clear();
-            }
-        }
-        out
-    }
 
     /// The placement covers every table once, agrees with the migrations' markers, and
     /// distributes each table by a column of its primary key (Citus requires it).
     #[test]
     fn the_placement_agrees_with_the_migrations() {
-        let tables = tables();
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            files,
+            MIGRATIONS.len(),
+            "every migration is read for its markers"
+        );
+        let tables = marked_tables();
         let placed: BTreeMap<&str, Placement> = PLACEMENT.iter().copied().collect();
         assert_eq!(placed.len(), PLACEMENT.len(), "a table twice");
         assert_eq!(

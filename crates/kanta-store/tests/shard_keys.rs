@@ -31,37 +31,14 @@ fn dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The tables whose comment block marks them `[kind]`.
+/// The tables whose comment block marks them `[kind]` (the one reader of the markers:
+/// `kanta_store::citus::marked_tables`).
 fn marked(kind: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir().join("migrations/postgres"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        let mut block = String::new();
-        for line in std::fs::read_to_string(f).unwrap().lines() {
-            if let Some(c) = line.strip_prefix("--") {
-                block.push_str(c);
-                block.push('\n');
-                continue;
-            }
-            if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
-                let name = rest.split_whitespace().next().unwrap().to_string();
-                // The marker leads the block, or follows the table's name (`audit_record [patient]`).
-                let tag = format!("[{kind}]");
-                if block.lines().any(|l| {
-                    let l = l.trim();
-                    l.starts_with(&tag) || l.starts_with(&format!("{name} {tag}"))
-                }) {
-                    out.insert(name);
-                }
-            }
-            block.clear();
-        }
-    }
-    out
+    kanta_store::citus::marked_tables()
+        .into_iter()
+        .filter(|(_, (k, _))| k == kind)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// The string literals of Rust source (plain and raw), skipping comments and char literals.

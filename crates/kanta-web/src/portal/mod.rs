@@ -823,41 +823,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             "login-error-not-configured",
         );
     };
-    let login_state = random_token(32);
-    let nonce = random_token(32);
-    let verifier = random_token(32);
-    let url = match ident
-        .authorization_url(&oidc::AuthRequest {
-            state: &login_state,
-            nonce: &nonce,
-            pkce_challenge: &session::pkce_challenge(&verifier),
-            lang: lang.code(),
-            silent: None,
-            now,
-        })
-        .await
-    {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(error = %e, "identification service unavailable");
-            return error_page(
-                lang,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login-error-idp-unavailable",
-            );
-        }
-    };
-    let pending = PendingLogin {
-        state_hash: hash(&login_state),
-        nonce,
-        pkce_verifier: verifier,
-        lang: lang.code().to_string(),
-        created_at: kanta_fhir::datetime::millis(now),
-    };
-    if let Err(e) = state.store.login_begin(&pending).await {
-        tracing::error!(error = %e, "cannot record a login under way");
-        return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
-    }
+    let (url, login_state) =
+        match begin_authorization(&state, ident.as_ref(), None, lang, now).await {
+            Ok(begun) => begun,
+            Err(res) => return res,
+        };
     let max_age = state.portal.policy.login_window.as_secs() as i64;
     // The state is also kept in a cookie: a callback must come back to the browser that left
     // (no login CSRF).
@@ -868,6 +838,55 @@ async fn login(State(state): State<AppState>, req: Request) -> Response {
             .cookies
             .set(state.portal.cookies.login(), &login_state, Some(max_age))],
     )
+}
+
+/// An authorization request under way (a login, or with `silent` a session check): its state,
+/// nonce and PKCE verifier kept in the store, taken once by the callback. The provider's URL and
+/// the state; or the page to send when the provider or the store is unavailable.
+async fn begin_authorization(
+    state: &AppState,
+    ident: &dyn Identification,
+    silent: Option<&str>,
+    lang: Lang,
+    now: OffsetDateTime,
+) -> Result<(String, String), Response> {
+    let login_state = random_token(32);
+    let nonce = random_token(32);
+    let verifier = random_token(32);
+    let url = ident
+        .authorization_url(&oidc::AuthRequest {
+            state: &login_state,
+            nonce: &nonce,
+            pkce_challenge: &session::pkce_challenge(&verifier),
+            lang: lang.code(),
+            silent,
+            now,
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, silent = silent.is_some(), "identification service unavailable");
+            error_page(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login-error-idp-unavailable",
+            )
+        })?;
+    let pending = PendingLogin {
+        state_hash: hash(&login_state),
+        nonce,
+        pkce_verifier: verifier,
+        lang: lang.code().to_string(),
+        created_at: kanta_fhir::datetime::millis(now),
+    };
+    if let Err(e) = state.store.login_begin(&pending).await {
+        tracing::error!(error = %e, "cannot record an authorization request under way");
+        return Err(error_page(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error-unavailable",
+        ));
+    }
+    Ok((url, login_state))
 }
 
 #[derive(Deserialize)]
@@ -1519,41 +1538,10 @@ async fn silent_check(
     lang: Lang,
     now: OffsetDateTime,
 ) -> Response {
-    let check_state = random_token(32);
-    let nonce = random_token(32);
-    let verifier = random_token(32);
-    let url = match ident
-        .authorization_url(&oidc::AuthRequest {
-            state: &check_state,
-            nonce: &nonce,
-            pkce_challenge: &session::pkce_challenge(&verifier),
-            lang: lang.code(),
-            silent: Some(hint),
-            now,
-        })
-        .await
-    {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(error = %e, "identification service unavailable for a session check");
-            return error_page(
-                lang,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login-error-idp-unavailable",
-            );
-        }
+    let (url, check_state) = match begin_authorization(state, ident, Some(hint), lang, now).await {
+        Ok(begun) => begun,
+        Err(res) => return res,
     };
-    let pending = PendingLogin {
-        state_hash: hash(&check_state),
-        nonce,
-        pkce_verifier: verifier,
-        lang: lang.code().to_string(),
-        created_at: kanta_fhir::datetime::millis(now),
-    };
-    if let Err(e) = state.store.login_begin(&pending).await {
-        tracing::error!(error = %e, "cannot record a session check under way");
-        return error_page(lang, StatusCode::SERVICE_UNAVAILABLE, "error-unavailable");
-    }
     let max_age = state.portal.policy.login_window.as_secs() as i64;
     // The state and where to return, for this browser only.
     let value = format!(
@@ -1765,21 +1753,29 @@ async fn backchannel_logout(
             return bad("the logout token was not accepted");
         }
     };
-    let ended = match state
+    match end_provider_sessions(&state, &order, now, "back-channel").await {
+        Ok(()) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response(),
+        Err(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+        )
+            .into_response(),
+    }
+}
+
+/// End the sessions a provider's logout names (back- or front-channel), each end audited.
+/// `Err`: the session store failed (logged).
+async fn end_provider_sessions(
+    state: &AppState,
+    order: &oidc::LogoutOrder,
+    now: OffsetDateTime,
+    channel: &str,
+) -> Result<(), ()> {
+    let ended = state
         .store
         .sessions_end_for_idp(&order.issuer, order.sid.as_deref(), order.sub.as_deref())
         .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "back-channel logout failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CACHE_CONTROL, "no-store")],
-            )
-                .into_response();
-        }
-    };
+        .map_err(|e| tracing::error!(error = %e, channel, "provider logout failed"))?;
     let records: Vec<AuditRecord> = ended
         .iter()
         .map(|s| {
@@ -1794,10 +1790,10 @@ async fn backchannel_logout(
         })
         .collect();
     if let Err(e) = state.audit.commit(records).await {
-        tracing::error!(error = %e, "audit log unavailable at back-channel logout");
+        tracing::error!(error = %e, channel, "audit log unavailable at provider logout");
     }
-    tracing::info!(sessions = ended.len(), "back-channel logout");
-    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
+    tracing::info!(sessions = ended.len(), channel, "provider logout");
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -1852,35 +1848,15 @@ async fn frontchannel_logout(
         tracing::info!("front-channel logout refused: another issuer or no session id");
         return page(StatusCode::BAD_REQUEST);
     }
-    let ended = match state
-        .store
-        .sessions_end_for_idp(ident.issuer(), Some(sid), None)
-        .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "front-channel logout failed");
-            return page(StatusCode::SERVICE_UNAVAILABLE);
-        }
+    let order = oidc::LogoutOrder {
+        issuer: ident.issuer().to_string(),
+        sid: Some(sid.to_string()),
+        sub: None,
     };
-    let records: Vec<AuditRecord> = ended
-        .iter()
-        .map(|s| {
-            session_record(
-                s,
-                Action::Logout,
-                Outcome::Success,
-                "provider-logout",
-                now,
-                None,
-            )
-        })
-        .collect();
-    if let Err(e) = state.audit.commit(records).await {
-        tracing::error!(error = %e, "audit log unavailable at front-channel logout");
+    match end_provider_sessions(&state, &order, now, "front-channel").await {
+        Ok(()) => page(StatusCode::OK),
+        Err(()) => page(StatusCode::SERVICE_UNAVAILABLE),
     }
-    tracing::info!(sessions = ended.len(), "front-channel logout");
-    page(StatusCode::OK)
 }
 
 /// Text for HTML outside the templates (which escape by themselves).
