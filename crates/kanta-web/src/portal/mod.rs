@@ -1753,7 +1753,7 @@ async fn backchannel_logout(
             return bad("the logout token was not accepted");
         }
     };
-    match end_provider_sessions(&state, &order, now, "back-channel").await {
+    match end_provider_sessions(&state, &order, now, "backchannel").await {
         Ok(()) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response(),
         Err(()) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1853,7 +1853,7 @@ async fn frontchannel_logout(
         sid: Some(sid.to_string()),
         sub: None,
     };
-    match end_provider_sessions(&state, &order, now, "front-channel").await {
+    match end_provider_sessions(&state, &order, now, "frontchannel").await {
         Ok(()) => page(StatusCode::OK),
         Err(()) => page(StatusCode::SERVICE_UNAVAILABLE),
     }
