@@ -44,6 +44,27 @@ pub struct BenchArgs {
     /// Concurrent requests committing audit records in the audit workload.
     #[arg(long, default_value_t = 64)]
     audit_clients: usize,
+    /// Run only these workload groups (comma-separated: ingest, reads, pharmacy, visits, acting,
+    /// disclosure, audit), e.g. to profile one of them alone. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(GROUPS))]
+    only: Vec<String>,
+}
+
+/// The workload groups `--only` can pick.
+const GROUPS: [&str; 7] = [
+    "ingest",
+    "reads",
+    "pharmacy",
+    "visits",
+    "acting",
+    "disclosure",
+    "audit",
+];
+
+impl BenchArgs {
+    fn runs(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 const SECRET: &str = "bench-secret";
@@ -766,61 +787,6 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     let patient_ids = Arc::new(patient_ids);
     let hetus = Arc::new(hetus);
 
-    progress(backend, "ingest");
-    // W1: ingest.
-    let ingest = {
-        let (http, bearer, base, hetus) =
-            (http.clone(), bearer.clone(), base.clone(), hetus.clone());
-        drive(args.clients, args.seconds, move |c, i| {
-            let (http, bearer, base, hetus) =
-                (http.clone(), bearer.clone(), base.clone(), hetus.clone());
-            async move {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((c as u64) << 32 | i));
-                let h = &hetus[rng.below(hetus.len())];
-                let body = visit_bundle(h, (i * 3) as i64, 8, i as usize).to_string();
-                http.post(format!("{base}/fhir"))
-                    .header("authorization", &bearer)
-                    .header("content-type", "application/fhir+json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false)
-            }
-        })
-        .await
-    };
-    progress(backend, "read_latest_20");
-    // W2: the latest 20 Observations of a patient.
-    let reads = {
-        let (http, bearer, base, ids) = (
-            http.clone(),
-            bearer.clone(),
-            base.clone(),
-            patient_ids.clone(),
-        );
-        drive(args.clients, args.seconds, move |c, i| {
-            let (http, bearer, base, ids) =
-                (http.clone(), bearer.clone(), base.clone(), ids.clone());
-            async move {
-                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
-                let id = &ids[rng.below(ids.len())];
-                match http
-                    .get(format!(
-                        "{base}/fhir/Observation?patient=Patient/{id}&_count=20"
-                    ))
-                    .header("authorization", &bearer)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
-                }
-            }
-        })
-        .await
-    };
-
     // The floor: the raw database doing the same work on the same rows.
     let floor = Arc::new(Floor::connect(url).await?);
     floor.setup().await?;
@@ -830,481 +796,549 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
     let keys = Arc::new(floor.patient_keys().await?);
     let sample_doc = visit_bundle(&hetus[0], 0, 8, 0)["entry"][2]["resource"].to_string();
     let docs: Arc<Vec<String>> = Arc::new(vec![sample_doc; 10]);
-    let floor_ingest = {
-        let (floor, docs) = (floor.clone(), docs.clone());
-        drive(args.clients, args.seconds, move |c, i| {
-            let (floor, docs) = (floor.clone(), docs.clone());
-            async move { floor.insert(((c as i64) << 40) | i as i64, &docs).await }
-        })
-        .await
-    };
-    let floor_reads = {
-        let (floor, keys) = (floor.clone(), keys.clone());
-        drive(args.clients, args.seconds, move |c, i| {
-            let (floor, keys) = (floor.clone(), keys.clone());
-            async move {
-                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
-                floor.latest20(keys[rng.below(keys.len())]).await
-            }
-        })
-        .await
-    };
-    report(
-        "ingest_transaction_bundle",
-        backend,
-        args,
-        ingest,
-        floor_ingest,
-    );
-    let floor_reads_audited = {
-        let (floor, keys) = (floor.clone(), keys.clone());
-        drive(args.clients, args.seconds, move |c, i| {
-            let (floor, keys) = (floor.clone(), keys.clone());
-            async move {
-                let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
-                floor.latest20_audited(keys[rng.below(keys.len())]).await
-            }
-        })
-        .await
-    };
-    let naive_audited = floor_reads_audited.per_sec();
-    let mut reads = reads;
-    emit!(
-        "{}",
-        json!({"workload": "read_latest_20_vs_naive_audited_floor", "backend": backend, "clients": args.clients,
-               "ops_per_s": round(reads.per_sec()), "naive_audited_floor_ops_per_s": round(naive_audited),
-               "ratio": round(if naive_audited > 0.0 { reads.per_sec() / naive_audited } else { 0.0 }), "p99_ms": round(reads.pct(0.99))})
-    );
-    report("read_latest_20", backend, args, reads, floor_reads);
-
-    progress(backend, "pharmacy");
-    bench_pharmacy(
-        args,
-        backend,
-        &store,
-        &http,
-        &base,
-        &bearer,
-        &floor,
-        &patient_ids,
-        now,
-    )
-    .await?;
-
-    progress(backend, "visits_page");
-    // W2b: "open my visits page" (issue 4): a signed-in citizen's /visits — session check, the
-    // display rules, two audited releases, HTML — for patients with 20, 500 and 5,000 records,
-    // against the floor of the latest 20 rows plus one audit insert for the same patient.
-    let mut p99s = vec![];
-    for (h, records) in page_hetus.iter().zip(PAGE_PATIENTS) {
-        let hetu = Hetu::parse(h).map_err(|e| e.to_string())?;
-        let key = store
-            .patient_key_for_hetu(&hetu)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("a page patient was not loaded")?;
-        let cookie = bench_session(
-            &*store,
-            &format!("bench-session-{records}"),
-            key,
-            &hetu,
-            None,
-        )
-        .await?;
-        let mut page = visits_page_load(&http, &base, &cookie, args).await?;
-        let floor_page = {
-            let floor = floor.clone();
-            drive(args.clients, args.seconds, move |_, _| {
-                let floor = floor.clone();
-                async move { floor.latest20_audited(key.0).await }
+    if args.runs("ingest") {
+        progress(backend, "ingest");
+        // W1: ingest.
+        let ingest = {
+            let (http, bearer, base, hetus) =
+                (http.clone(), bearer.clone(), base.clone(), hetus.clone());
+            drive(args.clients, args.seconds, move |c, i| {
+                let (http, bearer, base, hetus) =
+                    (http.clone(), bearer.clone(), base.clone(), hetus.clone());
+                async move {
+                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((c as u64) << 32 | i));
+                    let h = &hetus[rng.below(hetus.len())];
+                    let body = visit_bundle(h, (i * 3) as i64, 8, i as usize).to_string();
+                    http.post(format!("{base}/fhir"))
+                        .header("authorization", &bearer)
+                        .header("content-type", "application/fhir+json")
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                }
             })
             .await
         };
-        let mut floor_page = floor_page;
-        let ratio = if floor_page.per_sec() > 0.0 {
-            page.per_sec() / floor_page.per_sec()
-        } else {
-            0.0
-        };
-        let p99 = page.pct(0.99);
-        p99s.push(p99);
-        emit!(
-            "{}",
-            json!({"workload": "visits_page", "backend": backend, "records": records, "clients": args.clients,
-                   "ops": page.ops, "errors": page.errors, "ops_per_s": round(page.per_sec()),
-                   "p50_ms": round(page.pct(0.5)), "p99_ms": round(p99),
-                   "floor_ops_per_s": round(floor_page.per_sec()), "floor_p99_ms": round(floor_page.pct(0.99)),
-                   "ratio": round(ratio)})
-        );
-    }
-    if let (Some(first), Some(last)) = (p99s.first(), p99s.last()) {
-        emit!(
-            "{}",
-            json!({"workload": "visits_page_p99_5000_vs_20", "backend": backend,
-                   "ratio": round(if *first > 0.0 { last / first } else { 0.0 })})
-        );
-    }
-    progress(backend, "visits_page_acting");
-    // W2c: acting for others (issue 11): a guardian opens the child's visits page, a proxy the
-    // principal's, each against the citizen's own page of the same patient in the same run.
-    {
-        let now = Clock::System.now();
-        let today = now.date();
-        let guardian = hetu_for(args.patients + 10)?;
-        let delegate = hetu_for(args.patients + 11)?;
-        let child = Hetu::parse(&page_hetus[1]).map_err(|e| e.to_string())?;
-        let principal = Hetu::parse(&page_hetus[0]).map_err(|e| e.to_string())?;
-        let person =
-            |h: &Hetu, born: time::Date, relations| kanta_domain::population::PersonRecord {
-                person: kanta_domain::population::Person {
-                    hetu: h.clone(),
-                    family_name: "Bench".into(),
-                    given_names: "Test".into(),
-                    birth_date: born,
-                    deceased: None,
-                    non_disclosure: false,
-                },
-                relations,
-            };
-        // The register says the 500-record patient is a child (17: every visit, from 2010, was
-        // before 10) with a guardian; the 20-record patient is an adult who gave a mandate.
-        let child_born = today - Duration::from_secs(17 * 366 * 86_400);
-        store
-            .import_population(
-                &[
-                    person(
-                        &child,
-                        child_born,
-                        vec![kanta_domain::population::Relation {
-                            kind: kanta_domain::population::RelationKind::Guardian,
-                            subject: child.clone(),
-                            holder: guardian.clone(),
-                            start: None,
-                            end: None,
-                            custody: None,
-                        }],
-                    ),
-                    person(
-                        &guardian,
-                        today - Duration::from_secs(45 * 366 * 86_400),
-                        vec![],
-                    ),
-                    person(&principal, principal.birth_date(), vec![]),
-                    person(
-                        &delegate,
-                        today - Duration::from_secs(50 * 366 * 86_400),
-                        vec![],
-                    ),
-                ],
-                now,
-            )
+        let floor_ingest = {
+            let (floor, docs) = (floor.clone(), docs.clone());
+            drive(args.clients, args.seconds, move |c, i| {
+                let (floor, docs) = (floor.clone(), docs.clone());
+                async move { floor.insert(((c as i64) << 40) | i as i64, &docs).await }
+            })
             .await
-            .map_err(|e| e.to_string())?;
-        let now_ms = kanta_fhir::datetime::millis(now);
-        mandates.give(kanta_domain::acting::Mandate {
-            id: "bench".into(),
-            principal: principal.clone(),
-            delegate: delegate.clone(),
-            issue: kanta_domain::acting::HEALTH_CARE_ISSUE.into(),
-            valid_from: now_ms - 60_000,
-            valid_to: now_ms + 86_400_000,
-            revoked_at: None,
-            given_at: kanta_domain::acting::GivenAt::Online,
-        });
-        for (workload, subject, actor, via) in [
-            (
-                "visits_page_guardian_vs_own",
-                &child,
-                &guardian,
-                kanta_store::ActingVia::Guardian,
-            ),
-            (
-                "visits_page_proxy_vs_own",
-                &principal,
-                &delegate,
-                kanta_store::ActingVia::Mandate,
-            ),
-        ] {
-            let subject_key = store
-                .patient_key_for_hetu(subject)
+        };
+        report(
+            "ingest_transaction_bundle",
+            backend,
+            args,
+            ingest,
+            floor_ingest,
+        );
+    }
+    if args.runs("reads") {
+        progress(backend, "read_latest_20");
+        // W2: the latest 20 Observations of a patient.
+        let reads = {
+            let (http, bearer, base, ids) = (
+                http.clone(),
+                bearer.clone(),
+                base.clone(),
+                patient_ids.clone(),
+            );
+            drive(args.clients, args.seconds, move |c, i| {
+                let (http, bearer, base, ids) =
+                    (http.clone(), bearer.clone(), base.clone(), ids.clone());
+                async move {
+                    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
+                    let id = &ids[rng.below(ids.len())];
+                    match http
+                        .get(format!(
+                            "{base}/fhir/Observation?patient=Patient/{id}&_count=20"
+                        ))
+                        .header("authorization", &bearer)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    }
+                }
+            })
+            .await
+        };
+
+        let floor_reads = {
+            let (floor, keys) = (floor.clone(), keys.clone());
+            drive(args.clients, args.seconds, move |c, i| {
+                let (floor, keys) = (floor.clone(), keys.clone());
+                async move {
+                    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
+                    floor.latest20(keys[rng.below(keys.len())]).await
+                }
+            })
+            .await
+        };
+        let floor_reads_audited = {
+            let (floor, keys) = (floor.clone(), keys.clone());
+            drive(args.clients, args.seconds, move |c, i| {
+                let (floor, keys) = (floor.clone(), keys.clone());
+                async move {
+                    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64) << 32 | i));
+                    floor.latest20_audited(keys[rng.below(keys.len())]).await
+                }
+            })
+            .await
+        };
+        let naive_audited = floor_reads_audited.per_sec();
+        let mut reads = reads;
+        emit!(
+            "{}",
+            json!({"workload": "read_latest_20_vs_naive_audited_floor", "backend": backend, "clients": args.clients,
+                   "ops_per_s": round(reads.per_sec()), "naive_audited_floor_ops_per_s": round(naive_audited),
+                   "ratio": round(if naive_audited > 0.0 { reads.per_sec() / naive_audited } else { 0.0 }), "p99_ms": round(reads.pct(0.99))})
+        );
+        report("read_latest_20", backend, args, reads, floor_reads);
+    }
+    if args.runs("pharmacy") {
+        progress(backend, "pharmacy");
+        bench_pharmacy(
+            args,
+            backend,
+            &store,
+            &http,
+            &base,
+            &bearer,
+            &floor,
+            &patient_ids,
+            now,
+        )
+        .await?;
+    }
+
+    if args.runs("visits") {
+        progress(backend, "visits_page");
+        // W2b: "open my visits page" (issue 4): a signed-in citizen's /visits — session check, the
+        // display rules, two audited releases, HTML — for patients with 20, 500 and 5,000 records,
+        // against the floor of the latest 20 rows plus one audit insert for the same patient.
+        let mut p99s = vec![];
+        for (h, records) in page_hetus.iter().zip(PAGE_PATIENTS) {
+            let hetu = Hetu::parse(h).map_err(|e| e.to_string())?;
+            let key = store
+                .patient_key_for_hetu(&hetu)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("a page patient was not loaded")?;
-            let actor_key = store
-                .claim_patient_key(actor, now)
-                .await
-                .map_err(|e| e.to_string())?;
-            let own = bench_session(
+            let cookie = bench_session(
                 &*store,
-                &format!("{workload}-own"),
-                subject_key,
-                subject,
+                &format!("bench-session-{records}"),
+                key,
+                &hetu,
                 None,
             )
             .await?;
-            let acting = bench_session(
-                &*store,
-                &format!("{workload}-acting"),
-                actor_key,
-                actor,
-                Some(kanta_store::ActingFor {
-                    key: subject_key,
-                    hetu: subject.clone(),
-                    name: "Bench Test".into(),
-                    via,
-                }),
+            let mut page = visits_page_load(&http, &base, &cookie, args).await?;
+            let floor_page = {
+                let floor = floor.clone();
+                drive(args.clients, args.seconds, move |_, _| {
+                    let floor = floor.clone();
+                    async move { floor.latest20_audited(key.0).await }
+                })
+                .await
+            };
+            let mut floor_page = floor_page;
+            let ratio = if floor_page.per_sec() > 0.0 {
+                page.per_sec() / floor_page.per_sec()
+            } else {
+                0.0
+            };
+            let p99 = page.pct(0.99);
+            p99s.push(p99);
+            emit!(
+                "{}",
+                json!({"workload": "visits_page", "backend": backend, "records": records, "clients": args.clients,
+                       "ops": page.ops, "errors": page.errors, "ops_per_s": round(page.per_sec()),
+                       "p50_ms": round(page.pct(0.5)), "p99_ms": round(p99),
+                       "floor_ops_per_s": round(floor_page.per_sec()), "floor_p99_ms": round(floor_page.pct(0.99)),
+                       "ratio": round(ratio)})
+            );
+        }
+        if let (Some(first), Some(last)) = (p99s.first(), p99s.last()) {
+            emit!(
+                "{}",
+                json!({"workload": "visits_page_p99_5000_vs_20", "backend": backend,
+                       "ratio": round(if *first > 0.0 { last / first } else { 0.0 })})
+            );
+        }
+    }
+    if args.runs("acting") {
+        progress(backend, "visits_page_acting");
+        // W2c: acting for others (issue 11): a guardian opens the child's visits page, a proxy the
+        // principal's, each against the citizen's own page of the same patient in the same run.
+        {
+            let now = Clock::System.now();
+            let today = now.date();
+            let guardian = hetu_for(args.patients + 10)?;
+            let delegate = hetu_for(args.patients + 11)?;
+            let child = Hetu::parse(&page_hetus[1]).map_err(|e| e.to_string())?;
+            let principal = Hetu::parse(&page_hetus[0]).map_err(|e| e.to_string())?;
+            let person =
+                |h: &Hetu, born: time::Date, relations| kanta_domain::population::PersonRecord {
+                    person: kanta_domain::population::Person {
+                        hetu: h.clone(),
+                        family_name: "Bench".into(),
+                        given_names: "Test".into(),
+                        birth_date: born,
+                        deceased: None,
+                        non_disclosure: false,
+                    },
+                    relations,
+                };
+            // The register says the 500-record patient is a child (17: every visit, from 2010, was
+            // before 10) with a guardian; the 20-record patient is an adult who gave a mandate.
+            let child_born = today - Duration::from_secs(17 * 366 * 86_400);
+            store
+                .import_population(
+                    &[
+                        person(
+                            &child,
+                            child_born,
+                            vec![kanta_domain::population::Relation {
+                                kind: kanta_domain::population::RelationKind::Guardian,
+                                subject: child.clone(),
+                                holder: guardian.clone(),
+                                start: None,
+                                end: None,
+                                custody: None,
+                            }],
+                        ),
+                        person(
+                            &guardian,
+                            today - Duration::from_secs(45 * 366 * 86_400),
+                            vec![],
+                        ),
+                        person(&principal, principal.birth_date(), vec![]),
+                        person(
+                            &delegate,
+                            today - Duration::from_secs(50 * 366 * 86_400),
+                            vec![],
+                        ),
+                    ],
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let now_ms = kanta_fhir::datetime::millis(now);
+            mandates.give(kanta_domain::acting::Mandate {
+                id: "bench".into(),
+                principal: principal.clone(),
+                delegate: delegate.clone(),
+                issue: kanta_domain::acting::HEALTH_CARE_ISSUE.into(),
+                valid_from: now_ms - 60_000,
+                valid_to: now_ms + 86_400_000,
+                revoked_at: None,
+                given_at: kanta_domain::acting::GivenAt::Online,
+            });
+            for (workload, subject, actor, via) in [
+                (
+                    "visits_page_guardian_vs_own",
+                    &child,
+                    &guardian,
+                    kanta_store::ActingVia::Guardian,
+                ),
+                (
+                    "visits_page_proxy_vs_own",
+                    &principal,
+                    &delegate,
+                    kanta_store::ActingVia::Mandate,
+                ),
+            ] {
+                let subject_key = store
+                    .patient_key_for_hetu(subject)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("a page patient was not loaded")?;
+                let actor_key = store
+                    .claim_patient_key(actor, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let own = bench_session(
+                    &*store,
+                    &format!("{workload}-own"),
+                    subject_key,
+                    subject,
+                    None,
+                )
+                .await?;
+                let acting = bench_session(
+                    &*store,
+                    &format!("{workload}-acting"),
+                    actor_key,
+                    actor,
+                    Some(kanta_store::ActingFor {
+                        key: subject_key,
+                        hetu: subject.clone(),
+                        name: "Bench Test".into(),
+                        via,
+                    }),
+                )
+                .await?;
+                let mut own_run = visits_page_load(&http, &base, &own, args).await?;
+                let mut acting_run = visits_page_load(&http, &base, &acting, args).await?;
+                // Cost per page: the ratio of the own page's throughput to the acting one's (≤ 1.2 is
+                // the target: the acting page costs at most 1.2 times the own).
+                let cost = if acting_run.per_sec() > 0.0 {
+                    own_run.per_sec() / acting_run.per_sec()
+                } else {
+                    0.0
+                };
+                emit!(
+                    "{}",
+                    json!({"workload": workload, "backend": backend, "clients": args.clients,
+                           "own_ops_per_s": round(own_run.per_sec()), "acting_ops_per_s": round(acting_run.per_sec()),
+                           "own_p99_ms": round(own_run.pct(0.99)), "acting_p99_ms": round(acting_run.pct(0.99)),
+                           "errors": own_run.errors + acting_run.errors,
+                           "cost_ratio": round(cost)})
+                );
+            }
+        }
+    }
+    if args.runs("disclosure") {
+        progress(backend, "provider_read_500_across_5_registers");
+        // W2d (issue 12, R-CONSENT-1): a provider reads a patient's 500 records with the disclosure
+        // rule on (the records held in five other organisations' registers: the patient's consents
+        // read and every record decided with its register and service event) and off (the same
+        // number of records, alike, in the reader's own register) — the same query, one run.
+        {
+            let now = Clock::System.now();
+            let own = hetu_for(args.patients + 20)?;
+            let other = hetu_for(args.patients + 21)?;
+            let registers = ["2", "3", "4", "2", "3"];
+            let mut writes = vec![];
+            for (n, register) in registers.iter().enumerate() {
+                let org = format!("org-bench-reg-{n}");
+                let writer = kanta_domain::access::Principal::system(
+                    &format!("bench-reg-{n}"),
+                    &OrgId::new(&org),
+                    &[kanta_domain::ids::ClientRole::Clinician],
+                );
+                for (hetu, who) in [(&own, bench_writer()), (&other, writer)] {
+                    let mut b = visit_bundle(hetu.as_str(), n as i64 * 30, 100, n);
+                    for e in b["entry"].as_array_mut().into_iter().flatten() {
+                        if e["resource"]["resourceType"] == "Observation" {
+                            e["resource"]["meta"]["tag"][1]["code"] = json!(register);
+                        }
+                    }
+                    writes.push((who, b));
+                }
+            }
+            let consent = |kind: &str, extra: Value| {
+                let mut c = json!({"resourceType": "Consent", "status": "active",
+                    "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+                    "category": [{"coding": [{"system": "urn:kanta:cs:consent-kind", "code": kind}]}],
+                    "patient": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{}", other.as_str())},
+                    "dateTime": "2026-01-01T10:00:00+02:00",
+                    "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": other.as_str()}}]});
+                if let (Some(o), Some(more)) = (c.as_object_mut(), extra.as_object()) {
+                    o.extend(more.clone());
+                }
+                json!({"resource": c, "request": {"method": "POST", "url": "Consent"}})
+            };
+            let consents = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                consent("information-notice", json!({})),
+                consent("disclosure-consent", json!({"provision": {"code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}]}})),
+            ]});
+            writes.push((
+                kanta_domain::access::Principal::system(
+                    "bench-reg-0",
+                    &OrgId::new("org-bench-reg-0"),
+                    &[kanta_domain::ids::ClientRole::Clinician],
+                ),
+                consents,
+            ));
+            for (who, b) in writes {
+                let (req, _) =
+                    kanta_web::bundle_write_request(who, b).map_err(|e| e.to_string())?;
+                // Written, not released: nothing leaves the process, so nothing to audit.
+                let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
+            }
+            let read_url = |hetu: Hetu| {
+                let (http, base, bearer) = (http.clone(), base.clone(), bearer.clone());
+                async move {
+                    let r: Value = http
+                        .get(format!(
+                            "{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{}",
+                            hetu.as_str()
+                        ))
+                        .header("authorization", &bearer)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .json()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let id = r["entry"][0]["resource"]["id"]
+                        .as_str()
+                        .ok_or("no bench patient")?;
+                    Ok::<String, String>(format!(
+                        "{base}/fhir/Observation?patient=Patient/{id}&_count=500"
+                    ))
+                }
+            };
+            let (own_url, other_url) = (read_url(own).await?, read_url(other.clone()).await?);
+            let run = |url: String| {
+                let (http, bearer) = (http.clone(), bearer.clone());
+                drive(args.clients, args.seconds, move |_, _| {
+                    let (http, bearer, url) = (http.clone(), bearer.clone(), url.clone());
+                    async move {
+                        match http
+                            .get(&url)
+                            .header("authorization", &bearer)
+                            .header("x-kanta-professional", "urn:oid:1.2.246.537.26|1")
+                            .header("x-kanta-purpose-of-use", "TREAT")
+                            .send()
+                            .await
+                        {
+                            Ok(r) if r.status().is_success() => r
+                                .json::<Value>()
+                                .await
+                                .is_ok_and(|v| v["entry"].as_array().map_or(0, Vec::len) == 500),
+                            _ => false,
+                        }
+                    }
+                })
+            };
+            let mut off = run(own_url).await;
+            let mut on = run(other_url.clone()).await;
+            let cost = if on.per_sec() > 0.0 {
+                off.per_sec() / on.per_sec()
+            } else {
+                0.0
+            };
+            // With a prohibition of another register of each of the five (none of the 500 records is
+            // in it): every record's register is then read from its JSON before it is decided.
+            let ids: Vec<String> = (0..registers.len())
+                .map(|n| format!("org-bench-reg-{n}"))
+                .collect();
+            let orgs: Vec<(&str, &str)> = ids.iter().map(|i| (i.as_str(), i.as_str())).collect();
+            put_organisations(&store, &orgs, now).await?;
+            let mut entries = vec![];
+            for n in 0..registers.len() {
+                entries.push(consent("disclosure-prohibition", json!({"provision": {
+                    "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "CST"}]},
+                               "reference": {"reference": format!("Organization/org-bench-reg-{n}")}}],
+                    "code": [{"coding": [{"system": "urn:oid:1.2.246.537.5.40150", "code": "9"}]}]}})));
+            }
+            let prohibitions =
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+            let (req, _) = kanta_web::bundle_write_request(
+                kanta_domain::access::Principal::system(
+                    "bench-reg-0",
+                    &OrgId::new("org-bench-reg-0"),
+                    &[kanta_domain::ids::ClientRole::Clinician],
+                ),
+                prohibitions,
             )
-            .await?;
-            let mut own_run = visits_page_load(&http, &base, &own, args).await?;
-            let mut acting_run = visits_page_load(&http, &base, &acting, args).await?;
-            // Cost per page: the ratio of the own page's throughput to the acting one's (≤ 1.2 is
-            // the target: the acting page costs at most 1.2 times the own).
-            let cost = if acting_run.per_sec() > 0.0 {
-                own_run.per_sec() / acting_run.per_sec()
+            .map_err(|e| e.to_string())?;
+            // Written, not released: nothing leaves the process, so nothing to audit.
+            let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
+            let mut scoped = run(other_url).await;
+            let scoped_cost = if scoped.per_sec() > 0.0 {
+                off.per_sec() / scoped.per_sec()
             } else {
                 0.0
             };
             emit!(
                 "{}",
-                json!({"workload": workload, "backend": backend, "clients": args.clients,
-                       "own_ops_per_s": round(own_run.per_sec()), "acting_ops_per_s": round(acting_run.per_sec()),
-                       "own_p99_ms": round(own_run.pct(0.99)), "acting_p99_ms": round(acting_run.pct(0.99)),
-                       "errors": own_run.errors + acting_run.errors,
-                       "cost_ratio": round(cost)})
+                json!({"workload": "provider_read_500_across_5_registers_rule_on_vs_off", "backend": backend,
+                       "clients": args.clients,
+                       "off_ops_per_s": round(off.per_sec()), "on_ops_per_s": round(on.per_sec()),
+                       "off_p99_ms": round(off.pct(0.99)), "on_p99_ms": round(on.pct(0.99)),
+                       "scoped_ops_per_s": round(scoped.per_sec()), "scoped_p99_ms": round(scoped.pct(0.99)),
+                       "errors": off.errors + on.errors + scoped.errors, "cost_ratio": round(cost),
+                       "scoped_cost_ratio": round(scoped_cost)})
             );
         }
-    }
-
-    progress(backend, "provider_read_500_across_5_registers");
-    // W2d (issue 12, R-CONSENT-1): a provider reads a patient's 500 records with the disclosure
-    // rule on (the records held in five other organisations' registers: the patient's consents
-    // read and every record decided with its register and service event) and off (the same
-    // number of records, alike, in the reader's own register) — the same query, one run.
-    {
-        let now = Clock::System.now();
-        let own = hetu_for(args.patients + 20)?;
-        let other = hetu_for(args.patients + 21)?;
-        let registers = ["2", "3", "4", "2", "3"];
-        let mut writes = vec![];
-        for (n, register) in registers.iter().enumerate() {
-            let org = format!("org-bench-reg-{n}");
-            let writer = kanta_domain::access::Principal::system(
-                &format!("bench-reg-{n}"),
-                &OrgId::new(&org),
-                &[kanta_domain::ids::ClientRole::Clinician],
-            );
-            for (hetu, who) in [(&own, bench_writer()), (&other, writer)] {
-                let mut b = visit_bundle(hetu.as_str(), n as i64 * 30, 100, n);
-                for e in b["entry"].as_array_mut().into_iter().flatten() {
-                    if e["resource"]["resourceType"] == "Observation" {
-                        e["resource"]["meta"]["tag"][1]["code"] = json!(register);
-                    }
-                }
-                writes.push((who, b));
-            }
-        }
-        let consent = |kind: &str, extra: Value| {
-            let mut c = json!({"resourceType": "Consent", "status": "active",
-                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
-                "category": [{"coding": [{"system": "urn:kanta:cs:consent-kind", "code": kind}]}],
-                "patient": {"reference": format!("Patient?identifier=urn:oid:1.2.246.21|{}", other.as_str())},
-                "dateTime": "2026-01-01T10:00:00+02:00",
-                "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": other.as_str()}}]});
-            if let (Some(o), Some(more)) = (c.as_object_mut(), extra.as_object()) {
-                o.extend(more.clone());
-            }
-            json!({"resource": c, "request": {"method": "POST", "url": "Consent"}})
-        };
-        let consents = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-            consent("information-notice", json!({})),
-            consent("disclosure-consent", json!({"provision": {"code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}]}})),
-        ]});
-        writes.push((
-            kanta_domain::access::Principal::system(
-                "bench-reg-0",
-                &OrgId::new("org-bench-reg-0"),
-                &[kanta_domain::ids::ClientRole::Clinician],
-            ),
-            consents,
-        ));
-        for (who, b) in writes {
-            let (req, _) = kanta_web::bundle_write_request(who, b).map_err(|e| e.to_string())?;
-            // Written, not released: nothing leaves the process, so nothing to audit.
-            let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
-        }
-        let read_url = |hetu: Hetu| {
-            let (http, base, bearer) = (http.clone(), base.clone(), bearer.clone());
-            async move {
-                let r: Value = http
-                    .get(format!(
-                        "{base}/fhir/Patient?identifier=urn:oid:1.2.246.21|{}",
-                        hetu.as_str()
-                    ))
-                    .header("authorization", &bearer)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let id = r["entry"][0]["resource"]["id"]
-                    .as_str()
-                    .ok_or("no bench patient")?;
-                Ok::<String, String>(format!(
-                    "{base}/fhir/Observation?patient=Patient/{id}&_count=500"
-                ))
-            }
-        };
-        let (own_url, other_url) = (read_url(own).await?, read_url(other.clone()).await?);
-        let run = |url: String| {
-            let (http, bearer) = (http.clone(), bearer.clone());
-            drive(args.clients, args.seconds, move |_, _| {
-                let (http, bearer, url) = (http.clone(), bearer.clone(), url.clone());
-                async move {
-                    match http
-                        .get(&url)
-                        .header("authorization", &bearer)
-                        .header("x-kanta-professional", "urn:oid:1.2.246.537.26|1")
-                        .header("x-kanta-purpose-of-use", "TREAT")
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status().is_success() => r
-                            .json::<Value>()
-                            .await
-                            .is_ok_and(|v| v["entry"].as_array().map_or(0, Vec::len) == 500),
-                        _ => false,
-                    }
-                }
-            })
-        };
-        let mut off = run(own_url).await;
-        let mut on = run(other_url.clone()).await;
-        let cost = if on.per_sec() > 0.0 {
-            off.per_sec() / on.per_sec()
-        } else {
-            0.0
-        };
-        // With a prohibition of another register of each of the five (none of the 500 records is
-        // in it): every record's register is then read from its JSON before it is decided.
-        let ids: Vec<String> = (0..registers.len())
-            .map(|n| format!("org-bench-reg-{n}"))
-            .collect();
-        let orgs: Vec<(&str, &str)> = ids.iter().map(|i| (i.as_str(), i.as_str())).collect();
-        put_organisations(&store, &orgs, now).await?;
-        let mut entries = vec![];
-        for n in 0..registers.len() {
-            entries.push(consent("disclosure-prohibition", json!({"provision": {
-                "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "CST"}]},
-                           "reference": {"reference": format!("Organization/org-bench-reg-{n}")}}],
-                "code": [{"coding": [{"system": "urn:oid:1.2.246.537.5.40150", "code": "9"}]}]}})));
-        }
-        let prohibitions =
-            json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-        let (req, _) = kanta_web::bundle_write_request(
-            kanta_domain::access::Principal::system(
-                "bench-reg-0",
-                &OrgId::new("org-bench-reg-0"),
-                &[kanta_domain::ids::ClientRole::Clinician],
-            ),
-            prohibitions,
-        )
-        .map_err(|e| e.to_string())?;
-        // Written, not released: nothing leaves the process, so nothing to audit.
-        let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
-        let mut scoped = run(other_url).await;
-        let scoped_cost = if scoped.per_sec() > 0.0 {
-            off.per_sec() / scoped.per_sec()
-        } else {
-            0.0
-        };
-        emit!(
-            "{}",
-            json!({"workload": "provider_read_500_across_5_registers_rule_on_vs_off", "backend": backend,
-                   "clients": args.clients,
-                   "off_ops_per_s": round(off.per_sec()), "on_ops_per_s": round(on.per_sec()),
-                   "off_p99_ms": round(off.pct(0.99)), "on_p99_ms": round(on.pct(0.99)),
-                   "scoped_ops_per_s": round(scoped.per_sec()), "scoped_p99_ms": round(scoped.pct(0.99)),
-                   "errors": off.errors + on.errors + scoped.errors, "cost_ratio": round(cost),
-                   "scoped_cost_ratio": round(scoped_cost)})
-        );
     }
 
     let _ = stop_tx.send(());
     let _ = server.await;
 
-    progress(backend, "audit_group_commit");
-    // W3: audit records through group commit: many requests, one record each.
-    let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;
-    let public_key = signer.public_key();
-    let log = kanta_store::audit::AuditLog::start(
-        store.clone(),
-        kanta_store::audit::AuditConfig {
-            max_batch: 1000,
-            checkpoint_every: Duration::from_secs(1),
-            signer,
-            witness_file: None,
-            witness_channel: None,
-        },
-    );
-    let (size_before, _) = store.audit_head().await.map_err(|e| e.to_string())?;
-    let batch_before = last_batch(store.as_ref(), size_before).await?;
-    let mut audit_run = {
-        let log = log.clone();
-        drive(args.audit_clients, args.seconds, move |c, i| {
+    if args.runs("audit") {
+        progress(backend, "audit_group_commit");
+        // W3: audit records through group commit: many requests, one record each.
+        let signer = kanta_store::audit::Signer::from_pkcs8("bench/audit", &audit_key)?;
+        let public_key = signer.public_key();
+        let log = kanta_store::audit::AuditLog::start(
+            store.clone(),
+            kanta_store::audit::AuditConfig {
+                max_batch: 1000,
+                checkpoint_every: Duration::from_secs(1),
+                signer,
+                witness_file: None,
+                witness_channel: None,
+            },
+        );
+        let (size_before, _) = store.audit_head().await.map_err(|e| e.to_string())?;
+        let batch_before = last_batch(store.as_ref(), size_before).await?;
+        let mut audit_run = {
             let log = log.clone();
-            async move {
-                let record = kanta_domain::audit::AuditRecord {
-                    schema: kanta_domain::audit::AUDIT_SCHEMA,
-                    recorded_at: 0,
-                    patient: Some(kanta_domain::ids::PatientKey(
-                        1 + (c as i64) * 1000 + (i as i64 % 1000),
-                    )),
-                    actor: kanta_domain::audit::Actor::System {
-                        component: "bench".into(),
-                    },
-                    on_behalf_of: None,
-                    action: kanta_domain::audit::Action::Read,
-                    entities: vec![format!("Observation/{c}-{i}")],
-                    query: None,
-                    outcome: kanta_domain::audit::Outcome::Success,
-                    request_id: None,
-                    basis: None,
-                };
-                log.commit(vec![record]).await.is_ok()
-            }
-        })
-        .await
-    };
-    let (size_after, _) = store.audit_head().await.map_err(|e| e.to_string())?;
-    let batches = last_batch(store.as_ref(), size_after).await? - batch_before;
-    let floor_audit = {
-        let floor = floor.clone();
-        drive(args.audit_clients, args.seconds, move |c, i| {
+            drive(args.audit_clients, args.seconds, move |c, i| {
+                let log = log.clone();
+                async move {
+                    let record = kanta_domain::audit::AuditRecord {
+                        schema: kanta_domain::audit::AUDIT_SCHEMA,
+                        recorded_at: 0,
+                        patient: Some(kanta_domain::ids::PatientKey(
+                            1 + (c as i64) * 1000 + (i as i64 % 1000),
+                        )),
+                        actor: kanta_domain::audit::Actor::System {
+                            component: "bench".into(),
+                        },
+                        on_behalf_of: None,
+                        action: kanta_domain::audit::Action::Read,
+                        entities: vec![format!("Observation/{c}-{i}")],
+                        query: None,
+                        outcome: kanta_domain::audit::Outcome::Success,
+                        request_id: None,
+                        basis: None,
+                    };
+                    log.commit(vec![record]).await.is_ok()
+                }
+            })
+            .await
+        };
+        let (size_after, _) = store.audit_head().await.map_err(|e| e.to_string())?;
+        let batches = last_batch(store.as_ref(), size_after).await? - batch_before;
+        let floor_audit = {
             let floor = floor.clone();
-            async move { floor.audit_row((c as i64) * 1000 + (i as i64 % 1000)).await }
-        })
-        .await
-    };
-    emit!(
-        "{}",
-        json!({"workload": "audit_group_commit", "backend": backend, "clients": args.audit_clients,
-               "records_per_s": round(audit_run.per_sec()), "p99_ms": round(audit_run.pct(0.99)), "errors": audit_run.errors,
-               "batches": batches, "mean_batch": round((size_after - size_before) as f64 / batches.max(1) as f64),
-               "floor_one_commit_per_record_per_s": round(floor_audit.per_sec()),
-               "ratio": round(if floor_audit.per_sec() > 0.0 { audit_run.per_sec() / floor_audit.per_sec() } else { 0.0 })})
-    );
-    // Verify the whole log and scale to a million records.
-    let started = Instant::now();
-    let checked = kanta_store::audit::verify(store.as_ref(), "bench/audit", &public_key, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let secs = started.elapsed().as_secs_f64();
-    emit!(
-        "{}",
-        json!({"workload": "audit_verify", "backend": backend, "records": checked.records, "ok": checked.ok(),
-               "seconds": round(secs), "seconds_per_million": round(secs * 1_000_000.0 / checked.records.max(1) as f64)})
-    );
+            drive(args.audit_clients, args.seconds, move |c, i| {
+                let floor = floor.clone();
+                async move { floor.audit_row((c as i64) * 1000 + (i as i64 % 1000)).await }
+            })
+            .await
+        };
+        emit!(
+            "{}",
+            json!({"workload": "audit_group_commit", "backend": backend, "clients": args.audit_clients,
+                   "records_per_s": round(audit_run.per_sec()), "p99_ms": round(audit_run.pct(0.99)), "errors": audit_run.errors,
+                   "batches": batches, "mean_batch": round((size_after - size_before) as f64 / batches.max(1) as f64),
+                   "floor_one_commit_per_record_per_s": round(floor_audit.per_sec()),
+                   "ratio": round(if floor_audit.per_sec() > 0.0 { audit_run.per_sec() / floor_audit.per_sec() } else { 0.0 })})
+        );
+        // Verify the whole log and scale to a million records.
+        let started = Instant::now();
+        let checked = kanta_store::audit::verify(store.as_ref(), "bench/audit", &public_key, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let secs = started.elapsed().as_secs_f64();
+        emit!(
+            "{}",
+            json!({"workload": "audit_verify", "backend": backend, "records": checked.records, "ok": checked.ok(),
+                   "seconds": round(secs), "seconds_per_million": round(secs * 1_000_000.0 / checked.records.max(1) as f64)})
+        );
+    }
     Ok(())
 }
 
