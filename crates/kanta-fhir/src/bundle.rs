@@ -220,48 +220,46 @@ pub fn transaction_response(entries: Vec<ResponseEntry>) -> Value {
     json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": entry })
 }
 
-/// A `searchset` Bundle around stored JSON that is passed through unparsed (the hot read path).
+/// A `searchset` Bundle around stored JSON that is passed through unparsed (the hot read path):
+/// each item is (type, id, the stored JSON text of one resource), written into the Bundle as it is.
 pub fn searchset_raw(
     base: &str,
-    items: &[(&str, &str, &serde_json::value::RawValue)],
+    items: &[(&str, &str, &str)],
     self_url: &str,
     next_url: Option<&str>,
 ) -> String {
-    #[derive(serde::Serialize)]
-    struct Entry<'a> {
-        #[serde(rename = "fullUrl")]
-        full_url: String,
-        resource: &'a serde_json::value::RawValue,
-        search: Value,
+    // A JSON string literal (serialising a str cannot fail).
+    fn string(out: &mut String, s: &str) {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
-    #[derive(serde::Serialize)]
-    struct Searchset<'a> {
-        #[serde(rename = "resourceType")]
-        resource_type: &'static str,
-        #[serde(rename = "type")]
-        kind: &'static str,
-        link: Vec<Value>,
-        entry: Vec<Entry<'a>>,
-    }
-    let mut link = vec![json!({ "relation": "self", "url": self_url })];
-    if let Some(n) = next_url {
-        link.push(json!({ "relation": "next", "url": n }));
-    }
-    let entry = items
+    let size: usize = items
         .iter()
-        .map(|(t, id, raw)| Entry {
-            full_url: format!("{base}/{t}/{id}"),
-            resource: raw,
-            search: json!({"mode": "match"}),
-        })
-        .collect();
-    serde_json::to_string(&Searchset {
-        resource_type: "Bundle",
-        kind: "searchset",
-        link,
-        entry,
-    })
-    .unwrap_or_default()
+        .map(|(t, id, json)| json.len() + base.len() + t.len() + id.len() + 64)
+        .sum();
+    let mut out = String::with_capacity(size + self_url.len() + 128);
+    out.push_str(
+        r#"{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"#,
+    );
+    string(&mut out, self_url);
+    out.push('}');
+    if let Some(n) = next_url {
+        out.push_str(r#",{"relation":"next","url":"#);
+        string(&mut out, n);
+        out.push('}');
+    }
+    out.push_str(r#"],"entry":["#);
+    for (i, (t, id, json)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"fullUrl":"#);
+        string(&mut out, &format!("{base}/{t}/{id}"));
+        out.push_str(r#","resource":"#);
+        out.push_str(json);
+        out.push_str(r#","search":{"mode":"match"}}"#);
+    }
+    out.push_str("]}");
+    out
 }
 
 /// A `searchset` or `history` Bundle with `self` and (optionally) `next` links.
@@ -341,13 +339,10 @@ mod tests {
 
     #[test]
     fn raw_searchset_equals_the_parsed_one() {
-        let r = serde_json::value::RawValue::from_string(
-            r#"{"resourceType":"Observation","id":"o1","status":"final"}"#.to_string(),
-        )
-        .unwrap();
+        let r = r#"{"resourceType":"Observation","id":"o1","status":"final"}"#;
         let raw: Value = serde_json::from_str(&searchset_raw(
             "http://x/fhir",
-            &[("Observation", "o1", &r)],
+            &[("Observation", "o1", r)],
             "http://x/fhir/Observation?patient=p",
             Some("n"),
         ))
@@ -355,12 +350,40 @@ mod tests {
         let parsed = bundle_of(
             "searchset",
             "http://x/fhir",
-            vec![serde_json::from_str(r.get()).unwrap()],
+            vec![serde_json::from_str(r).unwrap()],
             "http://x/fhir/Observation?patient=p",
             Some("n".into()),
             None,
         );
         assert_eq!(raw, parsed);
+    }
+
+    /// Several entries, no next link, an empty page, and a self URL that needs escaping.
+    #[test]
+    fn raw_searchset_is_json_for_any_page() {
+        let a = r#"{"resourceType":"Observation","id":"a","note":[{"text":"\"quoted\" ä"}]}"#;
+        let b = r#"{"resourceType":"Observation","id":"b"}"#;
+        let self_url = "http://x/fhir/Observation?patient=p&x=\"y\"";
+        for items in [
+            vec![],
+            vec![("Observation", "a", a)],
+            vec![("Observation", "a", a), ("Observation", "b", b)],
+        ] {
+            let text = searchset_raw("http://x/fhir", &items, self_url, None);
+            let raw: Value = serde_json::from_str(&text).unwrap();
+            let parsed = bundle_of(
+                "searchset",
+                "http://x/fhir",
+                items
+                    .iter()
+                    .map(|(_, _, j)| serde_json::from_str(j).unwrap())
+                    .collect(),
+                self_url,
+                None,
+                None,
+            );
+            assert_eq!(raw, parsed, "{text}");
+        }
     }
 
     #[test]

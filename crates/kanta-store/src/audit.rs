@@ -231,7 +231,8 @@ impl<T: Touches> Touches for Vec<T> {
 /// A record's JSON as the store holds it.
 #[derive(Clone, Copy, Debug)]
 pub enum Json<'a> {
-    Raw(&'a serde_json::value::RawValue),
+    /// The stored text, unparsed.
+    Raw(&'a str),
     Value(&'a serde_json::Value),
     /// Not a resource (a summary such as the list of units that recorded in a section).
     None,
@@ -240,7 +241,7 @@ pub enum Json<'a> {
 impl Json<'_> {
     pub fn to_value(&self) -> serde_json::Value {
         match self {
-            Json::Raw(r) => serde_json::from_str(r.get()).unwrap_or(serde_json::Value::Null),
+            Json::Raw(r) => serde_json::from_str(r).unwrap_or(serde_json::Value::Null),
             Json::Value(v) => (*v).clone(),
             Json::None => serde_json::Value::Null,
         }
@@ -272,7 +273,7 @@ impl<'a> Subject<'a> {
             holder: f.org.as_deref(),
             resource_type: &f.resource_type,
             id: &f.id,
-            json: Json::Raw(&f.json),
+            json: Json::Raw(f.json.get()),
             service_event: None,
             summary: false,
             effective_at: Some(f.effective_at),

@@ -10,7 +10,7 @@ use crate::{
     ActingFor, ActingVia, AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Drained, Found,
     ImportSummary, Page, PendingLogin, Result, SearchQuery, SectionCursor, SectionPage,
     SectionProviders, SectionQuery, SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit,
-    VisitsPage, WriteRequest, Written,
+    StoredJson, VisitsPage, WriteRequest, Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
@@ -26,7 +26,6 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::types::Json;
 use sqlx::{Row as _, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -193,7 +192,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 macro_rules! backend {
-    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $body_text:literal, $audit_in_write:literal, $migrator:expr) => {
+    ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $audit_in_write:literal, $migrator:expr) => {
         pub(crate) struct $tx {
             tx: Transaction<'static, $db>,
         }
@@ -225,7 +224,8 @@ macro_rules! backend {
         }
 
         fn decode(row: &<$db as sqlx::Database>::Row, key: Option<PatientKey>) -> Result<Stored> {
-            let Json(body): Json<Value> = row.try_get("body")?;
+            let text: String = row.try_get("body")?;
+            let body: Value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?;
             Ok(Stored {
                 resource_type: row.try_get("resource_type")?,
                 id: row.try_get("id")?,
@@ -304,12 +304,16 @@ macro_rules! backend {
                     }
                     query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
                 }
+                // Each body is serialised once, as the text that is stored and returned (issue 15:
+                // a TEXT column, not jsonb, so a read sends it on without conversion).
+                let texts: Vec<String> = patient_rows.iter().map(|r| serde_json::to_string(r.body)).collect::<std::result::Result<_, _>>()
+                    .map_err(|e| StoreError::Corrupt(format!("resource JSON: {e}")))?;
                 // The current version: the last row per resource.
-                let mut last: std::collections::HashMap<(i64, &str, &str), &Row<'_>> = std::collections::HashMap::new();
-                for r in &patient_rows {
-                    last.insert((key(r), r.resource_type, r.id), r);
+                let mut last: std::collections::HashMap<(i64, &str, &str), (&Row<'_>, &str)> = std::collections::HashMap::new();
+                for (r, text) in patient_rows.iter().zip(&texts) {
+                    last.insert((key(r), r.resource_type, r.id), (r, text.as_str()));
                 }
-                let current: Vec<&Row<'_>> = last.into_values().collect();
+                let current: Vec<(&Row<'_>, &str)> = last.into_values().collect();
                 for chunk in current.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, section, body) VALUES {} \
@@ -319,21 +323,22 @@ macro_rules! backend {
                         values(chunk.len(), 10)
                     );
                     let mut query = sqlx::query(&sql);
-                    for r in chunk {
+                    for (r, text) in chunk {
                         query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(r.section).bind(Json(r.body));
+                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(r.section).bind(*text);
                     }
                     query.execute(&mut *self.tx).await?;
                 }
-                for chunk in patient_rows.chunks(ROWS_PER_STATEMENT) {
+                let versions: Vec<(&&Row<'_>, &String)> = patient_rows.iter().zip(&texts).collect();
+                for chunk in versions.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO resource_version (patient_key, resource_type, id, version_id, last_updated, org_id, body) VALUES {}",
                         values(chunk.len(), 7)
                     );
                     let mut query = sqlx::query(&sql);
-                    for r in chunk {
+                    for (r, text) in chunk {
                         query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.org_id).bind(Json(r.body));
+                            .bind(r.org_id).bind(text.as_str());
                     }
                     query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
                 }
@@ -342,7 +347,7 @@ macro_rules! backend {
                         .bind(key(r)).bind(r.resource_type).bind(r.id)
                         .execute(&mut *self.tx).await?;
                 }
-                let tokens: Vec<(&Row<'_>, &(String, String))> = current.iter().flat_map(|r| r.tokens.iter().map(move |t| (*r, t))).collect();
+                let tokens: Vec<(&Row<'_>, &(String, String))> = current.iter().flat_map(|(r, _)| r.tokens.iter().map(move |t| (*r, t))).collect();
                 for chunk in tokens.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!("INSERT INTO resource_token (patient_key, resource_type, system, value, id) VALUES {}", values(chunk.len(), 5));
                     let mut query = sqlx::query(&sql);
@@ -353,7 +358,7 @@ macro_rules! backend {
                 }
                 // Shared reference data is written rarely: one row at a time.
                 for row in shared_rows {
-                    let body = Json(row.body);
+                    let body = serde_json::to_string(row.body).map_err(|e| StoreError::Corrupt(format!("resource JSON: {e}")))?;
                     sqlx::query(
                         "INSERT INTO shared_resource (resource_type, id, version_id, last_updated, effective_at, status, org_id, body) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -558,19 +563,17 @@ macro_rules! backend {
                 let sql = if $backend == Backend::Postgres {
                     let values: Vec<String> = (0..encounters.len()).map(|i| format!("SELECT ${} AS value", i + 3)).collect();
                     format!(
-                        "SELECT r.resource_type, r.id, r.effective_at, r.org_id, {} AS body_text FROM ({}) v \
+                        "SELECT r.resource_type, r.id, r.effective_at, r.org_id, r.body AS body_text FROM ({}) v \
                          JOIN resource_token t ON t.patient_key = $1 AND t.system = $2 AND t.value = v.value \
                          JOIN resource r ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id",
-                        $body_text,
                         values.join(" UNION ALL ")
                     )
                 } else {
                     let list: Vec<String> = (0..encounters.len()).map(|i| format!("${}", i + 3)).collect();
                     format!(
-                        "SELECT r.resource_type, r.id, r.effective_at, r.org_id, {} AS body_text FROM resource_token t JOIN resource r \
+                        "SELECT r.resource_type, r.id, r.effective_at, r.org_id, r.body AS body_text FROM resource_token t JOIN resource r \
                          ON r.patient_key = t.patient_key AND r.resource_type = t.resource_type AND r.id = t.id \
                          WHERE t.patient_key = $1 AND t.system = $2 AND t.value IN ({})",
-                        $body_text,
                         list.join(", ")
                     )
                 };
@@ -589,7 +592,7 @@ macro_rules! backend {
                             patient: Some(patient),
                             org: r.try_get("org_id")?,
                             effective_at: at,
-                            json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
+                            json: StoredJson::from_store(text)?,
                         }))
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -608,7 +611,7 @@ macro_rules! backend {
                 let mut next = || { n += 1; format!("${n}") };
                 let table = if scope == Scope::Patient { "resource" } else { "shared_resource" };
                 let key_col = if scope == Scope::Patient { "r.patient_key" } else { "NULL" };
-                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, r.org_id, {} AS body_text FROM {table} r ", $body_text));
+                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, r.org_id, r.body AS body_text FROM {table} r "));
                 if q.identifier.is_some() {
                     let tokens = if scope == Scope::Patient { "resource_token" } else { "shared_token" };
                     let join_key = if scope == Scope::Patient { "t.patient_key = r.patient_key AND " } else { "" };
@@ -646,7 +649,7 @@ macro_rules! backend {
                         patient: key.map(PatientKey),
                         org: r.try_get("org_id")?,
                         effective_at: r.try_get("effective_at")?,
-                        json: serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?,
+                        json: StoredJson::from_store(text)?,
                     });
                     last = Some(Cursor { effective_at: r.try_get("effective_at")?, id: r.try_get("id")? });
                 }
@@ -796,15 +799,13 @@ macro_rules! backend {
                 let mut next = || { n += 1; format!("${n}") };
                 // The service event rides along through the encounter index; both joins stay on the
                 // patient's shard (patient_key in every join condition).
-                sql.push_str(&format!(
-                    "SELECT r.resource_type, r.id, r.effective_at, r.last_updated, r.org_id, r.section, {} AS body_text, \
-                     e.id AS enc_id, e.org_id AS enc_org, e.effective_at AS enc_at, {} AS enc_text FROM resource r \
+                sql.push_str(
+                    "SELECT r.resource_type, r.id, r.effective_at, r.last_updated, r.org_id, r.section, r.body AS body_text, \
+                     e.id AS enc_id, e.org_id AS enc_org, e.effective_at AS enc_at, e.body AS enc_text FROM resource r \
                      LEFT JOIN resource_token t ON t.patient_key = r.patient_key AND t.resource_type = r.resource_type AND t.id = r.id AND t.system = $1 \
                      LEFT JOIN resource e ON e.patient_key = r.patient_key AND e.resource_type = 'Encounter' AND e.id = substr(t.value, 11) \
                      WHERE r.patient_key = $2 ",
-                    $body_text,
-                    $body_text.replace("r.", "e.")
-                ));
+                );
                 match &q.section {
                     Some(_) => sql.push_str(&format!("AND r.section = {} ", next())),
                     None => sql.push_str("AND r.section IS NOT NULL "),
@@ -848,7 +849,7 @@ macro_rules! backend {
                     query = query.bind(c.effective_at).bind(&c.id).bind(&c.resource_type);
                 }
                 let rows = query.bind(limit).fetch_all(&self.read).await?;
-                let raw = |text: String| serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")));
+                let raw = StoredJson::from_store;
                 let mut out = Vec::with_capacity(rows.len().min(q.count));
                 for r in rows.iter().take(q.count) {
                     let enc_id: Option<String> = r.try_get("enc_id")?;
@@ -1342,7 +1343,6 @@ mod sqlite_impl {
         Sqlite,
         Backend::Sqlite,
         "",
-        "r.body",
         true,
         sqlx::migrate!("./migrations/sqlite")
     );
@@ -1356,7 +1356,6 @@ mod postgres_impl {
         Postgres,
         Backend::Postgres,
         " FOR UPDATE",
-        "r.body::text",
         false,
         sqlx::migrate!("./migrations/postgres")
     );

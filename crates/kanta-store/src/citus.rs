@@ -223,6 +223,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_client_scopes.sql"),
     include_str!("../migrations/postgres/0007_acting_for.sql"),
     include_str!("../migrations/postgres/0008_audit_outbox.sql"),
+    include_str!("../migrations/postgres/0009_body_text.sql"),
 ];
 
 /// Each table the migrations create, with the marker its comment block gives it (`patient`,

@@ -209,7 +209,7 @@ impl Consents {
             p.scope.org() == holder && !matches!(p.scope, ProhibitionScope::Provider { .. })
         });
         let text = match &s.json {
-            Json::Raw(r) => Some(std::borrow::Cow::Borrowed(r.get())),
+            Json::Raw(r) => Some(std::borrow::Cow::Borrowed(*r)),
             Json::Value(v) => Some(std::borrow::Cow::Owned(v.to_string())),
             Json::None => None,
         };
@@ -1203,9 +1203,9 @@ fn searchset(
         format!("{base}/{rtype}?{}", encoded.join("&"))
     };
     let next_url = next.map(|c| query(Some(("_page", encode_cursor(&c)))));
-    let items: Vec<(&str, &str, &serde_json::value::RawValue)> = resources
+    let items: Vec<(&str, &str, &str)> = resources
         .iter()
-        .map(|f| (f.resource_type.as_str(), f.id.as_str(), f.json.as_ref()))
+        .map(|f| (f.resource_type.as_str(), f.id.as_str(), f.json.get()))
         .collect();
     let body = bundle::searchset_raw(&base, &items, &query(None), next_url.as_deref());
     let mut res = (StatusCode::OK, body).into_response();

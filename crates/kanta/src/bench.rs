@@ -345,7 +345,7 @@ impl Floor {
                 "CREATE TABLE floor_audit (id INTEGER PRIMARY KEY, at BIGINT NOT NULL DEFAULT 0, actor TEXT NOT NULL, patient_id BIGINT, action TEXT NOT NULL, n INT)",
             ],
             Floor::Pg(_) => [
-                "CREATE TABLE floor_doc (id BIGSERIAL PRIMARY KEY, patient_id BIGINT NOT NULL, ts BIGINT NOT NULL, type_code TEXT NOT NULL, body JSONB NOT NULL)",
+                "CREATE TABLE floor_doc (id BIGSERIAL PRIMARY KEY, patient_id BIGINT NOT NULL, ts BIGINT NOT NULL, type_code TEXT NOT NULL, body TEXT NOT NULL)",
                 "CREATE INDEX floor_doc_patient_ts ON floor_doc (patient_id, ts DESC)",
                 "CREATE TABLE floor_audit (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now(), actor TEXT NOT NULL, patient_id BIGINT, action TEXT NOT NULL, n INT)",
             ],
@@ -367,10 +367,10 @@ impl Floor {
     /// One transaction inserting `docs` documents (the floor of a Bundle write).
     async fn insert(&self, patient: i64, docs: &[String]) -> bool {
         macro_rules! go {
-            ($p:expr, $cast:literal) => {{
+            ($p:expr) => {{
                 let Ok(mut tx) = $p.begin().await else { return false };
                 for (k, d) in docs.iter().enumerate() {
-                    let r = sqlx::query(concat!("INSERT INTO floor_doc (patient_id, ts, type_code, body) VALUES ($1, $2, 'Observation', $3", $cast, ")"))
+                    let r = sqlx::query("INSERT INTO floor_doc (patient_id, ts, type_code, body) VALUES ($1, $2, 'Observation', $3)")
                         .bind(patient)
                         .bind(k as i64)
                         .bind(d)
@@ -384,16 +384,21 @@ impl Floor {
             }};
         }
         match self {
-            Floor::Sqlite(p) => go!(p, ""),
-            Floor::Pg(p) => go!(p, "::jsonb"),
+            Floor::Sqlite(p) => go!(p),
+            Floor::Pg(p) => go!(p),
         }
     }
 
-    /// The bodies come back as text on both backends, as the server's search reads them.
+    /// The bodies are stored and come back as text on both backends, as the server stores and
+    /// returns them (issue 15: the floor's column type is the store's, so the ratio is like for like).
     async fn latest20(&self, patient: i64) -> bool {
         let sql = match self {
-            Floor::Sqlite(_) => "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20",
-            Floor::Pg(_) => "SELECT id, body::text FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20",
+            Floor::Sqlite(_) => {
+                "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"
+            }
+            Floor::Pg(_) => {
+                "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"
+            }
         };
         match self {
             Floor::Sqlite(p) => sqlx::query(sql)
@@ -432,8 +437,16 @@ impl Floor {
             }};
         }
         match self {
-            Floor::Sqlite(p) => go!(p, String, "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"),
-            Floor::Pg(p) => go!(p, String, "SELECT id, body::text FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"),
+            Floor::Sqlite(p) => go!(
+                p,
+                String,
+                "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"
+            ),
+            Floor::Pg(p) => go!(
+                p,
+                String,
+                "SELECT id, body FROM floor_doc WHERE patient_id = $1 ORDER BY ts DESC LIMIT 20"
+            ),
         }
     }
 
@@ -455,8 +468,8 @@ impl Floor {
                 "CREATE TABLE floor_dispense (id INTEGER PRIMARY KEY, rx_id TEXT NOT NULL, amount BIGINT NOT NULL, body TEXT NOT NULL)",
             ),
             Floor::Pg(_) => (
-                "CREATE TABLE floor_rx (id TEXT PRIMARY KEY, patient_id BIGINT NOT NULL, total BIGINT NOT NULL, dispensed BIGINT NOT NULL, body JSONB NOT NULL)",
-                "CREATE TABLE floor_dispense (id BIGSERIAL PRIMARY KEY, rx_id TEXT NOT NULL, amount BIGINT NOT NULL, body JSONB NOT NULL)",
+                "CREATE TABLE floor_rx (id TEXT PRIMARY KEY, patient_id BIGINT NOT NULL, total BIGINT NOT NULL, dispensed BIGINT NOT NULL, body TEXT NOT NULL)",
+                "CREATE TABLE floor_dispense (id BIGSERIAL PRIMARY KEY, rx_id TEXT NOT NULL, amount BIGINT NOT NULL, body TEXT NOT NULL)",
             ),
         };
         self.exec(rx).await?;
@@ -497,7 +510,7 @@ impl Floor {
                     .and_then(|rows| rows.first().and_then(|r| r.try_get::<String, _>(0).ok()))
             }
             Floor::Pg(p) => {
-                sqlx::query("SELECT id, body::text FROM floor_rx WHERE patient_id = $1 LIMIT 20")
+                sqlx::query("SELECT id, body FROM floor_rx WHERE patient_id = $1 LIMIT 20")
                     .bind(patient)
                     .fetch_all(p)
                     .await
@@ -514,7 +527,7 @@ impl Floor {
     /// One dispensation of a package: lock the prescription, check what remains, insert, update.
     async fn dispense(&self, id: &str) -> bool {
         macro_rules! go {
-            ($p:expr, $lock:literal, $cast:literal) => {{
+            ($p:expr, $lock:literal) => {{
                 let Ok(mut tx) = $p.begin().await else {
                     return false;
                 };
@@ -531,11 +544,9 @@ impl Floor {
                 if dispensed + 30 > total {
                     return false;
                 }
-                let ins = sqlx::query(concat!(
-                    "INSERT INTO floor_dispense (rx_id, amount, body) VALUES ($1, 30, $2",
-                    $cast,
-                    ")"
-                ))
+                let ins = sqlx::query(
+                    "INSERT INTO floor_dispense (rx_id, amount, body) VALUES ($1, 30, $2)",
+                )
                 .bind(id)
                 .bind(r#"{"resourceType":"MedicationDispense","status":"completed"}"#)
                 .execute(&mut *tx)
@@ -549,8 +560,8 @@ impl Floor {
             }};
         }
         match self {
-            Floor::Sqlite(p) => go!(p, "", ""),
-            Floor::Pg(p) => go!(p, " FOR UPDATE", "::jsonb"),
+            Floor::Sqlite(p) => go!(p, ""),
+            Floor::Pg(p) => go!(p, " FOR UPDATE"),
         }
     }
 
