@@ -53,10 +53,8 @@ pub fn provider_joined_at(organisation: &Value) -> Option<i64> {
 /// The service event a care document is attached to: `encounter`, or `context.encounter[0]` on a
 /// DocumentReference.
 pub fn encounter_reference(resource: &Value) -> Option<&str> {
-    resource
-        .pointer("/encounter/reference")
-        .or_else(|| resource.pointer("/context/encounter/0/reference"))
-        .and_then(Value::as_str)
+    crate::json::str_at(resource, "/encounter/reference")
+        .or_else(|| crate::json::str_at(resource, "/context/encounter/0/reference"))
 }
 
 /// The minor's disclosure code recorded at a service event (R-MINOR-3): the `restriction-parent`
@@ -82,7 +80,7 @@ pub fn minor_disclosure(encounter: &Value) -> Option<kanta_domain::acting::Minor
 /// An Encounter's care setting: inpatient for `IMP`, `ACUTE`, `NONAC` (v3-ActCode), outpatient
 /// otherwise.
 pub fn care_setting(encounter: &Value) -> CareSetting {
-    match encounter.pointer("/class/code").and_then(Value::as_str) {
+    match crate::json::str_at(encounter, "/class/code") {
         Some("IMP" | "ACUTE" | "NONAC") => CareSetting::Inpatient,
         _ => CareSetting::Outpatient,
     }
@@ -92,8 +90,7 @@ pub fn care_setting(encounter: &Value) -> CareSetting {
 /// `verificationStatus` is `entered-in-error`.
 pub fn cancelled(resource: &Value) -> bool {
     resource.get("status").and_then(Value::as_str) == Some("entered-in-error")
-        || codings(resource.pointer("/verificationStatus"))
-            .any(|(_, code)| code == "entered-in-error")
+        || codings(resource.get("verificationStatus")).any(|(_, code)| code == "entered-in-error")
 }
 
 /// The `(system, code)` pairs of an array of Codings (a CodeableConcept's `coding`, `meta.tag`,
@@ -133,8 +130,7 @@ pub fn main_view(resource: &Value) -> MainView {
 
 /// The instant (ms) display is delayed until, if the resource carries the marker.
 pub fn delayed_until(resource: &Value) -> Option<i64> {
-    let ext = resource
-        .pointer("/meta/extension")
+    let ext = crate::json::at(resource, "/meta/extension")
         .and_then(Value::as_array)?
         .iter()
         .find(|e| {

@@ -12,6 +12,7 @@ pub mod codes;
 pub mod consent;
 pub mod datetime;
 pub mod display;
+pub mod json;
 pub mod outcome;
 pub mod population;
 pub mod prescription;

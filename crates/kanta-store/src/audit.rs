@@ -231,20 +231,27 @@ impl<T: Touches> Touches for Vec<T> {
 /// A record's JSON as the store holds it.
 #[derive(Clone, Copy, Debug)]
 pub enum Json<'a> {
-    /// The stored text, unparsed.
-    Raw(&'a str),
+    /// The stored text, parsed when first looked inside (and then once for every reader).
+    Stored(&'a crate::StoredJson),
     Value(&'a serde_json::Value),
     /// Not a resource (a summary such as the list of units that recorded in a section).
     None,
 }
 
-impl Json<'_> {
-    pub fn to_value(&self) -> serde_json::Value {
+impl<'a> Json<'a> {
+    /// The parsed JSON (`null` for none).
+    pub fn value(&self) -> &'a serde_json::Value {
+        static NULL: serde_json::Value = serde_json::Value::Null;
         match self {
-            Json::Raw(r) => serde_json::from_str(r).unwrap_or(serde_json::Value::Null),
-            Json::Value(v) => (*v).clone(),
-            Json::None => serde_json::Value::Null,
+            Json::Stored(s) => s.value(),
+            Json::Value(v) => v,
+            Json::None => &NULL,
         }
+    }
+
+    /// An owned copy of the parsed JSON.
+    pub fn to_value(&self) -> serde_json::Value {
+        self.value().clone()
     }
 }
 
@@ -273,7 +280,7 @@ impl<'a> Subject<'a> {
             holder: f.org.as_deref(),
             resource_type: &f.resource_type,
             id: &f.id,
-            json: Json::Raw(f.json.get()),
+            json: Json::Stored(&f.json),
             service_event: None,
             summary: false,
             effective_at: Some(f.effective_at),

@@ -515,12 +515,99 @@ async fn a_log_of_version_1_and_2_records_verifies(backend: Backend) {
     db.cleanup().await;
 }
 
+/// Two instances on one database, as behind a load balancer (issue 15): each writer appends after
+/// the head it remembers, in one statement on PostgreSQL; when the other instance moved the head,
+/// that statement applies nothing and the locked transaction takes over. In turn and concurrently:
+/// one tree, every sequence number exactly once, and the log verifies.
+async fn two_instances_append_to_one_tree(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let a = db.store.clone();
+    let b = kanta_store::connect(&db.url).await.unwrap();
+    let mut next = 0i64;
+    let mut batch = |n: i64| {
+        let r: Vec<AuditRecord> = (next..next + n).map(record).collect();
+        next += n;
+        r
+    };
+    // In turn: a fresh head, a remembered one, the other's fresh head, then each finds its own
+    // head moved by the other.
+    let mut got = vec![];
+    for (store, n) in [
+        (&a, 3),
+        (&a, 1),
+        (&b, 2),
+        (&a, 1),
+        (&b, 1),
+        (&b, 2),
+        (&a, 2),
+    ] {
+        let app = store.append_audit(&batch(n)).await.unwrap();
+        got.push((app.first_seq, n as u64));
+    }
+    let mut at = 0;
+    for (first, n) in &got {
+        assert_eq!(
+            *first, at,
+            "in turn, each batch starts where the last ended: {got:?}"
+        );
+        at += n;
+    }
+    // Concurrently: 40 batches of 1 to 3 records, alternating between the two instances.
+    let mut tasks = vec![];
+    for i in 0..40i64 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let records = batch(1 + i % 3);
+        tasks.push(tokio::spawn(async move {
+            let n = records.len() as u64;
+            let app = store.append_audit(&records).await.unwrap();
+            (app.first_seq, n)
+        }));
+    }
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort_unstable();
+    let mut at = 0;
+    for (first, n) in &got {
+        assert_eq!(*first, at, "no gap and no overlap between batches: {got:?}");
+        at += n;
+    }
+    let total = next as u64;
+    assert_eq!(at, total);
+    let stored = a.audit_range(0, total).await.unwrap();
+    let seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (0..total).collect::<Vec<_>>(),
+        "every sequence number once"
+    );
+    let leaves: Vec<_> = stored.iter().map(|r| r.leaf_hash).collect();
+    let (size, root) = b.audit_head().await.unwrap();
+    assert_eq!((size, root), (total, merkle::root(&leaves)));
+    let key = Signer::generate_pkcs8().unwrap();
+    audit::checkpoint_now(a.as_ref(), &signer(&key), None, size, root)
+        .await
+        .unwrap();
+    let report = audit::verify(a.as_ref(), NAME, &signer(&key).public_key(), None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.records, total);
+    db.cleanup().await;
+}
+
 both!(
     group_commit_and_verify,
     append_only_and_tamper_evident,
     retention_keeps_the_tree,
     a_log_of_version_1_and_2_records_verifies
 );
+
+/// Several instances share one database only on PostgreSQL (SQLite is the one-process demo).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_append_to_one_tree() {
+    two_instances_append_to_one_tree(Backend::Postgres).await
+}
 
 /// A backup taken while the log grows restores to a log that verifies and is a prefix of the live
 /// one (R-OPS-4): same leaves, and a consistency proof from the backup's root to the live root.

@@ -22,6 +22,10 @@ const MAY_FAN_OUT: &[(&str, &str)] = &[
         "verify and export read the whole log in order, off the request path",
     ),
     (
+        "WITH moved AS (UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3",
+        "the audit writer's one-statement append (issue 15) on a single PostgreSQL server: each row it inserts carries its patient key; on Citus the store takes the locked transaction instead",
+    ),
+    (
         "UPDATE audit_record SET body = '', pruned_at = $1",
         "the retention job, hourly, oldest first across patients",
     ),

@@ -209,7 +209,7 @@ impl Consents {
             p.scope.org() == holder && !matches!(p.scope, ProhibitionScope::Provider { .. })
         });
         let text = match &s.json {
-            Json::Raw(r) => Some(std::borrow::Cow::Borrowed(*r)),
+            Json::Stored(r) => Some(std::borrow::Cow::Borrowed(r.get())),
             Json::Value(v) => Some(std::borrow::Cow::Owned(v.to_string())),
             Json::None => None,
         };

@@ -122,7 +122,7 @@ async fn consents_of(
                     .map(|s| {
                         // A will is released only to whoever may keep it (not to a proxy or a
                         // guardian): it is decided as its function, not as the view.
-                        let action = match kc::kind_of(&s.json.to_value()) {
+                        let action = match kc::kind_of(s.json.value()) {
                             Some(ConsentKind::OrganDonationWill) => {
                                 access::Action::Manage(Function::OrganDonationWill)
                             }

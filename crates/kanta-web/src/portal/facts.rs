@@ -92,13 +92,13 @@ fn assemble(
     Vec<Option<usize>>,
     Vec<MinorRecord>,
 ) {
-    let bodies: Vec<Value> = subjects.iter().map(|s| s.json.to_value()).collect();
+    let bodies: Vec<&Value> = subjects.iter().map(|s| s.json.value()).collect();
     let mut events: HashMap<String, usize> = HashMap::new();
     let mut documents_on: HashMap<String, usize> = HashMap::new();
     for (i, s) in subjects.iter().enumerate() {
         if s.resource_type == "Encounter" {
             events.insert(format!("Encounter/{}", s.id), i);
-        } else if let Some(e) = encounter_reference(&bodies[i]) {
+        } else if let Some(e) = encounter_reference(bodies[i]) {
             *documents_on.entry(e.to_string()).or_default() += 1;
         }
     }
@@ -107,16 +107,14 @@ fn assemble(
     let mut minor = Vec::with_capacity(subjects.len());
     for (i, s) in subjects.iter().enumerate() {
         // The visit the record was made at: itself, its own service event, or the listed one.
-        let own_event_value;
         let (event_body, event_at): (Option<&Value>, Option<i64>) =
             if s.resource_type == "Encounter" {
-                (Some(&bodies[i]), s.effective_at)
+                (Some(bodies[i]), s.effective_at)
             } else if let Some(f) = s.service_event {
-                own_event_value = f.to_value();
-                (Some(&own_event_value), Some(f.effective_at))
+                (Some(f.value()), Some(f.effective_at))
             } else {
-                match encounter_reference(&bodies[i]).and_then(|e| events.get(e).copied()) {
-                    Some(j) => (Some(&bodies[j]), subjects[j].effective_at),
+                match encounter_reference(bodies[i]).and_then(|e| events.get(e).copied()) {
+                    Some(j) => (Some(bodies[j]), subjects[j].effective_at),
                     None => (None, s.effective_at),
                 }
             };
@@ -129,11 +127,9 @@ fn assemble(
             continue;
         }
         let key = format!("{}/{}", s.resource_type, s.id);
-        let own_event = s.service_event.map(|f| f.to_value());
-        let listed_event = encounter_reference(&bodies[i]).and_then(|e| events.get(e).copied());
-        let event = own_event
-            .as_ref()
-            .or_else(|| listed_event.map(|j| &bodies[j]));
+        let own_event = s.service_event.map(|f| f.value());
+        let listed_event = encounter_reference(bodies[i]).and_then(|e| events.get(e).copied());
+        let event = own_event.or_else(|| listed_event.map(|j| bodies[j]));
         let care_documents = documents_on.get(&key).copied().unwrap_or(0);
         // R-VIEW-8 compares the record's date with the joining date. A section row has its own
         // date; on the visits page a document stands under its visit, whose date stands for its
@@ -149,7 +145,7 @@ fn assemble(
         out.insert(
             key,
             facts(
-                &bodies[i],
+                bodies[i],
                 own_date,
                 event,
                 care_documents,

@@ -152,8 +152,8 @@ async fn load(
             subjects
                 .iter()
                 .map(|s| {
-                    let body = s.json.to_value();
-                    let shown = display::decide_centre(centre_item(s.resource_type, &body));
+                    let body = s.json.value();
+                    let shown = display::decide_centre(centre_item(s.resource_type, body));
                     let minor = MinorRecord {
                         on: super::helsinki(s.effective_at.unwrap_or(0))
                             .map_or(time::Date::MIN, |t| t.date()),

@@ -11,6 +11,7 @@ use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{CareSetting, ViewTable, Visible, DEFAULT_VIEW_TABLE};
 use kanta_fhir::display::{care_setting, encounter_reference};
+use kanta_fhir::json::at;
 use kanta_store::audit::Access;
 use kanta_store::Cursor;
 use serde::Deserialize;
@@ -76,9 +77,7 @@ fn parse_cursor(s: &str) -> Option<Cursor> {
 }
 
 fn text_of(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    at(v, pointer).and_then(Value::as_str).map(str::to_string)
 }
 
 /// The readable text of a FHIR narrative `div`: tags dropped, the five XML entities decoded. The
@@ -110,8 +109,12 @@ pub fn narrative_text(div: &str) -> String {
 }
 
 fn concept_text(v: &Value, field: &str) -> String {
-    text_of(v, &format!("/{field}/text"))
-        .or_else(|| text_of(v, &format!("/{field}/coding/0/display")))
+    let concept = v.get(field);
+    concept
+        .and_then(|c| c.get("text"))
+        .or_else(|| concept.and_then(|c| at(c, "/coding/0/display")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
         .unwrap_or_default()
 }
 
@@ -143,7 +146,7 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter_map(|s| s.pointer("/text/div").and_then(Value::as_str))
+                .filter_map(|s| at(s, "/text/div").and_then(Value::as_str))
                 .collect();
             row.text = divs
                 .iter()
@@ -167,18 +170,14 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
                 let value = q.get("value").and_then(number).unwrap_or_default();
                 let unit = q.get("unit").and_then(Value::as_str).unwrap_or("");
                 row.value = Some(format!("{value} {unit}").trim().to_string());
-                if let Some(rr) = r.pointer("/referenceRange/0") {
-                    let low = rr.pointer("/low/value").and_then(Value::as_f64);
-                    let high = rr.pointer("/high/value").and_then(Value::as_f64);
+                if let Some(rr) = at(r, "/referenceRange/0") {
+                    let low = at(rr, "/low/value").and_then(Value::as_f64);
+                    let high = at(rr, "/high/value").and_then(Value::as_f64);
                     let x = q.get("value").and_then(Value::as_f64);
                     row.range = Some(format!(
                         "{}–{}",
-                        rr.pointer("/low/value")
-                            .and_then(number)
-                            .unwrap_or_default(),
-                        rr.pointer("/high/value")
-                            .and_then(number)
-                            .unwrap_or_default()
+                        at(rr, "/low/value").and_then(number).unwrap_or_default(),
+                        at(rr, "/high/value").and_then(number).unwrap_or_default()
                     ));
                     row.abnormal = match x {
                         Some(x) => low.is_some_and(|l| x < l) || high.is_some_and(|h| x > h),
@@ -190,13 +189,13 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
                 let parts: Vec<String> = comps
                     .iter()
                     .filter_map(|c| {
-                        let v = c.pointer("/valueQuantity/value").and_then(number)?;
+                        let v = at(c, "/valueQuantity/value").and_then(number)?;
                         Some(v)
                     })
                     .collect();
                 let unit = comps
                     .first()
-                    .and_then(|c| c.pointer("/valueQuantity/unit"))
+                    .and_then(|c| at(c, "/valueQuantity/unit"))
                     .and_then(Value::as_str)
                     .unwrap_or("");
                 row.value = Some(format!("{} {unit}", parts.join("/")).trim().to_string());
@@ -298,11 +297,11 @@ pub async fn visits(
         .release(sealed, &access, judge)
         .await
         .map_err(|e| unavailable(&e))?;
-    let docs: Vec<(&kanta_store::Found, Value)> =
-        attached.iter().map(|f| (f, f.to_value())).collect();
-    let mut by_encounter: HashMap<String, Vec<&(&kanta_store::Found, Value)>> = HashMap::new();
+    let docs: Vec<(&kanta_store::Found, &Value)> =
+        attached.iter().map(|f| (f, f.value())).collect();
+    let mut by_encounter: HashMap<String, Vec<&(&kanta_store::Found, &Value)>> = HashMap::new();
     for d in &docs {
-        if let Some(e) = encounter_reference(&d.1) {
+        if let Some(e) = encounter_reference(d.1) {
             by_encounter.entry(e.to_string()).or_default().push(d);
         }
     }
@@ -310,13 +309,13 @@ pub async fn visits(
     let mut providers: HashMap<String, String> = HashMap::new();
     let mut visits = Vec::new();
     for found in &page.resources {
-        let enc = found.to_value();
-        let setting: CareSetting = care_setting(&enc);
+        let enc = found.value();
+        let setting: CareSetting = care_setting(enc);
         let mine = by_encounter
             .get(&format!("Encounter/{}", found.id))
             .cloned()
             .unwrap_or_default();
-        let provider_ref = text_of(&enc, "/serviceProvider/reference").unwrap_or_default();
+        let provider_ref = text_of(enc, "/serviceProvider/reference").unwrap_or_default();
         if !providers.contains_key(&provider_ref) {
             let name = match provider_ref.strip_prefix("Organization/") {
                 Some(id) => orgs.get(&state, id).await.name.clone(),
@@ -325,7 +324,7 @@ pub async fn visits(
             providers.insert(provider_ref.clone(), name);
         }
         let provider = providers.get(&provider_ref).cloned().unwrap_or_default();
-        let start = text_of(&enc, "/period/start")
+        let start = text_of(enc, "/period/start")
             .and_then(|d| kanta_fhir::datetime::parse_start(&d))
             .map(kanta_fhir::datetime::millis);
         let docs: Vec<Visible<DocRow>> = mine
@@ -335,7 +334,7 @@ pub async fn visits(
         let row = VisitRow {
             date: start.map(super::helsinki_datetime).unwrap_or_default(),
             provider,
-            reason: text_of(&enc, "/reasonCode/0/text").unwrap_or_default(),
+            reason: text_of(enc, "/reasonCode/0/text").unwrap_or_default(),
             inpatient: setting == CareSetting::Inpatient,
             docs,
         };

@@ -202,9 +202,9 @@ fn check(
     facts: &HashMap<String, DocumentFacts>,
     now_ms: i64,
 ) -> Option<Visible<Item>> {
-    let body = row.found.to_value();
+    let body = row.found.value();
     let item = Item {
-        doc: doc_row(&body),
+        doc: doc_row(body),
         date: helsinki_datetime(row.effective_at),
         provider,
         href: if section == Section::Visits {
@@ -532,15 +532,14 @@ pub async fn detail(
         return not_found();
     };
     let event = row.encounter.as_ref().map(|e| {
-        let e = e.to_value();
+        let e = e.value();
         ServiceEvent {
-            date: e
-                .pointer("/period/start")
+            date: kanta_fhir::json::at(e, "/period/start")
                 .and_then(Value::as_str)
                 .and_then(kanta_fhir::datetime::parse_start)
                 .map(|t| helsinki_datetime(kanta_fhir::datetime::millis(t)))
                 .unwrap_or_default(),
-            inpatient: care_setting(&e) == kanta_domain::display::CareSetting::Inpatient,
+            inpatient: care_setting(e) == kanta_domain::display::CareSetting::Inpatient,
             reason: e
                 .pointer("/reasonCode/0/text")
                 .and_then(Value::as_str)
