@@ -177,7 +177,7 @@ pub enum AuditError {
 #[must_use = "written data is released only through AuditLog::settle"]
 pub enum Committed<T> {
     Released(Receipt, T),
-    Pending(Vec<i64>, Sealed<T>),
+    Pending(Vec<crate::PendingAudit>, Sealed<T>),
     Sealed(Sealed<T>),
 }
 
@@ -606,7 +606,7 @@ pub struct AuditConfig {
 /// make leaves.
 enum Work {
     Append(Vec<AuditRecord>),
-    Drain(Vec<i64>),
+    Drain(Vec<crate::PendingAudit>),
 }
 
 struct Job {
@@ -618,7 +618,7 @@ impl Job {
     fn len(&self) -> usize {
         match &self.work {
             Work::Append(r) => r.len(),
-            Work::Drain(ids) => ids.len(),
+            Work::Drain(rows) => rows.len(),
         }
     }
 }
@@ -707,11 +707,11 @@ impl AuditLog {
             // Stored with the write; released once they are leaves. If this fails, the records
             // stay in the outbox and become leaves at the next drain: the write is never without
             // them, and the caller hears that nothing was released.
-            Committed::Pending(ids, sealed) => {
-                let receipt = if ids.is_empty() {
+            Committed::Pending(rows, sealed) => {
+                let receipt = if rows.is_empty() {
                     Receipt::new(0, 0, 0)
                 } else {
-                    self.send(Work::Drain(ids)).await?
+                    self.send(Work::Drain(rows)).await?
                 };
                 Ok((receipt, sealed.0))
             }
@@ -843,19 +843,21 @@ impl Writer {
     async fn drain(&mut self, jobs: Vec<Job>) {
         // Ascending, once each: every drain locks outbox rows in id order, so two writers never
         // wait for each other in a circle.
-        let mut ids: Vec<i64> = jobs
+        let mut rows: Vec<&crate::PendingAudit> = jobs
             .iter()
             .flat_map(|j| match &j.work {
-                Work::Drain(ids) => ids.clone(),
+                Work::Drain(rows) => rows.iter().collect(),
                 Work::Append(_) => vec![],
             })
             .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        rows.sort_unstable_by_key(|r| r.id);
+        rows.dedup_by_key(|r| r.id);
+        let rows: Vec<crate::PendingAudit> = rows.into_iter().cloned().collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let result = if self.injected_failure() {
             Err(StoreError::Corrupt("injected audit failure".into()))
         } else {
-            self.store.audit_drain(Some(&ids)).await
+            self.store.audit_drain_rows(&rows).await
         };
         match result {
             Ok(drained) => {
@@ -863,11 +865,11 @@ impl Writer {
                 let seqs: std::collections::HashMap<i64, u64> = drained.seqs.into_iter().collect();
                 let batch = drained.append.map_or(0, |a| a.batch);
                 for j in jobs {
-                    let mine: &[i64] = match &j.work {
-                        Work::Drain(ids) => ids,
+                    let mine: &[crate::PendingAudit] = match &j.work {
+                        Work::Drain(rows) => rows,
                         Work::Append(_) => &[],
                     };
-                    let first = mine.iter().filter_map(|id| seqs.get(id)).min().copied();
+                    let first = mine.iter().filter_map(|r| seqs.get(&r.id)).min().copied();
                     let _ = j.done.send(Ok(Receipt {
                         first_seq: first.unwrap_or(0),
                         count: mine.len() as u64,

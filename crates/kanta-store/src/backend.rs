@@ -8,9 +8,9 @@ use crate::prelude::*;
 use crate::write::{apply, new_patient_key, Row, Tx};
 use crate::{
     ActingFor, ActingVia, AuditAppend, Backend, Checkpoint, ClientRecord, Cursor, Drained, Found,
-    ImportSummary, Page, PendingLogin, Result, SearchQuery, SectionCursor, SectionPage,
-    SectionProviders, SectionQuery, SectionRow, SessionRow, Store, StoreError, Stored, StoredAudit,
-    StoredJson, VisitsPage, WriteRequest, Written,
+    ImportSummary, Page, PendingAudit, PendingLogin, Result, SearchQuery, SectionCursor,
+    SectionPage, SectionProviders, SectionQuery, SectionRow, SessionRow, Store, StoreError, Stored,
+    StoredAudit, StoredJson, VisitsPage, WriteRequest, Written,
 };
 use async_trait::async_trait;
 use kanta_domain::audit::AuditRecord;
@@ -76,6 +76,11 @@ impl SqliteStore {
     async fn append_one_statement(&self, _: &[AuditRecord]) -> Result<Option<AuditAppend>> {
         Ok(None)
     }
+
+    /// SQLite's writes make their records leaves in their own transaction: no outbox to drain.
+    async fn drain_one_statement(&self, _: &[PendingAudit]) -> Result<Option<Drained>> {
+        Ok(None)
+    }
 }
 
 pub struct PgStore {
@@ -118,51 +123,114 @@ impl PgStore {
         if !self.one_statement_append || records.is_empty() {
             return Ok(None);
         }
+        let rows = records
+            .iter()
+            .map(|r| {
+                String::from_utf8(r.canonical_bytes())
+                    .map(|body| PendingAudit {
+                        id: 0,
+                        patient: r.patient.map_or(0, |k| k.0),
+                        recorded_at: r.recorded_at,
+                        body,
+                    })
+                    .map_err(|_| StoreError::Corrupt("audit body".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.leaves_one_statement(&rows, false).await
+    }
+
+    /// The same for records waiting in the outbox, given as their writes put them there (ascending
+    /// ids): the statement also deletes them from the outbox, and applies only if every one is
+    /// still there (a writer that took them first also moved the head; the count is a second
+    /// guard). Seven round trips become one for a batch of writes.
+    async fn drain_one_statement(&self, rows: &[PendingAudit]) -> Result<Option<Drained>> {
+        if !self.one_statement_append || rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .leaves_one_statement(rows, true)
+            .await?
+            .map(|app| Drained {
+                seqs: rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.id, app.first_seq + i as u64))
+                    .collect(),
+                append: Some(app),
+            }))
+    }
+
+    async fn leaves_one_statement(
+        &self,
+        rows: &[PendingAudit],
+        from_outbox: bool,
+    ) -> Result<Option<AuditAppend>> {
         let Some((old_batch, mut frontier)) = self.head.get() else {
             return Ok(None);
         };
         let (old_size, batch, first_seq) = (frontier.size() as i64, old_batch + 1, frontier.size());
-        let n = records.len();
+        let n = rows.len();
         let (mut patients, mut seqs, mut times) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let (mut leaves, mut bodies) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for r in records {
-            let body = String::from_utf8(r.canonical_bytes())
-                .map_err(|_| StoreError::Corrupt("audit body".into()))?;
-            let leaf = leaf_hash(body.as_bytes());
+        let (mut leaves, mut bodies, mut ids) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for r in rows {
+            let leaf = leaf_hash(r.body.as_bytes());
             seqs.push(frontier.size() as i64);
             frontier.push(leaf);
-            patients.push(r.patient.map_or(0, |k| k.0));
+            patients.push(r.patient);
             times.push(r.recorded_at);
             leaves.push(leaf.to_vec());
-            bodies.push(body);
+            bodies.push(r.body.as_str());
+            ids.push(r.id);
         }
         let frontier_text: String = frontier.nodes().iter().map(to_hex).collect();
-        let done = sqlx::query(
-            "WITH moved AS (UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3 \
-             WHERE id = 1 AND tree_size = $4 AND batch = $5 RETURNING 1) \
-             INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) \
-             SELECT r.patient_key, r.seq, r.recorded_at, $2::bigint, r.leaf_hash, r.body \
-             FROM unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::text[]) \
-             AS r(patient_key, seq, recorded_at, leaf_hash, body) \
-             WHERE EXISTS (SELECT 1 FROM moved)",
-        )
-        .bind(frontier.size() as i64)
-        .bind(batch)
-        .bind(&frontier_text)
-        .bind(old_size)
-        .bind(old_batch)
-        .bind(&patients)
-        .bind(&seqs)
-        .bind(&times)
-        .bind(&leaves)
-        .bind(&bodies)
-        .execute(&self.write)
-        .await;
-        match done {
+        let q = if from_outbox {
+            sqlx::query(
+                "WITH moved AS (UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3 \
+                 WHERE id = 1 AND tree_size = $4 AND batch = $5 \
+                 AND (SELECT count(*) FROM audit_outbox WHERE id = ANY($11::bigint[])) = $12 RETURNING 1), \
+                 gone AS (DELETE FROM audit_outbox WHERE id = ANY($11::bigint[]) AND EXISTS (SELECT 1 FROM moved) RETURNING 1) \
+                 INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) \
+                 SELECT r.patient_key, r.seq, r.recorded_at, $2::bigint, r.leaf_hash, r.body \
+                 FROM unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::text[]) \
+                 AS r(patient_key, seq, recorded_at, leaf_hash, body) \
+                 WHERE EXISTS (SELECT 1 FROM moved)",
+            )
+        } else {
+            sqlx::query(
+                "WITH moved AS (UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3 \
+                 WHERE id = 1 AND tree_size = $4 AND batch = $5 RETURNING 1) \
+                 INSERT INTO audit_record (patient_key, seq, recorded_at, batch, leaf_hash, body) \
+                 SELECT r.patient_key, r.seq, r.recorded_at, $2::bigint, r.leaf_hash, r.body \
+                 FROM unnest($6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::text[]) \
+                 AS r(patient_key, seq, recorded_at, leaf_hash, body) \
+                 WHERE EXISTS (SELECT 1 FROM moved)",
+            )
+        };
+        let q = q
+            .bind(frontier.size() as i64)
+            .bind(batch)
+            .bind(&frontier_text)
+            .bind(old_size)
+            .bind(old_batch)
+            .bind(&patients)
+            .bind(&seqs)
+            .bind(&times)
+            .bind(&leaves)
+            .bind(&bodies);
+        let q = if from_outbox {
+            q.bind(&ids).bind(n as i64)
+        } else {
+            q
+        };
+        match q.execute(&self.write).await {
             Ok(d) if d.rows_affected() == n as u64 => {
                 let app = AuditAppend {
                     first_seq,
@@ -174,7 +242,8 @@ impl PgStore {
                 Ok(Some(app))
             }
             Ok(d) => {
-                // Nothing applied (one statement: all or none): the head moved elsewhere.
+                // Nothing applied (one statement: all or none): the head moved elsewhere, or
+                // another writer took these outbox records.
                 self.head.set(None);
                 if d.rows_affected() == 0 {
                     metrics::counter!("kanta_audit_head_moved_total").increment(1);
@@ -673,8 +742,10 @@ macro_rules! backend {
         }
 
         /// A write's audit records into the outbox, in the write's transaction; their ids.
-        async fn outbox_in(conn: &mut <$db as sqlx::Database>::Connection, records: &[AuditRecord]) -> Result<Vec<i64>> {
-            let mut ids = Vec::with_capacity(records.len());
+        /// (In the order given: a multi-row `INSERT … VALUES … RETURNING` returns its rows in the
+        /// order of its values.)
+        async fn outbox_in(conn: &mut <$db as sqlx::Database>::Connection, records: &[AuditRecord]) -> Result<Vec<PendingAudit>> {
+            let mut out = Vec::with_capacity(records.len());
             for chunk in records.chunks(AUDIT_CHUNK) {
                 let mut sql = String::from("INSERT INTO audit_outbox (patient_key, recorded_at, body) VALUES ");
                 for i in 0..chunk.len() {
@@ -685,14 +756,25 @@ macro_rules! backend {
                     sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
                 }
                 sql.push_str(" RETURNING id");
-                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                let mut rows = Vec::with_capacity(chunk.len());
                 for r in chunk {
                     let body = String::from_utf8(r.canonical_bytes()).map_err(|_| StoreError::Corrupt("audit body".into()))?;
-                    q = q.bind(r.patient.map_or(0, |k| k.0)).bind(r.recorded_at).bind(body);
+                    rows.push(PendingAudit { id: 0, patient: r.patient.map_or(0, |k| k.0), recorded_at: r.recorded_at, body });
                 }
-                ids.extend(q.fetch_all(&mut *conn).await?);
+                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                for r in &rows {
+                    q = q.bind(r.patient).bind(r.recorded_at).bind(r.body.as_str());
+                }
+                let ids = q.fetch_all(&mut *conn).await?;
+                if ids.len() != rows.len() {
+                    return Err(StoreError::Corrupt("the outbox returned fewer ids than rows".into()));
+                }
+                for (mut r, id) in rows.into_iter().zip(ids) {
+                    r.id = id;
+                    out.push(r);
+                }
             }
-            Ok(ids)
+            Ok(out)
         }
 
         fn audit_row(r: &<$db as sqlx::Database>::Row) -> Result<StoredAudit> {
@@ -1124,9 +1206,9 @@ macro_rules! backend {
                         let mut tx = $tx { tx: self.write.begin().await? };
                         let written = apply(&mut tx, request, now).await?;
                         let records = records_for(written.touched(), access);
-                        let ids = outbox_in(&mut *tx.tx, &records).await?;
+                        let pending = outbox_in(&mut *tx.tx, &records).await?;
                         tx.tx.commit().await?;
-                        Ok(Committed::Pending(ids, Sealed::new(written)))
+                        Ok(Committed::Pending(pending, Sealed::new(written)))
                     }
                     .await;
                     return self.settle(r).await;
@@ -1433,6 +1515,14 @@ macro_rules! backend {
                     Err(e) => { self.head.set(None); Err(e) }
                 };
                 self.settle(r).await
+            }
+
+            async fn audit_drain_rows(&self, rows: &[PendingAudit]) -> Result<Drained> {
+                if let Some(d) = self.drain_one_statement(rows).await? {
+                    return Ok(d);
+                }
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                self.audit_drain(Some(&ids)).await
             }
 
             async fn audit_pending(&self) -> Result<u64> {

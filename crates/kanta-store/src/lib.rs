@@ -310,6 +310,16 @@ pub struct StoredAudit {
     pub pruned_at: Option<i64>,
 }
 
+/// One record a write put in the outbox, as it put it there (the bytes its leaf will cover).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingAudit {
+    pub id: i64,
+    /// The patient key, or 0 for none.
+    pub patient: i64,
+    pub recorded_at: i64,
+    pub body: String,
+}
+
 /// What a drain of the outbox did: the append (none if nothing was pending) and, for each outbox
 /// id it drained, the record's sequence number.
 #[derive(Clone, Debug, Default)]
@@ -580,6 +590,12 @@ pub trait AuditStore: Send + Sync {
     /// them: these ids (those still there), or with `None` up to 1,000 of whatever is pending (the
     /// recovery after a crash). Returns the append and each drained id's sequence number.
     async fn audit_drain(&self, ids: Option<&[i64]>) -> Result<Drained>;
+    /// Make these outbox records leaves, given as their writes put them there (in ascending id
+    /// order): what `audit_drain(Some(ids))` does, but a store may do it without reading them back.
+    async fn audit_drain_rows(&self, rows: &[PendingAudit]) -> Result<Drained> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        self.audit_drain(Some(&ids)).await
+    }
     /// How many records wait in the outbox (committed with their writes, not yet leaves).
     async fn audit_pending(&self) -> Result<u64>;
     /// The tree size and root now.

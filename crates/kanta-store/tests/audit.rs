@@ -603,6 +603,80 @@ both!(
     a_log_of_version_1_and_2_records_verifies
 );
 
+/// The one-statement drain of a write's outbox records applies only while they are all still there:
+/// after another instance's writer took them (its recovery pass), the drain finds nothing, even
+/// when this writer's remembered head is current, and no record becomes a leaf twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_drain_never_appends_what_another_writer_took() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (a, b) = (
+        db.store.clone(),
+        kanta_store::connect(&db.url).await.unwrap(),
+    );
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let outbox = |from: i64, n: i64| {
+        let pool = pool.clone();
+        async move {
+            let mut rows = vec![];
+            for i in from..from + n {
+                let r = record(i);
+                let body = String::from_utf8(r.canonical_bytes()).unwrap();
+                let patient = r.patient.map_or(0, |k| k.0);
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO audit_outbox (patient_key, recorded_at, body) VALUES ($1, $2, $3) RETURNING id",
+                )
+                .bind(patient)
+                .bind(r.recorded_at)
+                .bind(&body)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                rows.push(kanta_store::PendingAudit {
+                    id,
+                    patient,
+                    recorded_at: r.recorded_at,
+                    body,
+                });
+            }
+            rows
+        }
+    };
+    a.append_audit(&[record(0), record(1)]).await.unwrap();
+    let taken = outbox(2, 3).await;
+    // Another instance's recovery pass takes them.
+    let d = b.audit_drain(None).await.unwrap();
+    assert_eq!(d.seqs.len(), 3);
+    // This writer's head moves on past them (its remembered one was stale: the locked way).
+    assert_eq!(a.append_audit(&[record(5)]).await.unwrap().first_seq, 5);
+    // Its head is current now, and the records it would drain are gone: nothing happens.
+    let again = a.audit_drain_rows(&taken).await.unwrap();
+    assert!(again.seqs.is_empty(), "{again:?}");
+    // That attempt forgot the head (it cannot tell a moved head from records taken); an append
+    // takes the locked way and remembers it again. Records still there are then drained in one
+    // statement, after the others.
+    assert_eq!(a.append_audit(&[record(6)]).await.unwrap().first_seq, 6);
+    let fresh = outbox(7, 2).await;
+    let d = a.audit_drain_rows(&fresh).await.unwrap();
+    assert_eq!(d.seqs, vec![(fresh[0].id, 7), (fresh[1].id, 8)]);
+    assert_eq!(a.audit_pending().await.unwrap(), 0);
+    let stored = a.audit_range(0, 100).await.unwrap();
+    let seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..9).collect::<Vec<_>>());
+    let bodies: std::collections::BTreeSet<&str> = stored.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(bodies.len(), 9, "no record twice");
+    let (size, root) = a.audit_head().await.unwrap();
+    let key = Signer::generate_pkcs8().unwrap();
+    audit::checkpoint_now(a.as_ref(), &signer(&key), None, size, root)
+        .await
+        .unwrap();
+    let report = audit::verify(a.as_ref(), NAME, &signer(&key).public_key(), None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    pool.close().await;
+    db.cleanup().await;
+}
+
 /// Several instances share one database only on PostgreSQL (SQLite is the one-process demo).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_instances_append_to_one_tree() {
