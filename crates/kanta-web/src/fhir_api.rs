@@ -1119,11 +1119,17 @@ async fn search(
     let count = q.count;
     let mut consents = Consents::new(CentreAccess::Searched);
     let now_ms = datetime::millis(state.clock.now());
-    let mut scanned = q.count;
     // Refused records are dropped before the page is made, and the search reads on until the
-    // page has one record more than it shows (so `next` is there exactly when more follow).
+    // page has one record more than it shows (so `next` is there exactly when more follow). The
+    // first read asks for that one more: when none is refused, no second read (before, every page
+    // with a next page read up to 100 more records to find the one: 15% of the benchmark's reads).
+    let first = kanta_store::SearchQuery {
+        count: count + 1,
+        ..q.clone()
+    };
+    let mut scanned = first.count;
     let mut decided = vec![];
-    let mut batch = Some(state.store.search(&q).await?);
+    let mut batch = Some(state.store.search(&first).await?);
     let mut sealed: Option<Sealed<kanta_store::Page>> = None;
     while let Some(mut page) = batch.take() {
         consents.load(&state, &caller.principal, &page).await?;

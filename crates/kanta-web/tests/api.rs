@@ -824,6 +824,40 @@ async fn search_pages_by_patient(b: Backend) {
         asc["entry"][0]["resource"]["effectiveDateTime"],
         "2024-02-01"
     );
+    // As many as there are: no next page; one fewer: a next page, holding the last one.
+    for (n, more) in [(23, false), (22, true), (24, false)] {
+        let (_, page, _) = app
+            .send(
+                Method::GET,
+                &format!("/fhir/Observation?patient={pid}&_count={n}"),
+                Some(&t),
+                None,
+            )
+            .await;
+        assert_eq!(
+            page["entry"].as_array().map(Vec::len),
+            Some(n.min(23)),
+            "_count={n}"
+        );
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+        assert_eq!(next.is_some(), more, "_count={n}: {next:?}");
+        if let Some(n) = next {
+            let (_, rest, _) = app
+                .send(
+                    Method::GET,
+                    n.strip_prefix(&app.base).unwrap(),
+                    Some(&t),
+                    None,
+                )
+                .await;
+            assert_eq!(rest["entry"].as_array().map(Vec::len), Some(1));
+        }
+    }
     let (_, none, _) = app
         .send(
             Method::GET,
