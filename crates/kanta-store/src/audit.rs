@@ -841,19 +841,24 @@ impl Writer {
     /// Make the outbox records of these jobs' writes leaves, in one transaction, and answer each
     /// job (its first record's sequence number; 0 when another writer made them leaves first).
     async fn drain(&mut self, jobs: Vec<Job>) {
-        // Ascending, once each: every drain locks outbox rows in id order, so two writers never
-        // wait for each other in a circle.
-        let mut rows: Vec<&crate::PendingAudit> = jobs
-            .iter()
-            .flat_map(|j| match &j.work {
-                Work::Drain(rows) => rows.iter().collect(),
+        // The records move out of the jobs (no copy of their bodies); each job keeps its ids for
+        // its receipt. Ascending, once each: every drain locks outbox rows in id order, so two
+        // writers never wait for each other in a circle.
+        let mut rows: Vec<crate::PendingAudit> = vec![];
+        let mut answers = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let mine: Vec<i64> = match j.work {
+                Work::Drain(r) => {
+                    let ids = r.iter().map(|r| r.id).collect();
+                    rows.extend(r);
+                    ids
+                }
                 Work::Append(_) => vec![],
-            })
-            .collect();
+            };
+            answers.push((mine, j.done));
+        }
         rows.sort_unstable_by_key(|r| r.id);
         rows.dedup_by_key(|r| r.id);
-        let rows: Vec<crate::PendingAudit> = rows.into_iter().cloned().collect();
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let result = if self.injected_failure() {
             Err(StoreError::Corrupt("injected audit failure".into()))
         } else {
@@ -864,13 +869,9 @@ impl Writer {
                 metrics::counter!("kanta_audit_records_total").increment(drained.seqs.len() as u64);
                 let seqs: std::collections::HashMap<i64, u64> = drained.seqs.into_iter().collect();
                 let batch = drained.append.map_or(0, |a| a.batch);
-                for j in jobs {
-                    let mine: &[crate::PendingAudit] = match &j.work {
-                        Work::Drain(rows) => rows,
-                        Work::Append(_) => &[],
-                    };
-                    let first = mine.iter().filter_map(|r| seqs.get(&r.id)).min().copied();
-                    let _ = j.done.send(Ok(Receipt {
+                for (mine, done) in answers {
+                    let first = mine.iter().filter_map(|id| seqs.get(id)).min().copied();
+                    let _ = done.send(Ok(Receipt {
                         first_seq: first.unwrap_or(0),
                         count: mine.len() as u64,
                         batch,
@@ -881,10 +882,10 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = ids.len(), "audit drain failed; the requests in this batch fail closed, their records stay pending");
+                tracing::error!(error = %e, records = rows.len(), "audit drain failed; the requests in this batch fail closed, their records stay pending");
                 metrics::counter!("kanta_audit_failures_total").increment(1);
-                for j in jobs {
-                    let _ = j.done.send(Err(AuditError::Unavailable));
+                for (_, done) in answers {
+                    let _ = done.send(Err(AuditError::Unavailable));
                 }
             }
         }

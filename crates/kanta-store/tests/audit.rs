@@ -515,6 +515,23 @@ async fn a_log_of_version_1_and_2_records_verifies(backend: Backend) {
     db.cleanup().await;
 }
 
+/// Sign a checkpoint of (size, root) with a fresh key and verify the whole log against it.
+async fn checkpoint_and_verify(
+    store: &dyn kanta_store::Store,
+    size: u64,
+    root: merkle::Hash,
+) -> audit::VerifyReport {
+    let key = Signer::generate_pkcs8().unwrap();
+    audit::checkpoint_now(store, &signer(&key), None, size, root)
+        .await
+        .unwrap();
+    let report = audit::verify(store, NAME, &signer(&key).public_key(), None)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    report
+}
+
 /// Two instances on one database, as behind a load balancer (issue 15): each writer appends after
 /// the head it remembers, in one statement on PostgreSQL; when the other instance moved the head,
 /// that statement applies nothing and the locked transaction takes over. In turn and concurrently:
@@ -584,14 +601,7 @@ async fn two_instances_append_to_one_tree(backend: Backend) {
     let leaves: Vec<_> = stored.iter().map(|r| r.leaf_hash).collect();
     let (size, root) = b.audit_head().await.unwrap();
     assert_eq!((size, root), (total, merkle::root(&leaves)));
-    let key = Signer::generate_pkcs8().unwrap();
-    audit::checkpoint_now(a.as_ref(), &signer(&key), None, size, root)
-        .await
-        .unwrap();
-    let report = audit::verify(a.as_ref(), NAME, &signer(&key).public_key(), None)
-        .await
-        .unwrap();
-    assert!(report.ok(), "{report:?}");
+    let report = checkpoint_and_verify(a.as_ref(), size, root).await;
     assert_eq!(report.records, total);
     db.cleanup().await;
 }
@@ -665,14 +675,7 @@ async fn postgres_a_drain_never_appends_what_another_writer_took() {
     let bodies: std::collections::BTreeSet<&str> = stored.iter().map(|r| r.body.as_str()).collect();
     assert_eq!(bodies.len(), 9, "no record twice");
     let (size, root) = a.audit_head().await.unwrap();
-    let key = Signer::generate_pkcs8().unwrap();
-    audit::checkpoint_now(a.as_ref(), &signer(&key), None, size, root)
-        .await
-        .unwrap();
-    let report = audit::verify(a.as_ref(), NAME, &signer(&key).public_key(), None)
-        .await
-        .unwrap();
-    assert!(report.ok(), "{report:?}");
+    checkpoint_and_verify(a.as_ref(), size, root).await;
     pool.close().await;
     db.cleanup().await;
 }

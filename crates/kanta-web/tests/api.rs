@@ -762,6 +762,16 @@ async fn bad_input_is_refused_precisely(b: Backend) {
     app.finish().await;
 }
 
+/// A searchset's `next` link, if it has one.
+fn next_link(page: &Value) -> Option<String> {
+    page["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
 async fn search_pages_by_patient(b: Backend) {
     let app = TestApp::spawn(b).await;
     let t = app.token("clinician").await;
@@ -796,12 +806,7 @@ async fn search_pages_by_patient(b: Backend) {
                     .to_string(),
             );
         }
-        let next = page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_string());
+        let next = next_link(&page);
         match next {
             Some(n) => url = n.strip_prefix(&app.base).unwrap().to_string(),
             None => break,
@@ -839,12 +844,7 @@ async fn search_pages_by_patient(b: Backend) {
             Some(n.min(23)),
             "_count={n}"
         );
-        let next = page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_string());
+        let next = next_link(&page);
         assert_eq!(next.is_some(), more, "_count={n}: {next:?}");
         if let Some(n) = next {
             let (_, rest, _) = app
