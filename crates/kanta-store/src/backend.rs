@@ -36,7 +36,7 @@ const STORED_COLUMNS: &str = "resource_type, id, version_id, last_updated, org_i
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
-    locations: Locations,
+    locations: std::sync::Arc<Locations>,
     head: AuditHead,
 }
 
@@ -67,7 +67,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             read,
             write,
-            locations: Locations::default(),
+            locations: std::sync::Arc::default(),
             head: AuditHead::default(),
         })
     }
@@ -86,7 +86,7 @@ impl SqliteStore {
 pub struct PgStore {
     read: PgPool,
     write: PgPool,
-    locations: Locations,
+    locations: std::sync::Arc<Locations>,
     head: AuditHead,
     one_statement_append: bool,
 }
@@ -104,7 +104,7 @@ impl PgStore {
         Ok(PgStore {
             read: pool.clone(),
             write: pool,
-            locations: Locations::default(),
+            locations: std::sync::Arc::default(),
             head: AuditHead::default(),
             one_statement_append: !citus,
         })
@@ -364,24 +364,46 @@ impl AuditHead {
     }
 }
 
-/// `Type/id` → patient key, remembered. Safe to keep: a resource never moves to another patient
-/// and ids are never reused, so an entry can only be missing, never wrong. Bounded; cleared when full.
+/// What the store remembers of committed data: `Type/id` → the patient key of a patient-scoped
+/// resource, or `None` for a shared resource that exists. Safe to keep: nothing is ever deleted, a
+/// resource never moves to another patient and ids are never reused, so an entry can only be
+/// missing, never wrong. Filled only from committed data (reads, and writes after their commit).
+/// Bounded; cleared when full.
 #[derive(Default)]
-struct Locations(std::sync::Mutex<std::collections::HashMap<String, PatientKey>>);
+pub(crate) struct Locations(
+    std::sync::Mutex<std::collections::HashMap<String, Option<PatientKey>>>,
+);
 
 impl Locations {
     const MAX: usize = 200_000;
 
     fn get(&self, t: &str, id: &str) -> Option<PatientKey> {
+        self.remembered(t, id).flatten()
+    }
+
+    /// `Some(Some(key))`: patient data of that patient; `Some(None)`: shared data that exists.
+    pub(crate) fn remembered(&self, t: &str, id: &str) -> Option<Option<PatientKey>> {
         self.0.lock().ok()?.get(&format!("{t}/{id}")).copied()
     }
 
-    fn put(&self, t: &str, id: &str, key: PatientKey) {
+    fn put(&self, t: &str, id: &str, key: Option<PatientKey>) {
         if let Ok(mut m) = self.0.lock() {
             if m.len() >= Self::MAX {
                 m.clear();
             }
             m.insert(format!("{t}/{id}"), key);
+        }
+    }
+
+    /// A committed write's resources (and the ones it matched): where each lives.
+    fn put_written(&self, written: &[Written]) {
+        let Ok(mut m) = self.0.lock() else { return };
+        if m.len() + written.len() >= Self::MAX {
+            m.clear();
+        }
+        for w in written {
+            let s = &w.stored;
+            m.insert(format!("{}/{}", s.resource_type, s.id), s.patient);
         }
     }
 }
@@ -471,6 +493,8 @@ macro_rules! backend {
     ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $audit_in_write:literal, $migrator:expr) => {
         pub(crate) struct $tx {
             tx: Transaction<'static, $db>,
+            /// The store's memory of committed locations, consulted before a look-up.
+            known: std::sync::Arc<Locations>,
         }
 
         impl $tx {
@@ -515,6 +539,10 @@ macro_rules! backend {
 
         #[async_trait]
         impl Tx for $tx {
+            fn remembered(&self, resource_type: &str, id: &str) -> Option<Option<PatientKey>> {
+                self.known.remembered(resource_type, id)
+            }
+
             async fn locate(&mut self, resource_type: &str, id: &str) -> Result<Option<PatientKey>> {
                 let key: Option<i64> = sqlx::query_scalar("SELECT patient_key FROM resource_locator WHERE resource_type = $1 AND id = $2")
                     .bind(resource_type)
@@ -666,6 +694,11 @@ macro_rules! backend {
         }
 
         impl $store {
+            /// A write transaction on the writer pool.
+            async fn begin_write(&self) -> Result<$tx> {
+                Ok($tx { tx: self.write.begin().await?, known: self.locations.clone() })
+            }
+
             async fn locate(&self, t: &str, id: &str) -> Result<Option<PatientKey>> {
                 if let Some(k) = self.locations.get(t, id) {
                     return Ok(Some(k));
@@ -674,7 +707,7 @@ macro_rules! backend {
                     .bind(t).bind(id).fetch_optional(&self.read).await?;
                 let key = key.map(PatientKey);
                 if let Some(k) = key {
-                    self.locations.put(t, id, k);
+                    self.locations.put(t, id, Some(k));
                 }
                 Ok(key)
             }
@@ -1048,9 +1081,10 @@ macro_rules! backend {
         impl Records for $store {
             async fn write(&self, request: WriteRequest, now: OffsetDateTime) -> Result<Sealed<Vec<Written>>> {
                 let r = async {
-                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let mut tx = self.begin_write().await?;
                     let written = apply(&mut tx, request, now).await?;
                     tx.tx.commit().await?;
+                    self.locations.put_written(&written);
                     Ok(written)
                 }
                 .await;
@@ -1203,11 +1237,12 @@ macro_rules! backend {
                     // The write's records go into the outbox in its own transaction: the write
                     // and its records commit together; the writer makes them leaves.
                     let r = async {
-                        let mut tx = $tx { tx: self.write.begin().await? };
+                        let mut tx = self.begin_write().await?;
                         let written = apply(&mut tx, request, now).await?;
                         let records = records_for(written.touched(), access);
                         let pending = outbox_in(&mut *tx.tx, &records).await?;
                         tx.tx.commit().await?;
+                        self.locations.put_written(&written);
                         Ok(Committed::Pending(pending, Sealed::new(written)))
                     }
                     .await;
@@ -1216,11 +1251,12 @@ macro_rules! backend {
                 // One writer connection serialises SQLite's writes anyway: the write's audit records
                 // join its transaction, so data and record commit together with one sync.
                 let r = async {
-                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let mut tx = self.begin_write().await?;
                     let written = apply(&mut tx, request, now).await?;
                     let records = records_for(written.touched(), access);
                     let (app, _) = append_in(&mut *tx.tx, &records).await?;
                     tx.tx.commit().await?;
+                    self.locations.put_written(&written);
                     Ok(Committed::Released(Receipt::new(app.first_seq, records.len() as u64, app.batch), written))
                 }
                 .await;
@@ -1248,7 +1284,7 @@ macro_rules! backend {
             async fn import_population(&self, records: &[PersonRecord], now: OffsetDateTime) -> Result<ImportSummary> {
                 let now_ms = datetime::millis(now);
                 let r = async {
-                let mut tx = $tx { tx: self.write.begin().await? };
+                let mut tx = self.begin_write().await?;
                 let mut summary = ImportSummary::default();
                 let in_batch: std::collections::HashSet<&str> = records.iter().map(|r| r.person.hetu.as_str()).collect();
                 for rec in records {
@@ -1341,7 +1377,7 @@ macro_rules! backend {
                     return Ok(k);
                 }
                 let r = async {
-                    let mut tx = $tx { tx: self.write.begin().await? };
+                    let mut tx = self.begin_write().await?;
                     let (key, _) = tx.claim(h.as_str(), new_patient_key(), datetime::millis(now)).await?;
                     tx.tx.commit().await?;
                     Ok(key)

@@ -62,6 +62,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("visits_with_their_documents_newest_first", |s| {
             Box::pin(visits(s))
         }),
+        ("only_committed_writes_are_remembered", |s| {
+            Box::pin(remembered_locations(s))
+        }),
     ]
 }
 
@@ -525,6 +528,106 @@ async fn unknown_references(s: &dyn Store) {
         format!("Patient/{pid}"),
         "conditional references are made literal"
     );
+}
+
+/// The store remembers where committed resources live, and a write consults that memory instead
+/// of a query: what a rolled-back write would have stored is never remembered, and what is
+/// remembered places a record with its own patient.
+async fn remembered_locations(s: &dyn Store) {
+    let put = |id: &str, v: Value| WriteOp::Update {
+        resource: check(v).unwrap(),
+        id: id.to_string(),
+        if_match: None,
+    };
+    let pid = new_patient(s, HETU_A).await;
+    // A write that creates a Patient, an Organization and an Observation, and fails at its end.
+    let failed = vec![
+        put("p-gone", patient(HETU_B)),
+        put(
+            "org-gone",
+            json!({"resourceType": "Organization", "name": "Poissa"}),
+        ),
+        create(
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "Patient/p-gone"}, "performer": [{"reference": "Organization/org-gone"}],
+            "encounter": {"reference": "Encounter/nope"}}),
+        ),
+    ];
+    assert_eq!(
+        kind(s.write(req(failed), NOW).await.unwrap_err()),
+        ErrorKind::Unprocessable
+    );
+    // Neither the Patient nor the Organization of the rolled-back write is found afterwards.
+    for v in [
+        observation("Patient/p-gone", "2024-01-01", "x"),
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": format!("Patient/{pid}")}, "performer": [{"reference": "Organization/org-gone"}]}),
+    ] {
+        assert_eq!(
+            kind(s.write(req(vec![create(v)]), NOW).await.unwrap_err()),
+            ErrorKind::Unprocessable,
+            "a rolled-back write is not remembered"
+        );
+    }
+    // Committed, the same Organization is found, the second time from memory; records of the
+    // patient stay with the patient's key however the location was learnt.
+    s.write(
+        req(vec![put(
+            "org-gone",
+            json!({"resourceType": "Organization", "name": "Paikalla"}),
+        )]),
+        NOW,
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    let key = s.patient_key_of(&pid).await.unwrap().unwrap();
+    for when in ["2024-01-01", "2024-01-02"] {
+        let mut v = observation(&format!("Patient/{pid}"), when, "Hb");
+        v["performer"] = json!([{"reference": "Organization/org-gone"}]);
+        let w = s
+            .write(req(vec![create(v)]), NOW)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(w[0].stored.patient, Some(key));
+    }
+    // A conditional Patient and its records in one Bundle, twice: the HETU's mapping places them.
+    for _ in 0..2 {
+        let cond = WriteOp::Create {
+            resource: check(patient(HETU_A)).unwrap(),
+            if_none_exist: Some(("urn:oid:1.2.246.21".into(), HETU_A.into())),
+        };
+        let w = s
+            .write(
+                req_urls(vec![
+                    (Some("urn:uuid:p"), cond),
+                    (None, create(observation("urn:uuid:p", "2024-01-03", "Hb"))),
+                ]),
+                NOW,
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (w[0].stored.id.as_str(), w[0].matched),
+            (pid.as_str(), true)
+        );
+        assert_eq!(w[1].stored.patient, Some(key));
+    }
+    let found = s
+        .search(&SearchQuery {
+            resource_type: "Observation".into(),
+            patient: Some(key),
+            identifier: None,
+            ascending: false,
+            count: 10,
+            after: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.resources.len(), 4);
 }
 
 fn person(hetu: &str, family: &str) -> Person {

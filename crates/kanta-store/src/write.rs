@@ -162,6 +162,12 @@ pub(crate) struct Row<'a> {
 /// What a backend offers inside one database transaction.
 #[async_trait]
 pub(crate) trait Tx: Send {
+    /// What the store remembers of committed data, without a query: `Some(Some(key))` for patient
+    /// data of that patient, `Some(None)` for shared data that exists, `None` when not remembered.
+    /// Never wrong (nothing is deleted or moves), only ever missing.
+    fn remembered(&self, _resource_type: &str, _id: &str) -> Option<Option<PatientKey>> {
+        None
+    }
     /// The patient key of a patient-scoped resource.
     async fn locate(&mut self, resource_type: &str, id: &str) -> Result<Option<PatientKey>>;
     /// The current version (locking the row where the backend can) of a resource, and the
@@ -222,6 +228,10 @@ impl Known {
         if let Some(Some(key)) = self.0.get(&k) {
             return Ok(Some(*key));
         }
+        if let Some(Some(key)) = tx.remembered(t, id) {
+            self.0.insert(k, Some(key));
+            return Ok(Some(key));
+        }
         let found = tx.locate(t, id).await?;
         if found.is_some() {
             self.0.insert(k, found);
@@ -231,7 +241,7 @@ impl Known {
 
     async fn shared_exists(&mut self, tx: &mut dyn Tx, t: &str, id: &str) -> Result<bool> {
         let k = format!("{t}/{id}");
-        if self.0.contains_key(&k) {
+        if self.0.contains_key(&k) || tx.remembered(t, id) == Some(None) {
             return Ok(true);
         }
         // A plain read, not current_version: that one locks the row, and every writer refers to
@@ -261,6 +271,8 @@ pub(crate) async fn apply(
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| rank(&req.ops[i].2));
 
+    // Where resources live, learnt along the way (a HETU's mapping names its Patient's key).
+    let mut known = Known::default();
     // Phase 1: the id each entry ends up with, and which fullUrl names which Type/id.
     let mut ids: Vec<String> = vec![String::new(); n];
     let mut matched: Vec<bool> = vec![false; n];
@@ -294,7 +306,10 @@ pub(crate) async fn apply(
             } => {
                 let found = if t == "Patient" && system == codes::HETU_SYSTEM {
                     match tx.hetu_lookup(value).await? {
-                        Some((_, Some(rid))) => vec![rid],
+                        Some((key, Some(rid))) => {
+                            known.0.insert(format!("Patient/{rid}"), Some(key));
+                            vec![rid]
+                        }
                         _ => vec![],
                     }
                 } else {
@@ -346,7 +361,6 @@ pub(crate) async fn apply(
     }
 
     // Phase 2: write, in order.
-    let mut known = Known::default();
     let mut locked = crate::centre::Locked::default();
     let mut derived_basis: Option<Basis> = None;
     let mut pending: Vec<Pending> = Vec::with_capacity(n);
@@ -375,8 +389,9 @@ pub(crate) async fn apply(
             if let Some(PatientLink::Itself(h)) = &resource.patient {
                 // Lock the HETU now: a concurrent transaction may have created the Patient since
                 // our first look, and then the condition matches it.
-                let (_, rid) = tx.claim_hetu(h.as_str(), new_patient_key(), now_ms).await?;
+                let (key, rid) = tx.claim_hetu(h.as_str(), new_patient_key(), now_ms).await?;
                 if let Some(existing) = rid {
+                    known.0.insert(format!("Patient/{existing}"), Some(key));
                     if let Some(u) = &full_url {
                         full_urls.insert(u.clone(), format!("Patient/{existing}"));
                     }
@@ -444,7 +459,10 @@ pub(crate) async fn apply(
                 }
                 let hetu = c.rsplit('|').next().unwrap_or("").to_string();
                 let rid = match tx.hetu_lookup(&hetu).await? {
-                    Some((_, Some(rid))) => rid,
+                    Some((key, Some(rid))) => {
+                        known.0.insert(format!("Patient/{rid}"), Some(key));
+                        rid
+                    }
                     _ => {
                         return Err(fail(
                             ErrorKind::Unprocessable,
