@@ -5,6 +5,7 @@
 //! release date counts as a delay without end.
 
 use crate::codes;
+use crate::json::{str_at, Node};
 use kanta_domain::display::{CareSetting, ContentKind, DocumentFacts, MainView, Section};
 use serde_json::Value;
 
@@ -52,23 +53,28 @@ pub fn provider_joined_at(organisation: &Value) -> Option<i64> {
 
 /// The service event a care document is attached to: `encounter`, or `context.encounter[0]` on a
 /// DocumentReference.
-pub fn encounter_reference(resource: &Value) -> Option<&str> {
-    crate::json::str_at(resource, "/encounter/reference")
-        .or_else(|| crate::json::str_at(resource, "/context/encounter/0/reference"))
+pub fn encounter_reference<'a>(resource: impl Node<'a>) -> Option<&'a str> {
+    str_at(resource, "/encounter/reference")
+        .or_else(|| str_at(resource, "/context/encounter/0/reference"))
+}
+
+/// The extension of `url` among a node's `extension`s.
+fn extension<'a, N: Node<'a>>(node: N, url: &str) -> Option<N> {
+    node.field("extension")?
+        .items()
+        .find(|e| e.field("url").and_then(Node::text) == Some(url))
 }
 
 /// The minor's disclosure code recorded at a service event (R-MINOR-3): the `restriction-parent`
 /// extension's coding in the THL code system. `None`: no code (a system not updated for minors'
 /// data); a coding of another system reads as unreadable (fail closed).
-pub fn minor_disclosure(encounter: &Value) -> Option<kanta_domain::acting::MinorDisclosure> {
-    let ext = encounter
-        .get("extension")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|e| e.get("url").and_then(Value::as_str) == Some(codes::RESTRICTION_PARENT_URL))?;
-    let coding = ext.get("valueCoding");
-    let system = coding.and_then(|c| c.get("system")).and_then(Value::as_str);
-    let code = coding.and_then(|c| c.get("code")).and_then(Value::as_str);
+pub fn minor_disclosure<'a>(
+    encounter: impl Node<'a>,
+) -> Option<kanta_domain::acting::MinorDisclosure> {
+    let ext = extension(encounter, codes::RESTRICTION_PARENT_URL)?;
+    let coding = ext.field("valueCoding");
+    let system = coding.and_then(|c| c.field("system")).and_then(Node::text);
+    let code = coding.and_then(|c| c.field("code")).and_then(Node::text);
     Some(match (system, code) {
         (Some(codes::RESTRICTION_PARENT_SYSTEM), Some(c)) => {
             kanta_domain::acting::MinorDisclosure::from_code(c)
@@ -79,8 +85,8 @@ pub fn minor_disclosure(encounter: &Value) -> Option<kanta_domain::acting::Minor
 
 /// An Encounter's care setting: inpatient for `IMP`, `ACUTE`, `NONAC` (v3-ActCode), outpatient
 /// otherwise.
-pub fn care_setting(encounter: &Value) -> CareSetting {
-    match crate::json::str_at(encounter, "/class/code") {
+pub fn care_setting<'a>(encounter: impl Node<'a>) -> CareSetting {
+    match str_at(encounter, "/class/code") {
         Some("IMP" | "ACUTE" | "NONAC") => CareSetting::Inpatient,
         _ => CareSetting::Outpatient,
     }
@@ -88,35 +94,35 @@ pub fn care_setting(encounter: &Value) -> CareSetting {
 
 /// Whether the resource (this version) is cancelled: `status` or, on a Condition,
 /// `verificationStatus` is `entered-in-error`.
-pub fn cancelled(resource: &Value) -> bool {
-    resource.get("status").and_then(Value::as_str) == Some("entered-in-error")
-        || codings(resource.get("verificationStatus")).any(|(_, code)| code == "entered-in-error")
+pub fn cancelled<'a>(resource: impl Node<'a>) -> bool {
+    resource.field("status").and_then(Node::text) == Some("entered-in-error")
+        || codings(resource.field("verificationStatus")).any(|(_, code)| code == "entered-in-error")
 }
 
 /// The `(system, code)` pairs of an array of Codings (a CodeableConcept's `coding`, `meta.tag`,
 /// `meta.security`).
-fn system_codes(list: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
-    list.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| {
-            Some((
-                c.get("system").and_then(Value::as_str).unwrap_or(""),
-                c.get("code").and_then(Value::as_str)?,
-            ))
-        })
+fn system_codes<'a, N: Node<'a>>(list: Option<N>) -> impl Iterator<Item = (&'a str, &'a str)> {
+    list.into_iter().flat_map(Node::items).filter_map(|c| {
+        Some((
+            c.field("system").and_then(Node::text).unwrap_or(""),
+            c.field("code").and_then(Node::text)?,
+        ))
+    })
 }
 
-fn codings(concept: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
-    system_codes(concept.and_then(|c| c.get("coding")))
+fn codings<'a, N: Node<'a>>(concept: Option<N>) -> impl Iterator<Item = (&'a str, &'a str)> {
+    system_codes(concept.and_then(|c| c.field("coding")))
 }
 
-fn meta_list<'a>(resource: &'a Value, field: &str) -> impl Iterator<Item = (&'a str, &'a str)> {
-    system_codes(resource.get("meta").and_then(|m| m.get(field)))
+fn meta_list<'a, N: Node<'a>>(
+    resource: N,
+    field: &str,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    system_codes(resource.field("meta").and_then(|m| m.field(field)))
 }
 
 /// The document's main view: a local-view tag wins (R-DOC-6), then the national view.
-pub fn main_view(resource: &Value) -> MainView {
+pub fn main_view<'a>(resource: impl Node<'a>) -> MainView {
     let tags: Vec<(&str, &str)> = meta_list(resource, "tag").collect();
     if tags.iter().any(|(s, _)| *s == codes::LOCAL_VIEW_SYSTEM) {
         return MainView::Local;
@@ -129,31 +135,29 @@ pub fn main_view(resource: &Value) -> MainView {
 }
 
 /// The instant (ms) display is delayed until, if the resource carries the marker.
-pub fn delayed_until(resource: &Value) -> Option<i64> {
-    let ext = crate::json::at(resource, "/meta/extension")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|e| {
-            e.get("url").and_then(Value::as_str) == Some(codes::RELEASE_FOR_PATIENT_VIEWING_URL)
-        })?;
+pub fn delayed_until<'a>(resource: impl Node<'a>) -> Option<i64> {
+    let ext = extension(
+        resource.field("meta")?,
+        codes::RELEASE_FOR_PATIENT_VIEWING_URL,
+    )?;
     let when = ext
-        .get("valueDateTime")
-        .and_then(Value::as_str)
+        .field("valueDateTime")
+        .and_then(Node::text)
         .and_then(crate::datetime::parse_start)
         .map(crate::datetime::millis);
     Some(when.unwrap_or(i64::MAX))
 }
 
-fn content_kind(resource: &Value) -> ContentKind {
+fn content_kind<'a>(resource: impl Node<'a>) -> ContentKind {
     let t = resource
-        .get("resourceType")
-        .and_then(Value::as_str)
+        .field("resourceType")
+        .and_then(Node::text)
         .unwrap_or("");
     if t.starts_with("Medication") {
         return ContentKind::Medication;
     }
     if matches!(t, "Composition" | "DocumentReference")
-        && codings(resource.get("type"))
+        && codings(resource.field("type"))
             .any(|(s, c)| s == "http://loinc.org" && SUMMARY_LOINC.contains(&c))
     {
         return ContentKind::Summary;
@@ -162,9 +166,8 @@ fn content_kind(resource: &Value) -> ContentKind {
 }
 
 /// Everything the display rules need about one stored resource.
-pub fn document_facts(resource: &Value, ctx: &Context) -> DocumentFacts {
-    let is_service_event =
-        resource.get("resourceType").and_then(Value::as_str) == Some("Encounter");
+pub fn document_facts<'a>(resource: impl Node<'a>, ctx: &Context) -> DocumentFacts {
+    let is_service_event = resource.field("resourceType").and_then(Node::text) == Some("Encounter");
     DocumentFacts {
         is_service_event,
         service_event: if is_service_event {

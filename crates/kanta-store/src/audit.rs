@@ -253,6 +253,15 @@ impl<'a> Json<'a> {
     pub fn to_value(&self) -> serde_json::Value {
         self.value().clone()
     }
+
+    /// The JSON for reading through `kanta_fhir::json::Node`: stored text in the borrowed form,
+    /// parsed now (unless it was parsed as a `Value` already), a `Value` as it is.
+    pub fn doc(&self) -> kanta_fhir::json::Doc<'a> {
+        match self {
+            Json::Stored(s) => s.doc(),
+            Json::Value(_) | Json::None => kanta_fhir::json::Doc::Value(self.value()),
+        }
+    }
 }
 
 /// One record inside sealed data, as the access decision sees it before release.

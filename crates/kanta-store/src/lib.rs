@@ -163,6 +163,20 @@ impl StoredJson {
         self.parsed
             .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
     }
+
+    /// The JSON in its borrowed form, parsed on each call (cheap: no `String` per key or plain
+    /// string), or the `Value` when that was parsed already. Text that does not parse reads as
+    /// `null`, as in [`StoredJson::value`].
+    pub fn doc(&self) -> kanta_fhir::json::Doc<'_> {
+        static NULL: Value = Value::Null;
+        if let Some(v) = self.parsed.get() {
+            return kanta_fhir::json::Doc::Value(v);
+        }
+        match kanta_fhir::json::lite(&self.text) {
+            Some(l) => kanta_fhir::json::Doc::Lite(l),
+            None => kanta_fhir::json::Doc::Value(&NULL),
+        }
+    }
 }
 
 impl Found {

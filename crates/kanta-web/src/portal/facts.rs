@@ -11,8 +11,8 @@ use kanta_domain::display::{self, DocumentFacts, Visible};
 use kanta_fhir::display::{
     care_setting, document_facts, encounter_reference, minor_disclosure, Context,
 };
+use kanta_fhir::json::{Doc, DocNode, Node};
 use kanta_store::audit::{Gated, Sealed, Subject};
-use serde_json::Value;
 use std::collections::HashMap;
 
 /// The organisations holding a page's records, read from the registry once per request: their
@@ -49,14 +49,14 @@ impl Joined {
 }
 
 /// The facts of one document, given what the caller knows beside it.
-pub fn facts(
-    body: &Value,
+pub fn facts<'a, N: Node<'a>>(
+    body: N,
     own_date: i64,
-    service_event: Option<&Value>,
+    service_event: Option<N>,
     care_documents: usize,
     joined_at: Option<i64>,
 ) -> DocumentFacts {
-    let is_event = body.get("resourceType").and_then(Value::as_str) == Some("Encounter");
+    let is_event = body.field("resourceType").and_then(Node::text) == Some("Encounter");
     let setting = if is_event {
         Some(care_setting(body))
     } else {
@@ -78,7 +78,8 @@ pub fn facts(
 /// own (sections) or the Encounter among the same subjects it points to (visits); a service
 /// event's care documents are those among the same subjects that point to it.
 pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, DocumentFacts> {
-    assemble(subjects, joined).0
+    let docs: Vec<Doc<'_>> = subjects.iter().map(|s| s.json.doc()).collect();
+    assemble(subjects, &docs, joined).0
 }
 
 /// The facts, for each subject the visit among the same subjects it stands under (the visits
@@ -86,13 +87,19 @@ pub fn facts_of(subjects: &[Subject<'_>], joined: &Joined) -> HashMap<String, Do
 /// (R-MINOR-3: the Finnish day of its service event, or its own, and the disclosure code there).
 fn assemble(
     subjects: &[Subject<'_>],
+    docs: &[Doc<'_>],
     joined: &Joined,
 ) -> (
     HashMap<String, DocumentFacts>,
     Vec<Option<usize>>,
     Vec<MinorRecord>,
 ) {
-    let bodies: Vec<&Value> = subjects.iter().map(|s| s.json.value()).collect();
+    let bodies: Vec<DocNode<'_>> = docs.iter().map(Doc::node).collect();
+    // A section row's own service event, parsed once for all its rows.
+    let own_events: Vec<Option<Doc<'_>>> = subjects
+        .iter()
+        .map(|s| s.service_event.map(|f| f.json.doc()))
+        .collect();
     let mut events: HashMap<String, usize> = HashMap::new();
     let mut documents_on: HashMap<String, usize> = HashMap::new();
     for (i, s) in subjects.iter().enumerate() {
@@ -107,11 +114,12 @@ fn assemble(
     let mut minor = Vec::with_capacity(subjects.len());
     for (i, s) in subjects.iter().enumerate() {
         // The visit the record was made at: itself, its own service event, or the listed one.
-        let (event_body, event_at): (Option<&Value>, Option<i64>) =
+        let own_event = own_events[i].as_ref().map(Doc::node);
+        let (event_body, event_at): (Option<DocNode<'_>>, Option<i64>) =
             if s.resource_type == "Encounter" {
                 (Some(bodies[i]), s.effective_at)
-            } else if let Some(f) = s.service_event {
-                (Some(f.value()), Some(f.effective_at))
+            } else if let (Some(f), Some(e)) = (s.service_event, own_event) {
+                (Some(e), Some(f.effective_at))
             } else {
                 match encounter_reference(bodies[i]).and_then(|e| events.get(e).copied()) {
                     Some(j) => (Some(bodies[j]), subjects[j].effective_at),
@@ -127,7 +135,6 @@ fn assemble(
             continue;
         }
         let key = format!("{}/{}", s.resource_type, s.id);
-        let own_event = s.service_event.map(|f| f.value());
         let listed_event = encounter_reference(bodies[i]).and_then(|e| events.get(e).copied());
         let event = own_event.or_else(|| listed_event.map(|j| bodies[j]));
         let care_documents = documents_on.get(&key).copied().unwrap_or(0);
@@ -168,8 +175,26 @@ pub fn citizen_judge<'a>(
     facts: &'a mut HashMap<String, DocumentFacts>,
     now_ms: i64,
 ) -> impl FnOnce(&[Subject<'_>]) -> Vec<Decision> + 'a {
+    citizen_judge_reading(principal, view, acting, joined, facts, now_ms, |_, _| {})
+}
+
+/// [`citizen_judge`], and `read` sees each subject's parsed JSON once, so that a page takes what
+/// it prints from the same parse (what it takes is shown only through [`visible`], after release).
+pub fn citizen_judge_reading<'a>(
+    principal: &'a Principal,
+    view: View,
+    acting: &'a Acting,
+    joined: &'a Joined,
+    facts: &'a mut HashMap<String, DocumentFacts>,
+    now_ms: i64,
+    mut read: impl FnMut(&Subject<'_>, DocNode<'_>) + 'a,
+) -> impl FnOnce(&[Subject<'_>]) -> Vec<Decision> + 'a {
     move |subjects| {
-        let (assembled, under, minor) = assemble(subjects, joined);
+        let docs: Vec<Doc<'_>> = subjects.iter().map(|s| s.json.doc()).collect();
+        for (s, d) in subjects.iter().zip(&docs) {
+            read(s, d.node());
+        }
+        let (assembled, under, minor) = assemble(subjects, &docs, joined);
         *facts = assembled;
         let action = access::Action::View(view);
         let mut decisions: Vec<Decision> = subjects
@@ -223,7 +248,7 @@ mod tests {
     use super::*;
     use kanta_domain::display::{decide, Decision, Hidden};
     use kanta_store::audit::Json;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn subject<'a>(t: &'a str, id: &'a str, body: &'a Value, at: i64) -> Subject<'a> {
         Subject {

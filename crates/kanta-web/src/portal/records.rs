@@ -2,7 +2,7 @@
 //! the care documents attached to it, after the display rules. Only [`Visible`] rows reach the
 //! template. Clinician-entered text is rendered as text.
 
-use super::facts::{citizen_judge, visible, Joined};
+use super::facts::{citizen_judge_reading, visible, Joined};
 use super::{render, ui_for, Citizen, PageError, Ui};
 use crate::AppState;
 use askama::Template;
@@ -11,11 +11,10 @@ use axum::response::Response;
 use kanta_domain::audit::{Action, Actor};
 use kanta_domain::display::{CareSetting, ViewTable, Visible, DEFAULT_VIEW_TABLE};
 use kanta_fhir::display::{care_setting, encounter_reference};
-use kanta_fhir::json::at;
+use kanta_fhir::json::{at, str_at, Node};
 use kanta_store::audit::Access;
 use kanta_store::Cursor;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -52,6 +51,40 @@ pub struct VisitRow {
     pub docs: Vec<Visible<DocRow>>,
 }
 
+/// What the visits page prints of one record, taken from the judge's parse.
+enum Part {
+    Visit {
+        provider: String,
+        start: Option<i64>,
+        reason: String,
+        inpatient: bool,
+    },
+    Document {
+        encounter: Option<String>,
+        row: DocRow,
+    },
+}
+
+impl Part {
+    fn of<'a>(resource_type: &str, body: impl Node<'a>) -> Part {
+        if resource_type == "Encounter" {
+            Part::Visit {
+                provider: text_of(body, "/serviceProvider/reference").unwrap_or_default(),
+                start: str_at(body, "/period/start")
+                    .and_then(kanta_fhir::datetime::parse_start)
+                    .map(kanta_fhir::datetime::millis),
+                reason: text_of(body, "/reasonCode/0/text").unwrap_or_default(),
+                inpatient: care_setting(body) == CareSetting::Inpatient,
+            }
+        } else {
+            Part::Document {
+                encounter: encounter_reference(body).map(str::to_string),
+                row: doc_row(body),
+            }
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "visits.html")]
 struct VisitsPage<'a> {
@@ -76,8 +109,8 @@ fn parse_cursor(s: &str) -> Option<Cursor> {
     .filter(|_| ok)
 }
 
-fn text_of(v: &Value, pointer: &str) -> Option<String> {
-    at(v, pointer).and_then(Value::as_str).map(str::to_string)
+fn text_of<'a>(v: impl Node<'a>, pointer: &str) -> Option<String> {
+    str_at(v, pointer).map(str::to_string)
 }
 
 /// The readable text of a FHIR narrative `div`: tags dropped, the five XML entities decoded. The
@@ -108,26 +141,26 @@ pub fn narrative_text(div: &str) -> String {
         .join(" ")
 }
 
-fn concept_text(v: &Value, field: &str) -> String {
-    let concept = v.get(field);
+fn concept_text<'a>(v: impl Node<'a>, field: &str) -> String {
+    let concept = v.field(field);
     concept
-        .and_then(|c| c.get("text"))
+        .and_then(|c| c.field("text"))
         .or_else(|| concept.and_then(|c| at(c, "/coding/0/display")))
-        .and_then(Value::as_str)
+        .and_then(Node::text)
         .map(str::to_string)
         .unwrap_or_default()
 }
 
-fn number(v: &Value) -> Option<String> {
-    v.as_f64().map(|n| {
+fn number<'a>(v: impl Node<'a>) -> Option<String> {
+    v.number().map(|n| {
         let s = format!("{n}");
         s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
     })
 }
 
 /// What the page says about one care document.
-pub(crate) fn doc_row(r: &Value) -> DocRow {
-    let t = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
+pub(crate) fn doc_row<'a>(r: impl Node<'a>) -> DocRow {
+    let t = r.field("resourceType").and_then(Node::text).unwrap_or("");
     let mut row = DocRow {
         kind_key: "record-kind-other",
         title: String::new(),
@@ -142,11 +175,10 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
             row.kind_key = "record-kind-text";
             row.title = text_of(r, "/title").unwrap_or_default();
             let divs: Vec<&str> = r
-                .get("section")
-                .and_then(Value::as_array)
+                .field("section")
                 .into_iter()
-                .flatten()
-                .filter_map(|s| at(s, "/text/div").and_then(Value::as_str))
+                .flat_map(Node::items)
+                .filter_map(|s| str_at(s, "/text/div"))
                 .collect();
             row.text = divs
                 .iter()
@@ -166,14 +198,14 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
         "Observation" => {
             row.kind_key = "record-kind-measurement";
             row.title = concept_text(r, "code");
-            if let Some(q) = r.get("valueQuantity") {
-                let value = q.get("value").and_then(number).unwrap_or_default();
-                let unit = q.get("unit").and_then(Value::as_str).unwrap_or("");
+            if let Some(q) = r.field("valueQuantity") {
+                let value = q.field("value").and_then(number).unwrap_or_default();
+                let unit = q.field("unit").and_then(Node::text).unwrap_or("");
                 row.value = Some(format!("{value} {unit}").trim().to_string());
                 if let Some(rr) = at(r, "/referenceRange/0") {
-                    let low = at(rr, "/low/value").and_then(Value::as_f64);
-                    let high = at(rr, "/high/value").and_then(Value::as_f64);
-                    let x = q.get("value").and_then(Value::as_f64);
+                    let low = at(rr, "/low/value").and_then(Node::number);
+                    let high = at(rr, "/high/value").and_then(Node::number);
+                    let x = q.field("value").and_then(Node::number);
                     row.range = Some(format!(
                         "{}–{}",
                         at(rr, "/low/value").and_then(number).unwrap_or_default(),
@@ -185,19 +217,12 @@ pub(crate) fn doc_row(r: &Value) -> DocRow {
                     };
                     row.kind_key = "record-kind-lab";
                 }
-            } else if let Some(comps) = r.get("component").and_then(Value::as_array) {
+            } else if let Some(comps) = r.field("component").filter(|c| c.is_array()) {
                 let parts: Vec<String> = comps
-                    .iter()
-                    .filter_map(|c| {
-                        let v = at(c, "/valueQuantity/value").and_then(number)?;
-                        Some(v)
-                    })
+                    .items()
+                    .filter_map(|c| at(c, "/valueQuantity/value").and_then(number))
                     .collect();
-                let unit = comps
-                    .first()
-                    .and_then(|c| at(c, "/valueQuantity/unit"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let unit = str_at(comps, "/0/valueQuantity/unit").unwrap_or("");
                 row.value = Some(format!("{} {unit}", parts.join("/")).trim().to_string());
             }
         }
@@ -282,10 +307,26 @@ pub async fn visits(
         subject: Some(key),
     };
     // Every visit and document judged by the one decision (display rules as its facts) before
-    // release: what the audit log records is what the page shows.
+    // release: what the audit log records is what the page shows. The judge's one parse of each
+    // record also gives what the page prints of it; only released records' parts are looked up,
+    // and each is shown only through `visible`.
     let joined = Joined::of_holders(&state, &sealed).await;
     let mut facts = HashMap::new();
-    let judge = citizen_judge(&principal, view, &whose.acting, &joined, &mut facts, now_ms);
+    let mut parts: HashMap<String, Part> = HashMap::new();
+    let judge = citizen_judge_reading(
+        &principal,
+        view,
+        &whose.acting,
+        &joined,
+        &mut facts,
+        now_ms,
+        |s, body| {
+            parts.insert(
+                format!("{}/{}", s.resource_type, s.id),
+                Part::of(s.resource_type, body),
+            );
+        },
+    );
     let (
         _,
         kanta_store::VisitsPage {
@@ -297,25 +338,32 @@ pub async fn visits(
         .release(sealed, &access, judge)
         .await
         .map_err(|e| unavailable(&e))?;
-    let docs: Vec<(&kanta_store::Found, &Value)> =
-        attached.iter().map(|f| (f, f.value())).collect();
-    let mut by_encounter: HashMap<String, Vec<&(&kanta_store::Found, &Value)>> = HashMap::new();
-    for d in &docs {
-        if let Some(e) = encounter_reference(d.1) {
-            by_encounter.entry(e.to_string()).or_default().push(d);
+    let mut by_encounter: HashMap<String, Vec<(&kanta_store::Found, DocRow)>> = HashMap::new();
+    for f in &attached {
+        if let Some(Part::Document {
+            encounter: Some(e),
+            row,
+        }) = parts.remove(&format!("{}/{}", f.resource_type, f.id))
+        {
+            by_encounter.entry(e).or_default().push((f, row));
         }
     }
     let mut orgs = joined.into_orgs();
     let mut providers: HashMap<String, String> = HashMap::new();
     let mut visits = Vec::new();
     for found in &page.resources {
-        let enc = found.value();
-        let setting: CareSetting = care_setting(enc);
+        let Some(Part::Visit {
+            provider: provider_ref,
+            start,
+            reason,
+            inpatient,
+        }) = parts.remove(&format!("Encounter/{}", found.id))
+        else {
+            continue;
+        };
         let mine = by_encounter
-            .get(&format!("Encounter/{}", found.id))
-            .cloned()
+            .remove(&format!("Encounter/{}", found.id))
             .unwrap_or_default();
-        let provider_ref = text_of(enc, "/serviceProvider/reference").unwrap_or_default();
         if !providers.contains_key(&provider_ref) {
             let name = match provider_ref.strip_prefix("Organization/") {
                 Some(id) => orgs.get(&state, id).await.name.clone(),
@@ -324,18 +372,15 @@ pub async fn visits(
             providers.insert(provider_ref.clone(), name);
         }
         let provider = providers.get(&provider_ref).cloned().unwrap_or_default();
-        let start = text_of(enc, "/period/start")
-            .and_then(|d| kanta_fhir::datetime::parse_start(&d))
-            .map(kanta_fhir::datetime::millis);
         let docs: Vec<Visible<DocRow>> = mine
-            .iter()
-            .filter_map(|(f, d)| visible(doc_row(d), &facts, &f.resource_type, &f.id, now_ms))
+            .into_iter()
+            .filter_map(|(f, row)| visible(row, &facts, &f.resource_type, &f.id, now_ms))
             .collect();
         let row = VisitRow {
             date: start.map(super::helsinki_datetime).unwrap_or_default(),
             provider,
-            reason: text_of(enc, "/reasonCode/0/text").unwrap_or_default(),
-            inpatient: setting == CareSetting::Inpatient,
+            reason,
+            inpatient,
             docs,
         };
         if let Some(v) = visible(row, &facts, "Encounter", &found.id, now_ms) {

@@ -202,9 +202,10 @@ fn check(
     facts: &HashMap<String, DocumentFacts>,
     now_ms: i64,
 ) -> Option<Visible<Item>> {
-    let body = row.found.value();
+    // The borrowed parse, as the judge's (no `Value` for what is read once).
+    let body = row.found.json.doc();
     let item = Item {
-        doc: doc_row(body),
+        doc: doc_row(body.node()),
         date: helsinki_datetime(row.effective_at),
         provider,
         href: if section == Section::Visits {
