@@ -458,7 +458,12 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `cols` parameters.
 fn values(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+    values_after(0, rows, cols, &[])
+}
+
+/// [`values`] numbered from `$first + 1`, each column with its cast (`::bigint`) where one is given.
+fn values_after(first: usize, rows: usize, cols: usize, casts: &[&str]) -> String {
+    let mut s = String::with_capacity(rows * cols * 6);
     for r in 0..rows {
         if r > 0 {
             s.push_str(", ");
@@ -468,11 +473,74 @@ fn values(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push_str(&format!("${}", r * cols + c + 1));
+            s.push_str(&format!("${}", first + r * cols + c + 1));
+            s.push_str(casts.get(c).copied().unwrap_or(""));
         }
         s.push(')');
     }
     s
+}
+
+/// The multi-row inserts of a write's patient rows (`VALUES` follows), sent per table or, on a
+/// single PostgreSQL server, together in one statement.
+const LOCATOR_INSERT: &str = "INSERT INTO resource_locator (resource_type, id, patient_key) VALUES";
+const RESOURCE_INSERT: &str = "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, section, body) VALUES";
+const RESOURCE_UPSERT: &str = "ON CONFLICT (patient_key, resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+     last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
+     org_id = excluded.org_id, section = excluded.section, body = excluded.body";
+const VERSION_INSERT: &str = "INSERT INTO resource_version (patient_key, resource_type, id, version_id, last_updated, org_id, body) VALUES";
+const TOKEN_INSERT: &str =
+    "INSERT INTO resource_token (patient_key, resource_type, system, value, id) VALUES";
+
+/// A write's patient rows laid out per table: the new resources' locators, the current version of
+/// each resource (its last row), every version, the updated resources whose tokens are replaced,
+/// and the current versions' tokens.
+struct Layout<'a, 'r> {
+    new: Vec<&'a Row<'r>>,
+    current: Vec<(&'a Row<'r>, &'a str)>,
+    versions: Vec<(&'a Row<'r>, &'a str)>,
+    replaced: Vec<&'a Row<'r>>,
+    tokens: Vec<(&'a Row<'r>, &'a (String, String))>,
+}
+
+impl<'a, 'r> Layout<'a, 'r> {
+    /// `rows` (patient data) with their bodies' `texts`, in the same order.
+    fn of(rows: &[&'a Row<'r>], texts: &'a [String]) -> Layout<'a, 'r> {
+        let mut last: std::collections::HashMap<(i64, &str, &str), (&'a Row<'r>, &'a str)> =
+            std::collections::HashMap::new();
+        for (r, text) in rows.iter().zip(texts) {
+            last.insert((Self::key(r), r.resource_type, r.id), (*r, text.as_str()));
+        }
+        let current: Vec<(&'a Row<'r>, &'a str)> = last.into_values().collect();
+        let tokens = current
+            .iter()
+            .flat_map(|(r, _)| r.tokens.iter().map(move |t| (*r, t)))
+            .collect();
+        Layout {
+            new: rows.iter().copied().filter(|r| r.version == 1).collect(),
+            versions: rows
+                .iter()
+                .copied()
+                .zip(texts.iter().map(String::as_str))
+                .collect(),
+            replaced: rows.iter().copied().filter(|r| r.version > 1).collect(),
+            current,
+            tokens,
+        }
+    }
+
+    fn key(r: &Row<'_>) -> i64 {
+        r.patient_key.map_or(0, |k| k.0)
+    }
+
+    /// The parameters the rows take in one statement.
+    fn parameters(&self) -> usize {
+        self.new.len() * 3
+            + self.current.len() * 10
+            + self.versions.len() * 7
+            + self.replaced.len() * 3
+            + self.tokens.len() * 5
+    }
 }
 
 /// Records per INSERT statement (6 parameters each; well under both backends' limits).
@@ -495,9 +563,57 @@ macro_rules! backend {
             tx: Transaction<'static, $db>,
             /// The store's memory of committed locations, consulted before a look-up.
             known: std::sync::Arc<Locations>,
+            /// A write's rows go out in one statement (a single PostgreSQL server).
+            one_statement: bool,
         }
 
         impl $tx {
+            /// A write's patient rows, one multi-row statement per table.
+            async fn put_per_table(&mut self, l: &Layout<'_, '_>) -> Result<()> {
+                let key = Layout::key;
+                // New resources get their locators.
+                for chunk in l.new.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("{LOCATOR_INSERT} {}", values(chunk.len(), 3));
+                    let mut query = sqlx::query(&sql);
+                    for r in chunk {
+                        query = query.bind(r.resource_type).bind(r.id).bind(key(r));
+                    }
+                    query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                }
+                for chunk in l.current.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("{RESOURCE_INSERT} {} {RESOURCE_UPSERT}", values(chunk.len(), 10));
+                    let mut query = sqlx::query(&sql);
+                    for (r, text) in chunk {
+                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
+                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(r.section).bind(*text);
+                    }
+                    query.execute(&mut *self.tx).await?;
+                }
+                for chunk in l.versions.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("{VERSION_INSERT} {}", values(chunk.len(), 7));
+                    let mut query = sqlx::query(&sql);
+                    for (r, text) in chunk {
+                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
+                            .bind(r.org_id).bind(*text);
+                    }
+                    query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+                }
+                for r in &l.replaced {
+                    sqlx::query("DELETE FROM resource_token WHERE patient_key = $1 AND resource_type = $2 AND id = $3")
+                        .bind(key(r)).bind(r.resource_type).bind(r.id)
+                        .execute(&mut *self.tx).await?;
+                }
+                for chunk in l.tokens.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("{TOKEN_INSERT} {}", values(chunk.len(), 5));
+                    let mut query = sqlx::query(&sql);
+                    for (r, (system, value)) in chunk {
+                        query = query.bind(key(r)).bind(r.resource_type).bind(system).bind(value).bind(r.id);
+                    }
+                    query.execute(&mut *self.tx).await?;
+                }
+                Ok(())
+            }
+
             async fn claim(&mut self, hetu: &str, candidate: PatientKey, now: i64) -> Result<(PatientKey, Option<String>)> {
                 sqlx::query("INSERT INTO patient_hetu (hetu, patient_key, created_at) VALUES ($1, $2, $3) ON CONFLICT (hetu) DO NOTHING")
                     .bind(hetu)
@@ -597,68 +713,13 @@ macro_rules! backend {
 
             async fn put_many(&mut self, rows: &[Row<'_>]) -> Result<()> {
                 let (patient_rows, shared_rows): (Vec<&Row<'_>>, Vec<&Row<'_>>) = rows.iter().partition(|r| r.patient_key.is_some());
-                let key = |r: &Row<'_>| r.patient_key.map_or(0, |k| k.0);
-                // New resources get their locators.
-                let new: Vec<&&Row<'_>> = patient_rows.iter().filter(|r| r.version == 1).collect();
-                for chunk in new.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!("INSERT INTO resource_locator (resource_type, id, patient_key) VALUES {}", values(chunk.len(), 3));
-                    let mut query = sqlx::query(&sql);
-                    for r in chunk {
-                        query = query.bind(r.resource_type).bind(r.id).bind(key(r));
-                    }
-                    query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
-                }
                 // Each body is serialised once, as the text that is stored and returned (issue 15:
                 // a TEXT column, not jsonb, so a read sends it on without conversion).
                 let texts: Vec<String> = patient_rows.iter().map(|r| serde_json::to_string(r.body)).collect::<std::result::Result<_, _>>()
                     .map_err(|e| StoreError::Corrupt(format!("resource JSON: {e}")))?;
-                // The current version: the last row per resource.
-                let mut last: std::collections::HashMap<(i64, &str, &str), (&Row<'_>, &str)> = std::collections::HashMap::new();
-                for (r, text) in patient_rows.iter().zip(&texts) {
-                    last.insert((key(r), r.resource_type, r.id), (r, text.as_str()));
-                }
-                let current: Vec<(&Row<'_>, &str)> = last.into_values().collect();
-                for chunk in current.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO resource (patient_key, resource_type, id, version_id, last_updated, effective_at, status, org_id, section, body) VALUES {} \
-                         ON CONFLICT (patient_key, resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
-                         last_updated = excluded.last_updated, effective_at = excluded.effective_at, status = excluded.status, \
-                         org_id = excluded.org_id, section = excluded.section, body = excluded.body",
-                        values(chunk.len(), 10)
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (r, text) in chunk {
-                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(r.section).bind(*text);
-                    }
-                    query.execute(&mut *self.tx).await?;
-                }
-                let versions: Vec<(&&Row<'_>, &String)> = patient_rows.iter().zip(&texts).collect();
-                for chunk in versions.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO resource_version (patient_key, resource_type, id, version_id, last_updated, org_id, body) VALUES {}",
-                        values(chunk.len(), 7)
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (r, text) in chunk {
-                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.org_id).bind(text.as_str());
-                    }
-                    query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
-                }
-                for r in patient_rows.iter().filter(|r| r.version > 1) {
-                    sqlx::query("DELETE FROM resource_token WHERE patient_key = $1 AND resource_type = $2 AND id = $3")
-                        .bind(key(r)).bind(r.resource_type).bind(r.id)
-                        .execute(&mut *self.tx).await?;
-                }
-                let tokens: Vec<(&Row<'_>, &(String, String))> = current.iter().flat_map(|(r, _)| r.tokens.iter().map(move |t| (*r, t))).collect();
-                for chunk in tokens.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!("INSERT INTO resource_token (patient_key, resource_type, system, value, id) VALUES {}", values(chunk.len(), 5));
-                    let mut query = sqlx::query(&sql);
-                    for (r, (system, value)) in chunk {
-                        query = query.bind(key(r)).bind(r.resource_type).bind(system).bind(value).bind(r.id);
-                    }
-                    query.execute(&mut *self.tx).await?;
+                let layout = Layout::of(&patient_rows, &texts);
+                if !self.one_statement || !self.put_one_statement(&layout).await? {
+                    self.put_per_table(&layout).await?;
                 }
                 // Shared reference data is written rarely: one row at a time.
                 for row in shared_rows {
@@ -696,7 +757,7 @@ macro_rules! backend {
         impl $store {
             /// A write transaction on the writer pool.
             async fn begin_write(&self) -> Result<$tx> {
-                Ok($tx { tx: self.write.begin().await?, known: self.locations.clone() })
+                Ok($tx { tx: self.write.begin().await?, known: self.locations.clone(), one_statement: self.one_statement_writes() })
             }
 
             async fn locate(&self, t: &str, id: &str) -> Result<Option<PatientKey>> {
@@ -1680,6 +1741,19 @@ mod sqlite_impl {
         true,
         sqlx::migrate!("./migrations/sqlite")
     );
+
+    impl SqliteStore {
+        /// SQLite has no data-modifying `WITH`: a write's rows go per table.
+        fn one_statement_writes(&self) -> bool {
+            false
+        }
+    }
+
+    impl SqliteTx {
+        async fn put_one_statement(&mut self, _: &Layout<'_, '_>) -> Result<bool> {
+            Ok(false)
+        }
+    }
 }
 
 mod postgres_impl {
@@ -1693,4 +1767,103 @@ mod postgres_impl {
         false,
         sqlx::migrate!("./migrations/postgres")
     );
+
+    /// Parameters in one statement at most (PostgreSQL takes 65,535); a larger write goes per table.
+    const ONE_STATEMENT_PARAMETERS: usize = 30_000;
+
+    impl PgStore {
+        /// Off on Citus, which routes each distributed statement by one shard key (a write's
+        /// locators are placed by resource, its rows by patient).
+        fn one_statement_writes(&self) -> bool {
+            self.one_statement_append
+        }
+    }
+
+    impl PgTx {
+        /// A write's patient rows in one statement of data-modifying `WITH` parts, one round trip
+        /// where the per-table inserts take four or five (issue 15). The parts run against the
+        /// statement's one snapshot: the replaced tokens are the ones stored before it, so the
+        /// new tokens are never deleted. `false` when it does not apply (nothing to write, or
+        /// too many parameters); then the caller writes per table.
+        pub(super) async fn put_one_statement(&mut self, l: &Layout<'_, '_>) -> Result<bool> {
+            if l.current.is_empty() || l.parameters() > ONE_STATEMENT_PARAMETERS {
+                return Ok(false);
+            }
+            let mut parts: Vec<String> = vec![];
+            let mut n = 0;
+            if !l.new.is_empty() {
+                parts.push(format!(
+                    "one_write_locators AS ({LOCATOR_INSERT} {})",
+                    values_after(n, l.new.len(), 3, &[])
+                ));
+                n += l.new.len() * 3;
+            }
+            parts.push(format!(
+                "one_write_current AS ({RESOURCE_INSERT} {} {RESOURCE_UPSERT})",
+                values_after(n, l.current.len(), 10, &[])
+            ));
+            n += l.current.len() * 10;
+            parts.push(format!(
+                "one_write_versions AS ({VERSION_INSERT} {})",
+                values_after(n, l.versions.len(), 7, &[])
+            ));
+            n += l.versions.len() * 7;
+            if !l.replaced.is_empty() {
+                parts.push(format!(
+                    "one_write_replaced AS (DELETE FROM resource_token t USING (VALUES {}) AS r (k, rt, rid) \
+                     WHERE t.patient_key = r.k AND t.resource_type = r.rt AND t.id = r.rid)",
+                    values_after(n, l.replaced.len(), 3, &["::bigint", "::text", "::text"])
+                ));
+                n += l.replaced.len() * 3;
+            }
+            if !l.tokens.is_empty() {
+                parts.push(format!(
+                    "one_write_tokens AS ({TOKEN_INSERT} {})",
+                    values_after(n, l.tokens.len(), 5, &[])
+                ));
+            }
+            let sql = format!("WITH {} SELECT 1", parts.join(", "));
+            let key = Layout::key;
+            let mut q = sqlx::query(&sql);
+            for r in &l.new {
+                q = q.bind(r.resource_type).bind(r.id).bind(key(r));
+            }
+            for (r, text) in &l.current {
+                q = q
+                    .bind(key(r))
+                    .bind(r.resource_type)
+                    .bind(r.id)
+                    .bind(r.version)
+                    .bind(r.last_updated)
+                    .bind(r.effective_at)
+                    .bind(r.status)
+                    .bind(r.org_id)
+                    .bind(r.section)
+                    .bind(*text);
+            }
+            for (r, text) in &l.versions {
+                q = q
+                    .bind(key(r))
+                    .bind(r.resource_type)
+                    .bind(r.id)
+                    .bind(r.version)
+                    .bind(r.last_updated)
+                    .bind(r.org_id)
+                    .bind(*text);
+            }
+            for r in &l.replaced {
+                q = q.bind(key(r)).bind(r.resource_type).bind(r.id);
+            }
+            for (r, (system, value)) in &l.tokens {
+                q = q
+                    .bind(key(r))
+                    .bind(r.resource_type)
+                    .bind(system)
+                    .bind(value)
+                    .bind(r.id);
+            }
+            q.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
+            Ok(true)
+        }
+    }
 }

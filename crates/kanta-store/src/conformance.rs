@@ -65,6 +65,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("only_committed_writes_are_remembered", |s| {
             Box::pin(remembered_locations(s))
         }),
+        ("an_update_replaces_identifiers_and_service_event", |s| {
+            Box::pin(update_replaces_tokens(s))
+        }),
     ]
 }
 
@@ -628,6 +631,109 @@ async fn remembered_locations(s: &dyn Store) {
         .unwrap()
         .into_inner();
     assert_eq!(found.resources.len(), 4);
+}
+
+/// What a resource is found by follows its current version: an update's identifiers and service
+/// event replace the old ones (the old are no longer found), and a write of many rows keeps each
+/// resource's own.
+async fn update_replaces_tokens(s: &dyn Store) {
+    let pid = new_patient(s, HETU_A).await;
+    let key = s.patient_key_of(&pid).await.unwrap().unwrap();
+    let mut encounters = vec![];
+    for _ in 0..2 {
+        let e = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "subject": {"reference": format!("Patient/{pid}")}});
+        encounters.push(
+            s.write(req(vec![create(e)]), NOW)
+                .await
+                .unwrap()
+                .into_inner()[0]
+                .stored
+                .id
+                .clone(),
+        );
+    }
+    let obs = |ident: &str, enc: &str| {
+        let mut v = observation(&format!("Patient/{pid}"), "2024-01-01", "Hb");
+        v["identifier"] = json!([{"system": "urn:test:lab", "value": ident}]);
+        v["encounter"] = json!({"reference": format!("Encounter/{enc}")});
+        v
+    };
+    // Five at once, each with its own identifier, all under the first visit.
+    let ops = (0..5)
+        .map(|k| create(obs(&format!("old-{k}"), &encounters[0])))
+        .collect();
+    let first = s.write(req(ops), NOW).await.unwrap().into_inner();
+    let id = first[2].stored.id.clone();
+    s.write(
+        req(vec![WriteOp::Update {
+            resource: check(obs("new-2", &encounters[1])).unwrap(),
+            id: id.clone(),
+            if_match: Some(1),
+        }]),
+        NOW,
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    let by = |value: &str| SearchQuery {
+        resource_type: "Observation".into(),
+        patient: Some(key),
+        identifier: Some(("urn:test:lab".into(), value.into())),
+        ascending: false,
+        count: 10,
+        after: None,
+    };
+    let ids = |p: crate::Page| p.resources.into_iter().map(|f| f.id).collect::<Vec<_>>();
+    assert!(
+        ids(s.search(&by("old-2")).await.unwrap().into_inner()).is_empty(),
+        "the old identifier is gone"
+    );
+    assert_eq!(
+        ids(s.search(&by("new-2")).await.unwrap().into_inner()),
+        std::slice::from_ref(&id)
+    );
+    for k in [0, 1, 3, 4] {
+        assert_eq!(
+            ids(s
+                .search(&by(&format!("old-{k}")))
+                .await
+                .unwrap()
+                .into_inner()),
+            [first[k].stored.id.clone()],
+            "old-{k}"
+        );
+    }
+    let under = |e: &str| {
+        let e = format!("Encounter/{e}");
+        async move {
+            let mut v: Vec<String> = s
+                .attached_to(key, &[e])
+                .await
+                .unwrap()
+                .into_inner()
+                .into_iter()
+                .map(|f| f.id)
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(
+        under(&encounters[1]).await,
+        std::slice::from_ref(&id),
+        "moved to the second visit"
+    );
+    let mut rest: Vec<String> = [0, 1, 3, 4]
+        .iter()
+        .map(|&k| first[k].stored.id.clone())
+        .collect();
+    rest.sort();
+    assert_eq!(
+        under(&encounters[0]).await,
+        rest,
+        "and no longer under the first"
+    );
 }
 
 fn person(hetu: &str, family: &str) -> Person {

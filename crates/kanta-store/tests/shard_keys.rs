@@ -30,10 +30,16 @@ const MAY_FAN_OUT: &[(&str, &str)] = &[
 /// (a piece of the statement, why it never runs on Citus): the statements the store sends only to a
 /// single PostgreSQL server (`PgStore::one_statement_append`, off when the Citus extension is
 /// installed), which may mix placements freely.
-const SINGLE_SERVER_ONLY: &[(&str, &str)] = &[(
-    "WITH moved AS (UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3",
-    "the audit writer's one-statement append and drain (issue 15); on Citus the store takes the locked transactions instead",
-)];
+const SINGLE_SERVER_ONLY: &[(&str, &str)] = &[
+    (
+        "WITH moved AS (UPDATE audit_state SET tree_size = $1, batch = $2, frontier = $3",
+        "the audit writer's one-statement append and drain (issue 15); on Citus the store takes the locked transactions instead",
+    ),
+    (
+        "one_write_replaced AS (DELETE FROM resource_token t USING",
+        "a write's rows in one statement (`PgTx::put_one_statement`, issue 15), its tokens named by patient through the VALUES list; on Citus the store writes per table",
+    ),
+];
 
 fn dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
