@@ -30,55 +30,38 @@ pub trait Node<'a>: Copy + 'a {
     fn is_array(self) -> bool;
 }
 
-impl<'a> Node<'a> for &'a Value {
-    fn field(self, key: &str) -> Option<Self> {
-        self.as_object()?.get(key)
-    }
-    fn step(self, segment: &str) -> Option<Self> {
-        match self {
-            Value::Object(m) => m.get(segment),
-            Value::Array(a) => a.get(index(segment)?),
-            _ => None,
+/// The two forms have the same reading methods; one body serves both.
+macro_rules! node_for {
+    ($lt:lifetime, $ty:ty, $value:ident) => {
+        impl<$lt> Node<$lt> for $ty {
+            fn field(self, key: &str) -> Option<Self> {
+                self.as_object()?.get(key)
+            }
+            fn step(self, segment: &str) -> Option<Self> {
+                match self {
+                    $value::Object(m) => m.get(segment),
+                    $value::Array(a) => a.get(index(segment)?),
+                    _ => None,
+                }
+            }
+            fn text(self) -> Option<&$lt str> {
+                self.as_str()
+            }
+            fn number(self) -> Option<f64> {
+                self.as_f64()
+            }
+            fn items(self) -> impl Iterator<Item = Self> + $lt {
+                self.as_array().into_iter().flatten()
+            }
+            fn is_array(self) -> bool {
+                self.as_array().is_some()
+            }
         }
-    }
-    fn text(self) -> Option<&'a str> {
-        self.as_str()
-    }
-    fn number(self) -> Option<f64> {
-        self.as_f64()
-    }
-    fn items(self) -> impl Iterator<Item = Self> + 'a {
-        self.as_array().into_iter().flatten()
-    }
-    fn is_array(self) -> bool {
-        self.as_array().is_some()
-    }
+    };
 }
 
-impl<'a, 'b: 'a> Node<'a> for &'a Lite<'b> {
-    fn field(self, key: &str) -> Option<Self> {
-        self.as_object()?.get(key)
-    }
-    fn step(self, segment: &str) -> Option<Self> {
-        match self {
-            Lite::Object(m) => m.get(segment),
-            Lite::Array(a) => a.get(index(segment)?),
-            _ => None,
-        }
-    }
-    fn text(self) -> Option<&'a str> {
-        self.as_str()
-    }
-    fn number(self) -> Option<f64> {
-        self.as_f64()
-    }
-    fn items(self) -> impl Iterator<Item = Self> + 'a {
-        self.as_array().into_iter().flatten()
-    }
-    fn is_array(self) -> bool {
-        self.as_array().is_some()
-    }
-}
+node_for!('a, &'a Value, Value);
+node_for!('a, &'a Lite<'a>, Lite);
 
 /// A parsed document in either form.
 pub enum Doc<'a> {

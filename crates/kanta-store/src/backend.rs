@@ -557,6 +557,46 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A current version's columns (`RESOURCE_INSERT`'s order) bound to a query.
+macro_rules! bind_current {
+    ($q:expr, $r:expr, $text:expr) => {
+        $q.bind(Layout::key($r))
+            .bind($r.resource_type)
+            .bind($r.id)
+            .bind($r.version)
+            .bind($r.last_updated)
+            .bind($r.effective_at)
+            .bind($r.status)
+            .bind($r.org_id)
+            .bind($r.section)
+            .bind($text)
+    };
+}
+
+/// A version's columns (`VERSION_INSERT`'s order) bound to a query.
+macro_rules! bind_version {
+    ($q:expr, $r:expr, $text:expr) => {
+        $q.bind(Layout::key($r))
+            .bind($r.resource_type)
+            .bind($r.id)
+            .bind($r.version)
+            .bind($r.last_updated)
+            .bind($r.org_id)
+            .bind($text)
+    };
+}
+
+/// A token's columns (`TOKEN_INSERT`'s order) bound to a query.
+macro_rules! bind_token {
+    ($q:expr, $r:expr, $system:expr, $value:expr) => {
+        $q.bind(Layout::key($r))
+            .bind($r.resource_type)
+            .bind($system)
+            .bind($value)
+            .bind($r.id)
+    };
+}
+
 macro_rules! backend {
     ($store:ident, $tx:ident, $db:ty, $backend:expr, $for_update:literal, $audit_in_write:literal, $migrator:expr) => {
         pub(crate) struct $tx {
@@ -584,8 +624,7 @@ macro_rules! backend {
                     let sql = format!("{RESOURCE_INSERT} {} {RESOURCE_UPSERT}", values(chunk.len(), 10));
                     let mut query = sqlx::query(&sql);
                     for (r, text) in chunk {
-                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.effective_at).bind(r.status).bind(r.org_id).bind(r.section).bind(*text);
+                        query = bind_current!(query, r, *text);
                     }
                     query.execute(&mut *self.tx).await?;
                 }
@@ -593,8 +632,7 @@ macro_rules! backend {
                     let sql = format!("{VERSION_INSERT} {}", values(chunk.len(), 7));
                     let mut query = sqlx::query(&sql);
                     for (r, text) in chunk {
-                        query = query.bind(key(r)).bind(r.resource_type).bind(r.id).bind(r.version).bind(r.last_updated)
-                            .bind(r.org_id).bind(*text);
+                        query = bind_version!(query, r, *text);
                     }
                     query.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
                 }
@@ -607,7 +645,7 @@ macro_rules! backend {
                     let sql = format!("{TOKEN_INSERT} {}", values(chunk.len(), 5));
                     let mut query = sqlx::query(&sql);
                     for (r, (system, value)) in chunk {
-                        query = query.bind(key(r)).bind(r.resource_type).bind(system).bind(value).bind(r.id);
+                        query = bind_token!(query, r, system, value);
                     }
                     query.execute(&mut *self.tx).await?;
                 }
@@ -1829,38 +1867,16 @@ mod postgres_impl {
                 q = q.bind(r.resource_type).bind(r.id).bind(key(r));
             }
             for (r, text) in &l.current {
-                q = q
-                    .bind(key(r))
-                    .bind(r.resource_type)
-                    .bind(r.id)
-                    .bind(r.version)
-                    .bind(r.last_updated)
-                    .bind(r.effective_at)
-                    .bind(r.status)
-                    .bind(r.org_id)
-                    .bind(r.section)
-                    .bind(*text);
+                q = bind_current!(q, r, *text);
             }
             for (r, text) in &l.versions {
-                q = q
-                    .bind(key(r))
-                    .bind(r.resource_type)
-                    .bind(r.id)
-                    .bind(r.version)
-                    .bind(r.last_updated)
-                    .bind(r.org_id)
-                    .bind(*text);
+                q = bind_version!(q, r, *text);
             }
             for r in &l.replaced {
                 q = q.bind(key(r)).bind(r.resource_type).bind(r.id);
             }
             for (r, (system, value)) in &l.tokens {
-                q = q
-                    .bind(key(r))
-                    .bind(r.resource_type)
-                    .bind(system)
-                    .bind(value)
-                    .bind(r.id);
+                q = bind_token!(q, r, system, value);
             }
             q.execute(&mut *self.tx).await.map_err(conflict_on_unique)?;
             Ok(true)
