@@ -43,7 +43,8 @@ use crate::acting::{
     self, Acting, FunctionFacts, MandateCheck, MinorHidden, MinorRecord, Standing,
 };
 use crate::consent::{
-    self, CentreAccess, ConsentFacts, Disclosed, Purpose, Reader, RecordFacts, Refused,
+    self, CentreAccess, ConsentFacts, Disclosed, Purpose, Reader, RecordFacts, RecordedAs,
+    RecorderClaim, Refused,
 };
 use crate::display::{self, Section};
 use crate::ids::{ClientRole, OrgId, PatientKey};
@@ -666,6 +667,9 @@ pub struct Facts<'a> {
     /// The patient's consents and prohibitions, and the record's register and service event, for a
     /// provider's read of another register (R-CONSENT-1).
     pub disclosure: Option<&'a Disclosure<'a>>,
+    /// What a system's write of a consent, prohibition or will says of its recorder
+    /// (R-CONSENT-1: who may record the patient's choices).
+    pub recording: Option<RecorderClaim>,
 }
 
 /// What the disclosure rule reads for one record of another register.
@@ -826,6 +830,17 @@ pub enum Denial {
     Disclosure(Refused),
     /// The patient's consents could not be read for the decision (fail closed).
     NoConsentFacts,
+    /// A patient's choice is recorded in care by a named professional (X-Kanta-Professional).
+    RecorderNotNamed,
+    /// A patient's choice is recorded in care for the patient's care (purpose of use TREAT).
+    RecordingNotForCare,
+    /// The patient, a guardian or a proxy records choices in MyKanta only, never through a system.
+    RecordedInMyKantaOnly,
+    /// A write of a patient's choice without what it says of its recorder (fail closed).
+    NoRecordingFacts,
+    /// A producer's write into the organiser's register that no purchased-services mandate in
+    /// force lets it make (R-CONSENT-2).
+    NoStoreMandate,
 }
 
 impl Denial {
@@ -873,6 +888,11 @@ impl Denial {
             Denial::NoFunctionFacts => "no-function-facts",
             Denial::Disclosure(r) => r.code(),
             Denial::NoConsentFacts => "no-consent-facts",
+            Denial::RecorderNotNamed => "recorder-not-named",
+            Denial::RecordingNotForCare => "recording-not-for-care",
+            Denial::RecordedInMyKantaOnly => "recorded-in-mykanta-only",
+            Denial::NoRecordingFacts => "no-recording-facts",
+            Denial::NoStoreMandate => "no-store-mandate",
         }
     }
 
@@ -921,6 +941,11 @@ impl Denial {
             Denial::NoFunctionFacts => "this cannot be checked now",
             Denial::Disclosure(r) => r.message(),
             Denial::NoConsentFacts => "the patient's consents could not be checked",
+            Denial::RecorderNotNamed => "a consent, prohibition or will is recorded in care by a named professional (X-Kanta-Professional)",
+            Denial::RecordingNotForCare => "a consent, prohibition or will is recorded in care for the patient's care (X-Kanta-Purpose-Of-Use: TREAT)",
+            Denial::RecordedInMyKantaOnly => "the patient, a guardian or a proxy records choices in MyKanta; a system records them as the care unit (recorded-as care-unit, or none)",
+            Denial::NoRecordingFacts => "the recorder of this consent could not be checked",
+            Denial::NoStoreMandate => "no purchased-services mandate in force for this patient lets your organisation store this into that register (a producer stores new clinical records only)",
         }
     }
 
@@ -971,6 +996,11 @@ impl Denial {
                 | Refused::Prohibited,
             )
             | Denial::NoConsentFacts => "R-CONSENT-1",
+            Denial::RecorderNotNamed
+            | Denial::RecordingNotForCare
+            | Denial::RecordedInMyKantaOnly
+            | Denial::NoRecordingFacts => "R-CONSENT-1",
+            Denial::NoStoreMandate => "R-CONSENT-2",
         }
     }
 }
@@ -1130,7 +1160,15 @@ fn role_rule(
             resource_type,
         } => {
             let kind = Kind::of(resource_type).ok_or_else(|| vec![Denial::Inconsistent])?;
-            let ground = fhir_rule(role, org, *interaction, kind, target).map_err(|d| vec![d])?;
+            let ground = match fhir_rule(role, org, *interaction, kind, target) {
+                Err(Denial::OtherRegister) => {
+                    producer_rule(role, c, *interaction, kind, target, facts, now)?
+                }
+                other => other.map_err(|d| vec![d])?,
+            };
+            if kind == Kind::Consent && interaction.is_write() {
+                recording_rule(c, target, facts)?;
+            }
             match ground {
                 Ground::OtherRegister => disclosure_rule(role, c, kind, facts, now),
                 Ground::OwnRegister
@@ -1279,6 +1317,103 @@ fn register_rule(
         (_, true) => Ok(Ground::OwnRegister),
         (true, false) => Err(Denial::OtherRegister),
         (false, false) => Ok(Ground::OtherRegister),
+    }
+}
+
+/// R-CONSENT-1 with seed 000 §9 and seed 004: consents, prohibitions and wills may be recorded or
+/// changed in care, at the patient's request. A system therefore records them only as a care
+/// unit's recording — the acting professional named, for the patient's care — and never in the
+/// name of the patient, a guardian or a proxy, who record their choices in MyKanta (the server
+/// stamps the recorder from the request; a body claiming another is refused, never rewritten).
+fn recording_rule(c: &Client, target: Target<'_>, facts: &Facts<'_>) -> Result<(), Vec<Denial>> {
+    let mut denials = vec![];
+    if c.professional.is_none() {
+        denials.push(Denial::RecorderNotNamed);
+    }
+    match Purpose::parse(c.purpose.as_deref(), c.emergency_reason.is_some()) {
+        Purpose::Treatment => {}
+        // An emergency reads; it records no one's choices.
+        Purpose::Emergency { .. } | Purpose::Other => denials.push(Denial::RecordingNotForCare),
+    }
+    match target {
+        Target::Request => {}
+        Target::Patient { .. } | Target::Shared | Target::Summary { .. } => match facts.recording {
+            None => denials.push(Denial::NoRecordingFacts),
+            Some(RecorderClaim::None | RecorderClaim::Claims(RecordedAs::CareUnit)) => {}
+            Some(
+                RecorderClaim::Claims(
+                    RecordedAs::Myself | RecordedAs::Guardian | RecordedAs::Proxy,
+                )
+                | RecorderClaim::Unreadable,
+            ) => denials.push(Denial::RecordedInMyKantaOnly),
+        },
+    }
+    if denials.is_empty() {
+        Ok(())
+    } else {
+        Err(denials)
+    }
+}
+
+/// R-CONSENT-2: a producer stores straight into the organiser's register under a
+/// purchased-services mandate in force that names it and lets it store. Only new clinical records
+/// (never a consent, a mandate, a task or a prescription: what a producer may do is the organiser's
+/// to grant, never the producer's to widen), only by a care provider's client, and only with the
+/// organiser's mandates as facts; anything else stays "another register's".
+fn producer_rule(
+    role: ClientRole,
+    c: &Client,
+    interaction: Interaction,
+    kind: Kind,
+    target: Target<'_>,
+    facts: &Facts<'_>,
+    now: i64,
+) -> Result<Ground, Vec<Denial>> {
+    let clinician = match role {
+        ClientRole::Clinician => true,
+        ClientRole::Pharmacy | ClientRole::Archivist | ClientRole::Operator => false,
+    };
+    let clinical = match kind {
+        Kind::Clinical => true,
+        Kind::Patient
+        | Kind::Prescription
+        | Kind::Dispensation
+        | Kind::PrescriptionTask
+        | Kind::Consent
+        | Kind::Provenance
+        | Kind::Registry => false,
+    };
+    let create = match interaction {
+        Interaction::Create => true,
+        Interaction::Read
+        | Interaction::Vread
+        | Interaction::History
+        | Interaction::Search
+        | Interaction::Update => false,
+    };
+    // Only a clinician's new clinical record could have been a producer's: say what it lacks.
+    let refused = || match (clinician, clinical, create) {
+        (true, true, true) => vec![Denial::NoStoreMandate],
+        _ => vec![Denial::OtherRegister],
+    };
+    let holder = match target {
+        Target::Patient {
+            holder: Some(h), ..
+        } => h,
+        Target::Patient { holder: None, .. }
+        | Target::Request
+        | Target::Shared
+        | Target::Summary { .. } => return Err(refused()),
+    };
+    let mandates = facts.disclosure.map(|d| &d.consents.mandates);
+    let granted = mandates.is_some_and(|ms| {
+        ms.iter()
+            .any(|m| m.organiser == holder && m.lets_store(c.org.as_str(), now))
+    });
+    if clinician && clinical && create && granted {
+        Ok(Ground::PurchasedService)
+    } else {
+        Err(refused())
     }
 }
 

@@ -56,6 +56,53 @@ impl CareDomain {
     }
 }
 
+/// In which capacity a recording of the patient's choices (a consent, a prohibition, a will, the
+/// notice) was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordedAs {
+    /// The person themselves, in MyKanta.
+    Myself,
+    /// A guardian for a minor, in MyKanta.
+    Guardian,
+    /// A proxy for an adult, in MyKanta.
+    Proxy,
+    /// A care unit, at the patient's request (seed 000 §9, seed 004).
+    CareUnit,
+}
+
+impl RecordedAs {
+    pub const ALL: [RecordedAs; 4] = [
+        RecordedAs::Myself,
+        RecordedAs::Guardian,
+        RecordedAs::Proxy,
+        RecordedAs::CareUnit,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            RecordedAs::Myself => "self",
+            RecordedAs::Guardian => "guardian",
+            RecordedAs::Proxy => "proxy",
+            RecordedAs::CareUnit => "care-unit",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RecordedAs> {
+        RecordedAs::ALL.into_iter().find(|r| r.code() == s)
+    }
+}
+
+/// What a system's write of a consent, prohibition or will says of its recorder (its
+/// `recorded-as`), for the rule of who records the patient's choices. The server stamps the
+/// recorder of what it stores; the claim only decides whether the write is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecorderClaim {
+    /// The body names no recorder (the server stamps the care unit).
+    None,
+    /// The body names this one.
+    Claims(RecordedAs),
+    /// The body names one the platform does not know, or several.
+    Unreadable,
+}
+
 /// A period of validity: from (inclusive) to (exclusive), either end open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Period {
@@ -100,11 +147,13 @@ impl ProhibitionScope {
             // A record that names no register falls under every register prohibition of its
             // holder (fail closed: its register cannot be told).
             ProhibitionScope::Register { org, register } => {
-                record.holder == org && record.register.is_none_or(|r| r == register.as_str())
+                record.holder == org
+                    && (record.unreadable || record.register.is_none_or(|r| r == register.as_str()))
             }
             ProhibitionScope::ServiceEvent { org, encounter } => {
                 record.holder == org
-                    && (record.service_event == Some(encounter.as_str())
+                    && (record.unreadable
+                        || record.service_event == Some(encounter.as_str())
                         || record.self_ref == Some(encounter.as_str()))
             }
         }
@@ -185,6 +234,9 @@ pub struct RecordFacts<'a> {
     /// The record itself as `Type/id` (an Encounter is its own service event).
     pub self_ref: Option<&'a str>,
     pub domain: CareDomain,
+    /// Its register or service event cannot be told exactly (text that does not parse, several
+    /// register tags): every prohibition of its holder covers it (fail closed).
+    pub unreadable: bool,
 }
 
 /// How the Prescription Centre's data is asked for.
@@ -399,8 +451,43 @@ mod tests {
             register: Some(register),
             service_event: Some(event),
             self_ref: None,
+            unreadable: false,
             domain: CareDomain::Health,
         }
+    }
+
+    /// Issue 29: a record whose tags cannot be told exactly (several registers, text that does
+    /// not parse) falls under every prohibition of its holder, and under no other provider's.
+    #[test]
+    fn an_unreadable_record_is_covered_by_every_prohibition_of_its_holder() {
+        let mut r = rec("org-a", "2", "Encounter/e1");
+        r.unreadable = true;
+        for scope in [
+            ProhibitionScope::Provider {
+                org: "org-a".into(),
+            },
+            ProhibitionScope::Register {
+                org: "org-a".into(),
+                register: "3".into(),
+            },
+            ProhibitionScope::ServiceEvent {
+                org: "org-a".into(),
+                encounter: "Encounter/other".into(),
+            },
+        ] {
+            assert!(scope.covers(&r), "{scope:?}");
+        }
+        let elsewhere = ProhibitionScope::Register {
+            org: "org-b".into(),
+            register: "2".into(),
+        };
+        assert!(!elsewhere.covers(&r));
+        r.unreadable = false;
+        assert!(!ProhibitionScope::ServiceEvent {
+            org: "org-a".into(),
+            encounter: "Encounter/other".into(),
+        }
+        .covers(&r));
     }
 
     #[test]

@@ -233,12 +233,16 @@ fn cells() -> BTreeMap<String, String> {
             register: Some("2"),
             service_event: None,
             self_ref: None,
+            unreadable: false,
             domain: CareDomain::Health,
         }),
         centre: CentreAccess::Presented,
     };
+    // A write's body names no recorder (as most systems send it: the server stamps the care unit);
+    // every other claim is a row of `recording_table.rs`.
     let consented = Facts {
         disclosure: Some(&disclosure),
+        recording: Some(kanta_domain::consent::RecorderClaim::None),
         ..Facts::default()
     };
     let roles: Vec<Option<ClientRole>> = std::iter::once(None)

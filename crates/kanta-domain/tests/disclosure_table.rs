@@ -189,6 +189,7 @@ fn cells() -> BTreeMap<String, String> {
         register: Some("2"),
         service_event: Some("Encounter/e1"),
         self_ref: None,
+        unreadable: false,
         domain: CareDomain::Health,
     };
     let target = Target::Patient {

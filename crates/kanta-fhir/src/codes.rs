@@ -43,6 +43,12 @@ pub const YIELDS_IN_EMERGENCY_URL: &str = "urn:kanta:ext:yields-in-emergency";
 /// In which capacity the recorder acted (`Consent.extension`, valueCode: self, guardian, proxy,
 /// care-unit).
 pub const RECORDED_AS_URL: &str = "urn:kanta:ext:recorded-as";
+/// The acting professional of a care unit's recording (`Consent.performer.identifier.system`; the
+/// value is the request's `X-Kanta-Professional`, e.g. the Terhikki number).
+pub const PROFESSIONAL_SYSTEM: &str = "urn:kanta:ns:professional";
+/// The recording organisation of a care unit's recording, by its platform id (a logical
+/// reference in `Consent.performer`: the organisation need not be in the shared registry).
+pub const ORGANISATION_SYSTEM: &str = "urn:kanta:ns:organisation";
 /// The living will's structured fields (`Consent.extension`, complex).
 pub const LIVING_WILL_URL: &str = "urn:kanta:ext:living-will";
 /// The custodian role of a prohibited provider (`Consent.provision.actor.role`).

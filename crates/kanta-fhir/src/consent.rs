@@ -9,7 +9,7 @@
 use crate::codes;
 use crate::datetime;
 use kanta_domain::consent::{
-    CareDomain, ConsentFacts, Period, Prohibition, ProhibitionScope, PurchaseMandate,
+    CareDomain, ConsentFacts, Period, Prohibition, ProhibitionScope, PurchaseMandate, RecorderClaim,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,37 +68,7 @@ impl ConsentKind {
     }
 }
 
-/// In which capacity the recorder acted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RecordedAs {
-    /// The person themselves, in MyKanta.
-    Myself,
-    Guardian,
-    Proxy,
-    /// A care unit, on the patient's behalf.
-    CareUnit,
-}
-
-impl RecordedAs {
-    pub fn code(self) -> &'static str {
-        match self {
-            RecordedAs::Myself => "self",
-            RecordedAs::Guardian => "guardian",
-            RecordedAs::Proxy => "proxy",
-            RecordedAs::CareUnit => "care-unit",
-        }
-    }
-    pub fn parse(s: &str) -> Option<RecordedAs> {
-        [
-            RecordedAs::Myself,
-            RecordedAs::Guardian,
-            RecordedAs::Proxy,
-            RecordedAs::CareUnit,
-        ]
-        .into_iter()
-        .find(|r| r.code() == s)
-    }
-}
+pub use kanta_domain::consent::RecordedAs;
 
 /// One Kanta consent as read from its current version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +83,10 @@ pub struct ConsentRecord {
     pub performer_hetu: Option<String>,
     /// The performer's name as recorded.
     pub performer_name: Option<String>,
+    /// A care unit's recording: the organisation and the acting professional, as the server
+    /// stamped them from the request.
+    pub recorder_org: Option<String>,
+    pub recorder_professional: Option<String>,
     pub domain: Option<CareDomain>,
     pub period: Period,
     pub prohibition: Option<ProhibitionScope>,
@@ -289,9 +263,18 @@ pub fn read(value: &Value) -> Result<Option<ConsentRecord>, String> {
         .filter(|i| i.system.as_deref() == Some(codes::HETU_SYSTEM))
         .and_then(|i| i.value.clone());
     let performer_name = performer.and_then(|p| p.display.clone());
-    if performer.is_none() {
-        return Err("Consent.performer: a Kanta consent names who gave it".into());
-    }
+    let recorder_professional = c
+        .performer
+        .iter()
+        .filter_map(|p| p.identifier.as_ref())
+        .find(|i| i.system.as_deref() == Some(codes::PROFESSIONAL_SYSTEM))
+        .and_then(|i| i.value.clone());
+    let recorder_org = c
+        .performer
+        .iter()
+        .filter_map(|p| p.identifier.as_ref())
+        .find(|i| i.system.as_deref() == Some(codes::ORGANISATION_SYSTEM))
+        .and_then(|i| i.value.clone());
     let yields_in_emergency = ext(codes::YIELDS_IN_EMERGENCY_URL)
         .and_then(|e| e.value_boolean)
         .unwrap_or(false);
@@ -313,6 +296,8 @@ pub fn read(value: &Value) -> Result<Option<ConsentRecord>, String> {
         recorded_as,
         performer_hetu,
         performer_name,
+        recorder_org,
+        recorder_professional,
         domain: None,
         period,
         prohibition: None,
@@ -395,6 +380,57 @@ pub fn read(value: &Value) -> Result<Option<ConsentRecord>, String> {
         }
     }
     Ok(Some(record))
+}
+
+/// What a Consent's body says of its recorder (`urn:kanta:ext:recorded-as`), for the rule of who
+/// records a patient's choices: none, one known code, or anything else (several, another code, not
+/// a code) — the last refused like a claim to be the patient.
+pub fn recorder_claim(value: &Value) -> RecorderClaim {
+    let mut claims = value
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("url").and_then(Value::as_str) == Some(codes::RECORDED_AS_URL));
+    match (claims.next(), claims.next()) {
+        (None, _) => RecorderClaim::None,
+        (Some(e), None) => e
+            .get("valueCode")
+            .and_then(Value::as_str)
+            .and_then(RecordedAs::parse)
+            .map_or(RecorderClaim::Unreadable, RecorderClaim::Claims),
+        (Some(_), Some(_)) => RecorderClaim::Unreadable,
+    }
+}
+
+/// A care unit's recording of a Kanta consent as the server stores it (R-CONSENT-1, seed 000 §9,
+/// seed 004): `recorded-as` is `care-unit` and the performer is the request's professional and
+/// organisation — whatever the body said of them (the rule refused any claim to be the patient, a
+/// guardian or a proxy before this). Anything that is not a Kanta consent is left as it came.
+pub fn stamp_care_unit(value: &mut Value, org: &str, professional: &str) {
+    if kind_of(value).is_none() {
+        return;
+    }
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    let mut ext: Vec<Value> = match map.remove("extension") {
+        Some(Value::Array(a)) => a,
+        _ => vec![],
+    };
+    ext.retain(|e| e.get("url").and_then(Value::as_str) != Some(codes::RECORDED_AS_URL));
+    ext.insert(
+        0,
+        json!({"url": codes::RECORDED_AS_URL, "valueCode": RecordedAs::CareUnit.code()}),
+    );
+    map.insert("extension".into(), Value::Array(ext));
+    map.insert(
+        "performer".into(),
+        json!([
+            {"type": "Practitioner", "identifier": {"system": codes::PROFESSIONAL_SYSTEM, "value": professional}},
+            {"type": "Organization", "identifier": {"system": codes::ORGANISATION_SYSTEM, "value": org}},
+        ]),
+    );
 }
 
 /// What decides among several records of one kind: the same key, latest `dateTime` wins.
@@ -595,60 +631,54 @@ pub struct RecordTags {
     pub register: Option<String>,
     pub social: bool,
     pub service_event: Option<String>,
+    /// The tags cannot be told exactly (text that does not parse, several register tags, a
+    /// register tag without a code): every prohibition of the holder covers the record.
+    pub unreadable: bool,
 }
 
-#[derive(Deserialize)]
-struct SlimTag {
-    system: Option<String>,
-    code: Option<String>,
-}
-#[derive(Deserialize)]
-struct SlimMeta {
-    #[serde(default)]
-    tag: Vec<SlimTag>,
-}
-#[derive(Deserialize)]
-struct SlimRef {
-    reference: Option<String>,
-}
-#[derive(Deserialize)]
-struct SlimContext {
-    #[serde(default)]
-    encounter: Vec<SlimRef>,
-}
-#[derive(Deserialize)]
-struct Slim {
-    meta: Option<SlimMeta>,
-    encounter: Option<SlimRef>,
-    context: Option<SlimContext>,
-}
-
-/// Read a stored record's tags from its JSON text (unreadable text: no tags, which no prohibition
-/// of a register or service event matches — a provider-wide prohibition still does).
+/// Read a stored record's tags from its JSON text, with the same reader as the write path's
+/// service-event index (`display::encounter_reference`), so the rule and the visits index agree on
+/// every record however its other elements are shaped. Fails closed: what cannot be told exactly
+/// is `unreadable`, never "no tags".
 pub fn record_tags(json: &str) -> RecordTags {
-    let Ok(s) = serde_json::from_str::<Slim>(json) else {
-        return RecordTags::default();
+    let Some(doc) = crate::json::lite(json) else {
+        return RecordTags {
+            unreadable: true,
+            ..RecordTags::default()
+        };
     };
+    record_tags_of(&doc)
+}
+
+/// [`record_tags`] of a parsed record (either form).
+pub fn record_tags_of<'a>(record: impl crate::json::Node<'a>) -> RecordTags {
+    use crate::json::Node;
     let mut t = RecordTags::default();
-    for tag in s.meta.into_iter().flat_map(|m| m.tag) {
-        match tag.system.as_deref() {
-            Some(codes::REGISTER_SYSTEM) => t.register = tag.code,
-            Some(codes::SOCIAL_REGISTER_SYSTEM) => {
-                t.social = true;
-                t.register = tag.code;
-            }
-            _ => {}
+    let mut registers = 0usize;
+    let tags = record.field("meta").and_then(|m| m.field("tag"));
+    if tags.is_some_and(|t| !t.is_array()) {
+        t.unreadable = true;
+    }
+    for tag in tags.into_iter().flat_map(Node::items) {
+        let system = tag.field("system").and_then(Node::text);
+        let social = match system {
+            Some(codes::REGISTER_SYSTEM) => false,
+            Some(codes::SOCIAL_REGISTER_SYSTEM) => true,
+            _ => continue,
+        };
+        registers += 1;
+        t.social |= social;
+        match tag.field("code").and_then(Node::text) {
+            Some(code) => t.register = Some(code.to_string()),
+            None => t.unreadable = true,
         }
     }
-    t.service_event = s
-        .encounter
-        .and_then(|e| e.reference)
-        .or_else(|| {
-            s.context
-                .and_then(|c| c.encounter.into_iter().next())
-                .and_then(|e| e.reference)
-        })
-        .map(|r| service_event_of(&r));
+    if registers > 1 {
+        // Two registers: a prohibition of either covers it (it must not escape one by naming two).
+        t.unreadable = true;
+        t.register = None;
+    }
+    t.service_event = crate::display::encounter_reference(record).map(service_event_of);
     t
 }
 
@@ -736,6 +766,123 @@ mod tests {
             .starts_with("Consent.provision.code"));
     }
 
+    /// Issue 29: the rule's reader fails closed — two register tags, a tag without its code, or
+    /// text that does not parse leave the record covered by every prohibition of its holder — and
+    /// an unexpected shape elsewhere never loses the service event the visits index has.
+    #[test]
+    fn record_tags_fail_closed() {
+        let two = record_tags(
+            r#"{"resourceType":"Observation","meta":{"tag":[{"system":"urn:oid:1.2.246.537.5.40150","code":"2"},{"system":"urn:oid:1.2.246.537.5.40150","code":"3"}]}}"#,
+        );
+        assert!(two.unreadable);
+        assert_eq!(two.register, None);
+        let mixed = record_tags(
+            r#"{"meta":{"tag":[{"system":"urn:oid:1.2.246.537.5.40150","code":"2"},{"system":"urn:oid:1.2.246.537.6.1264","code":"1"}]}}"#,
+        );
+        assert!(mixed.unreadable && mixed.social);
+        let codeless =
+            record_tags(r#"{"meta":{"tag":[{"system":"urn:oid:1.2.246.537.5.40150"}]}}"#);
+        assert!(codeless.unreadable);
+        let not_a_list = record_tags(r#"{"meta":{"tag":{"system":"x"}}}"#);
+        assert!(not_a_list.unreadable);
+        // `context` of an unexpected shape: the encounter is still read, as the index reads it.
+        let odd = record_tags(
+            r#"{"resourceType":"Observation","encounter":{"reference":"Encounter/e1"},"context":"odd","meta":{"tag":[{"system":"urn:oid:1.2.246.537.5.40150","code":"2"}]}}"#,
+        );
+        assert_eq!(odd.service_event.as_deref(), Some("Encounter/e1"));
+        assert_eq!(odd.register.as_deref(), Some("2"));
+        assert!(!odd.unreadable);
+    }
+
+    mod agreement {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn reference() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(json!("Encounter/e1")),
+                Just(json!("https://x.example/fhir/Encounter/e2/_history/3")),
+                Just(json!("Condition/c1")),
+                Just(json!(7)),
+                Just(Value::Null),
+            ]
+        }
+
+        fn shape(r: Value) -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                Just(None),
+                Just(Some(json!({"reference": r.clone()}))),
+                Just(Some(json!([{"reference": r.clone()}]))),
+                Just(Some(json!({"encounter": [{"reference": r.clone()}]}))),
+                Just(Some(json!({"encounter": {"reference": r}}))),
+                Just(Some(json!("text"))),
+                Just(Some(json!(3))),
+            ]
+        }
+
+        fn tag() -> impl Strategy<Value = Value> {
+            (
+                prop_oneof![
+                    Just(Some(codes::REGISTER_SYSTEM)),
+                    Just(Some(codes::SOCIAL_REGISTER_SYSTEM)),
+                    Just(Some("urn:other")),
+                    Just(None),
+                ],
+                prop_oneof![Just(Some("2")), Just(Some("3")), Just(None)],
+            )
+                .prop_map(|(system, code)| {
+                    let mut t = serde_json::Map::new();
+                    if let Some(s) = system {
+                        t.insert("system".into(), json!(s));
+                    }
+                    if let Some(c) = code {
+                        t.insert("code".into(), json!(c));
+                    }
+                    Value::Object(t)
+                })
+        }
+
+        fn record() -> impl Strategy<Value = Value> {
+            (reference(), reference())
+                .prop_flat_map(|(a, b)| {
+                    (shape(a), shape(b), proptest::collection::vec(tag(), 0..4))
+                })
+                .prop_map(|(encounter, context, tags)| {
+                    let mut v = json!({"resourceType": "Observation", "meta": {"tag": tags}});
+                    if let Some(e) = encounter {
+                        v["encounter"] = e;
+                    }
+                    if let Some(c) = context {
+                        v["context"] = c;
+                    }
+                    v
+                })
+        }
+
+        proptest! {
+            /// The disclosure rule and the service-event index (written by `write.rs` from
+            /// `display::encounter_reference`) agree on every record, however it is shaped; the
+            /// stored text and the parsed value read alike; several register tags never escape.
+            #[test]
+            fn the_rule_and_the_index_agree(v in record()) {
+                let from_text = record_tags(&v.to_string());
+                let from_value = record_tags_of(&v);
+                prop_assert_eq!(&from_text, &from_value);
+                let indexed = crate::display::encounter_reference(&v)
+                    .filter(|e| e.starts_with("Encounter/"));
+                if let Some(e) = indexed {
+                    prop_assert_eq!(from_text.service_event.as_deref(), Some(e));
+                }
+                let registers = v["meta"]["tag"].as_array().map_or(0, |a| a.iter().filter(|t| {
+                    matches!(t["system"].as_str(), Some(codes::REGISTER_SYSTEM | codes::SOCIAL_REGISTER_SYSTEM))
+                }).count());
+                if registers > 1 {
+                    prop_assert!(from_text.unreadable);
+                }
+            }
+        }
+    }
+
     #[test]
     fn record_tags_read_register_and_service_event() {
         let t = record_tags(
@@ -749,7 +896,7 @@ mod tests {
         );
         assert!(t.social);
         assert_eq!(t.service_event.as_deref(), Some("Encounter/e9"));
-        assert_eq!(record_tags("not json"), RecordTags::default());
+        assert!(record_tags("not json").unreadable);
         let t = record_tags(
             r#"{"encounter":{"reference":"https://x.example/fhir/Encounter/e3/_history/2"}}"#,
         );

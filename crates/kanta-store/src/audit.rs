@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use kanta_domain::access::{Basis, Decision, Target};
 use kanta_domain::audit::{Action, Actor, AuditRecord, Outcome, AUDIT_SCHEMA};
-use kanta_domain::ids::PatientKey;
+use kanta_domain::ids::{ClientRole, PatientKey};
 use kanta_domain::merkle::{self, Frontier, Hash};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use sha2::{Digest, Sha256};
@@ -72,6 +72,13 @@ impl<T> Sealed<T> {
 }
 
 impl<T: Gated> Sealed<T> {
+    /// The judge's answer for every record, without releasing or recording anything: for a
+    /// decision that rests on another record (a version is released only as its resource's
+    /// current version is). Only the answers leave.
+    pub fn judged(&self, judge: impl FnMut(&Subject<'_>) -> bool) -> Vec<bool> {
+        self.0.subjects().iter().map(judge).collect()
+    }
+
     /// The patients some of whose records are held in a register other than `org`'s (their
     /// consents are the disclosure rule's facts). Nothing of the records leaves.
     pub fn patients_held_elsewhere(&self, org: &str) -> std::collections::BTreeSet<PatientKey> {
@@ -498,7 +505,15 @@ pub fn records_for(touched: Vec<Touch>, access: &Access) -> Vec<AuditRecord> {
             schema: AUDIT_SCHEMA,
             recorded_at: access.now_ms,
             patient: Some(patient),
-            actor: access.actor.clone(),
+            // The role that carried the permit names the actor.
+            actor: match (&access.actor, basis.as_ref().and_then(|b| b.role)) {
+                (Actor::Organisation { client_id, .. }, Some(ClientRole::Operator)) => {
+                    Actor::Operator {
+                        client_id: client_id.clone(),
+                    }
+                }
+                (actor, _) => actor.clone(),
+            },
             on_behalf_of: access.on_behalf_of,
             action,
             entities,

@@ -117,6 +117,7 @@ fn req(ops: Vec<WriteOp>) -> WriteRequest {
             .collect(),
         citizen: None,
         centre: None,
+        organiser: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn req_urls(ops: Vec<(Option<&str>, WriteOp)>) -> WriteRequest {
             .collect(),
         citizen: None,
         centre: None,
+        organiser: None,
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::{Result, StoreError, Stored};
 use async_trait::async_trait;
 use kanta_domain::access::{self, Action, Basis, Facts, Interaction, Principal, Target};
+use kanta_domain::consent::RecorderClaim;
 use kanta_domain::ids::{OrgId, PatientKey};
 use kanta_fhir::bundle::for_each_reference_mut;
 use kanta_fhir::resource::{scope_of, valid_id};
@@ -64,6 +65,10 @@ pub struct WriteRequest {
     /// The Prescription Centre's medicines database and settings; without them no prescription,
     /// dispensation or task is written.
     pub centre: Option<std::sync::Arc<crate::centre::Centre>>,
+    /// A producer's create into the organiser's register (`org` is then not the principal's): the
+    /// patient's consent facts with the purchased-services mandates, which the one decision reads
+    /// (R-CONSENT-2). `None` when writing into one's own register.
+    pub organiser: Option<kanta_domain::consent::ConsentFacts>,
 }
 
 /// What a citizen's write is, for the one decision (R-ACT).
@@ -93,11 +98,12 @@ pub struct Written {
 /// existing resource is a read of it.
 fn permit(
     who: (&Principal, Option<&CitizenWrite>),
-    interaction: Interaction,
-    resource_type: &str,
+    (interaction, resource_type): (Interaction, &str),
     target: Target<'_>,
     at: &str,
     now_ms: i64,
+    recording: Option<RecorderClaim>,
+    organiser: Option<&kanta_domain::consent::ConsentFacts>,
 ) -> Result<Basis> {
     let (principal, citizen) = who;
     let (action, facts) = match citizen {
@@ -110,6 +116,16 @@ fn permit(
             },
         ),
         None => (Action::fhir(interaction, resource_type), Facts::default()),
+    };
+    let disclosure = organiser.map(|consents| access::Disclosure {
+        consents,
+        record: None,
+        centre: kanta_domain::consent::CentreAccess::Searched,
+    });
+    let facts = Facts {
+        recording,
+        disclosure: disclosure.as_ref(),
+        ..facts
     };
     access::decide(principal, &action, target, &facts, now_ms)
         .permit()
@@ -412,11 +428,12 @@ pub(crate) async fn apply(
                 .ok_or_else(|| StoreError::Corrupt(format!("{t}/{id} matched but missing")))?;
             let basis = permit(
                 (&req.principal, req.citizen.as_ref()),
-                Interaction::Read,
-                &t,
+                (Interaction::Read, &t),
                 target_of(stored.patient, stored.org.as_deref()),
                 &at,
                 now_ms,
+                None,
+                None,
             )?;
             out[i] = Some(Written {
                 stored,
@@ -546,6 +563,22 @@ pub(crate) async fn apply(
         };
         if let (Some(old), Some(new)) = (existing_key, patient_key) {
             if old != new {
+                // The permit first, against the register holding it (issue 29): another
+                // register's record answers as a refused update does, whichever patient it is
+                // about, so the answer tells nothing of whose it is.
+                let holder = tx
+                    .current_version(Some(old), &t, &id)
+                    .await?
+                    .and_then(|(_, o)| o);
+                permit(
+                    (&req.principal, req.citizen.as_ref()),
+                    (Interaction::Update, &t),
+                    target_of(Some(old), holder.as_deref()),
+                    &at,
+                    now_ms,
+                    Some(RecorderClaim::None),
+                    None,
+                )?;
                 return Err(fail(
                     ErrorKind::Unprocessable,
                     &at,
@@ -569,14 +602,33 @@ pub(crate) async fn apply(
         } else {
             Interaction::Create
         };
+        // A system's recording of a patient's choice: who it says recorded it decides whether it
+        // may be written at all; what is stored names the care unit and the professional
+        // (R-CONSENT-1, seed 000 §9, seed 004).
+        let recording = (t == "Consent" && req.citizen.is_none())
+            .then(|| kanta_fhir::consent::recorder_claim(&body));
+        // A producer's create into the organiser's register is a write into another register,
+        // decided with the organiser's mandates (R-CONSENT-2).
+        let into_other = req.citizen.is_none() && req.principal.org() != Some(&req.org);
+        let holder = if holder.is_none() && into_other {
+            Some(req.org.as_str().to_string())
+        } else {
+            holder
+        };
         let basis = permit(
             (&req.principal, req.citizen.as_ref()),
-            interaction,
-            &t,
+            (interaction, &t),
             target_of(patient_key, holder.as_deref()),
             &at,
             now_ms,
+            recording,
+            req.organiser.as_ref().filter(|_| into_other),
         )?;
+        if let (Some(_), Principal::Client(c)) = (recording, &req.principal) {
+            if let Some(professional) = &c.professional {
+                kanta_fhir::consent::stamp_care_unit(&mut body, c.org.as_str(), professional);
+            }
+        }
         match (if_match, current) {
             (Some(want), Some(have)) if want != have => {
                 return Err(fail(
@@ -611,7 +663,10 @@ pub(crate) async fn apply(
                 ));
             }
             if let Some(m) = &r.mandate {
-                if m.organiser != req.org.as_str() {
+                // By the organiser itself, into its own register: never by a producer, even one
+                // storing into the organiser's register under a mandate (it would widen its own).
+                let writer = req.principal.org().map(OrgId::as_str);
+                if writer != Some(m.organiser.as_str()) || m.organiser != req.org.as_str() {
                     return Err(fail(
                         ErrorKind::Forbidden,
                         &at,
@@ -911,6 +966,7 @@ mod tests {
             ],
             citizen: None,
             centre: None,
+            organiser: None,
         };
         let now = time::macros::datetime!(2026-12-01 12:00 UTC);
         let written = apply(&mut fake, req, now).await.unwrap();

@@ -136,7 +136,13 @@ impl Caller {
 
     /// This caller as the audit log names it.
     pub fn actor(&self) -> kanta_domain::audit::Actor {
-        if self.client.roles.contains(&ClientRole::Operator) {
+        // A client that holds the operator's role alone is the operator; one that also holds a
+        // care role is its organisation, and each record names the operator only where the
+        // operator's role carried the permit (`audit::records_for`): a two-role client's reads of
+        // patient data stay in the citizen's disclosure log.
+        if !self.client.roles.is_empty()
+            && self.client.roles.iter().all(|r| *r == ClientRole::Operator)
+        {
             kanta_domain::audit::Actor::Operator {
                 client_id: self.client.client_id.clone(),
             }

@@ -208,17 +208,22 @@ impl Consents {
         let scoped = consents.prohibitions.iter().any(|p| {
             p.scope.org() == holder && !matches!(p.scope, ProhibitionScope::Provider { .. })
         });
-        let text = match &s.json {
-            Json::Stored(r) => Some(std::borrow::Cow::Borrowed(r.get())),
-            Json::Value(v) => Some(std::borrow::Cow::Owned(v.to_string())),
-            Json::None => None,
-        };
-        let maybe_social = text
-            .as_deref()
-            .is_some_and(|t| t.contains(kanta_fhir::codes::SOCIAL_REGISTER_OID));
-        let tags = match text.as_deref() {
-            Some(t) if clinical && (scoped || maybe_social) => kanta_fhir::consent::record_tags(t),
-            _ => kanta_fhir::consent::RecordTags::default(),
+        let tags = match &s.json {
+            _ if !clinical => kanta_fhir::consent::RecordTags::default(),
+            Json::Stored(r) => {
+                let maybe_social = r.get().contains(kanta_fhir::codes::SOCIAL_REGISTER_OID);
+                if scoped || maybe_social {
+                    kanta_fhir::consent::record_tags(r.get())
+                } else {
+                    kanta_fhir::consent::RecordTags::default()
+                }
+            }
+            Json::Value(v) => kanta_fhir::consent::record_tags_of(*v),
+            // No body to read: every prohibition of the holder covers it (fail closed).
+            Json::None => kanta_fhir::consent::RecordTags {
+                unreadable: true,
+                ..Default::default()
+            },
         };
         let self_ref = scoped.then(|| format!("{}/{}", s.resource_type, s.id));
         let d = Disclosure {
@@ -228,6 +233,7 @@ impl Consents {
                 register: tags.register.as_deref(),
                 service_event: tags.service_event.as_deref(),
                 self_ref: self_ref.as_deref(),
+                unreadable: tags.unreadable,
                 domain: if tags.social {
                     CareDomain::Social
                 } else {
@@ -245,14 +251,16 @@ impl Consents {
 }
 
 /// R-CONSENT-2: a producer stores straight into the organiser's register
-/// (`X-Kanta-Register-Of: <organiser>` on a create), under a purchased-services mandate in force
-/// for this patient that lets it store. `None`: the caller's own register.
+/// (`X-Kanta-Register-Of: <organiser>` on a create). This reads the facts only — the patient's
+/// consent facts with the organiser's purchased-services mandates —; whether the mandate lets this
+/// producer store this record is the one decision's (`access::producer_rule`), inside the write.
+/// `None`: the caller's own register.
 async fn organisers_register(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     resource: &kanta_fhir::Checked,
-) -> ApiResult<Option<OrgId>> {
+) -> ApiResult<Option<(OrgId, ConsentFacts)>> {
     let Some(v) = headers.get("x-kanta-register-of") else {
         return Ok(None);
     };
@@ -264,13 +272,6 @@ async fn organisers_register(
     if organiser == caller.org().as_str() {
         return Ok(None);
     }
-    let refused = || -> ApiError {
-        FhirError::new(
-            ErrorKind::Forbidden,
-            "no purchased-services mandate in force for this patient lets your organisation store into that register",
-        )
-        .into()
-    };
     let patient = match &resource.patient {
         Some(kanta_fhir::PatientLink::Reference { reference, .. }) => {
             reference.strip_prefix("Patient/").map(str::to_string)
@@ -283,22 +284,16 @@ async fn organisers_register(
             "storing into another register names its patient as Patient/<id>",
         )
     })?;
-    let Some(key) = state.store.patient_key_of(&patient).await? else {
-        return Err(refused());
+    // An unknown patient has no mandates: the decision refuses as for a known one without.
+    let facts = match state.store.patient_key_of(&patient).await? {
+        Some(key) => {
+            let mut consents = Consents::new(CentreAccess::Searched);
+            consents.load_patient(state, key).await?;
+            consents.facts.remove(&key).unwrap_or_default()
+        }
+        None => ConsentFacts::default(),
     };
-    let mut consents = Consents::new(CentreAccess::Searched);
-    consents.load_patient(state, key).await?;
-    let now_ms = datetime::millis(state.clock.now());
-    let allowed = consents.facts.get(&key).is_some_and(|f| {
-        f.mandates
-            .iter()
-            .any(|m| m.organiser == organiser && m.lets_store(caller.org().as_str(), now_ms))
-    });
-    if allowed {
-        Ok(Some(OrgId::new(organiser)))
-    } else {
-        Err(refused())
-    }
+    Ok(Some((OrgId::new(organiser), facts)))
 }
 
 /// A search reads on past records the disclosure rule refuses, so that a page is what it would
@@ -514,6 +509,9 @@ async fn vread(
     let v: i32 = vid
         .parse()
         .map_err(|_| FhirError::bad_request(format!("version id '{vid}' is not a number")))?;
+    if !current_permitted(&state, &caller, &rtype, &id).await? {
+        return Err(FhirError::not_found(format!("{rtype}/{id} has no version {v}")).into());
+    }
     let sealed = state.store.vread(&rtype, &id, v).await?;
     let (receipt, stored) = release(
         &state,
@@ -545,6 +543,9 @@ async fn history(
 ) -> ApiResult<Response> {
     supported_type(&rtype)?;
     let fhir = may(&state, &caller, Interaction::History, &rtype)?;
+    if !current_permitted(&state, &caller, &rtype, &id).await? {
+        return Err(FhirError::not_found(format!("{rtype}/{id} is not known")).into());
+    }
     let sealed = state.store.history(&rtype, &id).await?;
     let (_receipt, versions) = release(
         &state,
@@ -572,6 +573,29 @@ async fn history(
         Some(total),
     );
     Ok(fhir_response(StatusCode::OK, &b))
+}
+
+/// A record's older versions and history are released only as its current version is (issue 29):
+/// the current version is judged as a read — nothing of it released or recorded — and when it is
+/// refused or absent, so is every version (the same 404 as the read). Each version released is
+/// then judged again by itself.
+async fn current_permitted(
+    state: &AppState,
+    caller: &Caller,
+    rtype: &str,
+    id: &str,
+) -> ApiResult<bool> {
+    let read = access::Action::fhir(Interaction::Read, rtype);
+    let current = state.store.read(rtype, id).await?;
+    let mut consents = Consents::new(CentreAccess::Presented);
+    consents.load(state, &caller.principal, &current).await?;
+    let now_ms = datetime::millis(state.clock.now());
+    let judged = current.judged(|s| {
+        consents
+            .decide(&caller.principal, &read, s, now_ms)
+            .is_permit()
+    });
+    Ok(judged == [true])
 }
 
 fn op_resource(op: &WriteOp) -> &kanta_fhir::Checked {
@@ -725,7 +749,7 @@ async fn write_one(
     rid: &RequestId,
     rtype: String,
     op: WriteOp,
-    register: Option<OrgId>,
+    register: Option<(OrgId, ConsentFacts)>,
 ) -> ApiResult<(Receipt, Written)> {
     let action = if matches!(op, WriteOp::Update { .. }) {
         Action::Update
@@ -734,10 +758,13 @@ async fn write_one(
     };
     let req = WriteRequest {
         principal: caller.principal.clone(),
-        org: register.unwrap_or_else(|| caller.org().clone()),
+        org: register
+            .as_ref()
+            .map_or_else(|| caller.org().clone(), |(org, _)| org.clone()),
         ops: vec![(rtype, None, op)],
         citizen: None,
         centre: state.centre.clone(),
+        organiser: register.map(|(_, facts)| facts),
     };
     let (receipt, written) = write_released(state, caller, rid, action, req).await?;
     let one = written
@@ -826,6 +853,7 @@ pub fn bundle_write_request(
             ops,
             citizen: None,
             centre: None,
+            organiser: None,
         },
         scopes,
     ))

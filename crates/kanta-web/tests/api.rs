@@ -1370,6 +1370,9 @@ use bounds::*;
 #[path = "api/concurrency.rs"]
 mod concurrency;
 use concurrency::*;
+#[path = "api/choices.rs"]
+mod choices;
+use choices::*;
 #[path = "api/consent.rs"]
 mod consent;
 use consent::*;
@@ -1424,6 +1427,11 @@ both!(
     dispensing_is_exactly_once_under_contention,
     prescription_bundles,
     the_server_keeps_its_own,
+    a_patients_choice_is_recorded_only_as_a_care_unit,
+    a_producer_cannot_widen_its_own_mandate,
+    older_versions_are_released_only_as_the_current_one,
+    a_prohibition_covers_what_its_tags_cannot_tell,
+    another_registers_ids_get_one_answer,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -636,6 +636,7 @@ async fn put_organisations(
                 ops,
                 citizen: None,
                 centre: None,
+                organiser: None,
             },
             now,
         )

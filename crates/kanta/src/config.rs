@@ -84,14 +84,16 @@ pub struct FileConfig {
     /// The citizens' identity provider (OpenID Connect). Without it, `--demo` uses the built-in
     /// test identification service.
     pub identification: Option<IdentificationConfig>,
-    /// Turn on the built-in test identification service without `--demo` (never in production).
+    /// Refused unless `--demo` (which turns the built-in test identification service on anyway):
+    /// a stand-in never runs outside the demo.
     pub test_idp: Option<bool>,
     /// Portal sessions.
     pub session: Option<SessionConfig>,
     /// The Suomi.fi mandates Web API (acting for another adult, the guardians' mutual
     /// authorisation). Without it, `--demo` uses the built-in mandate registry.
     pub mandates: Option<MandatesConfig>,
-    /// Turn on the built-in mandate registry without `--demo` (never in production).
+    /// Refused unless `--demo` (which turns the built-in mandate registry on anyway): a stand-in
+    /// never runs outside the demo.
     pub test_mandates: Option<bool>,
     /// While pages are viewed for another adult, re-check the mandate at least this often
     /// (default 120 s); a switch and every action re-check at once (R-PROXY-3).

@@ -344,8 +344,9 @@ fn centre_setup(
     }))
 }
 
-/// The citizen portal: the identity provider from the configuration, or, in the demo (or with
-/// `test_idp = true`) and with none configured, the built-in test identification service.
+/// The citizen portal: the identity provider from the configuration, or, in the demo and with none
+/// configured, the built-in test identification service (`test_idp = true` without `--demo` is
+/// refused).
 fn portal_setup(
     store: &Arc<dyn Store>,
     file: &FileConfig,
@@ -355,6 +356,26 @@ fn portal_setup(
     use kanta_web::portal::jose::RpKeys;
     use kanta_web::portal::oidc::{OidcClient, OidcConfig, RequestMode};
     use kanta_web::portal::test_idp::{TestIdp, TestPerson};
+    // Every stand-in only with --demo (issue 29): a flag that would turn one on in any other run
+    // stops the server rather than letting anyone log in as anyone, or record mandates.
+    for (flag, on, what) in [
+        (
+            "test_idp",
+            file.test_idp,
+            "the built-in test identification service",
+        ),
+        (
+            "test_mandates",
+            file.test_mandates,
+            "the built-in mandate registry",
+        ),
+    ] {
+        if on == Some(true) && !demo {
+            return Err(format!(
+                "{flag} = true: {what} is a stand-in that runs only with --demo; configure the real service, or run the demo"
+            ));
+        }
+    }
     let mut portal = kanta_web::portal::Portal::new(store.clone(), public_url);
     let s = file.session.clone().unwrap_or_default();
     let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
@@ -370,7 +391,7 @@ fn portal_setup(
     if let Some(n) = s.login_rate_per_minute {
         portal.limiter = Arc::new(kanta_web::portal::RateLimiter::new(n));
     }
-    match (&file.identification, demo || file.test_idp.unwrap_or(false)) {
+    match (&file.identification, demo) {
         (Some(c), _) => {
             let oc = identification_config(c, public_url)?;
             portal.identification = Some(Arc::new(OidcClient::new(oc)));
@@ -494,9 +515,9 @@ fn identification_config(
     Ok(oc)
 }
 
-/// The mandate service (R-PROXY): the configured Suomi.fi mandates Web API, or, in the demo (or
-/// with `test_mandates = true`) and with none configured, the built-in registry seeded with the
-/// demo's mandates, spoken to over HTTP by the same client.
+/// The mandate service (R-PROXY): the configured Suomi.fi mandates Web API, or, in the demo and
+/// with none configured, the built-in registry seeded with the demo's mandates, spoken to over
+/// HTTP by the same client.
 fn mandates_setup(
     portal: &mut kanta_web::portal::Portal,
     file: &FileConfig,
@@ -517,7 +538,7 @@ fn mandates_setup(
     portal.mandate_cache = Arc::new(MandateCache::new(Duration::from_secs(
         recheck - standing_ttl,
     )));
-    match (&file.mandates, demo || file.test_mandates.unwrap_or(false)) {
+    match (&file.mandates, demo) {
         (Some(m), _) => {
             let config = MandateConfig {
                 base_url: m.base_url.trim_end_matches('/').to_string(),

@@ -113,6 +113,7 @@ async fn seed_until(
                 ops,
                 citizen: None,
                 centre: None,
+                organiser: None,
             },
             now,
         )
@@ -226,6 +227,7 @@ async fn seed_until(
             )],
             citizen: None,
             centre: Some(centre.clone()),
+            organiser: None,
         };
         // Written, not released (nothing leaves the process).
         let _written = store
@@ -272,7 +274,16 @@ fn demo_principal(c: &demo::DemoClient) -> Principal {
         .iter()
         .filter_map(|r| ClientRole::parse(r))
         .collect();
-    Principal::system(&c.client_id, &OrgId::new(&c.organisation), &roles)
+    match Principal::system(&c.client_id, &OrgId::new(&c.organisation), &roles) {
+        // A care unit records the demo's consents as a named professional, for care, as every
+        // system must (R-CONSENT-1).
+        Principal::Client(mut client) => {
+            client.professional = Some(format!("{}-professional", c.client_id));
+            client.purpose = Some("TREAT".into());
+            Principal::Client(client)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -1042,6 +1042,7 @@ pub(crate) async fn commit_citizen_write(
             facts,
         }),
         centre: state.centre.clone(),
+        organiser: None,
     };
     let access = access_of(
         c,

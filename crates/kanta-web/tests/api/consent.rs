@@ -6,7 +6,7 @@ use super::*;
 
 const PATIENT: &str = "131052-308T";
 
-fn kanta_consent(kind: &str, patient: &str, at: &str, extra: Value) -> Value {
+pub fn kanta_consent(kind: &str, patient: &str, at: &str, extra: Value) -> Value {
     let mut c = json!({
         "resourceType": "Consent", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
@@ -24,7 +24,7 @@ fn kanta_consent(kind: &str, patient: &str, at: &str, extra: Value) -> Value {
     c
 }
 
-async fn post(app: &TestApp, token: &str, body: Value) -> String {
+pub async fn post(app: &TestApp, token: &str, body: Value) -> String {
     let (s, v, _) = app
         .send(
             Method::POST,
@@ -66,7 +66,7 @@ pub async fn inform_and_consent(app: &TestApp, token: &str, patient: &str) {
 /// A patient with a visit at HUS (public register 2) with a diagnosis, another at Terveystalo
 /// (private register 3), and a prescription by HUS. Returns (patient id, HUS encounter, HUS condition,
 /// Terveystalo condition, prescription).
-async fn patient_in_two_registers(app: &TestApp) -> (String, String, String, String, String) {
+pub async fn patient_in_two_registers(app: &TestApp) -> (String, String, String, String, String) {
     let hus = app.token("clinician").await;
     let operator = app.token("operator").await;
     for org in ["org-hus", "org-terveystalo", "org-tays"] {
@@ -149,7 +149,12 @@ async fn patient_in_two_registers(app: &TestApp) -> (String, String, String, Str
 
 /// What a provider receives of the patient's conditions: the ids of a search, and whether each
 /// of the given records can be read.
-async fn sees(app: &TestApp, token: &str, pid: &str, records: &[&str]) -> (Vec<String>, Vec<bool>) {
+pub async fn sees(
+    app: &TestApp,
+    token: &str,
+    pid: &str,
+    records: &[&str],
+) -> (Vec<String>, Vec<bool>) {
     let (s, v, _) = app
         .send(
             Method::GET,
