@@ -448,6 +448,37 @@ fn key(r: &ConsentRecord, id: &str) -> String {
     }
 }
 
+/// Whether two records of one kind and key decide alike (everything but who recorded them and
+/// when).
+fn decides_alike(a: &ConsentRecord, b: &ConsentRecord) -> bool {
+    a.kind == b.kind
+        && a.active == b.active
+        && a.domain == b.domain
+        && a.period == b.period
+        && a.prohibition == b.prohibition
+        && a.yields_in_emergency == b.yields_in_emergency
+        && a.mandate == b.mandate
+        && a.text == b.text
+        && a.permit == b.permit
+        && a.fields == b.fields
+}
+
+/// Issue 29: a recording that changes nothing — the latest record of its kind and key (among a
+/// patient's `existing` records, `(id, record)`) already decides exactly as it would — is refused,
+/// so that repeating a choice cannot pile up records. `None`: it changes something.
+pub fn changes_nothing(
+    new_id: &str,
+    new: &ConsentRecord,
+    existing: &[(String, ConsentRecord)],
+) -> bool {
+    let k = key(new, new_id);
+    existing
+        .iter()
+        .filter(|(id, r)| key(r, id) == k)
+        .max_by(|a, b| (a.1.recorded_at, &a.0).cmp(&(b.1.recorded_at, &b.0)))
+        .is_some_and(|(_, latest)| decides_alike(latest, new))
+}
+
 /// The records in force: per kind and key the latest, if it is active. Input: `(id, record)`.
 pub fn in_force(records: &[(String, ConsentRecord)]) -> Vec<(String, ConsentRecord)> {
     let mut latest: BTreeMap<String, &(String, ConsentRecord)> = BTreeMap::new();

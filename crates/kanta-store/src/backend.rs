@@ -720,6 +720,13 @@ macro_rules! backend {
                 self.stored(key, t, id).await
             }
 
+            async fn of_patient(&mut self, key: PatientKey, t: &str, limit: usize) -> Result<Vec<Stored>> {
+                let rows = sqlx::query(&format!("SELECT {STORED_COLUMNS} FROM resource WHERE patient_key = $1 AND resource_type = $2 ORDER BY id LIMIT $3"))
+                    .bind(key.0).bind(t).bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *self.tx).await?;
+                rows.iter().map(|r| decode(r, Some(key))).collect()
+            }
+
             async fn claim_hetu(&mut self, hetu: &str, candidate: PatientKey, now: i64) -> Result<(PatientKey, Option<String>)> {
                 self.claim(hetu, candidate, now).await
             }

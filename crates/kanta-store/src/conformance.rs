@@ -1126,6 +1126,11 @@ async fn sections(s: &dyn Store) {
         "TSH",
     ))]);
     other_org.org = OrgId::new("org-other");
+    other_org.principal = kanta_domain::access::Principal::system(
+        "conformance-other",
+        &other_org.org,
+        &[kanta_domain::ids::ClientRole::Clinician],
+    );
     s.write(other_org, NOW).await.unwrap().into_inner();
     let b = new_patient(s, HETU_B).await;
     s.write(

@@ -32,7 +32,8 @@ pub mod prelude {
     pub use crate::{AuditStore, Clients, Records, Register, Sessions, Store};
 }
 pub use write::{
-    CitizenWrite, WriteOp, WriteRequest, Written, ENCOUNTER_INDEX, MANDATE_PRODUCER_INDEX,
+    CitizenWrite, WriteOp, WriteRequest, Written, CONSENTS_PER_WRITER_MAX, ENCOUNTER_INDEX,
+    MANDATE_PRODUCER_INDEX,
 };
 
 use kanta_domain::audit::AuditRecord;

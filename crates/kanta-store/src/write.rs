@@ -20,6 +20,11 @@ pub const ENCOUNTER_INDEX: &str = "urn:kanta:index:encounter";
 /// How far ahead of the server's clock a consent's `dateTime` may be (clocks of care systems).
 const CONSENT_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
+/// How many consent records one organisation may hold for one patient (issue 29): a change is a
+/// new version of one of them, so a care unit needs a handful; the bound keeps every provider's
+/// read of the patient's consents — emergency reads included — far from `CONSENT_FACTS_MAX`.
+pub const CONSENTS_PER_WRITER_MAX: usize = 100;
+
 /// The token system under which a purchased-services mandate (`Consent`) is indexed by producer.
 pub const MANDATE_PRODUCER_INDEX: &str = "urn:kanta:index:mandate-producer";
 
@@ -200,6 +205,14 @@ pub(crate) trait Tx: Send {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<Stored>>;
+    /// A patient's current resources of one type, every register's, at most `limit` (for the
+    /// bounds and checks of writes of that type, e.g. a patient's consents).
+    async fn of_patient(
+        &mut self,
+        key: PatientKey,
+        resource_type: &str,
+        limit: usize,
+    ) -> Result<Vec<Stored>>;
     /// Make sure a HETU has a patient key (`candidate` if it had none) and return the key and the
     /// id of its Patient resource, locking the mapping for the rest of the transaction.
     async fn claim_hetu(
@@ -662,6 +675,42 @@ pub(crate) async fn apply(
                     format!("{at}: Consent.dateTime is in the future; a consent is recorded when it is given"),
                 ));
             }
+            // A system's recordings are bounded per patient and writer, and one that changes
+            // nothing is refused (issue 29: one organisation wrote 10,001 consents for a patient,
+            // and every other provider's read of that patient failed).
+            if let (None, Some(patient)) = (&req.citizen, patient_key) {
+                let held = tx
+                    .of_patient(patient, "Consent", crate::CONSENT_FACTS_MAX + 1)
+                    .await?;
+                let writer = req.org.as_str();
+                let own = held
+                    .iter()
+                    .filter(|h| h.org.as_deref() == Some(writer) && h.id != id)
+                    .count();
+                if current.is_none() && own >= CONSENTS_PER_WRITER_MAX {
+                    return Err(fail(
+                        ErrorKind::Unprocessable,
+                        &at,
+                        format!("{at}: your organisation holds {own} consent records for this patient, the most one organisation may; record a change as a new version of one of them (PUT)"),
+                    ));
+                }
+                let existing: Vec<(String, kanta_fhir::consent::ConsentRecord)> = held
+                    .iter()
+                    .filter_map(|h| {
+                        kanta_fhir::consent::read(&h.body)
+                            .ok()
+                            .flatten()
+                            .map(|c| (h.id.clone(), c))
+                    })
+                    .collect();
+                if kanta_fhir::consent::changes_nothing(&id, &r, &existing) {
+                    return Err(fail(
+                        ErrorKind::Conflict,
+                        &at,
+                        format!("{at}: the patient's latest recording of this kind and scope already says this; nothing to record"),
+                    ));
+                }
+            }
             if let Some(m) = &r.mandate {
                 // By the organiser itself, into its own register: never by a producer, even one
                 // storing into the organiser's register under a mandate (it would widen its own).
@@ -904,6 +953,9 @@ mod tests {
         }
         async fn get(&mut self, _: Option<PatientKey>, _: &str, _: &str) -> Result<Option<Stored>> {
             Ok(None)
+        }
+        async fn of_patient(&mut self, _: PatientKey, _: &str, _: usize) -> Result<Vec<Stored>> {
+            Ok(vec![])
         }
         async fn claim_hetu(
             &mut self,

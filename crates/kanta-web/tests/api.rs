@@ -1432,6 +1432,7 @@ both!(
     older_versions_are_released_only_as_the_current_one,
     a_prohibition_covers_what_its_tags_cannot_tell,
     another_registers_ids_get_one_answer,
+    a_patients_consents_are_bounded_per_writer,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

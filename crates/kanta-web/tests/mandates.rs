@@ -289,3 +289,93 @@ async fn errors_timeouts_and_garbage_are_unavailable_and_never_cached() {
         Err(MandateError::Unavailable(_))
     ));
 }
+
+/// Issue 29: a mandate given at a service point is the operator's act — recorded with an operator
+/// client's token — never a citizen's (any signed-in person could record one from any adult to
+/// himself through the manage page's form, which is gone).
+#[tokio::test]
+async fn a_service_point_mandate_is_the_operators_act() {
+    let (base, reg, db, clock) = registry().await;
+    for (id, roles) in [("operator", "operator"), ("clinician", "clinician")] {
+        db.store
+            .upsert_client(
+                &kanta_store::ClientRecord {
+                    client_id: id.into(),
+                    org: kanta_domain::ids::OrgId::new(format!("org-{id}")),
+                    name: id.into(),
+                    roles: vec![roles.into()],
+                    secret_sha256: Some(kanta_web::auth::sha256_hex(
+                        format!("{id}-secret").as_bytes(),
+                    )),
+                    jwks: None,
+                    enabled: true,
+                    scopes: "system/*.cruds".into(),
+                },
+                clock.now(),
+            )
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::new();
+    let token = |id: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/oauth/token"))
+                .basic_auth(id, Some(format!("{id}-secret")))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            let v: serde_json::Value = r.json().await.unwrap();
+            v["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let principal = hetu(date!(1950 - 03 - 01), 300);
+    let delegate = hetu(date!(1980 - 05 - 05), 400);
+    let now = kanta_fhir::datetime::millis(clock.now());
+    let give = |token: Option<String>, checked: bool| {
+        let mut form = vec![
+            ("principal", principal.as_str().to_string()),
+            ("delegate", delegate.as_str().to_string()),
+        ];
+        if checked {
+            form.push(("identity_checked", "1".into()));
+        }
+        let mut req = http
+            .post(format!("{base}{PREFIX}/service-point"))
+            .form(&form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    // No credentials, a clinician's system, an unchecked identity: nothing recorded.
+    assert_eq!(give(None, true).await.unwrap().status(), 401);
+    assert_eq!(
+        give(Some(token("clinician").await), true)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        give(Some(token("operator").await), false)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert!(!reg.allowed(&delegate, &principal, HEALTH_CARE_ISSUE, now));
+    // The operator's official records it.
+    assert_eq!(
+        give(Some(token("operator").await), true)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert!(reg.allowed(&delegate, &principal, HEALTH_CARE_ISSUE, now + 1));
+    db.cleanup().await;
+}

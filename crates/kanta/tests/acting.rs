@@ -755,3 +755,94 @@ async fn a_citizen_manages_data_use_and_the_demo_providers_obey() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// Issue 29: a choice recorded at a care unit, at the patient's request, is the care unit's act:
+/// the server names the organisation and the professional from the request (never from the body),
+/// MyKanta says so on the data-use page, and the front page's "what is new" lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_choice_recorded_in_care_is_shown_with_its_recorder() {
+    let s = start("changed-in-care", "");
+    let antti = s.people["Antti"].clone();
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/oauth/token", s.base))
+        .basic_auth("demo-terveystalo", Some("demo-secret-terveystalo"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let p: serde_json::Value = http
+        .get(format!(
+            "{}/fhir/Patient?identifier=urn:oid:1.2.246.21|{antti}",
+            s.base
+        ))
+        .bearer_auth(&token)
+        .header("x-kanta-professional", "urn:oid:1.2.246.537.26|777")
+        .header("x-kanta-purpose-of-use", "TREAT")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pid = p["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The body claims the patient recorded it himself in MyKanta: refused.
+    let prohibition = |recorded_as: Option<&str>| {
+        let mut c = serde_json::json!({
+            "resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "urn:kanta:cs:consent-kind", "code": "prescription-prohibition"}]}],
+            "patient": {"reference": format!("Patient/{pid}")},
+            "dateTime": "2026-01-01T10:00:00Z",
+            "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": antti}, "display": "Antti Rantanen"}],
+        });
+        if let Some(r) = recorded_as {
+            c["extension"] =
+                serde_json::json!([{"url": "urn:kanta:ext:recorded-as", "valueCode": r}]);
+        }
+        c
+    };
+    let post = |body: serde_json::Value| {
+        http.post(format!("{}/fhir/Consent", s.base))
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .header("x-kanta-professional", "urn:oid:1.2.246.537.26|777")
+            .header("x-kanta-purpose-of-use", "TREAT")
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(
+        post(prohibition(Some("self"))).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(prohibition(None)).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    let b = Browser::new(&s);
+    b.login("Antti").await;
+    let front = b.get("/").await;
+    assert_eq!(front.status, StatusCode::OK, "{}", front.body);
+    assert!(
+        front.body.contains("Hoitoyksikössä kirjatut valintasi")
+            && front.body.contains("urn:oid:1.2.246.537.26|777"),
+        "{}",
+        front.body
+    );
+    let page = b.get("/data-use").await;
+    assert!(
+        page.body
+            .contains("ammattihenkilö urn:oid:1.2.246.537.26|777")
+            && page.body.contains("Terveystalo"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("kirjannut Antti Rantanen OmaKannassa"));
+}

@@ -388,13 +388,27 @@ fn register_name(lang: Lang, code: &str) -> String {
     tr(lang, key, &[])
 }
 
-fn by_text(lang: Lang, r: &ConsentRecord) -> String {
+/// Who recorded it: the person in MyKanta, or the care unit — its name and the professional, as
+/// the server stamped them from the recording request (issue 29).
+async fn by_text(state: &AppState, lang: Lang, r: &ConsentRecord) -> String {
     let who = r.performer_name.clone().unwrap_or_default();
     let key = match r.recorded_as {
         Some(RecordedAs::Myself) | None => "data-use-by-self",
         Some(RecordedAs::Guardian) => "data-use-by-guardian",
         Some(RecordedAs::Proxy) => "data-use-by-proxy",
-        Some(RecordedAs::CareUnit) => "data-use-by-care-unit",
+        Some(RecordedAs::CareUnit) => {
+            return match (&r.recorder_org, &r.recorder_professional) {
+                (Some(org), Some(professional)) => {
+                    let name = super::sections::recorder(state, org).await.name;
+                    tr(
+                        lang,
+                        "data-use-by-care-unit-named",
+                        &[("org", &name), ("professional", professional)],
+                    )
+                }
+                _ => tr(lang, "data-use-by-care-unit", &[]),
+            };
+        }
     };
     tr(lang, key, &[("name", &who)])
 }
@@ -483,9 +497,54 @@ async fn line(
         id: h.id.clone(),
         text: describe(state, lang, h, visits).await,
         since: super::helsinki_datetime(h.record.recorded_at),
-        by: by_text(lang, &h.record),
+        by: by_text(state, lang, &h.record).await,
         revocable,
     }
+}
+
+/// How long a choice recorded or changed at a care unit stays in the front page's "what is new".
+const CHANGED_IN_CARE_DAYS: i64 = 90;
+
+/// Issue 29: the patient's choices recorded or changed at a care unit in the last
+/// `CHANGED_IN_CARE_DAYS`, newest first, for the front page's "what is new" (a change made in the
+/// patient's name elsewhere is something the patient must see). Read and released as the data-use
+/// page reads them.
+pub(crate) async fn changed_in_care(
+    state: &AppState,
+    c: &Citizen,
+    request_id: &crate::RequestId,
+) -> Result<Vec<Line>, PageError> {
+    let since = kanta_fhir::datetime::millis(c.now) - CHANGED_IN_CARE_DAYS * 86_400_000;
+    // When Kanta stored it, or the date it names if later: a recording dated back is new all the
+    // same.
+    let stored_at = |h: &Held| {
+        h.body
+            .pointer("/meta/lastUpdated")
+            .and_then(Value::as_str)
+            .and_then(kanta_fhir::datetime::parse_start)
+            .map_or(h.record.recorded_at, |t| {
+                kanta_fhir::datetime::millis(t).max(h.record.recorded_at)
+            })
+    };
+    let mut held: Vec<Held> = consents_of(state, c, request_id)
+        .await?
+        .into_iter()
+        .filter(|h| {
+            h.record.recorded_as == Some(RecordedAs::CareUnit)
+                && stored_at(h) >= since
+                && h.record.kind != ConsentKind::PurchasedServiceMandate
+        })
+        .collect();
+    held.sort_by_key(|h| std::cmp::Reverse(stored_at(h)));
+    let mut out = vec![];
+    for h in held.iter().take(5) {
+        let mut l = line(state, c.lang, h, &[], false).await;
+        if !h.record.active {
+            l.text = format!("{} ({})", l.text, tr(c.lang, "data-use-revoked", &[]));
+        }
+        out.push(l);
+    }
+    Ok(out)
 }
 
 /// `GET /data-use`.

@@ -401,6 +401,8 @@ struct Front<'a> {
     nav: Vec<sections::NavItem>,
     /// `None`: the records could not be read just now (the rest of the page still works).
     news: Option<Vec<kanta_domain::display::Visible<sections::Item>>>,
+    /// The patient's choices recorded or changed at a care unit lately (issue 29).
+    changed_in_care: Vec<data_use::Line>,
 }
 
 #[derive(Template)]
@@ -748,6 +750,22 @@ async fn front(
                 Ok(false) => {}
                 Err(e) => return e.into_response(),
             }
+            let changed_in_care = if acting::offers(
+                &c.principal,
+                &c.whose.acting,
+                kanta_domain::access::View::DataUse,
+                now_ms,
+            ) {
+                match data_use::changed_in_care(&state, &c, &rid).await {
+                    Ok(lines) => lines,
+                    Err(_) => {
+                        tracing::error!("the choices changed in care unavailable");
+                        vec![]
+                    }
+                }
+            } else {
+                vec![]
+            };
             let Citizen {
                 session: s,
                 principal,
@@ -777,6 +795,7 @@ async fn front(
                 acting_name: s.acting_for.as_ref().map(|a| a.name.as_str()),
                 nav: sections::nav(None),
                 news,
+                changed_in_care,
                 disclosure_log: acting::offers(
                     &principal,
                     &whose.acting,

@@ -6,12 +6,13 @@
 //! R-PROXY-1) and the guardians' mutual authorisation (proposed by one, confirmed by the other,
 //! revocable by either, R-MINOR-6).
 //!
-//! It exists only when `--demo` (or `test_mandates = true`) turns it on; otherwise every route
+//! It exists only when `--demo` turns it on; otherwise every route
 //! answers 404. State is in memory: the demo runs as one instance, and a restart re-seeds it.
 //!
 //! Simplifications, all of the demo's stand-in and not of the client: the manage page identifies
-//! the principal by their MyKanta session (Suomi.fi has its own login); in the demo anyone may use
-//! the service-point form (at DVV it is an official's tool); the mutual authorisation is checked
+//! the principal by their MyKanta session (Suomi.fi has its own login); a mandate given at a
+//! service point is recorded by the operator's system (`POST /test-mandates/service-point` with an
+//! operator client's token: at DVV an official's tool, never a citizen's); the mutual authorisation is checked
 //! through the system-level endpoint with this registry's own issue, [`MUTUAL_ISSUE`] (DVV's shape
 //! for it is not in our sources).
 
@@ -108,7 +109,8 @@ impl TestMandates {
         n
     }
 
-    fn allowed(&self, delegate: &Hetu, principal: &Hetu, issue: &str, now: i64) -> bool {
+    /// Whether a mandate for `issue` from `principal` to `delegate` is in force at `now`.
+    pub fn allowed(&self, delegate: &Hetu, principal: &Hetu, issue: &str, now: i64) -> bool {
         let Ok(i) = self.inner.lock() else {
             return false;
         };
@@ -173,6 +175,101 @@ pub fn routes() -> Router<AppState> {
             get(unregister),
         )
         .route("/test-mandates/manage", get(manage_page).post(manage))
+        .route("/test-mandates/service-point", post(service_point))
+}
+
+/// What an official records at a service point for someone without eID (R-PROXY-1).
+#[derive(Deserialize)]
+struct ServicePointForm {
+    /// The principal's HETU, their identity checked from a document.
+    principal: String,
+    /// The delegate's HETU.
+    delegate: String,
+    #[serde(default)]
+    days: Option<u16>,
+    /// The official checked the principal's identity from a document.
+    #[serde(default)]
+    identity_checked: Option<String>,
+}
+
+/// `POST /test-mandates/service-point`: a mandate given at a service point, recorded by the
+/// operator's system (bearer token of a client with the operator role) — at DVV an official's
+/// tool, never a citizen's. Audited first, with the operator as the actor.
+async fn service_point(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Form(f): Form<ServicePointForm>,
+) -> Response {
+    let Some(reg) = enabled(&state) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let refuse = |status: StatusCode, msg: &str| {
+        (status, Json(serde_json::json!({"error": msg}))).into_response()
+    };
+    if !caller
+        .client
+        .roles
+        .contains(&kanta_domain::ids::ClientRole::Operator)
+    {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a mandate given at a service point is recorded by the operator's officials",
+        );
+    }
+    let (Ok(principal), Ok(delegate), Some(_)) = (
+        Hetu::parse(f.principal.trim()),
+        Hetu::parse(f.delegate.trim()),
+        f.identity_checked.as_ref(),
+    ) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "principal and delegate must be valid HETUs, and identity_checked given",
+        );
+    };
+    if principal == delegate {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a person cannot be their own proxy",
+        );
+    }
+    let now_t = state.clock.now();
+    let now = kanta_fhir::datetime::millis(now_t);
+    let key = match state.store.claim_patient_key(&principal, now_t).await {
+        Ok(k) => k,
+        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "try again shortly"),
+    };
+    let record = kanta_domain::audit::AuditRecord {
+        schema: kanta_domain::audit::AUDIT_SCHEMA,
+        recorded_at: now,
+        patient: Some(key),
+        actor: caller.actor(),
+        on_behalf_of: None,
+        action: kanta_domain::audit::Action::Update,
+        entities: vec![],
+        query: Some("mandate-registry=give-at-service-point".into()),
+        outcome: kanta_domain::audit::Outcome::Success,
+        request_id: None,
+        basis: None,
+    };
+    if state.audit.commit(vec![record]).await.is_err() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        );
+    }
+    let days = i64::from(f.days.unwrap_or(365).clamp(1, 3650));
+    let id = random_token(8);
+    reg.give(Mandate {
+        id: id.clone(),
+        principal,
+        delegate,
+        issue: HEALTH_CARE_ISSUE.into(),
+        valid_from: now,
+        valid_to: now + days * 86_400_000,
+        revoked_at: None,
+        given_at: GivenAt::ServicePoint,
+    });
+    (StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response()
 }
 
 fn enabled(state: &AppState) -> Option<&TestMandates> {
@@ -733,11 +830,6 @@ struct ManageForm {
     /// The child's HETU (propose).
     #[serde(default)]
     child: String,
-    /// At a service point: the principal's HETU, identity checked from a document.
-    #[serde(default)]
-    principal: String,
-    #[serde(default)]
-    identity_checked: Option<String>,
     /// Valid for this many days (default 365).
     #[serde(default)]
     days: Option<u32>,
@@ -808,30 +900,17 @@ async fn manage(
     let days = i64::from(f.days.unwrap_or(365).clamp(1, 3650));
     let me = s.hetu.clone();
     let done = match f.op.as_str() {
-        "give" | "service-point" => {
+        // A citizen gives a mandate only as its principal; a mandate given at a service point is
+        // the operator's act (`service_point`), never a citizen's (issue 29).
+        "give" => {
             let Ok(delegate) = Hetu::parse(f.hetu.trim()) else {
                 return bad();
             };
-            let (principal, given_at) = if f.op == "service-point" {
-                match (
-                    Hetu::parse(f.principal.trim()),
-                    f.identity_checked.is_some(),
-                ) {
-                    (Ok(p), true) => (p, GivenAt::ServicePoint),
-                    _ => return bad(),
-                }
-            } else {
-                (me.clone(), GivenAt::Online)
-            };
+            let (principal, given_at) = (me.clone(), GivenAt::Online);
             if delegate == principal {
                 return bad();
             }
-            let what = if given_at == GivenAt::ServicePoint {
-                "give-at-service-point"
-            } else {
-                "give"
-            };
-            if let Err(r) = audit_change(&state, &s, &principal, what, now_t).await {
+            if let Err(r) = audit_change(&state, &s, &principal, "give", now_t).await {
                 return *r;
             }
             reg.give(Mandate {

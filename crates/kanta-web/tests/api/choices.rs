@@ -479,3 +479,90 @@ pub async fn another_registers_ids_get_one_answer(b: Backend) {
     assert_eq!(answers[0], answers[1]);
     app.finish().await;
 }
+
+/// Medium finding: one organisation wrote 10,001 consents for a patient, and every other
+/// provider's read of that patient then failed (emergency reads included). Now a system's
+/// recordings are bounded per patient and writer, and one that changes nothing is refused.
+pub async fn a_patients_consents_are_bounded_per_writer(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (pid, _, hus_cond, _, _) = patient_in_two_registers(&app).await;
+    let (hus, tt, tays) = (
+        app.token("clinician").await,
+        app.token("clinician-tt").await,
+        app.token("clinician-tays").await,
+    );
+    inform_and_consent(&app, &hus, &pid).await;
+    let consent_from = |day: u32| {
+        without_recorder(kanta_consent(
+            "disclosure-consent",
+            &pid,
+            "2026-11-23T08:00:00+02:00",
+            json!({"provision": {
+                "code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}],
+                "period": {"start": format!("2026-{:02}-{:02}", 1 + day / 28, 1 + day % 28)}}}),
+        ))
+    };
+    // The same choice again changes nothing: refused, whoever records it.
+    let same = without_recorder(kanta_consent(
+        "disclosure-consent",
+        &pid,
+        "2026-11-23T08:00:00+02:00",
+        json!({"provision": {"code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}]}}),
+    ));
+    for token in [&hus, &tt] {
+        let (s, v, _) = app
+            .send(
+                Method::POST,
+                "/fhir/Consent",
+                Some(token),
+                Some(same.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    }
+    // Terveystalo records changes until it holds the most one organisation may.
+    let max = kanta_store::CONSENTS_PER_WRITER_MAX;
+    for day in 0..max as u32 {
+        let (s, v, _) = app
+            .send(
+                Method::POST,
+                "/fhir/Consent",
+                Some(&tt),
+                Some(consent_from(day)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{day}: {v}");
+    }
+    let (s, v, _) = app
+        .send(
+            Method::POST,
+            "/fhir/Consent",
+            Some(&tt),
+            Some(consent_from(max as u32)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Another organisation still records, and every provider still reads the patient.
+    let (s, v, _) = app
+        .send(
+            Method::POST,
+            "/fhir/Consent",
+            Some(&hus),
+            Some(consent_from(max as u32 + 1)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(sees(&app, &tays, &pid, &[&hus_cond]).await.1, [true]);
+    let r = app
+        .http
+        .get(format!("{}/fhir/{hus_cond}", app.base))
+        .bearer_auth(&tays)
+        .header("x-kanta-professional", "p")
+        .header("x-kanta-purpose-of-use", "ETREAT")
+        .header("x-kanta-emergency-reason", "tajuton")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    app.finish().await;
+}
