@@ -53,6 +53,7 @@ impl TestApp {
             ("archivist-tt", "org-terveystalo", "archivist"),
             ("operator", "org-kanta-operator", "operator"),
             ("norole", "org-hus", ""),
+            ("dual", "org-hus", "clinician operator"),
         ] {
             db.store
                 .upsert_client(
@@ -1433,6 +1434,7 @@ both!(
     a_prohibition_covers_what_its_tags_cannot_tell,
     another_registers_ids_get_one_answer,
     a_patients_consents_are_bounded_per_writer,
+    a_two_role_client_is_audited_by_the_role_it_used,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -36,6 +36,33 @@ fn a_weak_token_secret_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 29: every stand-in only with `--demo`. `test_idp = true` or `test_mandates = true` outside
+/// the demo stops the server at start (they let anyone log in as anyone, or record mandates),
+/// rather than a log line.
+#[test]
+fn a_stand_in_outside_the_demo_stops_the_server() {
+    for flag in ["test_idp", "test_mandates"] {
+        let dir = data_dir(flag);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("kanta.toml");
+        std::fs::write(&cfg, format!("{flag} = true\n")).unwrap();
+        let out = Command::new(KANTA)
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("KANTA_TOKEN_SECRET", "0123456789abcdefghijklmnopqrstuvwxyzABCDEF")
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: started");
+        assert!(err.contains("runs only with --demo"), "{flag}: {err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// `--demo` beyond loopback warns loudly; the demo's secrets, the audit signing key and the
 /// SQLite database are readable by their owner only.
 #[test]

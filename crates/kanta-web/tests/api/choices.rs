@@ -566,3 +566,30 @@ pub async fn a_patients_consents_are_bounded_per_writer(b: Backend) {
     assert_eq!(r.status(), StatusCode::OK);
     app.finish().await;
 }
+
+/// Low finding: a client holding two roles was audited as the operator for every read, and its
+/// reads of patient data were missing from the citizen's disclosure log. Now each record names
+/// the role that carried the permit.
+pub async fn a_two_role_client_is_audited_by_the_role_it_used(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (pid, _, hus_cond, _, _) = patient_in_two_registers(&app).await;
+    let dual = app.token("dual").await;
+    let (s, v, _) = app
+        .send(Method::GET, &format!("/fhir/{hus_cond}"), Some(&dual), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let store = &app.db.as_ref().unwrap().store;
+    let key = store.patient_key_of(&pid).await.unwrap().unwrap();
+    let rec = store
+        .audit_of_patient(key, None, 200)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+        .find(|r| r["action"] == "read" && r["entities"][0] == json!(hus_cond))
+        .expect("the read's audit record");
+    assert_eq!(rec["basis"]["role"], "clinician", "{rec}");
+    assert_eq!(rec["actor"]["org"], "org-hus", "{rec}");
+    assert_eq!(rec["actor"]["client_id"], "dual", "{rec}");
+    app.finish().await;
+}
