@@ -651,6 +651,9 @@ impl Job {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    /// The writer's last attempt to make a write's outbox records leaves failed (the operator's
+    /// alarm: `/readyz` says the audit log is behind; cleared by the next drain that succeeds).
+    behind: Arc<std::sync::atomic::AtomicBool>,
     #[cfg(feature = "fault-injection")]
     faults: Arc<Faults>,
 }
@@ -678,16 +681,19 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel::<Job>(8192);
         #[cfg(feature = "fault-injection")]
         let faults = Arc::new(Faults::default());
+        let behind = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {
             store,
             config,
             last_checkpoint: None,
+            behind: behind.clone(),
             #[cfg(feature = "fault-injection")]
             faults: faults.clone(),
         };
         tokio::spawn(writer.run(rx));
         AuditLog {
             tx,
+            behind,
             #[cfg(feature = "fault-injection")]
             faults,
         }
@@ -696,6 +702,12 @@ impl AuditLog {
     #[cfg(feature = "fault-injection")]
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Whether records committed with their writes wait in the outbox because the writer's last
+    /// drain failed (for `/readyz`): the data and its records are durable, the leaves are late.
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Commit records durably; returns when their batch has committed.
@@ -731,11 +743,27 @@ impl AuditLog {
             // Stored with the write; released once they are leaves. If this fails, the records
             // stay in the outbox and become leaves at the next drain: the write is never without
             // them, and the caller hears that nothing was released.
+            // A write that committed never answers an error (issue 30: a pharmacy told 503 retried
+            // and dispensed twice): its records committed with it, in the outbox, so what it
+            // releases has its committed records even when making them leaves fails now. The
+            // writer retries on every tick; the operator is told (log, metric, `/readyz`).
             Committed::Pending(rows, sealed) => {
                 let receipt = if rows.is_empty() {
                     Receipt::new(0, 0, 0)
                 } else {
-                    self.send(Work::Drain(rows)).await?
+                    let n = rows.len();
+                    match self.send(Work::Drain(rows)).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            self.behind.store(true, std::sync::atomic::Ordering::SeqCst);
+                            metrics::counter!("kanta_audit_drain_deferred_total").increment(1);
+                            tracing::error!(
+                                records = n,
+                                "a committed write's audit records stay in the outbox (the drain failed); answered as committed, the writer retries on its next tick"
+                            );
+                            Receipt::new(0, n as u64, 0)
+                        }
+                    }
                 };
                 Ok((receipt, sealed.0))
             }
@@ -772,6 +800,7 @@ struct Writer {
     store: Arc<dyn Store>,
     config: AuditConfig,
     last_checkpoint: Option<(Instant, u64)>,
+    behind: Arc<std::sync::atomic::AtomicBool>,
     #[cfg(feature = "fault-injection")]
     faults: Arc<Faults>,
 }
@@ -891,6 +920,8 @@ impl Writer {
         match result {
             Ok(drained) => {
                 metrics::counter!("kanta_audit_records_total").increment(drained.seqs.len() as u64);
+                self.behind
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
                 let seqs: std::collections::HashMap<i64, u64> = drained.seqs.into_iter().collect();
                 let batch = drained.append.map_or(0, |a| a.batch);
                 for (mine, done) in answers {
@@ -906,7 +937,8 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = rows.len(), "audit drain failed; the requests in this batch fail closed, their records stay pending");
+                self.behind.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!(error = %e, records = rows.len(), "audit drain failed; the records stay pending in the outbox, made leaves on a later tick");
                 metrics::counter!("kanta_audit_failures_total").increment(1);
                 for (_, done) in answers {
                     let _ = done.send(Err(AuditError::Unavailable));
@@ -932,9 +964,15 @@ impl Writer {
     /// Up to 1,000 pending records; whether there were any.
     async fn drain_once(&mut self) -> bool {
         match self.store.audit_drain(None).await {
-            Ok(d) if d.seqs.is_empty() => false,
+            Ok(d) if d.seqs.is_empty() => {
+                self.behind
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                false
+            }
             Ok(d) => {
                 metrics::counter!("kanta_audit_records_total").increment(d.seqs.len() as u64);
+                self.behind
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
                 tracing::debug!(
                     records = d.seqs.len(),
                     "audit records pending in the outbox made leaves"
@@ -945,6 +983,7 @@ impl Writer {
                 true
             }
             Err(e) => {
+                self.behind.store(true, std::sync::atomic::Ordering::SeqCst);
                 tracing::error!(error = %e, "draining the audit outbox failed; retried on the next tick");
                 metrics::counter!("kanta_audit_failures_total").increment(1);
                 false

@@ -748,6 +748,11 @@ macro_rules! backend {
                 Ok(())
             }
 
+            async fn find_patient_token(&mut self, key: PatientKey, t: &str, system: &str, value: &str) -> Result<Vec<String>> {
+                Ok(sqlx::query_scalar("SELECT id FROM resource_token WHERE patient_key = $1 AND resource_type = $2 AND system = $3 AND value = $4")
+                    .bind(key.0).bind(t).bind(system).bind(value).fetch_all(&mut *self.tx).await?)
+            }
+
             async fn find_token(&mut self, scope: Scope, t: &str, system: &str, value: &str) -> Result<Vec<String>> {
                 let sql = match scope {
                     Scope::Patient => "SELECT id FROM resource_token WHERE resource_type = $1 AND system = $2 AND value = $3",

@@ -231,6 +231,14 @@ pub(crate) trait Tx: Send {
         system: &str,
         value: &str,
     ) -> Result<Vec<String>>;
+    /// Ids of one patient's resources of a type with an identifier (one shard).
+    async fn find_patient_token(
+        &mut self,
+        key: PatientKey,
+        resource_type: &str,
+        system: &str,
+        value: &str,
+    ) -> Result<Vec<String>>;
     /// Store versions as current (and in the history; new resources also get their locators), all
     /// rows of a transaction at once so that each table takes one multi-row statement.
     async fn put_many(&mut self, rows: &[Row<'_>]) -> Result<()>;
@@ -569,6 +577,46 @@ pub(crate) async fn apply(
             (Scope::Patient, None) => return Err(fail(ErrorKind::Unprocessable, &at, format!("{at}: no patient"))),
         };
 
+        // A retried dispensation (issue 30): a create naming an identifier of a dispensation the
+        // same pharmacy already stored for this patient returns that first result — read, not
+        // dispensed again. Scoped to the patient, so it stays on one shard.
+        if !is_update && t == "MedicationDispense" && req.citizen.is_none() {
+            if let Some(key) = patient_key {
+                let mut first: Option<Stored> = None;
+                for (system, value) in &resource.identifiers {
+                    for found in tx.find_patient_token(key, &t, system, value).await? {
+                        if let Some(s) = tx.get(Some(key), &t, &found).await? {
+                            if s.org.as_deref() == Some(req.org.as_str()) {
+                                first = Some(s);
+                                break;
+                            }
+                        }
+                    }
+                    if first.is_some() {
+                        break;
+                    }
+                }
+                if let Some(stored) = first {
+                    let basis = permit(
+                        (&req.principal, req.citizen.as_ref()),
+                        (Interaction::Read, &t),
+                        target_of(stored.patient, stored.org.as_deref()),
+                        &at,
+                        now_ms,
+                        None,
+                        None,
+                    )?;
+                    out[i] = Some(Written {
+                        stored,
+                        created: false,
+                        basis,
+                        matched: true,
+                        derived: false,
+                    });
+                    continue;
+                }
+            }
+        }
         // Versioning.
         let existing_key = match scope {
             Scope::Patient if is_update => known.locate(tx, &t, &id).await?,
@@ -979,6 +1027,15 @@ mod tests {
             Ok(())
         }
         async fn find_token(&mut self, _: Scope, _: &str, _: &str, _: &str) -> Result<Vec<String>> {
+            Ok(vec![])
+        }
+        async fn find_patient_token(
+            &mut self,
+            _: PatientKey,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<String>> {
             Ok(vec![])
         }
         async fn put_many(&mut self, _: &[Row<'_>]) -> Result<()> {

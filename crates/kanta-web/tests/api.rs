@@ -1435,6 +1435,7 @@ both!(
     another_registers_ids_get_one_answer,
     a_patients_consents_are_bounded_per_writer,
     a_two_role_client_is_audited_by_the_role_it_used,
+    a_write_happens_once,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

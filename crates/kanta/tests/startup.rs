@@ -52,7 +52,10 @@ fn a_stand_in_outside_the_demo_stops_the_server() {
             .arg("--config")
             .arg(&cfg)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("KANTA_TOKEN_SECRET", "0123456789abcdefghijklmnopqrstuvwxyzABCDEF")
+            .env(
+                "KANTA_TOKEN_SECRET",
+                "0123456789abcdefghijklmnopqrstuvwxyzABCDEF",
+            )
             .stdout(Stdio::null())
             .output()
             .unwrap();

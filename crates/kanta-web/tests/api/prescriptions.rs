@@ -712,3 +712,78 @@ pub async fn the_server_keeps_its_own(b: Backend) {
     assert_eq!(v["status"], json!("cancelled"));
     app.finish().await;
 }
+
+/// Issue 30: a write happens once. On PostgreSQL a dispensation whose audit drain fails after its
+/// transaction committed was answered 503 and stored all the same, and the pharmacy's retry
+/// dispensed again. Now a committed write answers its result (its audit records are durable in the
+/// outbox and become leaves at the writer's next tick), and a retried create naming the same
+/// pharmacy identifier returns the first result; on both backends.
+pub async fn a_write_happens_once(b: Backend) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let app = TestApp::spawn(b).await;
+    let pid = setup(&app).await;
+    let me = format!("Patient/{pid}");
+    let (doc, ph) = (app.token("clinician").await, app.token("pharmacy").await);
+    let (s, rx) = post_to(
+        &app,
+        &doc,
+        "MedicationRequest",
+        prescription(&me, "401011", 2),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{rx}");
+    let rx_id = rx["id"].as_str().unwrap().to_string();
+    let mut d = dispensation(&me, &rx_id, "401011", 1);
+    d["identifier"] =
+        json!([{"system": "urn:kanta:ns:dispensation:org-apteekki", "value": "2026-000017"}]);
+    // Every batch of the audit writer fails from now on (on SQLite a write's records commit inside
+    // its own transaction and never reach the writer).
+    app.audit
+        .faults()
+        .from
+        .store(app.audit.faults().batches() + 1, SeqCst);
+    let (s, first) = post_to(&app, &ph, "MedicationDispense", d.clone()).await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "a committed write answers its result: {first}"
+    );
+    let first_id = first["id"].as_str().unwrap().to_string();
+    app.audit.faults().from.store(0, SeqCst);
+    // The retry (the pharmacy did not hear, or heard late) returns the first dispensation.
+    let (s, again) = post_to(&app, &ph, "MedicationDispense", d.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], json!(first_id));
+    let (_, now) = get(&app, &doc, &format!("/fhir/MedicationRequest/{rx_id}")).await;
+    assert_eq!(part(&now, "remaining"), json!(30), "dispensed once: {now}");
+    let (_, found) = get(&app, &ph, &format!("/fhir/MedicationDispense?patient={me}")).await;
+    assert_eq!(found["entry"].as_array().map_or(0, Vec::len), 1, "{found}");
+    // Another pharmacy's identifier is not this one's retry; another value is a new dispensation.
+    let mut other = d.clone();
+    other["identifier"][0]["value"] = json!("2026-000018");
+    let (s, v) = post_to(&app, &ph, "MedicationDispense", other).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The first dispensation's record of creation becomes a leaf (the writer's next tick).
+    let store = app.db.as_ref().unwrap().store.clone();
+    let key = store.patient_key_of(&pid).await.unwrap().unwrap();
+    let created = |records: &[kanta_store::StoredAudit]| {
+        records
+            .iter()
+            .filter(|r| {
+                r.body.contains("\"action\":\"create\"")
+                    && r.body.contains(&format!("MedicationDispense/{first_id}"))
+            })
+            .count()
+    };
+    let mut leaves = 0;
+    for _ in 0..100 {
+        leaves = created(&store.audit_of_patient(key, None, 500).await.unwrap());
+        if leaves > 0 && store.audit_pending().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(leaves, 1, "the dispensation's record of creation, once");
+    assert!(!app.audit.is_behind());
+    app.finish().await;
+}
