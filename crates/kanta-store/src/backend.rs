@@ -1175,6 +1175,46 @@ macro_rules! backend {
                 Ok(())
             }
 
+            async fn check_schema(&self) -> Result<()> {
+                let wanted: Vec<i64> = $migrator.iter().map(|m| m.version).collect();
+                // No table at all: never migrated.
+                let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                    .fetch_all(&self.read)
+                    .await
+                    .unwrap_or_default();
+                let missing: Vec<String> = wanted.iter().filter(|v| !applied.contains(v)).map(|v| format!("{v:04}")).collect();
+                if !missing.is_empty() {
+                    return Err(StoreError::Refused(format!(
+                        "the database schema is behind this kanta (migrations {} not applied): run `kanta migrate --app-role <the server's role>` as the database owner, then start the server",
+                        missing.join(", ")
+                    )));
+                }
+                if let Some(newer) = applied.iter().find(|v| !wanted.contains(v)) {
+                    tracing::warn!(migration = newer, "the database schema is ahead of this kanta (a newer version migrated it)");
+                }
+                Ok(())
+            }
+
+            async fn grant_app_role(&self, role: &str) -> Result<()> {
+                let ok = !role.is_empty()
+                    && role.len() <= 63
+                    && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && role.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !ok {
+                    return Err(StoreError::Refused(format!(
+                        "'{role}' is not a role name this grants to (lowercase letters, digits, _)"
+                    )));
+                }
+                match $backend {
+                    Backend::Sqlite => Err(StoreError::Refused("SQLite has no roles: the server opens the file itself".into())),
+                    Backend::Postgres => {
+                        let sql = include_str!("../sql/app-role.sql").replace(":app_role", role);
+                        sqlx::raw_sql(&sql).execute(&self.write).await?;
+                        Ok(())
+                    }
+                }
+            }
+
             async fn backup_to(&self, path: &str) -> Result<()> {
                 match $backend {
                     Backend::Sqlite => {

@@ -476,8 +476,16 @@ pub trait Store: Records + Register + Sessions + AuditStore + Clients + 'static 
     fn backend(&self) -> Backend;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
-    /// Run pending migrations.
+    /// Run pending migrations (as the database's owner: `kanta migrate`).
     async fn migrate(&self) -> Result<()>;
+    /// Whether the schema has every migration this build knows (the server runs as a role that
+    /// cannot migrate, so it checks instead): `Refused` naming what is missing and what to run
+    /// when behind. A schema ahead of this build (a newer kanta migrated) is `Ok` with a warning.
+    async fn check_schema(&self) -> Result<()>;
+    /// PostgreSQL: grant the server's least-privilege role what it needs (`sql/app-role.sql`: the
+    /// records, sessions and outbox read and written, the audit tables append-only, the schema
+    /// version readable). Run as the owner after migrating. SQLite: refused (no roles).
+    async fn grant_app_role(&self, role: &str) -> Result<()>;
     /// Write a consistent copy of the whole database to `path` while serving (SQLite: `VACUUM
     /// INTO`). PostgreSQL answers with how to back it up instead (base backup with WAL archiving).
     async fn backup_to(&self, path: &str) -> Result<()>;

@@ -10,11 +10,60 @@ use std::sync::Arc;
 
 pub const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// A migrated, empty database that belongs to one test.
+/// A migrated, empty database that belongs to one test. On PostgreSQL `store` is connected as the
+/// production's least-privilege role (`APP_ROLE`, granted by `sql/app-role.sql` exactly as
+/// `kanta migrate --app-role` does), so a missing grant fails the suite; `url` is the owner's,
+/// for the few tests that act as the owner on purpose: tampering with the audit tables (the role
+/// may not touch them, which is the point), retention (`kanta audit prune` runs as the owner),
+/// migrations, and the benchmark's raw floors.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
+    /// The owner's URL.
     pub url: String,
+    /// The server's URL: the least-privilege role on PostgreSQL, the file on SQLite.
+    pub app_url: String,
     cleanup: Cleanup,
+}
+
+/// The role PostgreSQL tests run the store as (created once per server, with `APP_PASSWORD`).
+pub const APP_ROLE: &str = "kanta_test_app";
+const APP_PASSWORD: &str = "kanta-test-app";
+
+/// Create the test role once per process (concurrent `CREATE ROLE`s of one name collide).
+pub async fn ensure_app_role(admin: &str) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let pool = sqlx::PgPool::connect(admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL for tests: {e}"));
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(APP_ROLE)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("look up the test role: {e}"));
+        if !exists {
+            // Another test binary may create it between the look-up and here: that is fine.
+            let _ = sqlx::query(&format!(
+                "CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}'"
+            ))
+            .execute(&pool)
+            .await;
+        }
+        pool.close().await;
+    })
+    .await;
+}
+
+/// `url` with the user and password replaced by the test role's.
+pub fn as_app_role(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let host = match rest.find('@') {
+        Some(at) if rest[..at].find('/').is_none() => &rest[at + 1..],
+        _ => rest,
+    };
+    format!("{}{APP_ROLE}:{APP_PASSWORD}@{host}", &url[..scheme_end])
 }
 
 enum Cleanup {
@@ -52,16 +101,37 @@ impl TestDb {
                 )
             }
         };
-        let store = connect(&url)
+        let owner = connect(&url)
             .await
             .unwrap_or_else(|e| panic!("connect {backend:?}: {e}"));
-        store
+        owner
             .migrate()
             .await
             .unwrap_or_else(|e| panic!("migrate {backend:?}: {e}"));
+        let (store, app_url) = match (&cleanup, backend) {
+            (Cleanup::Database { admin, .. }, Backend::Postgres) => {
+                ensure_app_role(admin).await;
+                owner
+                    .grant_app_role(APP_ROLE)
+                    .await
+                    .unwrap_or_else(|e| panic!("grant the test role: {e}"));
+                drop(owner);
+                let app_url = as_app_role(&url);
+                let store = connect(&app_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("connect as {APP_ROLE}: {e}"));
+                store
+                    .check_schema()
+                    .await
+                    .unwrap_or_else(|e| panic!("schema check as {APP_ROLE}: {e}"));
+                (store, app_url)
+            }
+            _ => (owner, url.clone()),
+        };
         TestDb {
             store,
             url,
+            app_url,
             cleanup,
         }
     }
@@ -78,6 +148,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("migrate: {e}"));
         TestDb {
             store,
+            app_url: url.clone(),
             url,
             cleanup: Cleanup::File(dir.to_path_buf()),
         }

@@ -76,6 +76,10 @@ enum Command {
         /// Idempotent; refuses on a server without the Citus extension.
         #[arg(long)]
         citus: bool,
+        /// Then grant this (existing) PostgreSQL role what the server needs and nothing more
+        /// (`crates/kanta-store/sql/app-role.sql`); the server then runs as it.
+        #[arg(long)]
+        app_role: Option<String>,
     },
     /// The demo population and clients, as JSON lines.
     Demo {
@@ -618,7 +622,22 @@ fn mandates_setup(
     Ok(())
 }
 
+/// What opening the database does to its schema.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Apply pending migrations (`kanta migrate`, as the owner; and SQLite always: the server owns
+    /// its file).
+    Migrate,
+    /// Check that every migration is applied, and refuse clearly when not: on PostgreSQL the
+    /// server runs as the least-privilege role, which cannot migrate (R-OPS-4).
+    Check,
+}
+
 async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {
+    open_with(r, Schema::Check).await
+}
+
+async fn open_with(r: &Resolved, schema: Schema) -> Result<Arc<dyn Store>, String> {
     if let Some(path) = r.database.expose().strip_prefix("sqlite://") {
         std::fs::create_dir_all(&r.data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", r.data_dir.display()))?;
@@ -633,10 +652,16 @@ async fn open(r: &Resolved) -> Result<Arc<dyn Store>, String> {
     let store = kanta_store::connect(r.database.expose())
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("migrations failed: {e}"))?;
+    match (schema, store.backend()) {
+        (Schema::Migrate, _) | (Schema::Check, kanta_store::Backend::Sqlite) => store
+            .migrate()
+            .await
+            .map_err(|e| format!("migrations failed: {e}"))?,
+        (Schema::Check, kanta_store::Backend::Postgres) => store
+            .check_schema()
+            .await
+            .map_err(|e| format!("cannot start: {e}"))?,
+    }
     Ok(store)
 }
 
@@ -787,13 +812,13 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
-        Command::Migrate { citus } => {
+        Command::Migrate { citus, app_role } => {
             if citus && !r.database.expose().starts_with("postgres") {
                 return Err(
                     "--citus needs a PostgreSQL coordinator's URL (--database postgres://…)".into(),
                 );
             }
-            let store = open(&r).await?;
+            let store = open_with(&r, Schema::Migrate).await?;
             emit!("migrations applied ({:?})", store.backend());
             if citus {
                 let report = kanta_store::citus::distribute(r.database.expose())
@@ -806,6 +831,16 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                     report.already.len(),
                     report.workers
                 );
+                if report.workers == 0 {
+                    emit!("citus: WARNING: no worker nodes — every shard is on the coordinator; add workers (citus_add_node) and rebalance (citus_rebalance_start)");
+                }
+            }
+            if let Some(role) = app_role {
+                store
+                    .grant_app_role(&role)
+                    .await
+                    .map_err(|e| format!("kanta migrate --app-role {role}: {e}"))?;
+                emit!("granted the server's role {role} what it needs (sql/app-role.sql)");
             }
             Ok(())
         }

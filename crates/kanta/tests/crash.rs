@@ -297,7 +297,8 @@ async fn kill_9_during_load_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_load_postgres() {
     let db = kanta_store::testing::TestDb::new(kanta_store::Backend::Postgres).await;
-    let url = db.url.clone();
+    // The server runs as the production's least-privilege role, as in production.
+    let url = db.app_url.clone();
     crash_many_times(Some(url), 50).await;
     db.cleanup().await;
 }

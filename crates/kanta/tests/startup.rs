@@ -156,6 +156,80 @@ fn the_medicines_importer_checks_a_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 30 (R-OPS-4): production PostgreSQL as the README says. The server never migrates on
+/// PostgreSQL: on a database that is not migrated it refuses, naming `kanta migrate`; the owner
+/// migrates and grants the server's role (`kanta migrate --app-role`); then the server starts as
+/// that role, which can create no table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_as_the_least_privilege_role() {
+    use kanta_store::testing::{as_app_role, ensure_app_role, with_database, APP_ROLE};
+    let admin = std::env::var("KANTA_TEST_POSTGRES")
+        .unwrap_or_else(|_| kanta_store::testing::DEFAULT_TEST_POSTGRES.to_string());
+    let name = format!("kanta_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    ensure_app_role(&admin).await;
+    let owner = with_database(&admin, &name);
+    let app = as_app_role(&owner);
+    let serve = |url: &str| {
+        Command::new(KANTA)
+            .args(["--database", url, "serve", "--listen", "127.0.0.1:0"])
+            .env(
+                "KANTA_TOKEN_SECRET",
+                "0123456789abcdefghijklmnopqrstuvwxyzABCDEF",
+            )
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Not migrated: refused with what to run, as the owner too.
+    for url in [&owner, &app] {
+        let out = serve(url).wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("schema is behind") && err.contains("kanta migrate"),
+            "{err}"
+        );
+    }
+    let out = Command::new(KANTA)
+        .args(["--database", &owner, "migrate", "--app-role", APP_ROLE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // As the role: it starts and listens.
+    let mut child = serve(&app);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("kanta is listening") {
+                let _ = tx.send(true);
+                return;
+            }
+        }
+        let _ = tx.send(false);
+    });
+    let listened = rx.recv_timeout(Duration::from_secs(30)).unwrap_or(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listened, "the server did not start as {APP_ROLE}");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// `kanta migrate --citus` (R-X-8, issue 16) on a server without Citus: the ordinary migrations
 /// run, then a clear refusal naming the extension and the way on, and a failing exit; on SQLite
 /// it refuses before touching anything.
