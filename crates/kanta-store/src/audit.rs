@@ -805,6 +805,11 @@ struct Writer {
     faults: Arc<Faults>,
 }
 
+/// Every how many ticks the writer looks in the outbox for records no request of this instance
+/// waits for (left by another instance that died): the only scan of the outbox while all is well
+/// (30 s at the default 1 s tick).
+const OUTBOX_SWEEP_TICKS: u32 = 30;
+
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         // Records can also enter the tree inside a write's own transaction (SQLite): the ticker
@@ -815,6 +820,7 @@ impl Writer {
         // After a crash: what writes committed with their records but never saw made leaves.
         self.drain_pending().await;
         self.gauge_pending().await;
+        let mut ticks_since_sweep = 0u32;
         loop {
             let first = tokio::select! {
                 job = rx.recv() => match job {
@@ -822,10 +828,18 @@ impl Writer {
                     None => break,
                 },
                 _ = tick.tick() => {
-                    // Records another instance left in the outbox when it died: one bounded pass
-                    // a tick, so that a steady stream of new writes never holds the queue up.
-                    self.drain_once().await;
-                    self.gauge_pending().await;
+                    // Records left in the outbox — by a drain that failed here (every tick until
+                    // one succeeds), or by another instance that died (a sweep every
+                    // `OUTBOX_SWEEP_TICKS`): one bounded pass, so a steady stream of new writes never
+                    // holds the queue up. An idle instance does not scan the outbox (on Citus every
+                    // shard) every tick.
+                    ticks_since_sweep += 1;
+                    let sweep = ticks_since_sweep >= OUTBOX_SWEEP_TICKS;
+                    if sweep || self.behind.load(std::sync::atomic::Ordering::SeqCst) {
+                        self.drain_once().await;
+                        self.gauge_pending().await;
+                        ticks_since_sweep = 0;
+                    }
                     if let Ok((size, root)) = self.store.audit_head().await {
                         self.maybe_checkpoint(size, root).await;
                     }

@@ -1029,28 +1029,10 @@ macro_rules! backend {
             async fn search_open(&self, q: &SearchQuery) -> Result<Page> {
                 let scope = scope_of(&q.resource_type)
                     .ok_or_else(|| FhirError::bad_request(format!("resource type '{}' is not supported", q.resource_type)))?;
-                let (cmp, dir) = if q.ascending { (">", "ASC") } else { ("<", "DESC") };
                 let limit = i64::try_from(q.count).unwrap_or(1000) + 1;
-                let mut sql = String::new();
-                let mut n = 0;
-                let mut next = || { n += 1; format!("${n}") };
-                let table = if scope == Scope::Patient { "resource" } else { "shared_resource" };
-                let key_col = if scope == Scope::Patient { "r.patient_key" } else { "NULL" };
-                sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, r.org_id, r.body AS body_text FROM {table} r "));
-                if q.identifier.is_some() {
-                    let tokens = if scope == Scope::Patient { "resource_token" } else { "shared_token" };
-                    let join_key = if scope == Scope::Patient { "t.patient_key = r.patient_key AND " } else { "" };
-                    sql.push_str(&format!("JOIN {tokens} t ON {join_key}t.resource_type = r.resource_type AND t.id = r.id AND t.system = {} AND t.value = {} ", next(), next()));
-                }
-                sql.push_str(&format!("WHERE r.resource_type = {} ", next()));
-                if q.patient.is_some() {
-                    sql.push_str(&format!("AND r.patient_key = {} ", next()));
-                }
-                if q.after.is_some() {
-                    let (a, b) = (next(), next());
-                    sql.push_str(&format!("AND (r.effective_at {cmp} {a} OR (r.effective_at = {a} AND r.id {cmp} {b})) "));
-                }
-                sql.push_str(&format!("ORDER BY r.effective_at {dir}, r.id {dir} LIMIT {}", next()));
+                let sql = search_sql(q, scope).ok_or_else(|| {
+                    FhirError::bad_request(format!("searching {} needs a patient or an identifier", q.resource_type))
+                })?;
                 let mut query = sqlx::query(&sql);
                 if let Some((system, value)) = &q.identifier {
                     query = query.bind(system).bind(value);
@@ -1260,41 +1242,7 @@ macro_rules! backend {
 
             async fn section(&self, q: &SectionQuery) -> Result<Sealed<SectionPage>> {
                 let limit = i64::try_from(q.count).unwrap_or(1000) + 1;
-                let mut sql = String::new();
-                let mut n = 2;
-                let mut next = || { n += 1; format!("${n}") };
-                // The service event rides along through the encounter index; both joins stay on the
-                // patient's shard (patient_key in every join condition).
-                sql.push_str(
-                    "SELECT r.resource_type, r.id, r.effective_at, r.last_updated, r.org_id, r.section, r.body AS body_text, \
-                     e.id AS enc_id, e.org_id AS enc_org, e.effective_at AS enc_at, e.body AS enc_text FROM resource r \
-                     LEFT JOIN resource_token t ON t.patient_key = r.patient_key AND t.resource_type = r.resource_type AND t.id = r.id AND t.system = $1 \
-                     LEFT JOIN resource e ON e.patient_key = r.patient_key AND e.resource_type = 'Encounter' AND e.id = substr(t.value, 11) \
-                     WHERE r.patient_key = $2 ",
-                );
-                match &q.section {
-                    Some(_) => sql.push_str(&format!("AND r.section = {} ", next())),
-                    None => sql.push_str("AND r.section IS NOT NULL "),
-                }
-                if q.since.is_some() {
-                    sql.push_str(&format!("AND r.effective_at >= {} ", next()));
-                }
-                if q.until.is_some() {
-                    sql.push_str(&format!("AND r.effective_at < {} ", next()));
-                }
-                if q.org.is_some() {
-                    sql.push_str(&format!("AND r.org_id = {} ", next()));
-                }
-                if q.only.is_some() {
-                    sql.push_str(&format!("AND r.resource_type = {} AND r.id = {} ", next(), next()));
-                }
-                if q.after.is_some() {
-                    let (a, b, c) = (next(), next(), next());
-                    sql.push_str(&format!(
-                        "AND (r.effective_at < {a} OR (r.effective_at = {a} AND (r.id < {b} OR (r.id = {b} AND r.resource_type < {c})))) "
-                    ));
-                }
-                sql.push_str(&format!("ORDER BY r.effective_at DESC, r.id DESC, r.resource_type DESC LIMIT {}", next()));
+                let sql = section_sql(q);
                 let mut query = sqlx::query(&sql).bind(crate::ENCOUNTER_INDEX).bind(q.patient.0);
                 if let Some(s) = &q.section {
                     query = query.bind(s);
@@ -1818,6 +1766,119 @@ macro_rules! backend {
             }
         }
     };
+}
+
+/// The statement of a FHIR search (parameters in the order `search` binds them: identifier system
+/// and value, type, patient, cursor, limit). Built here, outside the backends, so that the shard-key
+/// guard (`tests/shard_keys.rs`) checks every shape it takes.
+/// `None` for a search of patient data that names neither the patient nor an identifier: a scan of
+/// every patient, which the store never sends.
+pub fn search_sql(q: &SearchQuery, scope: Scope) -> Option<String> {
+    if scope == Scope::Patient && q.patient.is_none() && q.identifier.is_none() {
+        return None;
+    }
+    let (cmp, dir) = if q.ascending {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
+    let mut sql = String::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let table = if scope == Scope::Patient {
+        "resource"
+    } else {
+        "shared_resource"
+    };
+    let key_col = if scope == Scope::Patient {
+        "r.patient_key"
+    } else {
+        "NULL"
+    };
+    sql.push_str(&format!("SELECT {key_col} AS pk, r.resource_type, r.id, r.effective_at, r.org_id, r.body AS body_text FROM {table} r "));
+    if q.identifier.is_some() {
+        let tokens = if scope == Scope::Patient {
+            "resource_token"
+        } else {
+            "shared_token"
+        };
+        let join_key = if scope == Scope::Patient {
+            "t.patient_key = r.patient_key AND "
+        } else {
+            ""
+        };
+        sql.push_str(&format!("JOIN {tokens} t ON {join_key}t.resource_type = r.resource_type AND t.id = r.id AND t.system = {} AND t.value = {} ", next(), next()));
+    }
+    sql.push_str(&format!("WHERE r.resource_type = {} ", next()));
+    if q.patient.is_some() {
+        sql.push_str(&format!("AND r.patient_key = {} ", next()));
+    }
+    if q.after.is_some() {
+        let (a, b) = (next(), next());
+        sql.push_str(&format!(
+            "AND (r.effective_at {cmp} {a} OR (r.effective_at = {a} AND r.id {cmp} {b})) "
+        ));
+    }
+    sql.push_str(&format!(
+        "ORDER BY r.effective_at {dir}, r.id {dir} LIMIT {}",
+        next()
+    ));
+    Some(sql)
+}
+
+/// The statement of a MyKanta section page (parameters: the encounter index's system, the patient,
+/// then the filters as `section` binds them, the limit last); for the shard-key guard as
+/// [`search_sql`].
+pub fn section_sql(q: &SectionQuery) -> String {
+    let mut sql = String::new();
+    let mut n = 2;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    // The service event rides along through the encounter index; both joins stay on the
+    // patient's shard (patient_key in every join condition).
+    sql.push_str(
+        "SELECT r.resource_type, r.id, r.effective_at, r.last_updated, r.org_id, r.section, r.body AS body_text, \
+         e.id AS enc_id, e.org_id AS enc_org, e.effective_at AS enc_at, e.body AS enc_text FROM resource r \
+         LEFT JOIN resource_token t ON t.patient_key = r.patient_key AND t.resource_type = r.resource_type AND t.id = r.id AND t.system = $1 \
+         LEFT JOIN resource e ON e.patient_key = r.patient_key AND e.resource_type = 'Encounter' AND e.id = substr(t.value, 11) \
+         WHERE r.patient_key = $2 ",
+    );
+    match &q.section {
+        Some(_) => sql.push_str(&format!("AND r.section = {} ", next())),
+        None => sql.push_str("AND r.section IS NOT NULL "),
+    }
+    if q.since.is_some() {
+        sql.push_str(&format!("AND r.effective_at >= {} ", next()));
+    }
+    if q.until.is_some() {
+        sql.push_str(&format!("AND r.effective_at < {} ", next()));
+    }
+    if q.org.is_some() {
+        sql.push_str(&format!("AND r.org_id = {} ", next()));
+    }
+    if q.only.is_some() {
+        sql.push_str(&format!(
+            "AND r.resource_type = {} AND r.id = {} ",
+            next(),
+            next()
+        ));
+    }
+    if q.after.is_some() {
+        let (a, b, c) = (next(), next(), next());
+        sql.push_str(&format!(
+            "AND (r.effective_at < {a} OR (r.effective_at = {a} AND (r.id < {b} OR (r.id = {b} AND r.resource_type < {c})))) "
+        ));
+    }
+    sql.push_str(&format!(
+        "ORDER BY r.effective_at DESC, r.id DESC, r.resource_type DESC LIMIT {}",
+        next()
+    ));
+    sql
 }
 
 mod sqlite_impl {

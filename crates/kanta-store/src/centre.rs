@@ -601,11 +601,12 @@ async fn task(
                 ));
             }
             let (stored, mut state) = locked.take(tx, e.patient, &t.prescription, e.at).await?;
-            // One open request of a kind at a time (the prescription is locked: no race).
-            if t.code != TaskCode::Reservation {
+            // One open request of a kind at a time (the prescription is locked: no race), looked
+            // up in the patient's own tokens: one shard on Citus.
+            if let (true, Some(patient)) = (t.code != TaskCode::Reservation, e.patient) {
                 let open = tx
-                    .find_token(
-                        kanta_fhir::Scope::Patient,
+                    .find_patient_token(
+                        patient,
                         "Task",
                         OPEN_REQUEST_INDEX,
                         &format!("MedicationRequest/{}|{}", t.prescription, t.code.code()),

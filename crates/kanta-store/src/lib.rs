@@ -26,6 +26,8 @@ use time::OffsetDateTime;
 
 pub use audit::Sealed;
 pub use backend::pg_pool_options;
+/// The statements built at run time, for the shard-key guard (`tests/shard_keys.rs`).
+pub use backend::{search_sql, section_sql};
 
 /// The store's parts, for callers that use them through `dyn Store` (`use kanta_store::prelude::*`).
 pub mod prelude {

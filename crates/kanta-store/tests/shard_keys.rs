@@ -189,3 +189,78 @@ fn the_lexer_reads_literals_not_chars_or_comments() {
         vec!["SELECT 1".to_string(), "raw \"x\" ".to_string()]
     );
 }
+
+/// The statements built at run time (issue 30: the guard could not see them): every shape of a
+/// FHIR search and of a MyKanta section page names the patient whenever it reads patient data —
+/// but a search by identifier without a patient, which is listed here with its reason.
+#[test]
+fn run_time_statements_stay_on_one_shard() {
+    use kanta_domain::ids::PatientKey;
+    use kanta_fhir::Scope;
+    use kanta_store::{Cursor, SearchQuery, SectionCursor, SectionQuery};
+    const SEARCH_FANS_OUT: &str = "an identifier search without a patient (`Task?owner=`'s queue, `Consent?producer=`, an identifier of a non-HETU system): names no patient; listed in ARCHITECTURE.md's hot-path table";
+    let patient = marked("patient");
+    let routing = marked("routing");
+    let mut fans_out = 0;
+    let mut checked = 0;
+    for scope in [Scope::Patient, Scope::Shared] {
+        for with_patient in [true, false] {
+            for identifier in [true, false] {
+                for after in [true, false] {
+                    for ascending in [true, false] {
+                        let q = SearchQuery {
+                            resource_type: "Observation".into(),
+                            patient: with_patient.then_some(PatientKey(7)),
+                            identifier: identifier.then(|| ("s".to_string(), "v".to_string())),
+                            ascending,
+                            count: 20,
+                            after: after.then(|| Cursor {
+                                effective_at: 1,
+                                id: "a".into(),
+                            }),
+                        };
+                        let Some(sql) = kanta_store::search_sql(&q, scope) else {
+                            // Never sent: a scan of every patient's data.
+                            assert!(scope == Scope::Patient && !with_patient && !identifier);
+                            continue;
+                        };
+                        let tables = tables_in(&sql);
+                        assert!(!tables.iter().any(|t| routing.contains(t)), "{sql}");
+                        if tables.intersection(&patient).next().is_none() {
+                            continue;
+                        }
+                        checked += 1;
+                        if !sql.contains("r.patient_key = $") {
+                            assert!(!with_patient && identifier, "{SEARCH_FANS_OUT}: {sql}");
+                            fans_out += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!((checked, fans_out), (12, 4));
+    for bits in 0u32..64 {
+        let on = |b: u32| bits & (1 << b) != 0;
+        let q = SectionQuery {
+            patient: PatientKey(7),
+            section: on(0).then(|| "lab".to_string()),
+            since: on(1).then_some(1),
+            until: on(2).then_some(2),
+            org: on(3).then(|| "org".to_string()),
+            only: on(4).then(|| ("Observation".to_string(), "x".to_string())),
+            count: 20,
+            after: on(5).then(|| SectionCursor {
+                effective_at: 1,
+                id: "a".into(),
+                resource_type: "Observation".into(),
+            }),
+        };
+        let sql = kanta_store::section_sql(&q);
+        assert!(sql.contains("WHERE r.patient_key = $2"), "{sql}");
+        assert!(
+            !tables_in(&sql).iter().any(|t| routing.contains(t)),
+            "{sql}"
+        );
+    }
+}

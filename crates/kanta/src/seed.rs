@@ -64,6 +64,40 @@ fn resumable(mut bundle: serde_json::Value, submission: &str) -> serde_json::Val
     bundle
 }
 
+/// A resumed seed leaves what an interrupted one wrote under a fixed id as it is (issue 30: each
+/// resumption wrote those records again as new versions): such entries are dropped from the
+/// Bundle. (Whether one exists is all that is asked; nothing of it is released.)
+async fn keep_written_puts(
+    store: &Arc<dyn Store>,
+    bundle: &mut serde_json::Value,
+) -> Result<(), String> {
+    let Some(entries) = bundle["entry"].as_array_mut() else {
+        return Ok(());
+    };
+    let mut keep = Vec::with_capacity(entries.len());
+    for e in entries.iter() {
+        let existing = match (
+            e["request"]["method"].as_str(),
+            e["request"]["url"].as_str(),
+        ) {
+            (Some("PUT"), Some(url)) => match url.split_once('/') {
+                Some((t, id)) => store
+                    .read(t, id)
+                    .await
+                    .map_err(|err| format!("demo {url}: {err}"))?
+                    .judged(|_| true)
+                    .len(),
+                None => 0,
+            },
+            _ => 0,
+        };
+        keep.push(existing == 0);
+    }
+    let mut k = keep.into_iter();
+    entries.retain(|_| k.next().unwrap_or(true));
+    Ok(())
+}
+
 /// The seed, stopping with an error after `stop_after` steps (a test's interruption).
 async fn seed_until(
     store: &Arc<dyn Store>,
@@ -88,6 +122,16 @@ async fn seed_until(
             .and_then(|v| v.as_str())
             .ok_or("a demo Organization lacks an id")?
             .to_string();
+        // A resumed seed writes only what the interrupted one did not (issue 30: it rewrote
+        // every organisation as a new version).
+        if store
+            .registry("Organization", &id)
+            .await
+            .map_err(|e| format!("demo Organization {id}: {e}"))?
+            .is_some()
+        {
+            continue;
+        }
         let resource = check(org).map_err(|e| format!("demo Organization {id}: {e}"))?;
         ops.push((
             format!("Organization/{id}"),
@@ -101,24 +145,26 @@ async fn seed_until(
     }
     step()?;
     // Written, not released: nothing leaves the process, so nothing to audit.
-    let _stored = store
-        .write(
-            WriteRequest {
-                principal: Principal::system(
-                    "seed",
-                    &OrgId::new(OPERATOR_ORG),
-                    &[ClientRole::Operator],
-                ),
-                org: OrgId::new(OPERATOR_ORG),
-                ops,
-                citizen: None,
-                centre: None,
-                organiser: None,
-            },
-            now,
-        )
-        .await
-        .map_err(|e| format!("seeding organisations: {e}"))?;
+    if !ops.is_empty() {
+        let _stored = store
+            .write(
+                WriteRequest {
+                    principal: Principal::system(
+                        "seed",
+                        &OrgId::new(OPERATOR_ORG),
+                        &[ClientRole::Operator],
+                    ),
+                    org: OrgId::new(OPERATOR_ORG),
+                    ops,
+                    citizen: None,
+                    centre: None,
+                    organiser: None,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| format!("seeding organisations: {e}"))?;
+    }
     step()?;
     for c in demo::clients() {
         let record = ClientRecord {
@@ -156,7 +202,8 @@ async fn seed_until(
             .iter()
             .find(|c| c.client_id == sub.client_id)
             .ok_or_else(|| format!("demo submission {i} names unknown client {}", sub.client_id))?;
-        let bundle = resumable(sub.bundle, &format!("s{i}"));
+        let mut bundle = resumable(sub.bundle, &format!("s{i}"));
+        keep_written_puts(store, &mut bundle).await?;
         let (mut req, _) = kanta_web::bundle_write_request(demo_principal(client), bundle)
             .map_err(|e| format!("demo submission {i}: {e}"))?;
         req.centre = Some(centre.clone());
@@ -294,10 +341,13 @@ mod tests {
 
     /// What a seeded database holds: current records by type, people, clients.
     async fn contents(db: &TestDb) -> Vec<(String, i64)> {
+        // Versions too: a resumed seed writes nothing twice, not even as a new version.
         let sql = "SELECT resource_type, count(*) FROM resource GROUP BY resource_type \
                    UNION ALL SELECT 'person', count(*) FROM person \
                    UNION ALL SELECT 'client', count(*) FROM api_client \
-                   UNION ALL SELECT 'organisation', count(*) FROM shared_resource ORDER BY 1";
+                   UNION ALL SELECT 'organisation', count(*) FROM shared_resource \
+                   UNION ALL SELECT 'organisation versions', count(*) FROM shared_resource_version \
+                   UNION ALL SELECT 'versions', count(*) FROM resource_version ORDER BY 1";
         if db.url.starts_with("postgres") {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
             let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
