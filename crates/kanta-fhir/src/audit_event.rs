@@ -70,8 +70,36 @@ pub fn audit_event(record: &AuditRecord, seq: u64, patient: Option<&str>) -> Val
         "source": {"observer": {"display": "Kanta"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
         "entity": entity,
     });
+    // The whole record (issue 30: the export left out the purpose, the ground and the emergency
+    // reason): the purpose of use as `purposeOfEvent` (HL7 v3 PurposeOfUse) on the event and the
+    // requesting agent, the ground, the role and an emergency's stated reason as extensions.
+    let purpose = match &record.actor {
+        Actor::Organisation { purpose, .. } => purpose.clone(),
+        Actor::Citizen { .. } | Actor::Operator { .. } | Actor::System { .. } => None,
+    }
+    .or_else(|| record.basis.as_ref().and_then(|b| b.purpose.clone()));
+    if let Some(p) = &purpose {
+        let coding = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}]}]);
+        ev["purposeOfEvent"] = coding.clone();
+        ev["agent"][0]["purposeOfUse"] = coding;
+    }
+    let mut ext = vec![];
     if let Some(r) = &record.request_id {
-        ev["extension"] = json!([{"url": "urn:kanta:ext:request-id", "valueString": r}]);
+        ext.push(json!({"url": "urn:kanta:ext:request-id", "valueString": r}));
+    }
+    if let Some(b) = &record.basis {
+        if let Ok(Value::String(g)) = serde_json::to_value(b.ground) {
+            ext.push(json!({"url": "urn:kanta:ext:audit-ground", "valueCode": g}));
+        }
+        if let Some(role) = b.role {
+            ext.push(json!({"url": "urn:kanta:ext:audit-role", "valueCode": role.as_str()}));
+        }
+        if let Some(reason) = &b.reason {
+            ext.push(json!({"url": "urn:kanta:ext:emergency-reason", "valueString": reason}));
+        }
+    }
+    if !ext.is_empty() {
+        ev["extension"] = Value::Array(ext);
     }
     ev
 }
@@ -103,9 +131,60 @@ mod tests {
         };
         let ev = audit_event(&r, 7, Some("Patient/p1"));
         assert_eq!(ev["action"], "R");
+        assert!(ev.get("purposeOfEvent").is_none());
         assert_eq!(ev["agent"][0]["who"]["reference"], "Organization/org-hus");
         assert_eq!(ev["entity"][1]["what"]["reference"], "Patient/p1");
         assert_eq!(ev["recorded"], "2023-11-14T22:13:20.000Z");
         assert_eq!(ev["id"], "audit-7");
+    }
+
+    /// Issue 30: the export names the purpose, the ground, the role and an emergency's reason.
+    #[test]
+    fn an_emergency_read_exports_its_purpose_ground_and_reason() {
+        use kanta_domain::access::{Basis, Ground};
+        use kanta_domain::ids::ClientRole;
+        let r = AuditRecord {
+            schema: kanta_domain::audit::AUDIT_SCHEMA,
+            recorded_at: 1_700_000_000_000,
+            patient: Some(PatientKey(5)),
+            actor: Actor::Organisation {
+                org: OrgId::new("org-tays"),
+                client_id: "tays".into(),
+                professional: Some("urn:oid:1.2.246.537.26|9".into()),
+                purpose: Some("ETREAT".into()),
+            },
+            on_behalf_of: None,
+            action: Action::Read,
+            entities: vec!["Condition/1".into()],
+            query: None,
+            outcome: Outcome::Success,
+            request_id: None,
+            basis: Some(Basis {
+                ground: Ground::Emergency,
+                role: Some(ClientRole::Clinician),
+                purpose: Some("ETREAT".into()),
+                reason: Some("tajuton potilas".into()),
+            }),
+        };
+        let ev = audit_event(&r, 8, None);
+        assert_eq!(ev["purposeOfEvent"][0]["coding"][0]["code"], "ETREAT");
+        assert_eq!(
+            ev["agent"][0]["purposeOfUse"][0]["coding"][0]["code"],
+            "ETREAT"
+        );
+        let ext = ev["extension"].as_array().unwrap();
+        let by = |url: &str| ext.iter().find(|e| e["url"] == url).cloned();
+        assert_eq!(
+            by("urn:kanta:ext:audit-ground").unwrap()["valueCode"],
+            "emergency"
+        );
+        assert_eq!(
+            by("urn:kanta:ext:audit-role").unwrap()["valueCode"],
+            "clinician"
+        );
+        assert_eq!(
+            by("urn:kanta:ext:emergency-reason").unwrap()["valueString"],
+            "tajuton potilas"
+        );
     }
 }

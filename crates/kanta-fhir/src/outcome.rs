@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Conflict,
     /// 412: `If-Match` did not match the current version.
     PreconditionFailed,
+    /// 408: the request's body did not arrive in time.
+    RequestTimeout,
     /// 413: body over the limit.
     PayloadTooLarge,
     /// 415: not FHIR JSON.
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
             ErrorKind::PreconditionFailed => 412,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Unprocessable => 422,
@@ -58,6 +61,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "not-supported",
             ErrorKind::Conflict => "conflict",
             ErrorKind::PreconditionFailed => "conflict",
+            ErrorKind::RequestTimeout => "timeout",
             ErrorKind::PayloadTooLarge => "too-costly",
             ErrorKind::UnsupportedMediaType => "not-supported",
             ErrorKind::Unprocessable => "invariant",

@@ -169,6 +169,9 @@ impl Caller {
     }
 }
 
+/// The longest client-assertion `jti` kept (it is stored until the assertion expires).
+pub const MAX_JTI: usize = 255;
+
 /// A refusal: every reason's message (none of them names data the caller may not see).
 pub fn forbidden(reasons: &[access::Denial]) -> ApiError {
     let msg: Vec<&str> = reasons.iter().map(|r| r.message()).collect();
@@ -515,6 +518,12 @@ async fn verify_assertion(
     let jti = peek
         .jti
         .ok_or_else(|| invalid_client("client_assertion has no jti"))?;
+    // Kept until the assertion expires: bounded like every input (issue 30).
+    if jti.is_empty() || jti.len() > MAX_JTI {
+        return Err(invalid_client(
+            "client_assertion jti must be 1 to 255 characters",
+        ));
+    }
     let expires =
         time::OffsetDateTime::from_unix_timestamp(exp).map_err(|_| invalid_client("bad exp"))?;
     match state

@@ -20,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use kanta_fhir::{ErrorKind, FhirError};
 use kanta_store::audit::AuditLog;
 use kanta_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -52,6 +53,12 @@ pub struct Limits {
     pub max_search_value: usize,
     /// How long a connection may take to send a request's headers before it is closed.
     pub header_read_timeout: std::time::Duration,
+    /// How long a request may take to send its whole body (408 past it): a body that trickles in
+    /// holds a connection no longer than this.
+    pub body_read_timeout: std::time::Duration,
+    /// Connections served at once; past it new connections wait in the listen backlog (each held
+    /// at most the header and body deadlines).
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -61,6 +68,8 @@ impl Default for Limits {
             max_references_per_resource: 1_000,
             max_search_value: 256,
             header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(30),
+            max_connections: 4_096,
         }
     }
 }
@@ -89,6 +98,8 @@ pub struct AppState {
     /// The Prescription Centre's medicines database and settings (none: prescriptions, dispensations
     /// and their tasks are refused with 503).
     pub centre: Option<Arc<kanta_store::centre::Centre>>,
+    /// The bearer token `/metrics` asks for; without one it answers loopback peers only.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -110,7 +121,15 @@ impl AppState {
             token_keys: auth::TokenKeys::from_secret(token_secret),
             clients: auth::ClientCache::default(),
             metrics: metrics_handle(),
+            metrics_token: None,
         }
+    }
+
+    /// `/metrics` then asks for this bearer token (from anywhere); without it, only loopback
+    /// peers (a scraper beside the server) read it.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Self {
+        self.metrics_token = token.map(Arc::from);
+        self
     }
 }
 
@@ -188,12 +207,70 @@ pub fn router(state: AppState) -> Router {
         .merge(portal::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), portal::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(bound_request_id))
         .with_state(state)
+}
+
+/// Issue 30: a request's whole body within `Limits::body_read_timeout` (408), at most one byte over
+/// `max_body_bytes` (413; the extractors' own limit then answers as before) — read here, once, so
+/// that a body trickling in cannot hold a connection and a task for ever.
+async fn body_deadline(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    use axum::body::HttpBody as _;
+    let (parts, mut body) = req.into_parts();
+    if body.is_end_stream() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let limit = state.config.max_body_bytes.saturating_add(1);
+    let deadline = state.config.limits.body_read_timeout;
+    let read = async {
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let Ok(frame) = frame else {
+                return Err(FhirError::bad_request("the request body could not be read"));
+            };
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Err(FhirError::new(
+                        ErrorKind::PayloadTooLarge,
+                        "the request body is larger than this server accepts",
+                    ));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf)
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(buf)) => {
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(buf),
+            ))
+            .await
+        }
+        Ok(Err(e)) => error::ApiError(e).into_response(),
+        Err(_) => error::ApiError(FhirError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} seconds",
+                deadline.as_secs()
+            ),
+        ))
+        .into_response(),
+    }
 }
 
 /// The longest request id kept from a client.
@@ -277,6 +354,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use tower::ServiceExt as _;
     let header_timeout = state.config.limits.header_read_timeout;
+    let state_limits_max_connections = state.config.limits.max_connections;
     let app = router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -286,7 +364,19 @@ pub async fn serve(
     // Every connection task holds a receiver; the server returns when all are gone.
     let (open_tx, open_rx) = tokio::sync::watch::channel(());
     let mut stop = stop_rx.clone();
+    // At most `max_connections` served at once (issue 30: 300 slow connections silenced a
+    // server); the next accept waits for a permit.
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        state_limits_max_connections.max(1),
+    ));
     loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
@@ -334,6 +424,7 @@ pub async fn serve(
                 }
             }
             drop(open);
+            drop(permit);
         });
     }
     drop(open_rx);

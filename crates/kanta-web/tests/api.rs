@@ -82,6 +82,8 @@ impl TestApp {
                 // Short, so that the slow-headers test closes in seconds; far above what a local
                 // client needs to send its headers.
                 header_read_timeout: std::time::Duration::from_secs(2),
+                body_read_timeout: std::time::Duration::from_secs(2),
+                max_connections: 64,
                 ..kanta_web::Limits::default()
             },
         };
@@ -463,6 +465,15 @@ async fn private_key_jwt(b: Backend) {
             "wrong audience",
         ),
         (assertion(&token_url, now - 1, "j3", "ehr-1"), "expired"),
+        // Issue 30: a jti is kept until the assertion expires, so it is bounded.
+        (
+            assertion(&token_url, now + 240, &"j".repeat(256), "ehr-1"),
+            "a jti of 256 characters",
+        ),
+        (
+            assertion(&token_url, now + 240, "", "ehr-1"),
+            "an empty jti",
+        ),
         (
             assertion(&token_url, now + 3600, "j4", "ehr-1"),
             "too far ahead",
@@ -1437,6 +1448,7 @@ both!(
     a_patients_consents_are_bounded_per_writer,
     a_two_role_client_is_audited_by_the_role_it_used,
     a_write_happens_once,
+    slow_bodies_and_idle_connections_are_bounded,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -62,10 +62,17 @@ pub struct FileConfig {
     pub max_references_per_resource: Option<usize>,
     /// Seconds a connection may take to send a request's headers (default 10).
     pub header_read_timeout_seconds: Option<u64>,
+    /// How long a request may take to send its whole body (408 past it). Default 30.
+    pub body_read_timeout_seconds: Option<u64>,
+    /// Connections served at once; more wait in the listen backlog. Default 4096.
+    pub max_connections: Option<usize>,
     /// Characters in one search parameter's value (default 256; more: 400). The query is audited.
     pub max_search_value: Option<usize>,
     /// Secret that signs access tokens; the same on every instance. Required unless `demo`.
     pub token_secret: Option<Secret>,
+    /// The bearer token `/metrics` asks for (Prometheus `authorization: credentials`); without it
+    /// only loopback peers read `/metrics`.
+    pub metrics_token: Option<Secret>,
     pub log_format: Option<LogFormat>,
     /// The Ed25519 key (PKCS#8) that signs audit checkpoints. Default `<data_dir>/audit-signing-key.pk8`,
     /// generated on first start.

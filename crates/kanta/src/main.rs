@@ -729,6 +729,10 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                         header_read_timeout: file
                             .header_read_timeout_seconds
                             .map_or(d.header_read_timeout, Duration::from_secs),
+                        body_read_timeout: file
+                            .body_read_timeout_seconds
+                            .map_or(d.body_read_timeout, Duration::from_secs),
+                        max_connections: file.max_connections.unwrap_or(d.max_connections),
                     }
                 },
             };
@@ -766,8 +770,9 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
             let portal = portal_setup(&store, &file, &config.public_url, demo)?;
             let centre = centre_setup(&file, demo)?;
             tracing::info!(%addr, backend = ?store.backend(), demo, test_idp = portal.test_idp.is_some(), "kanta is listening");
-            let state =
-                AppState::new(store, audit, config, clock, &token_secret).with_portal(portal);
+            let state = AppState::new(store, audit, config, clock, &token_secret)
+                .with_portal(portal)
+                .with_metrics_token(file.metrics_token.as_ref().map(|s| s.expose()));
             let state = match centre {
                 Some(c) => state.with_centre(c),
                 None => state,

@@ -846,3 +846,31 @@ async fn a_choice_recorded_in_care_is_shown_with_its_recorder() {
     );
     assert!(!page.body.contains("kirjannut Antti Rantanen OmaKannassa"));
 }
+
+/// Issue 30: `/metrics` asks for the configured bearer token (without one, only loopback peers
+/// read it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_ask_for_the_configured_token() {
+    let s = start(
+        "metrics",
+        "metrics_token = \"a-long-random-metrics-token-0123456789\"\n",
+    );
+    let http = reqwest::Client::new();
+    let get = |token: Option<&str>| {
+        let mut r = http.get(format!("{}/metrics", s.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(get(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(Some("wrong")).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = get(Some("a-long-random-metrics-token-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("kanta_"));
+}

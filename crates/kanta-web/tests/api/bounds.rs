@@ -231,3 +231,55 @@ pub async fn half_sent_headers_are_closed(b: Backend) {
     assert_eq!(s, StatusCode::OK);
     app.finish().await;
 }
+
+/// Issue 30: a body that trickles in is answered 408 once the body deadline passes (2 s here),
+/// and the connections served at once are capped (64 here): held ones (headers half-sent) keep a
+/// new request waiting only until the header deadline closes them.
+pub async fn slow_bodies_and_idle_connections_are_bounded(b: Backend) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(b).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut got = Vec::new();
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        return got;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("the trickling body was neither answered nor closed");
+    let head = String::from_utf8_lossy(&answer);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    // 64 connections holding half-sent headers: a new request waits, and is served once the
+    // header deadline has closed them.
+    let mut held = vec![];
+    for _ in 0..64 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (s, _, _) = app.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1000),
+        "served past the cap of connections at once"
+    );
+    drop(held);
+    app.finish().await;
+}
