@@ -312,6 +312,23 @@ fn prescription(centre: &Centre, locked: &Locked, e: &Entry<'_>, body: &mut Valu
             }
         }
     };
+    // The status is the server's (`completed` once nothing remains, else `active`, or cancelled
+    // as the prescriber says): one the server would store as something else is refused, never
+    // silently changed (issue 30: `completed` was answered 201 and stored as `active`).
+    if state.cancelled.is_none() {
+        let kept = if state.remaining() == 0 {
+            "completed"
+        } else {
+            "active"
+        };
+        if let Some(sent) = body["status"].as_str().filter(|s| *s != kept) {
+            return Err(fail(
+                ErrorKind::Unprocessable,
+                e.at,
+                format!("{}.status: the server keeps a prescription's status: it is '{kept}' now, not '{sent}' (only a cancellation is the prescriber's to set)", e.at),
+            ));
+        }
+    }
     fx::write_state(body, &state);
     Ok(())
 }

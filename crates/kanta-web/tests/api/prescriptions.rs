@@ -643,6 +643,12 @@ pub async fn the_server_keeps_its_own(b: Backend) {
     // A treatment time of 90 days.
     let mut days = prescription(&me, "401011", 1);
     days["dispenseRequest"] = json!({"expectedSupplyDuration": {"value": 90, "unit": "d"}});
+    // Issue 30: a status the server would store as something else is refused, not changed.
+    let mut done = days.clone();
+    done["status"] = json!("completed");
+    let (s, v) = post_to(&app, &doc, "MedicationRequest", done).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(says(&v, "'active' now, not 'completed'"), "{v}");
     let (s, rx) = post_to(&app, &doc, "MedicationRequest", days).await;
     assert_eq!(s, StatusCode::CREATED, "{rx}");
     let id = rx["id"].as_str().unwrap().to_string();
