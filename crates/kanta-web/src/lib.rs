@@ -59,6 +59,12 @@ pub struct Limits {
     /// Connections served at once; past it new connections wait in the listen backlog (each held
     /// at most the header and body deadlines).
     pub max_connections: usize,
+    /// A search reads on past records the disclosure rule refuses (so that a page is what it would
+    /// be without them) at most this many rows…
+    pub search_scan_max: usize,
+    /// …and for at most this long (a monotonic deadline); then the page ends with a `next` link
+    /// after the last record kept.
+    pub search_scan_deadline: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +76,8 @@ impl Default for Limits {
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(30),
             max_connections: 4_096,
+            search_scan_max: 10_000,
+            search_scan_deadline: std::time::Duration::from_secs(2),
         }
     }
 }

@@ -41,6 +41,15 @@ impl TestApp {
     }
 
     async fn spawn_db(db: TestDb, max_body_bytes: usize) -> TestApp {
+        Self::spawn_limits(db, max_body_bytes, |_| {}).await
+    }
+
+    /// With the test app's limits changed by `f`.
+    async fn spawn_limits(
+        db: TestDb,
+        max_body_bytes: usize,
+        f: impl FnOnce(&mut kanta_web::Limits),
+    ) -> TestApp {
         let clock = Clock::fixed(datetime!(2026-11-24 12:00 UTC));
         let now = clock.now();
         for (id, org, roles) in [
@@ -87,6 +96,8 @@ impl TestApp {
                 ..kanta_web::Limits::default()
             },
         };
+        let mut config = config;
+        f(&mut config.limits);
         let key = Signer::generate_pkcs8().unwrap();
         let signer = Signer::from_pkcs8(AUDIT_NAME, &key).unwrap();
         let audit_public_key = signer.public_key();
@@ -1449,6 +1460,7 @@ both!(
     a_two_role_client_is_audited_by_the_role_it_used,
     a_write_happens_once,
     slow_bodies_and_idle_connections_are_bounded,
+    the_scan_past_refused_records_is_bounded,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -66,6 +66,10 @@ pub struct FileConfig {
     pub body_read_timeout_seconds: Option<u64>,
     /// Connections served at once; more wait in the listen backlog. Default 4096.
     pub max_connections: Option<usize>,
+    /// Rows a search reads on past records the disclosure rule refuses (default 10,000)…
+    pub search_scan_max: Option<usize>,
+    /// …and for how long (default 2,000 ms); then its page ends with a `next` link.
+    pub search_scan_deadline_ms: Option<u64>,
     /// Characters in one search parameter's value (default 256; more: 400). The query is audited.
     pub max_search_value: Option<usize>,
     /// Secret that signs access tokens; the same on every instance. Required unless `demo`.

@@ -733,6 +733,10 @@ async fn run(cli: Cli, file: FileConfig) -> Result<(), String> {
                             .body_read_timeout_seconds
                             .map_or(d.body_read_timeout, Duration::from_secs),
                         max_connections: file.max_connections.unwrap_or(d.max_connections),
+                        search_scan_max: file.search_scan_max.unwrap_or(d.search_scan_max),
+                        search_scan_deadline: file
+                            .search_scan_deadline_ms
+                            .map_or(d.search_scan_deadline, Duration::from_millis),
                     }
                 },
             };

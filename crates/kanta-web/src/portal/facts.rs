@@ -191,9 +191,6 @@ pub fn citizen_judge_reading<'a>(
 ) -> impl FnOnce(&[Subject<'_>]) -> Vec<Decision> + 'a {
     move |subjects| {
         let docs: Vec<Doc<'_>> = subjects.iter().map(|s| s.json.doc()).collect();
-        for (s, d) in subjects.iter().zip(&docs) {
-            read(s, d.node());
-        }
         let (assembled, under, minor) = assemble(subjects, &docs, joined);
         *facts = assembled;
         let action = access::Action::View(view);
@@ -224,6 +221,13 @@ pub fn citizen_judge_reading<'a>(
         for (d, visit) in decisions.iter_mut().zip(&under) {
             if visit.is_some_and(|j| refused[j]) {
                 *d = Decision::Denied(vec![access::Denial::Hidden(display::Hidden::NotAttached)]);
+            }
+        }
+        // What the page prints is read of released records only (issue 30: every hidden
+        // document's narrative was sanitised on every view).
+        for ((s, d), decision) in subjects.iter().zip(&docs).zip(&decisions) {
+            if decision.is_permit() {
+                read(s, d.node());
             }
         }
         decisions
@@ -290,5 +294,63 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(facts["Encounter/e"].care_documents, 1);
+    }
+
+    /// Issue 30: what a page prints is read of released records only — a hidden document's body
+    /// (its narrative sanitised, say) is never looked at.
+    #[test]
+    fn the_page_reads_released_records_only() {
+        let (joined_at, visit_at) = (2_000, 3_000);
+        let enc = json!({"resourceType": "Encounter", "class": {"code": "AMB"},
+            "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "YLE"}]}});
+        let shown = json!({"resourceType": "Observation", "encounter": {"reference": "Encounter/e"},
+            "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}]}});
+        // Delayed by the professional until far in the future (R-DOC-4): hidden.
+        let delayed = json!({"resourceType": "Observation", "encounter": {"reference": "Encounter/e"},
+            "meta": {"tag": [{"system": "urn:oid:1.2.246.537.6.12.2002", "code": "LAB"}],
+                "extension": [{"url": kanta_fhir::codes::RELEASE_FOR_PATIENT_VIEWING_URL, "valueDateTime": "2999-01-01T00:00:00Z"}]}});
+        let subjects = vec![
+            subject("Encounter", "e", &enc, visit_at),
+            subject("Observation", "o", &shown, visit_at),
+            subject("Observation", "hidden", &delayed, visit_at),
+        ];
+        let mut org = super::super::sections::Recorder::unknown("org-a");
+        org.joined_at = Some(joined_at);
+        let joined = Joined([("org-a".to_string(), org)].into_iter().collect());
+        let principal = Principal::Citizen {
+            person: kanta_domain::ids::PatientKey(1),
+            acting_for: None,
+        };
+        let acting = Acting {
+            standing: kanta_domain::acting::Standing::Own,
+            subject: kanta_domain::acting::SubjectFacts {
+                born: time::macros::date!(1980 - 01 - 01),
+                deceased: false,
+                non_disclosure: false,
+            },
+            today: time::macros::date!(2026 - 12 - 05),
+        };
+        let mut facts = HashMap::new();
+        let mut read = vec![];
+        let decisions = {
+            let judge = citizen_judge_reading(
+                &principal,
+                View::Section(kanta_domain::display::Section::Visits),
+                &acting,
+                &joined,
+                &mut facts,
+                10_000,
+                |s, _| read.push(s.id.to_string()),
+            );
+            judge(&subjects)
+        };
+        let permitted: Vec<&str> = subjects
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| d.is_permit())
+            .map(|(s, _)| s.id)
+            .collect();
+        assert!(!permitted.contains(&"hidden"), "{decisions:?}");
+        assert_eq!(read, permitted);
     }
 }

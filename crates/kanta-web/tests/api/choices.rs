@@ -593,3 +593,53 @@ pub async fn a_two_role_client_is_audited_by_the_role_it_used(b: Backend) {
     assert_eq!(rec["actor"]["client_id"], "dual", "{rec}");
     app.finish().await;
 }
+
+/// Issue 30: a search reads on past records the disclosure rule refuses only so far — by count and
+/// by a deadline (here zero: one read) — and then ends after the last record it kept; with the
+/// defaults it reads on and finds the record behind them.
+pub async fn the_scan_past_refused_records_is_bounded(b: Backend) {
+    for tiny in [true, false] {
+        let db = kanta_store::testing::TestDb::new(b).await;
+        let app = TestApp::spawn_limits(db, 1 << 20, |l| {
+            if tiny {
+                l.search_scan_deadline = std::time::Duration::ZERO;
+            }
+        })
+        .await;
+        let (pid, _, _, _, _) = patient_in_two_registers(&app).await;
+        let (hus, tays) = (
+            app.token("clinician").await,
+            app.token("clinician-tays").await,
+        );
+        inform_and_consent(&app, &hus, &pid).await;
+        // Ten newer HUS records, then HUS prohibited: Tays's search meets them first, and behind
+        // them Terveystalo's record, which Tays may read.
+        for day in 10..20 {
+            post(
+                &app,
+                &hus,
+                json!({"resourceType": "Condition", "code": {"text": "HUS"},
+                    "subject": {"reference": format!("Patient/{pid}")}, "recordedDate": format!("2026-11-{day}")}),
+            )
+            .await;
+        }
+        post(
+            &app,
+            &hus,
+            prohibition_of(&pid, "org-hus", "2026-11-22T08:00:00+02:00"),
+        )
+        .await;
+        let (s, v, _) = app
+            .send(
+                Method::GET,
+                &format!("/fhir/Condition?patient=Patient/{pid}&_count=1"),
+                Some(&tays),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let found = v["entry"].as_array().map_or(0, Vec::len);
+        assert_eq!(found, if tiny { 0 } else { 1 }, "tiny deadline {tiny}: {v}");
+        app.finish().await;
+    }
+}
