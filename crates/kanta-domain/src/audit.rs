@@ -133,9 +133,80 @@ mod tests {
         let b = r.canonical_bytes();
         let back: AuditRecord = serde_json::from_slice(&b).unwrap();
         assert_eq!(back, r);
-        let mut other = r.clone();
-        other.entities[0] = "Observation/2".into();
-        assert_ne!(other.canonical_bytes(), b);
+        // Every field, each changed alone, changes the bytes (issue 30: the test's name said "any
+        // field" and it changed one). A field added to the record without a row here fails to
+        // compile: the destructuring names them all.
+        let AuditRecord {
+            schema: _,
+            recorded_at: _,
+            patient: _,
+            actor: _,
+            on_behalf_of: _,
+            action: _,
+            entities: _,
+            query: _,
+            outcome: _,
+            request_id: _,
+            basis: _,
+        } = &r;
+        let changes: Vec<(&str, Box<dyn Fn(&mut AuditRecord)>)> = vec![
+            ("schema", Box::new(|x| x.schema = 1)),
+            ("recorded_at", Box::new(|x| x.recorded_at = 2)),
+            ("patient", Box::new(|x| x.patient = Some(PatientKey(8)))),
+            ("patient none", Box::new(|x| x.patient = None)),
+            (
+                "actor",
+                Box::new(|x| {
+                    x.actor = Actor::Operator {
+                        client_id: "c".into(),
+                    }
+                }),
+            ),
+            (
+                "actor's professional",
+                Box::new(|x| {
+                    if let Actor::Organisation { professional, .. } = &mut x.actor {
+                        *professional = Some("p".into());
+                    }
+                }),
+            ),
+            (
+                "on_behalf_of",
+                Box::new(|x| x.on_behalf_of = Some(PatientKey(9))),
+            ),
+            ("action", Box::new(|x| x.action = Action::Search)),
+            (
+                "entities",
+                Box::new(|x| x.entities[0] = "Observation/2".into()),
+            ),
+            ("entities added", Box::new(|x| x.entities.push("Condition/1".into()))),
+            ("query", Box::new(|x| x.query = Some("q".into()))),
+            ("outcome", Box::new(|x| x.outcome = Outcome::Failure)),
+            ("request_id", Box::new(|x| x.request_id = None)),
+            ("basis", Box::new(|x| x.basis = None)),
+            (
+                "basis ground",
+                Box::new(|x| {
+                    if let Some(b) = &mut x.basis {
+                        b.ground = crate::access::Ground::Emergency;
+                    }
+                }),
+            ),
+            (
+                "basis reason",
+                Box::new(|x| {
+                    if let Some(b) = &mut x.basis {
+                        b.reason = Some("tajuton".into());
+                    }
+                }),
+            ),
+        ];
+        for (field, change) in changes {
+            let mut other = r.clone();
+            change(&mut other);
+            assert_ne!(other, r, "{field}: the change changes nothing");
+            assert_ne!(other.canonical_bytes(), b, "{field}");
+        }
     }
 
     #[test]

@@ -1199,7 +1199,34 @@ mod tests {
         );
         let unique: std::collections::HashSet<_> = people.iter().map(|p| &p.hetu).collect();
         assert_eq!(unique.len(), people.len());
-        assert_eq!(Month::November, TODAY.month());
+    }
+
+    /// The demo starts on any day (issue 30: the old check compared the constant day with its own
+    /// month): every person's HETU is valid and distinct, and each is the age the demo says — the
+    /// ages the rules turn on (under 10, 10–17, 16, adults) are there — on every day of a leap
+    /// year and of a common one.
+    #[test]
+    fn the_demo_population_holds_on_every_day() {
+        for year in [2027, 2028] {
+            let mut day = Date::from_calendar_date(year, Month::January, 1).unwrap();
+            while day.year() == year {
+                let people = people(day);
+                let hetus: std::collections::HashSet<&str> =
+                    people.iter().map(|p| p.hetu.as_str()).collect();
+                assert_eq!(hetus.len(), people.len(), "{day}");
+                for (p, spec) in people.iter().zip(PEOPLE) {
+                    let h = Hetu::parse(&p.hetu).unwrap_or_else(|e| panic!("{day} {}: {e}", p.name));
+                    assert_eq!(h.birth_date(), p.birth_date, "{day} {}", p.name);
+                    assert_eq!(
+                        h.age_on(day),
+                        u32::try_from(spec.years).unwrap(),
+                        "{day} {}",
+                        p.name
+                    );
+                }
+                day = day.next_day().unwrap();
+            }
+        }
     }
 
     #[test]
