@@ -179,7 +179,10 @@ mod tests {
                 "entities",
                 Box::new(|x| x.entities[0] = "Observation/2".into()),
             ),
-            ("entities added", Box::new(|x| x.entities.push("Condition/1".into()))),
+            (
+                "entities added",
+                Box::new(|x| x.entities.push("Condition/1".into())),
+            ),
             ("query", Box::new(|x| x.query = Some("q".into()))),
             ("outcome", Box::new(|x| x.outcome = Outcome::Failure)),
             ("request_id", Box::new(|x| x.request_id = None)),

@@ -63,6 +63,7 @@ impl TestApp {
             ("operator", "org-kanta-operator", "operator"),
             ("norole", "org-hus", ""),
             ("dual", "org-hus", "clinician operator"),
+            ("hospital-pharmacy", "org-hus", "clinician pharmacy"),
         ] {
             db.store
                 .upsert_client(
@@ -1391,7 +1392,9 @@ async fn archivist_view(b: Backend) {
         .collect();
     assert_eq!(requests.len(), 5, "{records:#?}");
     assert!(
-        records.iter().all(|r| r["actor"]["client_id"] == "archivist"),
+        records
+            .iter()
+            .all(|r| r["actor"]["client_id"] == "archivist"),
         "{records:#?}"
     );
     app.finish().await;
@@ -1473,6 +1476,7 @@ both!(
     a_write_happens_once,
     slow_bodies_and_idle_connections_are_bounded,
     the_scan_past_refused_records_is_bounded,
+    racing_prescription_centre_writes,
 );
 
 /// Mounts a small tmpfs for the life of a test (needs root, as on the CI machines).

@@ -1215,7 +1215,8 @@ mod tests {
                     people.iter().map(|p| p.hetu.as_str()).collect();
                 assert_eq!(hetus.len(), people.len(), "{day}");
                 for (p, spec) in people.iter().zip(PEOPLE) {
-                    let h = Hetu::parse(&p.hetu).unwrap_or_else(|e| panic!("{day} {}: {e}", p.name));
+                    let h =
+                        Hetu::parse(&p.hetu).unwrap_or_else(|e| panic!("{day} {}: {e}", p.name));
                     assert_eq!(h.birth_date(), p.birth_date, "{day} {}", p.name);
                     assert_eq!(
                         h.age_on(day),
