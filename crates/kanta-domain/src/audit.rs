@@ -149,7 +149,8 @@ mod tests {
             request_id: _,
             basis: _,
         } = &r;
-        let changes: Vec<(&str, Box<dyn Fn(&mut AuditRecord)>)> = vec![
+        type Change = Box<dyn Fn(&mut AuditRecord)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("schema", Box::new(|x| x.schema = 1)),
             ("recorded_at", Box::new(|x| x.recorded_at = 2)),
             ("patient", Box::new(|x| x.patient = Some(PatientKey(8)))),
