@@ -145,6 +145,32 @@ fn permit(
         })
 }
 
+/// What a write found already stored instead of writing it (a conditional create that matched, a
+/// retried dispensation): a read of it, decided and audited as one.
+fn found_again(
+    who: (&Principal, Option<&CitizenWrite>),
+    stored: Stored,
+    at: &str,
+    now_ms: i64,
+) -> Result<Written> {
+    let basis = permit(
+        who,
+        (Interaction::Read, &stored.resource_type),
+        target_of(stored.patient, stored.org.as_deref()),
+        at,
+        now_ms,
+        None,
+        None,
+    )?;
+    Ok(Written {
+        stored,
+        created: false,
+        basis,
+        matched: true,
+        derived: false,
+    })
+}
+
 fn target_of(patient: Option<PatientKey>, holder: Option<&str>) -> Target<'_> {
     match patient {
         Some(p) => Target::Patient {
@@ -447,22 +473,12 @@ pub(crate) async fn apply(
                 .get(key, &t, &id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("{t}/{id} matched but missing")))?;
-            let basis = permit(
+            out[i] = Some(found_again(
                 (&req.principal, req.citizen.as_ref()),
-                (Interaction::Read, &t),
-                target_of(stored.patient, stored.org.as_deref()),
+                stored,
                 &at,
                 now_ms,
-                None,
-                None,
-            )?;
-            out[i] = Some(Written {
-                stored,
-                created: false,
-                basis,
-                matched: true,
-                derived: false,
-            });
+            )?);
             continue;
         }
         // References: urn:uuid → Type/id of this Bundle; conditional Patient references → Patient/id.
@@ -597,22 +613,12 @@ pub(crate) async fn apply(
                     }
                 }
                 if let Some(stored) = first {
-                    let basis = permit(
+                    out[i] = Some(found_again(
                         (&req.principal, req.citizen.as_ref()),
-                        (Interaction::Read, &t),
-                        target_of(stored.patient, stored.org.as_deref()),
+                        stored,
                         &at,
                         now_ms,
-                        None,
-                        None,
-                    )?;
-                    out[i] = Some(Written {
-                        stored,
-                        created: false,
-                        basis,
-                        matched: true,
-                        derived: false,
-                    });
+                    )?);
                     continue;
                 }
             }
