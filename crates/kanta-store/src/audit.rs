@@ -651,8 +651,8 @@ impl Job {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
-    /// The writer's last attempt to make a write's outbox records leaves failed (the operator's
-    /// alarm: `/readyz` says the audit log is behind; cleared by the next drain that succeeds).
+    /// A drain of writes' outbox records failed and the writer has not yet found the outbox empty
+    /// since (the operator's alarm: `/readyz` says the audit log is behind).
     behind: Arc<std::sync::atomic::AtomicBool>,
     #[cfg(feature = "fault-injection")]
     faults: Arc<Faults>,
@@ -934,8 +934,8 @@ impl Writer {
         match result {
             Ok(drained) => {
                 metrics::counter!("kanta_audit_records_total").increment(drained.seqs.len() as u64);
-                self.behind
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                // Not "caught up": older records a failed drain left may still wait; only a pass
+                // over the outbox that finds it empty clears the alarm (`drain_once`).
                 let seqs: std::collections::HashMap<i64, u64> = drained.seqs.into_iter().collect();
                 let batch = drained.append.map_or(0, |a| a.batch);
                 for (mine, done) in answers {
@@ -985,8 +985,6 @@ impl Writer {
             }
             Ok(d) => {
                 metrics::counter!("kanta_audit_records_total").increment(d.seqs.len() as u64);
-                self.behind
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
                 tracing::debug!(
                     records = d.seqs.len(),
                     "audit records pending in the outbox made leaves"
