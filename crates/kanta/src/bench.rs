@@ -729,8 +729,8 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                 "dateTime": "2026-01-01T10:00:00+02:00",
                 "performer": [{"identifier": {"system": "urn:oid:1.2.246.21", "value": h}}]},
              "request": {"method": "POST", "url": "Consent"}}]});
-        let (req, _) =
-            kanta_web::bundle_write_request(bench_writer(), notice).map_err(|e| e.to_string())?;
+        let (req, _) = kanta_web::bundle_write_request(recording(bench_writer()), notice)
+            .map_err(|e| e.to_string())?;
         // Written, not released: nothing leaves the process, so nothing to audit.
         let _stored = store.write(req, now).await.map_err(|e| e.to_string())?;
     }
@@ -1193,11 +1193,11 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
                 consent("disclosure-consent", json!({"provision": {"code": [{"coding": [{"system": "urn:kanta:cs:care-domain", "code": "health"}]}]}})),
             ]});
             writes.push((
-                kanta_domain::access::Principal::system(
+                recording(kanta_domain::access::Principal::system(
                     "bench-reg-0",
                     &OrgId::new("org-bench-reg-0"),
                     &[kanta_domain::ids::ClientRole::Clinician],
-                ),
+                )),
                 consents,
             ));
             for (who, b) in writes {
@@ -1276,11 +1276,11 @@ async fn bench_backend(args: &BenchArgs, url: &str, backend: &str) -> Result<(),
             let prohibitions =
                 json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
             let (req, _) = kanta_web::bundle_write_request(
-                kanta_domain::access::Principal::system(
+                recording(kanta_domain::access::Principal::system(
                     "bench-reg-0",
                     &OrgId::new("org-bench-reg-0"),
                     &[kanta_domain::ids::ClientRole::Clinician],
-                ),
+                )),
                 prohibitions,
             )
             .map_err(|e| e.to_string())?;
@@ -1743,5 +1743,18 @@ mod tests {
             kanta_store::testing::with_database("postgres://u@h", "x"),
             "postgres://u@h/x"
         );
+    }
+}
+
+/// A care unit's client recording a patient's choice: a named professional, for care (R-CONSENT-1;
+/// a system records consents only so).
+fn recording(p: kanta_domain::access::Principal) -> kanta_domain::access::Principal {
+    match p {
+        kanta_domain::access::Principal::Client(mut c) => {
+            c.professional = Some("bench-professional".into());
+            c.purpose = Some("TREAT".into());
+            kanta_domain::access::Principal::Client(c)
+        }
+        other => other,
     }
 }
