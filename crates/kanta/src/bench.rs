@@ -604,6 +604,19 @@ fn bench_writer() -> kanta_domain::access::Principal {
     )
 }
 
+/// A care unit's client recording a patient's choice: a named professional, for care (R-CONSENT-1;
+/// a system records consents only so).
+fn recording(p: kanta_domain::access::Principal) -> kanta_domain::access::Principal {
+    match p {
+        kanta_domain::access::Principal::Client(mut c) => {
+            c.professional = Some("bench-professional".into());
+            c.purpose = Some("TREAT".into());
+            kanta_domain::access::Principal::Client(c)
+        }
+        other => other,
+    }
+}
+
 /// The registry's Organizations for the benchmark, written by the operator.
 async fn put_organisations(
     store: &Arc<dyn Store>,
@@ -1743,18 +1756,5 @@ mod tests {
             kanta_store::testing::with_database("postgres://u@h", "x"),
             "postgres://u@h/x"
         );
-    }
-}
-
-/// A care unit's client recording a patient's choice: a named professional, for care (R-CONSENT-1;
-/// a system records consents only so).
-fn recording(p: kanta_domain::access::Principal) -> kanta_domain::access::Principal {
-    match p {
-        kanta_domain::access::Principal::Client(mut c) => {
-            c.professional = Some("bench-professional".into());
-            c.purpose = Some("TREAT".into());
-            kanta_domain::access::Principal::Client(c)
-        }
-        other => other,
     }
 }
