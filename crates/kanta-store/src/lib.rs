@@ -712,3 +712,62 @@ pub async fn consents_for_decision(
 
 /// The most consent records one patient's facts are read from.
 pub const CONSENT_FACTS_MAX: usize = 10_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    /// A database error with a SQLSTATE of our choosing.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "sqlstate {}", self.0)
+        }
+    }
+    impl std::error::Error for Coded {}
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "the database refused"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    /// Issue 30: a deadlock PostgreSQL broke, or a serialisation conflict, is a 409 the client may
+    /// retry (nothing was stored); a full disk is a 503; anything else a 500 that names nothing.
+    #[test]
+    fn database_failures_map_to_what_a_client_can_do() {
+        let status = |code: &'static str| {
+            StoreError::Database(sqlx::Error::Database(Box::new(Coded(code))))
+                .to_fhir()
+                .kind
+                .status()
+        };
+        assert_eq!(status("40P01"), 409, "deadlock detected");
+        assert_eq!(status("40001"), 409, "serialization failure");
+        assert_eq!(status("53100"), 503, "disk full (PostgreSQL)");
+        assert_eq!(status("13"), 503, "SQLITE_FULL");
+        assert_eq!(status("23505"), 500, "anything else");
+        let e = StoreError::Database(sqlx::Error::Database(Box::new(Coded("40P01")))).to_fhir();
+        assert!(
+            !format!("{e:?}").contains("sqlstate"),
+            "the database's own words stay in the log: {e:?}"
+        );
+    }
+}
