@@ -604,17 +604,9 @@ fn bench_writer() -> kanta_domain::access::Principal {
     )
 }
 
-/// A care unit's client recording a patient's choice: a named professional, for care (R-CONSENT-1;
-/// a system records consents only so).
+/// The benchmark's writers as care units recording a patient's choice.
 fn recording(p: kanta_domain::access::Principal) -> kanta_domain::access::Principal {
-    match p {
-        kanta_domain::access::Principal::Client(mut c) => {
-            c.professional = Some("bench-professional".into());
-            c.purpose = Some("TREAT".into());
-            kanta_domain::access::Principal::Client(c)
-        }
-        other => other,
-    }
+    crate::seed::as_care_unit(p, "bench-professional")
 }
 
 /// The registry's Organizations for the benchmark, written by the operator.

@@ -321,11 +321,18 @@ fn demo_principal(c: &demo::DemoClient) -> Principal {
         .iter()
         .filter_map(|r| ClientRole::parse(r))
         .collect();
-    match Principal::system(&c.client_id, &OrgId::new(&c.organisation), &roles) {
-        // A care unit records the demo's consents as a named professional, for care, as every
-        // system must (R-CONSENT-1).
+    as_care_unit(
+        Principal::system(&c.client_id, &OrgId::new(&c.organisation), &roles),
+        &format!("{}-professional", c.client_id),
+    )
+}
+
+/// A care unit's client as it records a patient's choices: a named professional, for care, as
+/// every system must (R-CONSENT-1); the seed's and the benchmark's writers.
+pub(crate) fn as_care_unit(p: Principal, professional: &str) -> Principal {
+    match p {
         Principal::Client(mut client) => {
-            client.professional = Some(format!("{}-professional", c.client_id));
+            client.professional = Some(professional.to_string());
             client.purpose = Some("TREAT".into());
             Principal::Client(client)
         }

@@ -8,6 +8,7 @@
 
 use super::facts::{citizen_judge, visible, Joined};
 use super::i18n::{tr, Lang};
+use super::sections::Orgs;
 use super::{csrf_ok, render, see_other, ui_for, Citizen, PageError, Ui};
 use crate::fhir_api::Consents;
 use crate::AppState;
@@ -390,7 +391,7 @@ fn register_name(lang: Lang, code: &str) -> String {
 
 /// Who recorded it: the person in MyKanta, or the care unit — its name and the professional, as
 /// the server stamped them from the recording request (issue 29).
-async fn by_text(state: &AppState, lang: Lang, r: &ConsentRecord) -> String {
+async fn by_text(state: &AppState, orgs: &mut Orgs, lang: Lang, r: &ConsentRecord) -> String {
     let who = r.performer_name.clone().unwrap_or_default();
     let key = match r.recorded_as {
         Some(RecordedAs::Myself) | None => "data-use-by-self",
@@ -399,7 +400,7 @@ async fn by_text(state: &AppState, lang: Lang, r: &ConsentRecord) -> String {
         Some(RecordedAs::CareUnit) => {
             return match (&r.recorder_org, &r.recorder_professional) {
                 (Some(org), Some(professional)) => {
-                    let name = super::sections::recorder(state, org).await.name;
+                    let name = orgs.get(state, org).await.name.clone();
                     tr(
                         lang,
                         "data-use-by-care-unit-named",
@@ -413,7 +414,13 @@ async fn by_text(state: &AppState, lang: Lang, r: &ConsentRecord) -> String {
     tr(lang, key, &[("name", &who)])
 }
 
-async fn describe(state: &AppState, lang: Lang, h: &Held, visits: &[VisitChoice]) -> String {
+async fn describe(
+    state: &AppState,
+    orgs: &mut Orgs,
+    lang: Lang,
+    h: &Held,
+    visits: &[VisitChoice],
+) -> String {
     let r = &h.record;
     match r.kind {
         ConsentKind::InformationNotice => tr(lang, "data-use-notice-received", &[]),
@@ -429,7 +436,7 @@ async fn describe(state: &AppState, lang: Lang, h: &Held, visits: &[VisitChoice]
             let Some(scope) = &r.prohibition else {
                 return String::new();
             };
-            let org = super::sections::recorder(state, scope.org()).await.name;
+            let org = orgs.get(state, scope.org()).await.name.clone();
             let what = match scope {
                 ProhibitionScope::Provider { .. } => {
                     tr(lang, "data-use-prohibition-provider", &[("org", &org)])
@@ -486,8 +493,11 @@ async fn describe(state: &AppState, lang: Lang, h: &Held, visits: &[VisitChoice]
     }
 }
 
+/// One recorded choice as the page lists it; `orgs` names each organisation once a request (the
+/// page lists a record as current and again in the history).
 async fn line(
     state: &AppState,
+    orgs: &mut Orgs,
     lang: Lang,
     h: &Held,
     visits: &[VisitChoice],
@@ -495,9 +505,9 @@ async fn line(
 ) -> Line {
     Line {
         id: h.id.clone(),
-        text: describe(state, lang, h, visits).await,
+        text: describe(state, orgs, lang, h, visits).await,
         since: super::helsinki_datetime(h.record.recorded_at),
-        by: by_text(state, lang, &h.record).await,
+        by: by_text(state, orgs, lang, &h.record).await,
         revocable,
     }
 }
@@ -526,6 +536,7 @@ pub(crate) async fn changed_in_care(
                 kanta_fhir::datetime::millis(t).max(h.record.recorded_at)
             })
     };
+    let mut orgs = Orgs::default();
     let mut held: Vec<Held> = consents_of(state, c, request_id)
         .await?
         .into_iter()
@@ -538,7 +549,7 @@ pub(crate) async fn changed_in_care(
     held.sort_by_key(|h| std::cmp::Reverse(stored_at(h)));
     let mut out = vec![];
     for h in held.iter().take(5) {
-        let mut l = line(state, c.lang, h, &[], false).await;
+        let mut l = line(state, &mut orgs, c.lang, h, &[], false).await;
         if !h.record.active {
             l.text = format!("{} ({})", l.text, tr(c.lang, "data-use-revoked", &[]));
         }
@@ -557,6 +568,7 @@ pub async fn page(
     let now_ms = kanta_fhir::datetime::millis(c.now);
     super::acting::may(&c.principal, &c.whose.acting, View::DataUse, now_ms, c.lang)?;
     let lang = c.lang;
+    let mut orgs = Orgs::default();
     let held = consents_of(&state, &c, &request_id).await?;
     let visits = visible_visits(&state, &c, &request_id).await?;
     // A guardian or right-holder sees only prohibitions about providers and visits the minor's
@@ -578,7 +590,7 @@ pub async fn page(
     let permits = |f: Function, facts: &FunctionFacts| may(&c, f, facts).is_permit();
     let find = |k: ConsentKind| force.iter().copied().find(|h| h.record.kind == k);
     let notice = match find(ConsentKind::InformationNotice) {
-        Some(h) => Some(line(&state, lang, h, &visits, false).await),
+        Some(h) => Some(line(&state, &mut orgs, lang, h, &visits, false).await),
         None => None,
     };
     let may_ack = notice.is_none() && permits(Function::AcknowledgeNotice, &ff);
@@ -591,7 +603,7 @@ pub async fn page(
             Some(h) => {
                 let facts = function_facts(&c, &held, Some(h));
                 let revocable = permits(Function::RevokeConsent, &facts);
-                Some(line(&state, lang, h, &visits, revocable).await)
+                Some(line(&state, &mut orgs, lang, h, &visits, revocable).await)
             }
             None => None,
         };
@@ -609,7 +621,7 @@ pub async fn page(
         .iter()
         .filter(|h| h.record.kind == ConsentKind::DisclosureProhibition)
     {
-        prohibitions.push(line(&state, lang, h, &visits, may_prohibit).await);
+        prohibitions.push(line(&state, &mut orgs, lang, h, &visits, may_prohibit).await);
     }
     let mut providers: BTreeMap<String, String> = BTreeMap::new();
     let mut registers: BTreeMap<String, String> = BTreeMap::new();
@@ -624,14 +636,14 @@ pub async fn page(
     }
     let may_rx = permits(Function::PrescriptionProhibition, &ff);
     let rx = match find(ConsentKind::PrescriptionProhibition) {
-        Some(h) => Some(line(&state, lang, h, &visits, may_rx).await),
+        Some(h) => Some(line(&state, &mut orgs, lang, h, &visits, may_rx).await),
         None => None,
     };
     let may_organ = permits(Function::OrganDonationWill, &ff);
     let may_living = permits(Function::LivingWill, &ff);
     // Wills are shown only to whoever may keep them (not to proxies or guardians).
     let organ = match find(ConsentKind::OrganDonationWill).filter(|_| may_organ) {
-        Some(h) => Some(line(&state, lang, h, &visits, true).await),
+        Some(h) => Some(line(&state, &mut orgs, lang, h, &visits, true).await),
         None => None,
     };
     let living = match find(ConsentKind::LivingWill).filter(|_| may_living) {
@@ -645,7 +657,10 @@ pub async fn page(
                     )
                 })
                 .collect();
-            Some((line(&state, lang, h, &visits, true).await, fields))
+            Some((
+                line(&state, &mut orgs, lang, h, &visits, true).await,
+                fields,
+            ))
         }
         None => None,
     };
@@ -663,7 +678,7 @@ pub async fn page(
         .collect();
     all.sort_by_key(|h| std::cmp::Reverse(h.record.recorded_at));
     for h in all {
-        let mut l = line(&state, lang, h, &visits, false).await;
+        let mut l = line(&state, &mut orgs, lang, h, &visits, false).await;
         if !h.record.active {
             l.text = format!("{} ({})", l.text, tr(lang, "data-use-revoked", &[]));
         }
@@ -1162,6 +1177,7 @@ pub async fn notice(
     c: Citizen,
     request_id: crate::RequestId,
 ) -> Result<Response, PageError> {
+    let mut orgs = Orgs::default();
     let held = consents_of(&state, &c, &request_id).await?;
     let force = in_force(&held);
     let received = match force
@@ -1169,7 +1185,7 @@ pub async fn notice(
         .copied()
         .find(|h| h.record.kind == ConsentKind::InformationNotice)
     {
-        Some(h) => Some(line(&state, c.lang, h, &[], false).await),
+        Some(h) => Some(line(&state, &mut orgs, c.lang, h, &[], false).await),
         None => None,
     };
     let ff = function_facts(&c, &held, None);
